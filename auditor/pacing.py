@@ -1,0 +1,111 @@
+"""Client-side pacing that mirrors ARM's read throttling.
+
+ARM meters reads with a token bucket per subscription and principal (250 burst, 25 per second
+refill). Pacing at that rate ourselves costs nothing in wall time (the server would make us wait
+anyway) and avoids 429s, whose Retry-After pauses are longer than the refill interval.
+The bucket also listens to the server: `x-ms-ratelimit-remaining-subscription-reads` lowers our
+estimate when another client shares the budget, and a 429's Retry-After pauses the subscription.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+    paused_until: float = 0.0
+    waited: float = 0.0  # seconds callers spent waiting, for the run's telemetry
+
+
+@dataclass
+class PacingStats:
+    acquired: int = 0
+    waited_seconds: float = 0.0
+    throttled: int = 0  # 429s reported by the server
+    per_key_waited: dict[str, float] = field(default_factory=dict)
+
+
+class TokenBucketPacer:
+    """Thread-safe token buckets keyed by subscription (or any scope string)."""
+
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._buckets: dict[str, _Bucket] = {}
+        self.stats = PacingStats()
+
+    def _bucket(self, key: str, now: float) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), updated=now)
+        else:
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.updated = now
+        return bucket
+
+    def reserve(self, key: str) -> float:
+        """Take one token now and return how long the caller must wait before using it.
+
+        Reserving (tokens may go negative) instead of polling keeps waiting callers in FIFO
+        order and makes the total wait exactly what the refill rate implies.
+        """
+        key = key.lower()
+        with self._lock:
+            now = self._clock()
+            bucket = self._bucket(key, now)
+            bucket.tokens -= 1.0
+            delay = max(0.0, -bucket.tokens / self.rate, bucket.paused_until - now)
+            self.stats.acquired += 1
+            self.stats.waited_seconds += delay
+            self.stats.per_key_waited[key] = self.stats.per_key_waited.get(key, 0.0) + delay
+            return delay
+
+    def acquire(self, key: str) -> float:
+        delay = self.reserve(key)
+        if delay > 0:
+            self._sleep(delay)
+        return delay
+
+    def observe_remaining(self, key: str, remaining: int) -> None:
+        """The server's count is the truth when it is lower than ours (someone else shares
+        the budget); a higher count is ignored because our own reservations are in flight."""
+        key = key.lower()
+        with self._lock:
+            bucket = self._bucket(key, self._clock())
+            if remaining < bucket.tokens:
+                bucket.tokens = float(remaining)
+
+    def observe_throttled(self, key: str, retry_after: float) -> None:
+        key = key.lower()
+        with self._lock:
+            now = self._clock()
+            bucket = self._bucket(key, now)
+            bucket.paused_until = max(bucket.paused_until, now + max(0.0, retry_after))
+            bucket.tokens = min(bucket.tokens, 0.0)
+            self.stats.throttled += 1
+
+
+def throttle_bound_seconds(reads_per_key: dict[str, int], *, rate: float, burst: int) -> float:
+    """The least wall time a token bucket allows for these reads: the slowest key decides."""
+    worst = 0.0
+    for reads in reads_per_key.values():
+        worst = max(worst, max(0, reads - burst) / rate)
+    return worst

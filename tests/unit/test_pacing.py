@@ -1,0 +1,102 @@
+"""The client-side token bucket: burst, refill, server feedback and Retry-After."""
+
+from __future__ import annotations
+
+import pytest
+
+from auditor.azure.pipeline import TENANT_SCOPE, pacing_scope
+from auditor.pacing import TokenBucketPacer, throttle_bound_seconds
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def make(rate: float = 25.0, burst: int = 250) -> tuple[TokenBucketPacer, FakeClock]:
+    clock = FakeClock()
+    return TokenBucketPacer(rate=rate, burst=burst, clock=clock, sleep=clock.sleep), clock
+
+
+def test_burst_is_free_then_reads_are_paced_at_the_refill_rate() -> None:
+    pacer, clock = make(rate=25, burst=250)
+    for _ in range(250):
+        assert pacer.acquire("sub") == 0.0
+    assert clock.now == 0.0
+    for _ in range(50):
+        pacer.acquire("sub")
+    # 50 reads beyond the burst at 25 per second take two seconds.
+    assert clock.now == pytest.approx(2.0)
+
+
+def test_subscriptions_have_separate_buckets_and_keys_ignore_case() -> None:
+    pacer, clock = make(rate=1, burst=1)
+    pacer.acquire("SUB-A")
+    assert pacer.reserve("sub-b") == 0.0
+    assert pacer.reserve("sub-a") == pytest.approx(1.0)
+
+
+def test_reservations_queue_in_order() -> None:
+    pacer, _ = make(rate=10, burst=1)
+    delays = [pacer.reserve("s") for _ in range(4)]
+    assert delays == pytest.approx([0.0, 0.1, 0.2, 0.3])
+
+
+def test_server_reporting_fewer_remaining_reads_lowers_the_estimate() -> None:
+    pacer, _ = make(rate=10, burst=100)
+    pacer.observe_remaining("s", 0)
+    assert pacer.reserve("s") == pytest.approx(0.1)
+
+
+def test_server_reporting_more_remaining_reads_is_ignored() -> None:
+    pacer, _ = make(rate=10, burst=5)
+    for _ in range(5):
+        pacer.reserve("s")
+    pacer.observe_remaining("s", 200)
+    assert pacer.reserve("s") == pytest.approx(0.1)
+
+
+def test_retry_after_pauses_the_subscription() -> None:
+    pacer, clock = make(rate=25, burst=250)
+    pacer.observe_throttled("s", 7.0)
+    assert pacer.reserve("s") == pytest.approx(7.0)
+    assert pacer.reserve("other") == 0.0
+    assert pacer.stats.throttled == 1
+
+
+def test_invalid_rates_are_refused() -> None:
+    with pytest.raises(ValueError):
+        TokenBucketPacer(rate=0, burst=1)
+    with pytest.raises(ValueError):
+        TokenBucketPacer(rate=1, burst=0)
+
+
+def test_throttle_bound_is_the_slowest_subscription() -> None:
+    bound = throttle_bound_seconds({"a": 10_000, "b": 300}, rate=25, burst=250)
+    assert bound == pytest.approx((10_000 - 250) / 25)
+
+
+@pytest.mark.parametrize(
+    ("url", "scope"),
+    [
+        (
+            "https://management.azure.com/subscriptions/11111111-1111-1111-1111-11111111111A/"
+            "resourceGroups/rg/providers/x?api-version=1",
+            "11111111-1111-1111-1111-11111111111a",
+        ),
+        ("https://management.azure.com/subscriptions?api-version=2016-06-01", TENANT_SCOPE),
+        (
+            "https://management.azure.com/providers/Microsoft.ResourceGraph/resources?x=/subscriptions/"
+            "11111111-1111-1111-1111-111111111111/",
+            TENANT_SCOPE,
+        ),
+    ],
+)
+def test_pacing_scope_comes_from_the_path(url: str, scope: str) -> None:
+    assert pacing_scope(url) == scope
