@@ -71,7 +71,7 @@ class CategoryInfo:
     groups: tuple[str, ...] = ()
 
 
-class Status(str, enum.Enum):
+class Status(enum.StrEnum):
     COMPLIANT = "compliant"
     NONCOMPLIANT = "noncompliant"
     UNKNOWN = "unknown"
@@ -95,7 +95,7 @@ class Verdict:
     settings: tuple[DiagnosticSetting, ...] = field(default=(), compare=False)
 
 
-class RunStatus(str, enum.Enum):
+class RunStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"  # every registry judged
     PARTIAL = "partial"  # finished, but some registries or subscriptions are unknown
     FAILED = "failed"  # the audit itself could not complete

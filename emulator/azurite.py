@@ -90,7 +90,7 @@ def start(*, timeout: float = 30.0, log_path: Path | None = None) -> Azurite:
     binary = _azurite_bin()
     ports = [_free_port() for _ in range(3)]
     workdir = Path(tempfile.mkdtemp(prefix="azurite-"))
-    log = open(log_path or workdir / "azurite.log", "wb")  # noqa: SIM115 - lives with the process
+    log = open(log_path or workdir / "azurite.log", "wb")  # closed when the process ends
     cmd = [
         str(binary),
         "--tableHost", "127.0.0.1", "--tablePort", str(ports[0]),
@@ -110,7 +110,9 @@ def start(*, timeout: float = 30.0, log_path: Path | None = None) -> Azurite:
             raise AzuriteError(f"Azurite exited with code {proc.returncode}: {text}")
         if time.monotonic() > deadline:
             azurite.stop()
-            raise AzuriteError(f"Azurite did not listen on ports {sorted(pending)} within {timeout}s")
+            raise AzuriteError(
+                f"Azurite did not listen on ports {sorted(pending)} within {timeout}s"
+            )
         for port in list(pending):
             try:
                 with socket.create_connection(("127.0.0.1", port), timeout=0.2):

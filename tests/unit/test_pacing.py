@@ -36,7 +36,7 @@ def test_burst_is_free_then_reads_are_paced_at_the_refill_rate() -> None:
 
 
 def test_subscriptions_have_separate_buckets_and_keys_ignore_case() -> None:
-    pacer, clock = make(rate=1, burst=1)
+    pacer, _ = make(rate=1, burst=1)
     pacer.acquire("SUB-A")
     assert pacer.reserve("sub-b") == 0.0
     assert pacer.reserve("sub-a") == pytest.approx(1.0)
@@ -63,7 +63,7 @@ def test_server_reporting_more_remaining_reads_is_ignored() -> None:
 
 
 def test_retry_after_pauses_the_subscription() -> None:
-    pacer, clock = make(rate=25, burst=250)
+    pacer, _ = make(rate=25, burst=250)
     pacer.observe_throttled("s", 7.0)
     assert pacer.reserve("s") == pytest.approx(7.0)
     assert pacer.reserve("other") == 0.0

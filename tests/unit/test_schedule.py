@@ -11,7 +11,11 @@ from auditor.schedule import Scheduler, next_fire
 @pytest.mark.parametrize(
     ("expression", "after", "expected"),
     [
-        ("0 0 * * * *", datetime(2026, 1, 1, 10, 15, tzinfo=UTC), datetime(2026, 1, 1, 11, tzinfo=UTC)),
+        (
+            "0 0 * * * *",
+            datetime(2026, 1, 1, 10, 15, tzinfo=UTC),
+            datetime(2026, 1, 1, 11, tzinfo=UTC),
+        ),
         (
             "30 */5 * * * *",
             datetime(2026, 1, 1, 10, 1, tzinfo=UTC),
@@ -19,7 +23,9 @@ from auditor.schedule import Scheduler, next_fire
         ),
     ],
 )
-def test_next_fire_reads_seconds_first(expression: str, after: datetime, expected: datetime) -> None:
+def test_next_fire_reads_seconds_first(
+    expression: str, after: datetime, expected: datetime
+) -> None:
     assert next_fire(expression, after) == expected
 
 

@@ -1,0 +1,1 @@
+"""acr-auditor: audits the diagnostic settings of Azure Container Registries."""
