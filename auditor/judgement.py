@@ -18,6 +18,7 @@ change the destination, flip `enabled`, add the category).
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 from auditor.facts import (
@@ -72,7 +73,12 @@ def judge(
         return Verdict(
             registry=registry,
             status=Status.UNKNOWN,
-            reasons=(reason(f"{catalog.UNKNOWN}:{_why(read_error)}"),),
+            reasons=(
+                reason(
+                    f"{catalog.UNKNOWN}:{unknown_kind(read_error)}",
+                    error=_why(read_error),
+                ),
+            ),
             settings=tuple(settings or ()),
         )
     given = tuple(settings)
@@ -163,10 +169,54 @@ def judge(
     )
 
 
+def enabled_log_categories(
+    setting: DiagnosticSetting,
+    categories: Sequence[CategoryInfo],
+    candidates: Iterable[str] = ACR_LOG_CATEGORIES,
+) -> frozenset[str]:
+    """The `candidates` this setting enables, by name or through an enabled category group,
+    under the same rules (and the same fallback groups) as `judge`. Used by the log evidence
+    to know which tables a registry should be filling."""
+    groups = _group_members(categories)
+    enabled = [e for e in setting.logs if e.enabled]
+    return frozenset(
+        c for c in candidates if any(_covers(e, c.casefold(), groups) for e in enabled)
+    )
+
+
+def is_resource_specific(setting: DiagnosticSetting) -> bool:
+    """Whether the setting's workspace data lands in resource-specific tables (Dedicated)."""
+    return (setting.log_analytics_destination_type or "").strip().casefold() == "dedicated"
+
+
 def _why(read_error: str | None) -> str:
-    # The text becomes part of a reason code: keep it on one line.
     why = " ".join((read_error or "").split())
     return why or "settings could not be read"
+
+
+_HTTP_STATUS = re.compile(r"\bHTTP (\d{3})\b")
+_KNOWN_PREFIXES = (
+    ("subscription unreadable", "subscription_unreadable"),
+    ("inventory failed", "inventory_failed"),
+    ("connection failed", "connection"),
+)
+
+
+def unknown_kind(read_error: str | None) -> str:
+    """A short stable slug for `unknown:<why>` (e.g. `http_403`), so codes aggregate and filter
+    cleanly; the full error text goes into the reason's detail instead."""
+    text = _why(read_error) if read_error else ""
+    if not text:
+        return "unreadable"
+    for prefix, kind in _KNOWN_PREFIXES:
+        if text.lower().startswith(prefix):
+            status = _HTTP_STATUS.search(text)
+            return f"{kind}_http_{status.group(1)}" if status else kind
+    status = _HTTP_STATUS.search(text)
+    if status:
+        return f"http_{status.group(1)}"
+    slug = re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")[:40].rstrip("_")
+    return slug or "unreadable"
 
 
 def _group_members(categories: Iterable[CategoryInfo]) -> Mapping[str, frozenset[str]]:
@@ -200,7 +250,7 @@ def _route(setting: DiagnosticSetting, policy: Policy, *, dedicated_matters: boo
         return _Route.ACCEPTED
     workspace = setting.workspace_id
     if workspace is not None and _present(workspace) and policy.accepts_workspace(workspace):
-        dedicated = (setting.log_analytics_destination_type or "").strip().casefold() == "dedicated"
+        dedicated = is_resource_specific(setting)
         if dedicated or not (dedicated_matters and policy.require_dedicated):
             return _Route.ACCEPTED
         return _Route.AZURE_DIAGNOSTICS

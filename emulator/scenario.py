@@ -11,13 +11,15 @@ import json
 import re
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-GUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+GUID_RE = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
 REGISTRY_NAME_RE = re.compile(r"^[A-Za-z0-9]{5,50}$")
 RG_NAME_RE = re.compile(r"^[-\w._()]{1,90}$")
 
@@ -26,6 +28,7 @@ CATEGORY_GROUPS = {"allLogs": LOG_CATEGORIES, "audit": LOG_CATEGORIES}
 METRIC_CATEGORIES = ("AllMetrics",)
 EVENT_KINDS = ("logins", "repository")
 REPOSITORY_OPERATIONS = ("push", "pull", "delete", "untag", "purge")
+SUBSCRIPTION_STATES = ("Enabled", "Warned", "PastDue", "Disabled", "Deleted")
 
 
 class ScenarioError(ValueError):
@@ -39,6 +42,8 @@ class SubscriptionSpec:
     tenant_id: str
     # Workspace (ARM id) that receives this subscription's activity log (AzureActivity), if any.
     activity_log_workspace: str | None = None
+    # ARM subscription state: Enabled, Warned, PastDue, Disabled or Deleted.
+    state: str = "Enabled"
 
 
 @dataclass
@@ -158,7 +163,9 @@ def load(path: str | Path) -> Scenario:
     try:
         data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
-        raise ScenarioError(f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}") from exc
+        raise ScenarioError(
+            f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}"
+        ) from exc
     scenario = parse(data, source=str(p))
     return scenario
 
@@ -168,11 +175,16 @@ def parse(data: Any, *, source: str = "<memory>") -> Scenario:
     top = r.mapping(data, "")
     now = r.datetime(top.get("now"), "now", required=True)
     assert now is not None
-    subs = [r.subscription(s, f"subscriptions[{i}]") for i, s in enumerate(r.list(top, "subscriptions", required=True))]
+    subs = [
+        r.subscription(s, f"subscriptions[{i}]")
+        for i, s in enumerate(r.list(top, "subscriptions", required=True))
+    ]
     sub_ids = {s.id.lower() for s in subs}
     if len(sub_ids) != len(subs):
         raise r.error("subscriptions", "duplicate subscription id")
-    workspaces = [r.workspace(w, f"workspaces[{i}]", sub_ids) for i, w in enumerate(r.list(top, "workspaces"))]
+    workspaces = [
+        r.workspace(w, f"workspaces[{i}]", sub_ids) for i, w in enumerate(r.list(top, "workspaces"))
+    ]
     ws_by_name = {w.name.lower(): w for w in workspaces}
     if len(ws_by_name) != len(workspaces):
         raise r.error("workspaces", "duplicate workspace name")
@@ -182,7 +194,8 @@ def parse(data: Any, *, source: str = "<memory>") -> Scenario:
                 s.activity_log_workspace, f"subscriptions[{i}].activityLogWorkspace", ws_by_name
             )
     registries = [
-        r.registry(x, f"registries[{i}]", sub_ids, ws_by_name, now) for i, x in enumerate(r.list(top, "registries"))
+        r.registry(x, f"registries[{i}]", sub_ids, ws_by_name, now)
+        for i, x in enumerate(r.list(top, "registries"))
     ]
     seen: set[str] = set()
     for i, reg in enumerate(registries):
@@ -190,9 +203,23 @@ def parse(data: Any, *, source: str = "<memory>") -> Scenario:
             raise r.error(f"registries[{i}].name", f"registry name {reg.name!r} is not unique")
         seen.add(reg.name.lower())
     by_name = {x.name.lower(): x for x in registries}
-    activity = [r.activity(a, f"activity[{i}]", by_name, now) for i, a in enumerate(r.list(top, "activity"))]
+    activity = [
+        r.activity(a, f"activity[{i}]", by_name, now) for i, a in enumerate(r.list(top, "activity"))
+    ]
     knobs = r.mapping(top.get("knobs", {}), "knobs")
-    unknown = set(top) - {"now", "subscriptions", "workspaces", "registries", "activity", "knobs", "description"}
+    # Validate now, so a bad knob is reported with the file name before anything starts.
+    from emulator.knobs import parse_knobs  # here: emulator.knobs imports this module
+
+    parse_knobs(knobs, source=source)
+    unknown = set(top) - {
+        "now",
+        "subscriptions",
+        "workspaces",
+        "registries",
+        "activity",
+        "knobs",
+        "description",
+    }
     if unknown:
         raise r.error(sorted(unknown)[0], "unknown top-level field")
     return Scenario(now, subs, workspaces, registries, activity, knobs, source)
@@ -234,22 +261,34 @@ class _Reader:
             raise self.error(f"{path}.{key}", "expected true or false")
         return value
 
-    def number(self, m: dict[str, Any], key: str, path: str, default: float, *, lo: float = 0.0,
-               hi: float | None = None) -> float:
+    def number(
+        self,
+        m: dict[str, Any],
+        key: str,
+        path: str,
+        default: float,
+        *,
+        lo: float = 0.0,
+        hi: float | None = None,
+    ) -> float:
         value = m.get(key, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise self.error(f"{path}.{key}", "expected a number")
         if value < lo or (hi is not None and value > hi):
-            raise self.error(f"{path}.{key}", f"must be between {lo} and {hi if hi is not None else 'inf'}")
+            raise self.error(
+                f"{path}.{key}", f"must be between {lo} and {hi if hi is not None else 'inf'}"
+            )
         return float(value)
 
-    def datetime(self, value: Any, path: str, *, required: bool = False, now: datetime | None = None) -> datetime | None:
+    def datetime(
+        self, value: Any, path: str, *, required: bool = False, now: datetime | None = None
+    ) -> datetime | None:
         if value is None:
             if required:
                 raise self.error(path, "is required")
             return None
         if isinstance(value, datetime):
-            return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+            return value if value.tzinfo else value.replace(tzinfo=UTC)
         if isinstance(value, str):
             rel = re.fullmatch(r"-(\d+(?:\.\d+)?)([mhd])", value.strip())
             if rel and now is not None:
@@ -261,8 +300,10 @@ class _Reader:
             except ValueError:
                 pass
             else:
-                return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-        raise self.error(path, "expected an ISO 8601 time (or, relative to now, e.g. -2h, -30m, -3d)")
+                return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        raise self.error(
+            path, "expected an ISO 8601 time (or, relative to now, e.g. -2h, -30m, -3d)"
+        )
 
     def guid(self, m: dict[str, Any], key: str, path: str, *, default: str | None = None) -> str:
         value = self.str(m, key, path, default=default)
@@ -272,18 +313,26 @@ class _Reader:
 
     def subscription(self, raw: Any, path: str) -> SubscriptionSpec:
         m = self.mapping(raw, path)
+        state = self.str(m, "state", path, default="Enabled")
+        if state not in SUBSCRIPTION_STATES:
+            raise self.error(f"{path}.state", f"must be one of {', '.join(SUBSCRIPTION_STATES)}")
         return SubscriptionSpec(
             id=self.guid(m, "id", path),
             display_name=self.str(m, "displayName", path, default=f"Subscription {m.get('id')}"),
-            tenant_id=self.guid(m, "tenantId", path, default="72f988bf-86f1-41af-91ab-2d7cd011db47"),
+            tenant_id=self.guid(
+                m, "tenantId", path, default="72f988bf-86f1-41af-91ab-2d7cd011db47"
+            ),
             activity_log_workspace=m.get("activityLogWorkspace"),
+            state=state,
         )
 
     def workspace(self, raw: Any, path: str, subs: set[str]) -> WorkspaceSpec:
         m = self.mapping(raw, path)
         sub = self.guid(m, "subscription", path)
         if sub not in subs:
-            raise self.error(f"{path}.subscription", f"{sub} is not one of the scenario's subscriptions")
+            raise self.error(
+                f"{path}.subscription", f"{sub} is not one of the scenario's subscriptions"
+            )
         name = self.str(m, "name", path)
         default_customer = str(uuid.uuid5(uuid.NAMESPACE_URL, f"workspace/{sub}/{name}"))
         return WorkspaceSpec(
@@ -312,24 +361,34 @@ class _Reader:
             raise self.error(path, f"no workspace named {value!r} in workspaces")
         return ws.id
 
-    def registry(self, raw: Any, path: str, subs: set[str], ws: dict[str, WorkspaceSpec],
-                 now: datetime) -> RegistrySpec:
+    def registry(
+        self, raw: Any, path: str, subs: set[str], ws: dict[str, WorkspaceSpec], now: datetime
+    ) -> RegistrySpec:
         m = self.mapping(raw, path)
         name = self.str(m, "name", path)
         if not REGISTRY_NAME_RE.match(name):
             raise self.error(f"{path}.name", f"{name!r} must be 5-50 letters and digits")
         sub = self.guid(m, "subscription", path)
         if sub not in subs:
-            raise self.error(f"{path}.subscription", f"{sub} is not one of the scenario's subscriptions")
+            raise self.error(
+                f"{path}.subscription", f"{sub} is not one of the scenario's subscriptions"
+            )
         sku = self.str(m, "sku", path, default="Standard")
         if sku not in ("Basic", "Standard", "Premium"):
             raise self.error(f"{path}.sku", "must be Basic, Standard or Premium")
-        settings = [self.setting(s, f"{path}.settings[{i}]", ws, now) for i, s in enumerate(self.list(m, "settings"))]
+        settings = [
+            self.setting(s, f"{path}.settings[{i}]", ws, now)
+            for i, s in enumerate(self.list(m, "settings"))
+        ]
         if len(settings) > 5:
-            raise self.error(f"{path}.settings", "Azure allows at most 5 diagnostic settings per resource")
+            raise self.error(
+                f"{path}.settings", "Azure allows at most 5 diagnostic settings per resource"
+            )
         if len({s.name.lower() for s in settings}) != len(settings):
             raise self.error(f"{path}.settings", "setting names must be unique per registry")
-        events = [self.events(e, f"{path}.events[{i}]", now) for i, e in enumerate(self.list(m, "events"))]
+        events = [
+            self.events(e, f"{path}.events[{i}]", now) for i, e in enumerate(self.list(m, "events"))
+        ]
         return RegistrySpec(
             name=name,
             subscription=sub,
@@ -343,18 +402,29 @@ class _Reader:
             events=events,
         )
 
-    def setting(self, raw: Any, path: str, ws: dict[str, WorkspaceSpec], now: datetime) -> SettingSpec:
+    def setting(
+        self, raw: Any, path: str, ws: dict[str, WorkspaceSpec], now: datetime
+    ) -> SettingSpec:
         m = self.mapping(raw, path)
         name = self.str(m, "name", path)
         props: dict[str, Any] = {}
         if "workspace" in m:
             props["workspaceId"] = self.workspace_ref(m["workspace"], f"{path}.workspace", ws)
-        for key in ("storageAccountId", "eventHubAuthorizationRuleId", "eventHubName", "marketplacePartnerId"):
+        for key in (
+            "storageAccountId",
+            "eventHubAuthorizationRuleId",
+            "eventHubName",
+            "marketplacePartnerId",
+        ):
             if key in m:
                 props[key] = self.str(m, key, path)
-        dest_type = m.get("logAnalyticsDestinationType", "Dedicated" if "workspaceId" in props else None)
+        dest_type = m.get(
+            "logAnalyticsDestinationType", "Dedicated" if "workspaceId" in props else None
+        )
         if dest_type not in (None, "Dedicated", "AzureDiagnostics"):
-            raise self.error(f"{path}.logAnalyticsDestinationType", "must be Dedicated, AzureDiagnostics or null")
+            raise self.error(
+                f"{path}.logAnalyticsDestinationType", "must be Dedicated, AzureDiagnostics or null"
+            )
         # ARM reports AzureDiagnostics mode as null.
         props["logAnalyticsDestinationType"] = "Dedicated" if dest_type == "Dedicated" else None
         logs = []
@@ -362,7 +432,9 @@ class _Reader:
             e = self.mapping(entry, f"{path}.logs[{i}]")
             has_cat, has_group = "category" in e, "categoryGroup" in e
             if has_cat == has_group:
-                raise self.error(f"{path}.logs[{i}]", "needs exactly one of category or categoryGroup")
+                raise self.error(
+                    f"{path}.logs[{i}]", "needs exactly one of category or categoryGroup"
+                )
             out: dict[str, Any] = {"enabled": self.bool(e, "enabled", f"{path}.logs[{i}]", True)}
             if has_cat:
                 out["category"] = self.str(e, "category", f"{path}.logs[{i}]")
@@ -371,21 +443,36 @@ class _Reader:
             out["retentionPolicy"] = {"enabled": False, "days": 0}
             logs.append(out)
         if any("category" in x for x in logs) and any("categoryGroup" in x for x in logs):
-            raise self.error(f"{path}.logs", "a setting uses category groups or categories, not both")
+            raise self.error(
+                f"{path}.logs", "a setting uses category groups or categories, not both"
+            )
         metrics = []
         for i, entry in enumerate(self.list(m, "metrics")):
             e = self.mapping(entry, f"{path}.metrics[{i}]")
-            metrics.append({
-                "category": self.str(e, "category", f"{path}.metrics[{i}]", default="AllMetrics"),
-                "enabled": self.bool(e, "enabled", f"{path}.metrics[{i}]", True),
-                "retentionPolicy": {"enabled": False, "days": 0},
-            })
+            metrics.append(
+                {
+                    "category": self.str(
+                        e, "category", f"{path}.metrics[{i}]", default="AllMetrics"
+                    ),
+                    "enabled": self.bool(e, "enabled", f"{path}.metrics[{i}]", True),
+                    "retentionPolicy": {"enabled": False, "days": 0},
+                }
+            )
         props["logs"] = logs
         props["metrics"] = metrics
-        if not any(k in props for k in ("workspaceId", "storageAccountId", "eventHubAuthorizationRuleId",
-                                          "marketplacePartnerId")):
+        if not any(
+            k in props
+            for k in (
+                "workspaceId",
+                "storageAccountId",
+                "eventHubAuthorizationRuleId",
+                "marketplacePartnerId",
+            )
+        ):
             raise self.error(path, "a diagnostic setting needs at least one destination")
-        return SettingSpec(name, props, self.datetime(m.get("createdAt"), f"{path}.createdAt", now=now))
+        return SettingSpec(
+            name, props, self.datetime(m.get("createdAt"), f"{path}.createdAt", now=now)
+        )
 
     def events(self, raw: Any, path: str, now: datetime) -> EventGenerator:
         m = self.mapping(raw, path)
@@ -403,14 +490,21 @@ class _Reader:
         for key in ("identities", "ips", "repositories"):
             if key in m:
                 values = m[key]
-                if not isinstance(values, list) or not values or not all(isinstance(v, str) for v in values):
+                if (
+                    not isinstance(values, list)
+                    or not values
+                    or not all(isinstance(v, str) for v in values)
+                ):
                     raise self.error(f"{path}.{key}", "expected a non-empty list of strings")
                 setattr(gen, key, values)
         if "mix" in m:
             mix = self.mapping(m["mix"], f"{path}.mix")
             for op in mix:
                 if op not in REPOSITORY_OPERATIONS:
-                    raise self.error(f"{path}.mix.{op}", f"unknown operation; use {', '.join(REPOSITORY_OPERATIONS)}")
+                    raise self.error(
+                        f"{path}.mix.{op}",
+                        f"unknown operation; use {', '.join(REPOSITORY_OPERATIONS)}",
+                    )
                 self.number(mix, op, f"{path}.mix", 0.0)
             if sum(mix.values()) <= 0:
                 raise self.error(f"{path}.mix", "weights must add up to more than 0")
@@ -426,7 +520,9 @@ class _Reader:
             }
         return gen
 
-    def activity(self, raw: Any, path: str, regs: dict[str, RegistrySpec], now: datetime) -> ActivitySpec:
+    def activity(
+        self, raw: Any, path: str, regs: dict[str, RegistrySpec], now: datetime
+    ) -> ActivitySpec:
         m = self.mapping(raw, path)
         reg_name = self.str(m, "registry", path)
         reg = regs.get(reg_name.lower())
@@ -435,7 +531,11 @@ class _Reader:
         at = self.datetime(m.get("at"), f"{path}.at", required=True, now=now)
         assert at is not None
         suffix = m.get("setting")
-        resource = reg.id if not suffix else f"{reg.id}/providers/microsoft.insights/diagnosticSettings/{suffix}"
+        resource = (
+            reg.id
+            if not suffix
+            else f"{reg.id}/providers/microsoft.insights/diagnosticSettings/{suffix}"
+        )
         return ActivitySpec(
             at=at,
             operation=self.str(m, "operation", path).upper(),

@@ -16,7 +16,7 @@ from auditor.facts import (
     Status,
     Verdict,
 )
-from auditor.judgement import judge
+from auditor.judgement import judge, unknown_kind
 from auditor.policy import Destination, Policy
 from auditor.reasons import describe
 
@@ -423,17 +423,15 @@ CASES = [
         "read-error",
         None,
         Status.UNKNOWN,
-        ("unknown:AuthorizationFailed",),
+        ("unknown:authorizationfailed",),
         read_error="AuthorizationFailed",
     ),
-    Case(
-        "settings-none-without-error", None, Status.UNKNOWN, ("unknown:settings could not be read",)
-    ),
+    Case("settings-none-without-error", None, Status.UNKNOWN, ("unknown:unreadable",)),
     Case(
         "read-error-wins-over-partial-settings",
         (setting("diag", group("allLogs")),),
         Status.UNKNOWN,
-        ("unknown:HTTP 429 throttled",),
+        ("unknown:http_429",),
         read_error="HTTP 429\n  throttled ",
     ),
     Case(
@@ -571,3 +569,27 @@ def test_accepts_lists_and_returns_tuples() -> None:
     verdict = judge(REGISTRY, [setting("diag", group("allLogs"))], list(ACR_CATEGORIES), DEFAULT)
     assert verdict.status is Status.COMPLIANT
     assert isinstance(verdict.settings, tuple)
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        ("HTTP 403 AuthorizationFailed: no access", "http_403"),
+        ("HTTP 500: boom", "http_500"),
+        (
+            "subscription unreadable: HTTP 403 AuthorizationFailed: x",
+            "subscription_unreadable_http_403",
+        ),
+        ("inventory failed: connection failed: refused", "inventory_failed"),
+        ("connection failed: timed out", "connection"),
+        (
+            "MalformedSettingError: diagnostic setting without a name",
+            "malformedsettingerror_diagnostic_setting",
+        ),
+        ("", "unreadable"),
+        (None, "unreadable"),
+        ("'; drop table --", "drop_table"),
+    ],
+)
+def test_unknown_kind_is_a_short_stable_slug(error: str | None, kind: str) -> None:
+    assert unknown_kind(error) == kind

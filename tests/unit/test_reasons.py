@@ -27,8 +27,16 @@ EXPECTED_CODES = {
     "logs_silent",
     "pending",
     "removed",
+    # What the registry's logs show (auditor.evidence).
+    "logs_unreadable",
+    "logging_interrupted",
+    "login_failure_burst",
+    "anonymous_pull",
+    "new_login_source",
+    "admin_user_login",
+    "artifact_deleted",
 }
-PARAMETERISED = {"category_missing", "category_disabled", "unknown"}
+PARAMETERISED = {"category_missing", "category_disabled", "unknown", "logs_unreadable"}
 
 
 def _example(code: str) -> str:
@@ -107,8 +115,7 @@ def test_severities() -> None:
             "category_disabled:ContainerRegistryRepositoryEvents",
             "ContainerRegistryRepositoryEvents",
         ),
-        ("unknown:HTTP 403: Forbidden", "HTTP 403: Forbidden"),
-        ("unknown:{braces} stay {literal}", "{braces} stay {literal}"),
+        ("unknown:http_403", "http_403"),
     ],
 )
 def test_parameterised_codes(code: str, parameter: str) -> None:
@@ -116,7 +123,15 @@ def test_parameterised_codes(code: str, parameter: str) -> None:
     assert info.code == code
     assert info.parameter == parameter
     assert parameter in info.explanation or parameter in info.title
-    assert parameter in info.detail(settings="'diag'")
+    rendered = info.detail(settings="'diag'", error="HTTP 403 {braces} stay {literal}")
+    assert parameter in rendered or "{braces} stay {literal}" in rendered
+
+
+def test_unknown_detail_carries_the_full_error_text() -> None:
+    text = "HTTP 403 AuthorizationFailed: no access"
+    assert describe("unknown:http_403").detail(error=text) == (
+        f"The diagnostic settings could not be read: {text}."
+    )
 
 
 def test_plain_code_has_no_parameter() -> None:

@@ -1,0 +1,181 @@
+"""One audit run: inventory, diagnostic settings read concurrently and paced, judgement, storage.
+
+This module wires adapters to the pure judgement; it decides nothing about compliance itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Protocol
+
+from azure.core.exceptions import AzureError
+
+from auditor.azure.clients import ArmClients
+from auditor.azure.diagnostics import MalformedSettingError, read_categories, read_settings
+from auditor.azure.errors import describe_error
+from auditor.azure.inventory import Inventory, InventoryError, discover
+from auditor.facts import AuditRun, CategoryInfo, Registry, RunStatus, Status, Verdict
+from auditor.judgement import judge
+from auditor.policy import Policy
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+
+class RunStore(Protocol):
+    """What the audit needs from storage (auditor.storage.AuditStore provides it)."""
+
+    def start_run(self, run_id: str, started_at: datetime, trigger: str) -> None: ...
+
+    def finish_run(self, run: AuditRun) -> AuditRun: ...
+
+    def known_registries(self) -> list[Registry]: ...
+
+
+@dataclass
+class AuditStats:
+    registries: int = 0
+    settings_reads: int = 0
+    read_failures: int = 0
+    categories_reads: int = 0
+    inventory: Inventory = field(default_factory=Inventory)
+
+
+def new_run_id(started_at: datetime) -> str:
+    # Sortable by time, unique across overlapping runs.
+    return started_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def interleave_by_subscription(registries: Iterable[Registry]) -> list[Registry]:
+    """Round-robin over subscriptions, so concurrent readers spread over every subscription's
+    token bucket instead of queueing on one while the others sit idle."""
+    groups: dict[str, list[Registry]] = defaultdict(list)
+    for reg in registries:
+        groups[reg.subscription_id].append(reg)
+    queues = [groups[k] for k in sorted(groups, key=lambda k: -len(groups[k]))]
+    out: list[Registry] = []
+    index = 0
+    while len(out) < sum(len(q) for q in queues):
+        for q in queues:
+            if index < len(q):
+                out.append(q[index])
+        index += 1
+    return out
+
+
+def _judge_one(
+    clients: ArmClients, registry: Registry, categories: Sequence[CategoryInfo], policy: Policy
+) -> Verdict:
+    try:
+        settings = read_settings(clients, registry.id)
+    except (AzureError, MalformedSettingError) as exc:
+        return judge(registry, None, categories, policy, read_error=describe_error(exc))
+    except Exception as exc:  # one registry's surprise must not sink the run
+        log.exception("unexpected error reading settings of %s", registry.id)
+        return judge(registry, None, categories, policy, read_error=describe_error(exc))
+    return judge(registry, settings, categories, policy)
+
+
+def run_audit(
+    clients: ArmClients,
+    policy: Policy,
+    *,
+    subscriptions: Sequence[str] = (),
+    store: RunStore | None = None,
+    max_concurrency: int = 16,
+    trigger: str = "cli",
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    stats: AuditStats | None = None,
+) -> AuditRun:
+    stats = stats if stats is not None else AuditStats()
+    started = clock()
+    run_id = new_run_id(started)
+    errors: list[str] = []
+    if store is not None:
+        store.start_run(run_id, started, trigger)
+
+    known = store.known_registries() if store is not None else []
+    in_scope = {s.lower() for s in subscriptions}
+    if in_scope:
+        known = [r for r in known if r.subscription_id in in_scope]
+    try:
+        inventory = discover(
+            clients,
+            subscriptions,
+            expected={r.subscription_id for r in known},
+            progress=progress,
+        )
+    except (AzureError, InventoryError) as exc:
+        # Without an inventory nothing can be judged; the run is recorded as failed.
+        message = f"inventory failed: {describe_error(exc)}"
+        failed = AuditRun(
+            run_id=run_id,
+            started_at=started,
+            finished_at=clock(),
+            status=RunStatus.FAILED,
+            verdicts=tuple(judge(r, None, (), policy, read_error=message) for r in known),
+            errors=(message,),
+            trigger=trigger,
+        )
+        return store.finish_run(failed) if store is not None else failed
+    stats.inventory = inventory
+    errors.extend(inventory.errors)
+    errors.extend(f"subscription {s}: {why}" for s, why in sorted(inventory.failed.items()))
+
+    registries = inventory.registries
+    stats.registries = len(registries)
+    categories: list[CategoryInfo] = []
+    if registries:
+        try:
+            categories = read_categories(clients, registries[0].id)
+            stats.categories_reads += 1
+        except AzureError as exc:
+            # The judgement falls back to the documented groups; note it on the run.
+            errors.append(f"category metadata unavailable: {describe_error(exc)}")
+
+    verdicts: list[Verdict] = []
+    order = interleave_by_subscription(registries)
+    last_report = time.monotonic()
+    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="audit") as pool:
+        for verdict in pool.map(lambda r: _judge_one(clients, r, categories, policy), order):
+            verdicts.append(verdict)
+            stats.settings_reads += 1
+            if verdict.status is Status.UNKNOWN:
+                stats.read_failures += 1
+            if progress and time.monotonic() - last_report > 2.0:
+                last_report = time.monotonic()
+                progress(f"settings: {len(verdicts)}/{len(order)} registries read")
+
+    # Registries of subscriptions that could not be listed are not dropped: the last known
+    # ones are reported unknown with the reason.
+    for reg in known:
+        why = inventory.failed.get(reg.subscription_id)
+        if why is not None:
+            verdicts.append(
+                judge(reg, None, categories, policy, read_error=f"subscription unreadable: {why}")
+            )
+
+    verdicts.sort(key=lambda v: v.registry.key)
+    any_unknown = any(v.status is Status.UNKNOWN for v in verdicts)
+    run = AuditRun(
+        run_id=run_id,
+        started_at=started,
+        finished_at=clock(),
+        status=RunStatus.PARTIAL if (any_unknown or inventory.failed) else RunStatus.SUCCEEDED,
+        verdicts=tuple(verdicts),
+        inventoried_subscriptions=frozenset(inventory.complete),
+        errors=tuple(errors),
+        trigger=trigger,
+    )
+    if progress:
+        progress(f"audit: {len(verdicts)} registries judged")
+    return store.finish_run(run) if store is not None else run

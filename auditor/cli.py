@@ -1,0 +1,187 @@
+"""`python -m auditor`: ad-hoc audits and the local API server.
+
+Exit codes of `audit`: 0 every registry compliant, 1 any registry is not (noncompliant or
+unknown), 2 the audit itself failed (bad settings, inventory impossible).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any, TextIO
+
+from auditor.errors import ConfigError
+from auditor.facts import AuditRun, RunStatus, Status
+from auditor.settings import GUID_RE, Settings
+from auditor.summary import registry_document, summarize
+
+EXIT_OK, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
+JSON_SCHEMA_VERSION = 1
+
+
+def _subscription(value: str) -> str:
+    if not GUID_RE.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a subscription id (a GUID)")
+    return value.lower()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m auditor",
+        description="Audit Azure Container Registry diagnostic settings.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    audit = sub.add_parser("audit", help="run one audit and print the result")
+    audit.add_argument("--format", choices=("table", "json"), default="table")
+    audit.add_argument(
+        "--subscription",
+        action="append",
+        type=_subscription,
+        default=[],
+        metavar="ID",
+        help="limit to this subscription (repeatable); default AUDITOR_SUBSCRIPTIONS or all",
+    )
+    audit.add_argument(
+        "--no-store",
+        action="store_true",
+        help="do not write results to Table Storage (no storage settings needed)",
+    )
+    audit.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    serve = sub.add_parser("serve", help="serve the HTTP API and run the timer schedule")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--no-schedule", action="store_true", help="serve only, never audit")
+    return parser
+
+
+def run_document(run: AuditRun) -> dict[str, Any]:
+    """The documented `--format json` output (docs/cli-json.md); keys are stable."""
+    summary = summarize(run, generated_at=run.finished_at).to_dict()
+    return {
+        "schemaVersion": JSON_SCHEMA_VERSION,
+        "run": {
+            "id": run.run_id,
+            "startedAt": run.started_at.isoformat(),
+            "finishedAt": run.finished_at.isoformat(),
+            "status": run.status.value,
+            "trigger": run.trigger,
+            "errors": list(run.errors),
+        },
+        "totals": summary["totals"],
+        "registries": [registry_document(v) for v in run.verdicts],
+    }
+
+
+def render_table(run: AuditRun, out: TextIO) -> None:
+    rows = [
+        (
+            v.registry.name,
+            v.registry.subscription_id,
+            v.status.value,
+            ", ".join(r.code for r in v.reasons) or "-",
+        )
+        for v in run.verdicts
+    ]
+    headers = ("REGISTRY", "SUBSCRIPTION", "STATUS", "REASONS")
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers[:3])]
+    line = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+    out.write(line.format(*headers) + "\n")
+    for row in rows:
+        out.write(line.format(*row) + "\n")
+    counts = {s: sum(1 for v in run.verdicts if v.status is s) for s in Status}
+    out.write(
+        f"\n{len(run.verdicts)} registries: "
+        + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+        + f" (run {run.run_id}, {run.status.value})\n"
+    )
+    for error in run.errors:
+        out.write(f"warning: {error}\n")
+
+
+def exit_code(run: AuditRun) -> int:
+    if run.status is RunStatus.FAILED:
+        return EXIT_FAILED
+    failing = any(v.status in (Status.NONCOMPLIANT, Status.UNKNOWN) for v in run.verdicts)
+    return EXIT_FINDINGS if failing else EXIT_OK
+
+
+def _progress(quiet: bool) -> Any:
+    if quiet:
+        return None
+
+    def report(message: str) -> None:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from auditor.runtime import audit_once
+
+    settings = Settings.from_env(environ, require_storage=not args.no_store)
+    run = audit_once(
+        settings,
+        trigger="cli",
+        subscriptions=args.subscription or None,
+        use_store=not args.no_store,
+        progress=_progress(args.quiet or (args.format == "json" and not sys.stderr.isatty())),
+    )
+    if args.format == "json":
+        json.dump(run_document(run), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_table(run, sys.stdout)
+    return exit_code(run)
+
+
+def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    import uvicorn
+
+    from auditor.api import create_app
+    from auditor.runtime import audit_once, build_store
+    from auditor.schedule import Scheduler
+
+    settings = Settings.from_env(environ)
+    app = create_app(lambda: build_store(settings))
+    scheduler = None
+    if not args.no_schedule:
+        scheduler = Scheduler(
+            settings.schedule,
+            lambda: audit_once(settings, trigger="timer", progress=_progress(False)),
+        )
+        scheduler.start()
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=os.environ.get("AUDITOR_LOG_LEVEL", "WARNING").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    env = dict(os.environ if environ is None else environ)
+    try:
+        if args.command == "audit":
+            return cmd_audit(args, env)
+        return cmd_serve(args, env)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the exit code promises 2 for an audit that could not run
+        logging.getLogger(__name__).debug("audit failed", exc_info=True)
+        print(f"error: the audit failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED

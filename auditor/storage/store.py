@@ -1,0 +1,401 @@
+"""`AuditStore`: audit results in Azure Table Storage, and the readers the API serves from.
+
+Tables (all named `{prefix}<name>`):
+
+- `runs`: one row per run, PartitionKey `run`, RowKey inverted start time + run id (newest
+  first). `start_run` writes it as `running`; `finish_run` replaces it with the outcome.
+- `registries`: the current state of each registry, keyed by its name (see `keys`).
+- `history`: one row per registry each time its status or reason codes change (first sight
+  included), in the registry's partition, RowKey `<registry key>|<inverted time>|<run id>`.
+- `summary`: one entity, the materialised summary of the last finished run.
+
+`finish_run` writes history, then registries, then the run, then the summary, so a run that
+dies on the way leaves the previous summary in place; the next run repeats any history entry
+whose registry row was not updated (at least once, never lost). Every write is an upsert
+(replace) in transactions of at most 100 operations per partition, so finishing the same run
+twice writes the same rows again and no new history.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from datetime import datetime
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError, ResourceNotFoundError
+from azure.data.tables import TableClient, TableServiceClient, UpdateMode
+
+from auditor.facts import AuditRun, Registry, Status, Verdict
+from auditor.reasons import reason
+from auditor.reasons.catalog import REMOVED
+from auditor.storage import entities, keys
+from auditor.storage.errors import StorageError
+from auditor.summary import summarize
+
+log = logging.getLogger(__name__)
+
+_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,52}")  # + "registries" stays within 63 characters
+MAX_BATCH = 100  # operations per transaction (a service limit; Azurite fails beyond it)
+_MAX_BATCH_BYTES = 2 * 1024 * 1024  # a transaction may carry 4 MiB; keep well below
+_MAX_PAGE = 1000  # the service returns at most 1000 entities per request
+_REGISTRIES_CURSOR = "registries"
+_RUNS_CURSOR = "runs"
+
+
+@contextmanager
+def _guard(action: str) -> Iterator[None]:
+    try:
+        yield
+    except AzureError as exc:
+        raise StorageError.wrap(action, exc) from exc
+
+
+def _check_page_size(name: str, value: int) -> None:
+    if not 1 <= value <= _MAX_PAGE:
+        raise ValueError(f"{name} must be between 1 and {_MAX_PAGE}")
+
+
+class AuditStore:
+    """Reads and writes audit results. Thread-safe as the SDK clients it holds are."""
+
+    def __init__(self, table_service: TableServiceClient, *, prefix: str) -> None:
+        if not _PREFIX.fullmatch(prefix):
+            raise ValueError("table prefix must be a letter then up to 52 letters or digits")
+        self._service = table_service
+        self._runs = table_service.get_table_client(f"{prefix}runs")
+        self._registries = table_service.get_table_client(f"{prefix}registries")
+        self._history = table_service.get_table_client(f"{prefix}history")
+        self._summary = table_service.get_table_client(f"{prefix}summary")
+        self._tables_ready = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_connection_string(cls, connection_string: str, prefix: str) -> AuditStore:
+        try:
+            service = TableServiceClient.from_connection_string(connection_string)
+        except ValueError:
+            # The SDK's message may quote the string, and with it the account key.
+            raise StorageError("reading the connection string", "it is malformed") from None
+        return cls(service, prefix=prefix)
+
+    @classmethod
+    def from_endpoint(cls, endpoint: str, credential: TokenCredential, prefix: str) -> AuditStore:
+        """Identity-based access: `endpoint` is the account's table URL
+        (`https://<account>.table.core.windows.net`); the identity needs the
+        "Storage Table Data Contributor" role."""
+        return cls(TableServiceClient(endpoint=endpoint, credential=credential), prefix=prefix)
+
+    def ensure_tables(self) -> None:
+        """Create the tables if missing; once per store (writers call it, readers need not)."""
+        with self._lock:
+            if self._tables_ready:
+                return
+            with _guard("creating the tables"):
+                for table in (self._runs, self._registries, self._history, self._summary):
+                    self._service.create_table_if_not_exists(table.table_name)
+            self._tables_ready = True
+
+    # --- writing -------------------------------------------------------------------------
+
+    def start_run(self, run_id: str, started_at: datetime, trigger: str) -> None:
+        self.ensure_tables()
+        with _guard("recording the run start"):
+            self._runs.upsert_entity(
+                entities.started_run_entity(run_id, started_at, trigger), mode=UpdateMode.REPLACE
+            )
+
+    def finish_run(self, run: AuditRun) -> AuditRun:
+        """Store a finished run; returns it with the registries found removed appended.
+
+        A stored registry is marked removed only when its subscription was listed completely
+        (`run.inventoried_subscriptions`) and the run did not report it; registries of other
+        subscriptions keep their last state unless the run reports them (e.g. as unknown).
+        """
+        self.ensure_tables()
+        previous = self._current_rows()
+        current: dict[str, Verdict] = {}
+        for verdict in run.verdicts:
+            key = keys.registry_key(verdict.registry.name)
+            if key in current:
+                # One row per name; two verdicts for it would also break a transaction.
+                log.warning("run %s judged registry %r twice; keeping the last", run.run_id, key)
+            current[key] = verdict
+        removed = self._removed(previous, current, run)
+        final = replace(run, verdicts=tuple(current.values()) + tuple(removed.values()))
+
+        registry_rows: list[dict[str, Any]] = []
+        history_rows: list[dict[str, Any]] = []
+        for key, verdict in [*current.items(), *removed.items()]:
+            stored_reasons, omitted = entities.reasons_json(verdict.reasons)
+            if omitted:
+                log.warning("registry %r: %d reasons did not fit its row", key, omitted)
+            before = previous.get(key)
+            changed = before is None or (
+                before.get("Status") != verdict.status.value
+                or entities.reason_codes(entities.parse_reasons(before.get("Reasons")))
+                != entities.reason_codes(entities.parse_reasons(stored_reasons))
+            )
+            since = run.finished_at
+            if before is not None and not changed:
+                since = entities.parse_time(before.get("StatusSince")) or since
+            registry_rows.append(
+                entities.registry_entity(key, verdict, stored_reasons, run=run, status_since=since)
+            )
+            if changed:
+                history_rows.append(
+                    entities.history_entity(
+                        key,
+                        verdict,
+                        stored_reasons,
+                        run=run,
+                        previous_status=before.get("Status") if before else None,
+                    )
+                )
+
+        self._upsert_all(self._history, history_rows, "writing registry history")
+        self._upsert_all(self._registries, registry_rows, "writing registry status")
+        with _guard("recording the run"):
+            self._runs.upsert_entity(entities.finished_run_entity(final), mode=UpdateMode.REPLACE)
+        # Last, and from memory: the summary never mixes this run with an earlier one.
+        summary = summarize(final, generated_at=run.finished_at)
+        with _guard("writing the summary"):
+            self._summary.upsert_entity(entities.summary_entity(summary), mode=UpdateMode.REPLACE)
+        return final
+
+    @staticmethod
+    def _removed(
+        previous: Mapping[str, Mapping[str, Any]], current: Mapping[str, Verdict], run: AuditRun
+    ) -> dict[str, Verdict]:
+        listed = {s.strip().lower() for s in run.inventoried_subscriptions}
+        removed: dict[str, Verdict] = {}
+        for key in sorted(previous.keys() - current.keys()):
+            row = previous[key]
+            status = row.get("Status")
+            newly_gone = status != Status.REMOVED.value and row.get("SubscriptionId") in listed
+            # Finishing the same run again must report the same removals.
+            gone_in_this_run = status == Status.REMOVED.value and row.get("LastRunId") == run.run_id
+            if newly_gone or gone_in_this_run:
+                removed[key] = Verdict(
+                    registry=entities.registry_from_entity(row),
+                    status=Status.REMOVED,
+                    reasons=(reason(REMOVED),),
+                )
+        return removed
+
+    def _upsert_all(self, table: TableClient, rows: Sequence[dict[str, Any]], action: str) -> None:
+        for batch in _batches(rows):
+            with _guard(action):
+                table.submit_transaction(
+                    [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch]
+                )
+
+    # --- reading -------------------------------------------------------------------------
+
+    def _current_rows(self) -> dict[str, dict[str, Any]]:
+        with _guard("reading registry status"):
+            try:
+                return {
+                    row["RowKey"]: dict(row)
+                    for row in self._registries.list_entities(results_per_page=_MAX_PAGE)
+                }
+            except ResourceNotFoundError:
+                return {}
+
+    def known_registries(self) -> list[Registry]:
+        """Registries stored as present (not removed): what the next inventory should find."""
+        rows = self._query(
+            self._registries,
+            "Status ne @removed",
+            {"removed": Status.REMOVED.value},
+            page_size=_MAX_PAGE,
+            action="reading registry status",
+        )
+        return [entities.registry_from_entity(row) for row in rows]
+
+    def get_summary(self) -> dict[str, Any] | None:
+        """The materialised summary document (see `auditor.summary`), or None before any run
+        has finished. One point read."""
+        with _guard("reading the summary"):
+            try:
+                row = self._summary.get_entity(keys.SUMMARY_PARTITION, keys.SUMMARY_ROW)
+            except ResourceNotFoundError:
+                return None
+        return entities.summary_from_entity(row)
+
+    def ping(self) -> None:
+        """One quick request without retries: raises StorageError if storage is unreachable."""
+        with _guard("checking the connection"):
+            try:
+                self._summary.get_entity(
+                    keys.SUMMARY_PARTITION,
+                    keys.SUMMARY_ROW,
+                    select=["PartitionKey"],
+                    retry_total=0,
+                    connection_timeout=5,
+                    read_timeout=5,
+                )
+            except ResourceNotFoundError:
+                pass  # reachable; nothing stored yet
+
+    def list_registries(
+        self,
+        *,
+        status: Status | str | None = None,
+        subscription: str | None = None,
+        reason: str | None = None,
+        page_size: int = 50,
+        continuation: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """One page of registries in name order, and the token of the next page (None at the
+        end). `status` and `subscription` filter in the service; `reason` (an exact code such
+        as `category_missing:ContainerRegistryLoginEvents`) filters here, because Table
+        Storage cannot match inside a list: the store reads on until the page is full.
+
+        Raises InvalidContinuationToken (a ValueError) for a token it did not issue.
+        """
+        _check_page_size("page_size", page_size)
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if status is not None:
+            clauses.append("Status eq @status")
+            params["status"] = Status(status).value
+        if subscription is not None:
+            clauses.append("SubscriptionId eq @subscription")
+            params["subscription"] = subscription.strip().lower()
+        if continuation is not None:
+            after_pk, after_rk = keys.decode_cursor(_REGISTRIES_CURSOR, continuation)
+            # Spaces around every token: the SDK substitutes `@name` only as a whole word.
+            clauses.append(
+                "( PartitionKey gt @afterPk or"
+                " ( PartitionKey eq @afterPk and RowKey gt @afterRk ) )"
+            )
+            params.update(afterPk=after_pk, afterRk=after_rk)
+        rows = self._query(
+            self._registries,
+            " and ".join(clauses),
+            params,
+            # A client-side filter discards rows, so read full service pages for it.
+            page_size=_MAX_PAGE if reason is not None else min(_MAX_PAGE, page_size + 1),
+            action="listing registries",
+        )
+        if reason is not None:
+            rows = (
+                row
+                for row in rows
+                if reason in {r.code for r in entities.parse_reasons(row.get("Reasons"))}
+            )
+        return self._page(rows, page_size, _REGISTRIES_CURSOR, entities.registry_doc)
+
+    def get_registry(self, name: str) -> dict[str, Any] | None:
+        """A registry's current state (status, reasons, last run), by name; one point read."""
+        key = keys.registry_key(name)
+        with _guard("reading a registry"):
+            try:
+                row = self._registries.get_entity(keys.registry_partition(key), key)
+            except ResourceNotFoundError:
+                return None
+        return entities.registry_doc(row)
+
+    def registry_history(self, name: str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The registry's changes, newest first: the status and reasons each run found."""
+        _check_page_size("limit", limit)
+        key = keys.registry_key(name)
+        low, high = keys.history_range(key)
+        rows = self._query(
+            self._history,
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            {"pk": keys.registry_partition(key), "low": low, "high": high},
+            page_size=limit,
+            action="reading registry history",
+        )
+        return [entities.history_doc(row) for _, row in zip(range(limit), rows, strict=False)]
+
+    def list_runs(
+        self, *, limit: int = 20, continuation: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Runs newest first (running ones included), and the token of the next page."""
+        _check_page_size("limit", limit)
+        query = "PartitionKey eq @pk"
+        params: dict[str, Any] = {"pk": keys.RUNS_PARTITION}
+        if continuation is not None:
+            _, after_rk = keys.decode_cursor(_RUNS_CURSOR, continuation)
+            query += " and RowKey gt @afterRk"
+            params["afterRk"] = after_rk
+        rows = self._query(
+            self._runs, query, params, page_size=min(_MAX_PAGE, limit + 1), action="listing runs"
+        )
+        return self._page(rows, limit, _RUNS_CURSOR, entities.run_doc)
+
+    def _query(
+        self,
+        table: TableClient,
+        query: str,
+        params: dict[str, Any],
+        *,
+        page_size: int,
+        action: str,
+    ) -> Iterator[dict[str, Any]]:
+        """Rows lazily, following the service's pages; values only ever go in `parameters`.
+        A missing table reads as empty (nothing has been written yet)."""
+        with _guard(action):
+            try:
+                found = (
+                    table.query_entities(query, parameters=params, results_per_page=page_size)
+                    if query
+                    else table.list_entities(results_per_page=page_size)
+                )
+                for row in found:
+                    yield dict(row)
+            except ResourceNotFoundError:
+                return
+
+    @staticmethod
+    def _page(
+        rows: Iterable[dict[str, Any]],
+        size: int,
+        kind: str,
+        document: Callable[[Mapping[str, Any]], dict[str, Any]],
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        # Read one row beyond the page: a token is only handed out when a next page exists.
+        taken: list[dict[str, Any]] = []
+        for row in rows:
+            if len(taken) == size:
+                last = taken[-1]
+                token = keys.encode_cursor(kind, last["PartitionKey"], last["RowKey"])
+                return [document(r) for r in taken], token
+            taken.append(row)
+        return [document(r) for r in taken], None
+
+
+def _batches(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+    """Transactions: one partition each, at most MAX_BATCH rows and _MAX_BATCH_BYTES."""
+    by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for row in rows:
+        by_partition[row["PartitionKey"]].append(row)
+    for partition_rows in by_partition.values():
+        batch: list[dict[str, Any]] = []
+        size = 0
+        for row in partition_rows:
+            row_size = _approximate_size(row)
+            if batch and (len(batch) == MAX_BATCH or size + row_size > _MAX_BATCH_BYTES):
+                yield batch
+                batch, size = [], 0
+            batch.append(row)
+            size += row_size
+        if batch:
+            yield batch
+
+
+def _approximate_size(row: Mapping[str, Any]) -> int:
+    # UTF-8 JSON on the wire: at most 3 bytes per UTF-16 code unit, plus framing.
+    return 256 + sum(
+        3 * entities.utf16_len(f"{name}{value}") if isinstance(value, str) else 64 + len(name)
+        for name, value in row.items()
+    )

@@ -1,0 +1,331 @@
+"""The HTTP API through FastAPI's TestClient, backed by a real AuditStore on Azurite."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from azure.data.tables import TableServiceClient
+from fastapi.testclient import TestClient
+
+from auditor.api import create_app
+from auditor.facts import AuditRun, Reason, Registry, RunStatus, Status, Verdict
+from auditor.reasons import describe
+from auditor.storage import AuditStore
+from emulator.azurite import DEV_KEY
+
+pytestmark = pytest.mark.integration
+
+SUB_A = "00000000-0000-0000-0000-00000000000a"
+SUB_B = "00000000-0000-0000-0000-00000000000b"
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+NOW = T0 + timedelta(hours=3)
+LOGIN_MISSING = "category_missing:ContainerRegistryLoginEvents"
+PROBLEM = "application/problem+json"
+
+
+def verdict(name: str, status: Status, *codes: str, sub: str = SUB_A) -> Verdict:
+    registry = Registry(
+        id=f"/subscriptions/{sub}/resourceGroups/rg/providers/"
+        f"Microsoft.ContainerRegistry/registries/{name}",
+        name=name,
+        subscription_id=sub,
+        resource_group="rg",
+        location="westeurope",
+    )
+    return Verdict(registry, status, tuple(Reason(code, f"why {code}") for code in codes))
+
+
+def audit_run(number: int, *verdicts: Verdict) -> AuditRun:
+    started = T0 + timedelta(hours=number)
+    return AuditRun(
+        run_id=f"run{number:03d}",
+        started_at=started,
+        finished_at=started + timedelta(minutes=2),
+        status=RunStatus.SUCCEEDED,
+        verdicts=verdicts,
+        inventoried_subscriptions=frozenset({SUB_A, SUB_B}),
+        trigger="timer",
+    )
+
+
+@pytest.fixture
+def store(storage_connection_string: str, table_prefix: str) -> AuditStore:
+    return AuditStore.from_connection_string(storage_connection_string, prefix=table_prefix)
+
+
+def client_for(provider: Callable[[], AuditStore]) -> TestClient:
+    return TestClient(create_app(provider, now=lambda: NOW))
+
+
+@pytest.fixture
+def client(store: AuditStore) -> TestClient:
+    return client_for(lambda: store)
+
+
+@pytest.fixture
+def audited(store: AuditStore) -> AuditStore:
+    """Two runs: acrgone01 disappears in the second."""
+    for run in (
+        audit_run(
+            1,
+            verdict("acrgood01", Status.COMPLIANT),
+            verdict("acrbad001", Status.COMPLIANT),
+            verdict("acrgone01", Status.COMPLIANT),
+        ),
+        audit_run(
+            2,
+            verdict("acrgood01", Status.COMPLIANT),
+            verdict("acrbad001", Status.NONCOMPLIANT, LOGIN_MISSING, "metrics_missing"),
+            verdict("acrbad002", Status.NONCOMPLIANT, LOGIN_MISSING, sub=SUB_B),
+            verdict("acrdark01", Status.UNKNOWN, "unknown:HTTP 403", sub=SUB_B),
+        ),
+    ):
+        store.start_run(run.run_id, run.started_at, run.trigger)
+        store.finish_run(run)
+    return store
+
+
+def assert_problem(response: Any, status: int, parameter: str | None = None) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert set(body) >= {"type", "title", "detail", "status"}
+    if parameter is not None:
+        assert body["type"] == "urn:acr-auditor:problem:invalid-parameter"
+        assert f"'{parameter}'" in body["detail"]
+        assert [p["name"] for p in body["invalidParams"]] == [parameter]
+    return body
+
+
+def test_compliance_before_any_run(client: TestClient) -> None:
+    response = client.get("/api/compliance")
+    assert response.status_code == 200
+    body = response.json()
+    assert body["lastRun"] is None
+    assert body["dataAgeSeconds"] is None
+    assert body["totals"] == {
+        "total": 0,
+        "compliant": 0,
+        "noncompliant": 0,
+        "unknown": 0,
+        "removed": 0,
+    }
+    assert body["compliancePercent"] is None
+
+
+def test_compliance(client: TestClient, audited: AuditStore) -> None:
+    body = client.get("/api/compliance").json()
+    assert body["lastRun"] == {
+        "id": "run002",
+        "startedAt": "2024-05-01T14:00:00+00:00",
+        "finishedAt": "2024-05-01T14:02:00+00:00",
+        "status": "succeeded",
+        "trigger": "timer",
+        "errorCount": 0,
+    }
+    assert body["dataAgeSeconds"] == 58 * 60  # NOW is 15:00
+    assert body["totals"] == {
+        "total": 5,
+        "compliant": 1,
+        "noncompliant": 2,
+        "unknown": 1,
+        "removed": 1,
+    }
+    assert body["compliancePercent"] == 33.3
+    assert body["byReason"] == [
+        {"code": LOGIN_MISSING, "count": 2},
+        {"code": "metrics_missing", "count": 1},
+        {"code": "removed", "count": 1},
+        {"code": "unknown:HTTP 403", "count": 1},
+    ]
+    assert [s["subscriptionId"] for s in body["bySubscription"]] == [SUB_A, SUB_B]
+    assert {k: v for k, v in body.items() if k != "dataAgeSeconds"} == audited.get_summary()
+
+
+def test_registries_list_filters_and_pages(client: TestClient, audited: AuditStore) -> None:
+    def names(query: str) -> list[str]:
+        response = client.get(f"/api/registries{query}")
+        assert response.status_code == 200, response.text
+        return [item["name"] for item in response.json()["items"]]
+
+    assert names("") == ["acrbad001", "acrbad002", "acrdark01", "acrgone01", "acrgood01"]
+    assert names("?status=removed") == ["acrgone01"]
+    assert names(f"?subscription={SUB_B}") == ["acrbad002", "acrdark01"]
+    assert names(f"?reason={LOGIN_MISSING}") == ["acrbad001", "acrbad002"]
+    assert names(f"?reason={LOGIN_MISSING}&subscription={SUB_A}") == ["acrbad001"]
+
+    first = client.get("/api/registries?pageSize=2").json()
+    assert [i["name"] for i in first["items"]] == ["acrbad001", "acrbad002"]
+    second = client.get(
+        "/api/registries", params={"pageSize": 2, "continuation": first["continuation"]}
+    ).json()
+    assert [i["name"] for i in second["items"]] == ["acrdark01", "acrgone01"]
+    third = client.get(
+        "/api/registries", params={"pageSize": 2, "continuation": second["continuation"]}
+    ).json()
+    assert [i["name"] for i in third["items"]] == ["acrgood01"]
+    assert third["continuation"] is None
+
+    item = first["items"][0]
+    assert item == {
+        "id": f"/subscriptions/{SUB_A}/resourceGroups/rg/providers/"
+        "Microsoft.ContainerRegistry/registries/acrbad001",
+        "name": "acrbad001",
+        "subscriptionId": SUB_A,
+        "resourceGroup": "rg",
+        "location": "westeurope",
+        "status": "noncompliant",
+        "reasons": [
+            {"code": LOGIN_MISSING, "detail": f"why {LOGIN_MISSING}"},
+            {"code": "metrics_missing", "detail": "why metrics_missing"},
+        ],
+        "lastRunId": "run002",
+        "checkedAt": "2024-05-01T14:02:00+00:00",
+        "statusSince": "2024-05-01T14:02:00+00:00",
+    }
+
+
+def test_registry_detail(client: TestClient, audited: AuditStore) -> None:
+    response = client.get("/api/registries/ACRbad001")  # names are case-insensitive
+    assert response.status_code == 200
+    body = response.json()
+    assert body["status"] == "noncompliant"
+    login = describe(LOGIN_MISSING)
+    assert body["findings"][0] == {
+        "code": LOGIN_MISSING,
+        "detail": f"why {LOGIN_MISSING}",
+        "title": login.title,
+        "severity": "high",
+        "explanation": login.explanation,
+        "remediation": login.remediation,
+        "docsUrl": login.docs_url,
+    }
+    assert [f["code"] for f in body["findings"]] == [LOGIN_MISSING, "metrics_missing"]
+    assert [(h["runId"], h["status"], h["previousStatus"]) for h in body["history"]] == [
+        ("run002", "noncompliant", "compliant"),
+        ("run001", "compliant", None),
+    ]
+    limited = client.get("/api/registries/acrbad001?historyLimit=1").json()
+    assert [h["runId"] for h in limited["history"]] == ["run002"]
+
+
+def test_unknown_registry_is_404(client: TestClient, audited: AuditStore) -> None:
+    body = assert_problem(client.get("/api/registries/acrnever1"), 404)
+    assert body["type"] == "urn:acr-auditor:problem:not-found"
+    assert "acrnever1" in body["detail"]
+
+
+def test_runs(client: TestClient, audited: AuditStore) -> None:
+    first = client.get("/api/runs?limit=1").json()
+    assert [r["id"] for r in first["items"]] == ["run002"]
+    assert first["items"][0]["totals"]["removed"] == 1
+    second = client.get("/api/runs", params={"limit": 1, "continuation": first["continuation"]})
+    assert [r["id"] for r in second.json()["items"]] == ["run001"]
+    assert second.json()["continuation"] is None
+
+
+@pytest.mark.parametrize(
+    ("url", "parameter"),
+    [
+        ("/api/registries?status=bogus", "status"),
+        ("/api/registries?status=", "status"),
+        ("/api/registries?pageSize=0", "pageSize"),
+        ("/api/registries?pageSize=501", "pageSize"),
+        ("/api/registries?pageSize=ten", "pageSize"),
+        ("/api/registries?subscription=not-a-guid", "subscription"),
+        ("/api/registries?subscription=' or 1 eq 1", "subscription"),
+        (f"/api/registries?subscription={SUB_A}%0A", "subscription"),
+        ("/api/registries?reason=' or 1 eq 1", "reason"),
+        ("/api/registries?reason=category_missing:a:b", "reason"),
+        ("/api/registries?reason=has space", "reason"),
+        ("/api/registries?continuation=garbage!", "continuation"),
+        ("/api/registries?continuation=eyJrIjoicnVucyIsInAiOiJydW4iLCJyIjoiMSJ9", "continuation"),
+        ("/api/registries/abcd", "name"),
+        ("/api/registries/" + "a" * 51, "name"),
+        ("/api/registries/acr-dash1", "name"),
+        ("/api/registries/acr%27or1", "name"),
+        ("/api/registries/acrgood01?historyLimit=0", "historyLimit"),
+        ("/api/runs?limit=101", "limit"),
+        ("/api/runs?continuation=e30", "continuation"),
+    ],
+)
+def test_bad_parameters_are_400_problems(
+    client: TestClient, audited: AuditStore, url: str, parameter: str
+) -> None:
+    body = assert_problem(client.get(url), 400, parameter)
+    assert "' or 1 eq 1" not in body["detail"]  # inputs are not echoed
+
+
+def test_unknown_route_is_a_404_problem(client: TestClient) -> None:
+    assert_problem(client.get("/api/nothing-here"), 404)
+    assert_problem(client.post("/api/compliance"), 405)
+
+
+def test_health(client: TestClient) -> None:
+    response = client.get("/api/health")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "storage": "ok"}
+
+
+def _unreachable_store(prefix: str) -> AuditStore:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    connection_string = (
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={DEV_KEY};"
+        f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+    service = TableServiceClient.from_connection_string(connection_string, retry_total=0)
+    return AuditStore(service, prefix=prefix)
+
+
+def test_storage_failure_is_a_503_problem_without_secrets(table_prefix: str) -> None:
+    broken = _unreachable_store(table_prefix)
+    client = client_for(lambda: broken)
+    for url in ("/api/compliance", "/api/registries", "/api/registries/acrgood01", "/api/runs"):
+        response = client.get(url)
+        body = assert_problem(response, 503)
+        assert body["type"] == "urn:acr-auditor:problem:storage-unavailable"
+        assert response.headers["retry-after"] == "30"
+        for secret in (DEV_KEY, "AccountKey", "devstoreaccount1", "127.0.0.1"):
+            assert secret not in response.text
+    assert client.get("/api/health").json() == {"status": "degraded", "storage": "unavailable"}
+
+
+def test_a_store_that_cannot_be_built_is_a_503(table_prefix: str) -> None:
+    def provider() -> AuditStore:
+        raise RuntimeError("AccountKey=sekrit is wrong")
+
+    client = client_for(provider)
+    response = client.get("/api/compliance")
+    assert_problem(response, 503)
+    assert "sekrit" not in response.text
+    assert client.get("/api/health").json() == {"status": "degraded", "storage": "unavailable"}
+
+
+def test_openapi_lists_the_routes(client: TestClient) -> None:
+    response = client.get("/api/openapi.json")
+    assert response.status_code == 200
+    schema = response.json()
+    assert set(schema["paths"]) == {
+        "/api/compliance",
+        "/api/registries",
+        "/api/registries/{name}",
+        "/api/runs",
+        "/api/health",
+    }
+    for path in schema["paths"].values():
+        responses = path["get"]["responses"]
+        assert "422" not in responses
+        assert PROBLEM in responses["400"]["content"]
+    parameters = {p["name"] for p in schema["paths"]["/api/registries"]["get"]["parameters"]}
+    assert parameters == {"status", "subscription", "reason", "pageSize", "continuation"}
+    assert "HTTPValidationError" not in schema["components"]["schemas"]
+    docs = client.get("/api/docs")
+    assert docs.status_code == 200
+    assert "/api/openapi.json" in docs.text

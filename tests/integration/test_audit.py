@@ -1,0 +1,116 @@
+"""The compliance audit end to end: real SDK clients against the emulator, results in Azurite."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from auditor.facts import AuditRun, RunStatus, Status
+from auditor.runtime import audit_once, build_store
+from auditor.settings import Settings
+from emulator.testing import RunningEmulator
+
+LocalAzure = Callable[..., tuple[RunningEmulator, dict[str, str]]]
+
+PROD = "11111111-1111-1111-1111-111111111111"
+DEV = "22222222-2222-2222-2222-222222222222"
+
+EXPECTED = {
+    "acrcompliant01": ("compliant", ()),
+    "acrgroups01": ("compliant", ()),
+    "acrdisabled01": ("noncompliant", ("category_disabled:ContainerRegistryRepositoryEvents",)),
+    "acrstorage01": ("noncompliant", ("destination_not_allowed",)),
+    "acrlegacy01": ("noncompliant", ("not_resource_specific",)),
+    "acrnosetting01": ("noncompliant", ("no_diagnostic_setting",)),
+}
+
+
+def outcome(run: AuditRun) -> dict[str, tuple[str, tuple[str, ...]]]:
+    return {
+        v.registry.name: (v.status.value, tuple(r.code for r in v.reasons)) for v in run.verdicts
+    }
+
+
+def audit(env: dict[str, str], **kwargs: Any) -> AuditRun:
+    return audit_once(Settings.from_env(env), trigger="test", **kwargs)
+
+
+def test_small_estate_is_judged_exactly_and_stored(local_azure: LocalAzure) -> None:
+    emu, env = local_azure()
+    run = audit(env)
+    assert outcome(run) == EXPECTED
+    assert run.status is RunStatus.SUCCEEDED
+    assert run.inventoried_subscriptions == {PROD, DEV}
+
+    store = build_store(Settings.from_env(env))
+    summary = store.get_summary()
+    assert summary is not None
+    assert summary["lastRun"]["id"] == run.run_id
+    assert summary["totals"]["compliant"] == 2
+    assert summary["totals"]["noncompliant"] == 4
+    stored = store.get_registry("acrdisabled01")
+    assert stored is not None and stored["status"] == "noncompliant"
+
+    # One settings read per registry, one category read, Resource Graph for the inventory.
+    arm = [e for e in emu.world.requests() if e.api in ("arm", "resourcegraph")]
+    settings_reads = [e for e in arm if e.path.lower().endswith("/diagnosticsettings")]
+    assert len(settings_reads) == len(EXPECTED)
+    assert len(arm) <= len(EXPECTED) * 1.05 + 3
+
+
+def test_rerun_is_idempotent(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    first = audit(env)
+    store = build_store(Settings.from_env(env))
+    history_before = {name: store.registry_history(name) for name in EXPECTED}
+    second = audit(env)
+    assert outcome(second) == outcome(first)
+    assert {name: store.registry_history(name) for name in EXPECTED} == history_before
+    summary = store.get_summary()
+    assert summary is not None and summary["lastRun"]["id"] == second.run_id
+    assert summary["totals"] == {**summary["totals"], "compliant": 2, "noncompliant": 4}
+
+
+def test_failures_are_isolated_and_reported_unknown(local_azure: LocalAzure) -> None:
+    emu, env = local_azure(
+        faults=[
+            {"kind": "status", "status": 403, "subscription": DEV},
+            {
+                "kind": "status",
+                "status": 500,
+                "api": "arm",
+                "path": "acrgroups01/providers/microsoft.insights/diagnosticsettings$",
+            },
+        ]
+    )
+    run = audit({**env, "AUDITOR_HTTP_RETRIES": "1"})
+    result = outcome(run)
+    # The healthy registries are judged as usual.
+    for name in ("acrcompliant01", "acrdisabled01", "acrstorage01"):
+        assert result[name] == EXPECTED[name]
+    # The failing ones are unknown with the reason, never dropped.
+    assert result["acrgroups01"][0] == "unknown"
+    assert "500" in result["acrgroups01"][1][0]
+    for name in ("acrlegacy01", "acrnosetting01"):
+        status, reasons = result[name]
+        assert status == "unknown", name
+        assert "403" in reasons[0], reasons
+    assert run.status is RunStatus.PARTIAL
+
+
+def test_registry_that_disappeared_is_removed_not_failed(local_azure: LocalAzure) -> None:
+    emu, env = local_azure()
+    audit(env)
+    gone = emu.world.registry_by_name("acrstorage01")
+    assert gone is not None
+    emu.world.remove_registry(gone.id)
+    run = audit(env)
+    by_name = {v.registry.name: v for v in run.verdicts}
+    assert by_name["acrstorage01"].status is Status.REMOVED
+    assert by_name["acrcompliant01"].status is Status.COMPLIANT
+
+
+def test_subscription_filter_limits_the_audit(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    run = audit(env, subscriptions=[DEV])
+    assert {v.registry.name for v in run.verdicts} == {"acrlegacy01", "acrnosetting01"}

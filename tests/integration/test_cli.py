@@ -1,0 +1,86 @@
+"""`python -m auditor` as a user runs it: a separate process against the emulator and Azurite."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from emulator.testing import RunningEmulator
+
+LocalAzure = Callable[..., tuple[RunningEmulator, dict[str, str]]]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
+    return subprocess.run(
+        [sys.executable, "-m", "auditor", *args],
+        env={**clean, **env},
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_json_document_and_exit_code(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    result = run_cli(env, "audit", "--format", "json")
+    assert result.returncode == 1, result.stderr  # some registries are not compliant
+    doc = json.loads(result.stdout)
+    assert doc["schemaVersion"] == 1
+    assert doc["totals"]["compliant"] == 2
+    assert doc["totals"]["noncompliant"] == 4
+    by_name = {r["name"]: r for r in doc["registries"]}
+    assert set(by_name["acrnosetting01"]) >= {"id", "name", "subscriptionId", "status", "reasons"}
+    assert by_name["acrnosetting01"]["reasons"][0]["code"] == "no_diagnostic_setting"
+    assert by_name["acrcompliant01"]["status"] == "compliant"
+    assert doc["run"]["status"] == "succeeded"
+
+
+def test_all_compliant_subset_exits_zero_and_prints_a_table(local_azure: LocalAzure) -> None:
+    emu, env = local_azure()
+    # Keep only the compliant production registries in scope.
+    for name in ("acrdisabled01", "acrstorage01"):
+        reg = emu.world.registry_by_name(name)
+        assert reg is not None
+        emu.world.remove_registry(reg.id)
+    result = run_cli(
+        env, "audit", "--subscription", "11111111-1111-1111-1111-111111111111", "--no-store"
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "acrcompliant01" in result.stdout
+    assert "2 registries: 2 compliant" in result.stdout
+
+
+def test_bad_setting_stops_with_a_message_naming_it(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    result = run_cli({**env, "AUDITOR_MAX_CONCURRENCY": "lots"}, "audit")
+    assert result.returncode == 2
+    assert "AUDITOR_MAX_CONCURRENCY" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_argument_is_refused(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    result = run_cli(env, "audit", "--subscription", "not-a-guid")
+    assert result.returncode == 2
+    assert "not a subscription id" in result.stderr
+
+
+def test_unreachable_azure_is_a_failed_audit(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    result = run_cli(
+        {**env, "AUDITOR_ARM_ENDPOINT": "https://127.0.0.1:9", "AUDITOR_HTTP_RETRIES": "0"},
+        "audit",
+        "--no-store",
+        "--format",
+        "json",
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert json.loads(result.stdout)["run"]["status"] == "failed"

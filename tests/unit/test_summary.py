@@ -1,0 +1,204 @@
+"""The compliance summary and the registry document: pure, exact documents."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from auditor.facts import AuditRun, Reason, Registry, RunStatus, Status, Verdict
+from auditor.summary import (
+    compliance_percent,
+    empty_summary,
+    registry_document,
+    summarize,
+)
+
+SUB_A = "00000000-0000-0000-0000-00000000000a"
+SUB_B = "00000000-0000-0000-0000-00000000000b"
+STARTED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
+FINISHED = datetime(2024, 5, 1, 12, 3, 30, tzinfo=UTC)
+LOGIN_MISSING = "category_missing:ContainerRegistryLoginEvents"
+REPO_MISSING = "category_missing:ContainerRegistryRepositoryEvents"
+
+
+def verdict(name: str, status: Status, *codes: str, sub: str = SUB_A) -> Verdict:
+    registry = Registry(
+        id=f"/subscriptions/{sub}/resourceGroups/rg/providers/"
+        f"Microsoft.ContainerRegistry/registries/{name}",
+        name=name,
+        subscription_id=sub,
+        resource_group="rg",
+        location="westeurope",
+    )
+    return Verdict(registry, status, tuple(Reason(code, f"{code} detail") for code in codes))
+
+
+def run_of(*verdicts: Verdict, errors: tuple[str, ...] = ()) -> AuditRun:
+    return AuditRun(
+        run_id="20240501T120000Z-0a1b2c3d",
+        started_at=STARTED,
+        finished_at=FINISHED,
+        status=RunStatus.PARTIAL,
+        verdicts=verdicts,
+        inventoried_subscriptions=frozenset({SUB_A, SUB_B}),
+        errors=errors,
+        trigger="timer",
+    )
+
+
+def test_summary_document_is_exact() -> None:
+    run = run_of(
+        verdict("acrgood1", Status.COMPLIANT),
+        verdict("acrgood2", Status.COMPLIANT),
+        verdict("acrbad01", Status.NONCOMPLIANT, LOGIN_MISSING, REPO_MISSING),
+        verdict("acrbad02", Status.NONCOMPLIANT, LOGIN_MISSING, sub=SUB_B),
+        verdict("acrdark1", Status.UNKNOWN, "unknown:HTTP 403", sub=SUB_B),
+        verdict("acrgone1", Status.REMOVED, "removed", sub=SUB_B),
+        errors=("subscription x: throttled", "categories unavailable"),
+    )
+    assert summarize(run, generated_at=FINISHED).to_dict() == {
+        "schemaVersion": 1,
+        "generatedAt": "2024-05-01T12:03:30+00:00",
+        "lastRun": {
+            "id": "20240501T120000Z-0a1b2c3d",
+            "startedAt": "2024-05-01T12:00:00+00:00",
+            "finishedAt": "2024-05-01T12:03:30+00:00",
+            "status": "partial",
+            "trigger": "timer",
+            "errorCount": 2,
+        },
+        "totals": {"total": 6, "compliant": 2, "noncompliant": 2, "unknown": 1, "removed": 1},
+        # 2 of the 4 judged; unknown and removed are not judgements.
+        "compliancePercent": 50.0,
+        "bySubscription": [
+            {
+                "subscriptionId": SUB_A,
+                "total": 3,
+                "compliant": 2,
+                "noncompliant": 1,
+                "unknown": 0,
+                "removed": 0,
+                "compliancePercent": 66.6,
+            },
+            {
+                "subscriptionId": SUB_B,
+                "total": 3,
+                "compliant": 0,
+                "noncompliant": 1,
+                "unknown": 1,
+                "removed": 1,
+                "compliancePercent": 0.0,
+            },
+        ],
+        "byReason": [
+            {"code": LOGIN_MISSING, "count": 2},
+            {"code": REPO_MISSING, "count": 1},
+            {"code": "removed", "count": 1},
+            {"code": "unknown:HTTP 403", "count": 1},
+        ],
+        "omitted": {"subscriptions": 0, "reasons": 0},
+    }
+
+
+def test_a_code_counts_once_per_registry_and_subscriptions_fold_case() -> None:
+    repeated = Verdict(
+        verdict("acrbad01", Status.NONCOMPLIANT).registry,
+        Status.NONCOMPLIANT,
+        (Reason(LOGIN_MISSING, "setting 1"), Reason(LOGIN_MISSING, "setting 2")),
+    )
+    upper = verdict("acrbad02", Status.NONCOMPLIANT, LOGIN_MISSING, sub=SUB_A.upper())
+    document = summarize(run_of(repeated, upper), generated_at=FINISHED).to_dict()
+    assert document["byReason"] == [{"code": LOGIN_MISSING, "count": 2}]
+    assert [s["subscriptionId"] for s in document["bySubscription"]] == [SUB_A]
+    assert document["bySubscription"][0]["total"] == 2
+
+
+@pytest.mark.parametrize(
+    ("compliant", "noncompliant", "expected"),
+    [
+        (0, 0, None),
+        (0, 3, 0.0),
+        (3, 0, 100.0),
+        (2, 1, 66.6),
+        (999, 1, 99.9),  # rounded down: 100.0 only when all are compliant
+        (1, 2, 33.3),
+        (1, 7, 12.5),
+    ],
+)
+def test_compliance_percent(compliant: int, noncompliant: int, expected: float | None) -> None:
+    assert compliance_percent(compliant, noncompliant) == expected
+
+
+def test_only_unknown_and_removed_give_no_percent() -> None:
+    run = run_of(verdict("acrdark1", Status.UNKNOWN), verdict("acrgone1", Status.REMOVED))
+    document = summarize(run, generated_at=FINISHED).to_dict()
+    assert document["compliancePercent"] is None
+    assert document["totals"]["total"] == 2
+
+
+def test_empty_run_and_empty_state() -> None:
+    document = summarize(run_of(), generated_at=FINISHED).to_dict()
+    assert document["totals"] == {
+        "total": 0,
+        "compliant": 0,
+        "noncompliant": 0,
+        "unknown": 0,
+        "removed": 0,
+    }
+    assert document["bySubscription"] == []
+    assert document["byReason"] == []
+    empty = empty_summary(generated_at=FINISHED).to_dict()
+    assert empty["lastRun"] is None
+    assert empty["compliancePercent"] is None
+    assert empty["totals"] == document["totals"]
+    assert set(empty) == set(document)
+
+
+def test_trimmed_keeps_totals_and_counts_the_cut() -> None:
+    run = run_of(
+        *(verdict(f"acrbad{i:02d}", Status.NONCOMPLIANT, f"unknown:why {i}") for i in range(5)),
+        verdict("acrother", Status.COMPLIANT, sub=SUB_B),
+    )
+    summary = summarize(run, generated_at=FINISHED)
+    trimmed = summary.trimmed(max_subscriptions=1, max_reasons=2).to_dict()
+    assert trimmed["totals"] == summary.to_dict()["totals"]
+    assert [s["subscriptionId"] for s in trimmed["bySubscription"]] == [SUB_A]
+    assert trimmed["byReason"] == [
+        {"code": "unknown:why 0", "count": 1},
+        {"code": "unknown:why 1", "count": 1},
+    ]
+    assert trimmed["omitted"] == {"subscriptions": 1, "reasons": 3}
+
+
+def test_naive_times_are_taken_as_utc() -> None:
+    naive = AuditRun(
+        run_id="r",
+        started_at=datetime(2024, 5, 1, 12, 0),
+        finished_at=datetime(2024, 5, 1, 12, 1),
+        status=RunStatus.SUCCEEDED,
+        verdicts=(),
+    )
+    document = summarize(naive, generated_at=datetime(2024, 5, 1, 12, 1)).to_dict()
+    assert document["generatedAt"] == "2024-05-01T12:01:00+00:00"
+    assert document["lastRun"]["startedAt"] == "2024-05-01T12:00:00+00:00"
+
+
+def test_summary_is_json() -> None:
+    run = run_of(verdict("acrbad01", Status.NONCOMPLIANT, 'unknown:naïve "quoted" 🙂'))
+    document = summarize(run, generated_at=FINISHED).to_dict()
+    assert json.loads(json.dumps(document)) == document
+
+
+def test_registry_document() -> None:
+    assert registry_document(verdict("acrbad01", Status.NONCOMPLIANT, LOGIN_MISSING)) == {
+        "id": f"/subscriptions/{SUB_A}/resourceGroups/rg/providers/"
+        "Microsoft.ContainerRegistry/registries/acrbad01",
+        "name": "acrbad01",
+        "subscriptionId": SUB_A,
+        "resourceGroup": "rg",
+        "location": "westeurope",
+        "status": "noncompliant",
+        "reasons": [{"code": LOGIN_MISSING, "detail": f"{LOGIN_MISSING} detail"}],
+    }
