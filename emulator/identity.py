@@ -262,15 +262,3 @@ def require_token(request: Request, audience: str) -> str:
     oid = str(claims.get("oid"))
     request.state.caller = oid
     return oid
-
-
-def peek_caller(request: Request) -> str | None:
-    """The caller's object id if the request carries a valid token of any audience (for
-    messages written before authentication, e.g. an injected 403)."""
-    scheme, _, token = request.headers.get("authorization", "").partition(" ")
-    if scheme.lower() != "bearer":
-        return None
-    try:
-        return str(_world(request).identity.verify(token.strip()).get("oid"))
-    except TokenError:
-        return None

@@ -72,7 +72,7 @@ def test_rerun_is_idempotent(local_azure: LocalAzure) -> None:
 
 
 def test_failures_are_isolated_and_reported_unknown(local_azure: LocalAzure) -> None:
-    emu, env = local_azure(
+    _, env = local_azure(
         faults=[
             {"kind": "status", "status": 403, "subscription": DEV},
             {

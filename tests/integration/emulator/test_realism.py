@@ -35,7 +35,7 @@ def registries(emu: RunningEmulator, cred: DefaultAzureCredential, sub: str = SU
 def test_throttled_read_is_retried_after_retry_after(
     emu: RunningEmulator, credential: DefaultAzureCredential
 ) -> None:
-    emu.world.knobs = parse_knobs({"arm_throttle": {"burst": 1, "refill_per_second": 2}})
+    emu.world.knobs = parse_knobs({"arm_throttle": {"burst": 1, "refill_per_second": 1}})
     monitor = MonitorManagementClient(credential, SUB1, base_url=emu.base_url)
     since = time.time()
     list(monitor.diagnostic_settings.list(COMPLIANT))
@@ -183,3 +183,41 @@ def test_admin_api(emu: RunningEmulator, credential: DefaultAzureCredential) -> 
         assert log["entries"][-1]["status"] == 500 and log["counters"]["arm:500"] >= 1
         assert http.post("/_emulator/clock/advance", json={"hours": -1}).status_code == 400
         assert http.post("/_emulator/faults", json={"kind": "nope"}).status_code == 400
+
+
+def test_log_analytics_faults_use_its_error_shape_and_partial_is_left_to_it(
+    emu: RunningEmulator, credential: DefaultAzureCredential
+) -> None:
+    world = emu.world
+    world.add_fault({"kind": "status", "status": 404, "api": "logs", "path": "/v1/workspaces/",
+                     "code": "WorkspaceNotFoundError", "count": 1})  # fmt: skip
+    partial = world.add_fault({"kind": "partial", "count": 1})
+    token = credential.get_token("https://api.loganalytics.io/.default").token
+    with httpx.Client(base_url=emu.base_url, verify=emu.ssl_context()) as http:
+        r = http.post(
+            "/v1/workspaces/aaaaaaaa-0000-0000-0000-000000000001/query",
+            json={"query": "AzureActivity | take 1"},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+    assert r.status_code == 404
+    assert r.json()["error"]["code"] == "WorkspaceNotFoundError"
+    assert "correlationId" in r.json()["error"]
+    # The core middleware never takes a partial fault; the Log Analytics handler does.
+    assert partial.count == 1
+    assert world.take_fault("logs", "/v1/workspaces/x/query", kinds=("partial",)) is partial
+    assert world.take_fault("logs", "/v1/workspaces/x/query", kinds=("partial",)) is None
+
+
+def test_clock_scale_speeds_up_refill(
+    emu: RunningEmulator, credential: DefaultAzureCredential
+) -> None:
+    slow = {"burst": 1, "refill_per_second": 0.01}
+    emu.world.knobs = parse_knobs({"arm_throttle": {**slow, "clock_scale": 1_000_000}})
+    client = registries(emu, credential, retry_total=0)
+    for _ in range(5):
+        list(client.list())  # 10,000 tokens/s: never throttled
+    emu.world.knobs = parse_knobs({"arm_throttle": slow})
+    emu.world.arm_buckets.reset()
+    list(client.list())
+    with pytest.raises(HttpResponseError):
+        list(client.list())
