@@ -13,17 +13,28 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from azure.core.exceptions import AzureError
 
 from auditor.azure.clients import ArmClients
 from auditor.azure.diagnostics import MalformedSettingError, read_categories, read_settings
 from auditor.azure.errors import describe_error
-from auditor.azure.inventory import Inventory, InventoryError, discover
+from auditor.azure.inventory import (
+    Inventory,
+    InventoryError,
+    discover,
+    read_registry,
+    registry_from_id,
+)
+from auditor.evidence import apply_evidence
 from auditor.facts import AuditRun, CategoryInfo, Registry, RunStatus, Status, Verdict
 from auditor.judgement import judge
+from auditor.logs_audit import LogOptions, collect_evidence
 from auditor.policy import Policy
+
+if TYPE_CHECKING:
+    from auditor.azure.logs import LogsReader
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +46,7 @@ class RunStore(Protocol):
 
     def start_run(self, run_id: str, started_at: datetime, trigger: str) -> None: ...
 
-    def finish_run(self, run: AuditRun) -> AuditRun: ...
+    def finish_run(self, run: AuditRun, *, update_summary: bool = True) -> AuditRun: ...
 
     def known_registries(self) -> list[Registry]: ...
 
@@ -95,7 +106,11 @@ def run_audit(
     progress: Progress | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     stats: AuditStats | None = None,
+    logs_reader: LogsReader | None = None,
+    log_options: LogOptions | None = None,
 ) -> AuditRun:
+    """`logs_reader` given: the logs are checked too (do events arrive?), which can make a
+    registry `logs_silent` (noncompliant), `pending`, or unknown when its workspace fails."""
     stats = stats if stats is not None else AuditStats()
     started = clock()
     run_id = new_run_id(started)
@@ -165,6 +180,29 @@ def run_audit(
             )
 
     verdicts.sort(key=lambda v: v.registry.key)
+    evidence_result = None
+    if logs_reader is not None:
+        options = log_options or LogOptions()
+        evidence_result = collect_evidence(
+            clients,
+            logs_reader,
+            verdicts,
+            now=clock(),
+            options=options,
+            categories=categories,
+            policy=policy,
+            progress=progress,
+        )
+        verdicts = list(
+            apply_evidence(
+                verdicts,
+                evidence_result.evidence,
+                now=clock(),
+                silent_after=options.silent_after,
+                pending_window=options.pending_window,
+            )
+        )
+        errors.extend(evidence_result.errors)
     any_unknown = any(v.status is Status.UNKNOWN for v in verdicts)
     run = AuditRun(
         run_id=run_id,
@@ -175,7 +213,54 @@ def run_audit(
         inventoried_subscriptions=frozenset(inventory.complete),
         errors=tuple(errors),
         trigger=trigger,
+        evidence=evidence_result.evidence if evidence_result else {},
+        orphan_activity=tuple(evidence_result.orphan_activity) if evidence_result else (),
+        log_queries=evidence_result.queries if evidence_result else 0,
     )
     if progress:
         progress(f"audit: {len(verdicts)} registries judged")
     return store.finish_run(run) if store is not None else run
+
+
+def audit_registry(
+    clients: ArmClients,
+    policy: Policy,
+    registry_id: str,
+    *,
+    store: RunStore | None = None,
+    trigger: str = "event",
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> AuditRun:
+    """Re-judge one registry at once (an Event Grid notice that its settings changed).
+
+    Its row and history are stored; the fleet summary is left to the next full run, since one
+    registry cannot say what the fleet looks like.
+    """
+    started = clock()
+    run_id = new_run_id(started)
+    if store is not None:
+        store.start_run(run_id, started, trigger)
+    errors: list[str] = []
+    try:
+        registry = read_registry(clients, registry_id)
+    except (AzureError, InventoryError) as exc:
+        registry = registry_from_id(registry_id)
+        errors.append(f"registry {registry_id}: {describe_error(exc)}")
+        verdict = judge(registry, None, (), policy, read_error=describe_error(exc))
+    else:
+        categories: list[CategoryInfo] = []
+        try:
+            categories = read_categories(clients, registry.id)
+        except AzureError as exc:
+            errors.append(f"category metadata unavailable: {describe_error(exc)}")
+        verdict = _judge_one(clients, registry, categories, policy)
+    run = AuditRun(
+        run_id=run_id,
+        started_at=started,
+        finished_at=clock(),
+        status=RunStatus.PARTIAL if verdict.status is Status.UNKNOWN else RunStatus.SUCCEEDED,
+        verdicts=(verdict,),
+        errors=tuple(errors),
+        trigger=trigger,
+    )
+    return store.finish_run(run, update_summary=False) if store is not None else run

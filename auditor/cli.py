@@ -51,7 +51,17 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="do not write results to Table Storage (no storage settings needed)",
     )
+    audit.add_argument("--no-alerts", action="store_true", help="do not send alerts for this run")
     audit.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    alerts = sub.add_parser("alerts", help="alert sinks")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    alerts_test = alerts_sub.add_parser("test", help="send a test alert to one configured sink")
+    alerts_test.add_argument(
+        "--sink",
+        required=True,
+        choices=("webhook", "teams", "slack", "queue", "log"),
+        help="the sink to test",
+    )
     serve = sub.add_parser("serve", help="serve the HTTP API and run the timer schedule")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=7071)
@@ -130,6 +140,7 @@ def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
         trigger="cli",
         subscriptions=args.subscription or None,
         use_store=not args.no_store,
+        alerts=not args.no_alerts,
         progress=_progress(args.quiet or (args.format == "json" and not sys.stderr.isatty())),
     )
     if args.format == "json":
@@ -138,6 +149,20 @@ def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
     else:
         render_table(run, sys.stdout)
     return exit_code(run)
+
+
+def cmd_alerts(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from auditor.alerts import send_test_alert
+    from auditor.alerts.sinks.base import DeliveryError
+
+    settings = Settings.from_env(environ)
+    try:
+        alert = send_test_alert(settings, args.sink)
+    except DeliveryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"test alert {alert.id} sent to {args.sink}")
+    return EXIT_OK
 
 
 def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
@@ -175,6 +200,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     try:
         if args.command == "audit":
             return cmd_audit(args, env)
+        if args.command == "alerts":
+            return cmd_alerts(args, env)
         return cmd_serve(args, env)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

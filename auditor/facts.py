@@ -7,8 +7,13 @@ so the pure code can be tested without Azure and the SDK can change under it.
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from auditor.evidence import ActivityEvent, LogEvidence
 
 
 def normalize_id(resource_id: str) -> str:
@@ -115,3 +120,8 @@ class AuditRun:
     inventoried_subscriptions: frozenset[str] = frozenset()
     errors: tuple[str, ...] = ()
     trigger: str = "cli"  # "timer", "cli", "http", "event"
+    # What the logs themselves showed, per registry key (empty when logs were not checked).
+    evidence: Mapping[str, LogEvidence] = field(default_factory=dict, compare=False)
+    # Activity-log events of registries no longer in the inventory (deleted since).
+    orphan_activity: tuple[ActivityEvent, ...] = field(default=(), compare=False)
+    log_queries: int = 0

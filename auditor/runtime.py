@@ -5,20 +5,25 @@ Shared by the CLI, the Functions triggers and the demo, so they cannot drift apa
 
 from __future__ import annotations
 
+import dataclasses
+import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
 
-from auditor.audit import AuditStats, Progress, run_audit
+from auditor.audit import AuditStats, Progress, audit_registry, run_audit
 from auditor.azure.clients import ArmClients
 from auditor.facts import AuditRun
 from auditor.pacing import TokenBucketPacer
 from auditor.settings import Settings
 
 if TYPE_CHECKING:
+    from auditor.alerts import SettingChange
     from auditor.storage import AuditStore
+
+log = logging.getLogger(__name__)
 
 
 def build_credential() -> TokenCredential:
@@ -60,15 +65,22 @@ def audit_once(
     trigger: str,
     subscriptions: Sequence[str] | None = None,
     use_store: bool = True,
+    alerts: bool = True,
+    check_logs: bool = True,
     progress: Progress | None = None,
     credential: TokenCredential | None = None,
     stats: AuditStats | None = None,
 ) -> AuditRun:
+    """One full audit; alerts go out from every run that stores its results (they need the
+    alert state in Table Storage), unless `alerts=False` (`--no-alerts`)."""
+    from auditor.logs_audit import LogOptions, build_logs_reader
+
     credential = credential or build_credential()
     clients = build_arm_clients(settings, credential)
     store = build_store(settings, credential) if use_store else None
+    reader = build_logs_reader(settings, credential) if check_logs else None
     try:
-        return run_audit(
+        run = run_audit(
             clients,
             settings.policy,
             subscriptions=subscriptions if subscriptions is not None else settings.subscriptions,
@@ -77,6 +89,60 @@ def audit_once(
             trigger=trigger,
             progress=progress,
             stats=stats,
+            logs_reader=reader,
+            log_options=LogOptions.from_settings(settings) if check_logs else None,
         )
     finally:
         clients.close()
+        if reader is not None:
+            reader.close()
+    if alerts and use_store:
+        run = send_alerts(settings, run, credential=credential)
+    return run
+
+
+def audit_registry_once(
+    settings: Settings,
+    registry_id: str,
+    *,
+    trigger: str = "event",
+    setting_changes: Sequence[SettingChange] = (),
+    credential: TokenCredential | None = None,
+) -> AuditRun:
+    """Re-audit one registry now (Event Grid) and alert on what changed."""
+    credential = credential or build_credential()
+    clients = build_arm_clients(settings, credential)
+    store = build_store(settings, credential)
+    try:
+        run = audit_registry(clients, settings.policy, registry_id, store=store, trigger=trigger)
+    finally:
+        clients.close()
+    return send_alerts(settings, run, credential=credential, setting_changes=setting_changes)
+
+
+def send_alerts(
+    settings: Settings,
+    run: AuditRun,
+    *,
+    credential: TokenCredential | None = None,
+    setting_changes: Sequence[SettingChange] = (),
+) -> AuditRun:
+    """Alerting never fails the audit: its problems are added to the run's errors."""
+    from auditor.alerts import AlertService
+
+    try:
+        with AlertService.from_settings(settings, credential=credential) as service:
+            report = service.process(
+                run.verdicts,
+                run_id=run.run_id,
+                now=run.finished_at,
+                setting_changes=setting_changes,
+            )
+    except Exception as exc:  # a sink or storage surprise must not lose the audit's results
+        log.exception("alerting failed for run %s", run.run_id)
+        return dataclasses.replace(run, errors=(*run.errors, f"alerting failed: {exc}"))
+    problems = list(report.errors) + [
+        f"alert {d.alert_id} to {d.sink}: {d.outcome}" + (f" ({d.error})" if d.error else "")
+        for d in report.failures
+    ]
+    return dataclasses.replace(run, errors=(*run.errors, *problems)) if problems else run

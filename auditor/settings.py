@@ -39,6 +39,21 @@ MAX_CONCURRENCY = "AUDITOR_MAX_CONCURRENCY"
 ARM_READS_PER_SECOND = "AUDITOR_ARM_READS_PER_SECOND"
 ARM_BURST = "AUDITOR_ARM_BURST"
 HTTP_RETRIES = "AUDITOR_HTTP_RETRIES"
+LOGS_LOOKBACK_HOURS = "AUDITOR_LOGS_LOOKBACK_HOURS"
+SILENT_AFTER_HOURS = "AUDITOR_SILENT_AFTER_HOURS"
+PENDING_MINUTES = "AUDITOR_PENDING_MINUTES"
+BURST_FAILURES = "AUDITOR_BURST_FAILURES"
+BURST_MINUTES = "AUDITOR_BURST_MINUTES"
+LOGS_CONCURRENCY = "AUDITOR_LOGS_CONCURRENCY"
+ALERT_WEBHOOK_URL = "AUDITOR_ALERT_WEBHOOK_URL"
+ALERT_WEBHOOK_SECRET = "AUDITOR_ALERT_WEBHOOK_SECRET"  # noqa: S105 - a variable name
+ALERT_TEAMS_URL = "AUDITOR_ALERT_TEAMS_URL"
+ALERT_SLACK_URL = "AUDITOR_ALERT_SLACK_URL"
+ALERT_QUEUE = "AUDITOR_ALERT_QUEUE"
+ALERT_LOG_RECORDS = "AUDITOR_ALERT_LOG_RECORDS"
+ALERT_REMIND_HOURS = "AUDITOR_ALERT_REMIND_HOURS"
+ALERT_LOGIN = "AUDITOR_ALERT_LOGIN"
+ALERT_ON_UNKNOWN = "AUDITOR_ALERT_ON_UNKNOWN"
 
 # Every variable this module reads.
 SETTING_NAMES: tuple[str, ...] = (
@@ -62,6 +77,21 @@ SETTING_NAMES: tuple[str, ...] = (
     ARM_READS_PER_SECOND,
     ARM_BURST,
     HTTP_RETRIES,
+    LOGS_LOOKBACK_HOURS,
+    SILENT_AFTER_HOURS,
+    PENDING_MINUTES,
+    BURST_FAILURES,
+    BURST_MINUTES,
+    LOGS_CONCURRENCY,
+    ALERT_WEBHOOK_URL,
+    ALERT_WEBHOOK_SECRET,
+    ALERT_TEAMS_URL,
+    ALERT_SLACK_URL,
+    ALERT_QUEUE,
+    ALERT_LOG_RECORDS,
+    ALERT_REMIND_HOURS,
+    ALERT_LOGIN,
+    ALERT_ON_UNKNOWN,
 )
 
 DEFAULT_SCHEDULE = "0 0 * * * *"
@@ -76,6 +106,18 @@ DEFAULT_MAX_CONCURRENCY = 16
 DEFAULT_ARM_READS_PER_SECOND = 25.0
 DEFAULT_ARM_BURST = 250
 DEFAULT_HTTP_RETRIES = 4
+# Log evidence (auditor.logs_audit): how far back to query, when a registry counts as silent,
+# how long after a setting change to wait (Azure needs up to 90 minutes), what is a burst.
+DEFAULT_LOGS_LOOKBACK_HOURS = 24.0
+DEFAULT_SILENT_AFTER_HOURS = 24.0
+DEFAULT_PENDING_MINUTES = 90.0
+DEFAULT_BURST_FAILURES = 10
+DEFAULT_BURST_MINUTES = 5.0
+# Log Analytics runs at most 5 concurrent queries per user (azure-facts §4).
+DEFAULT_LOGS_CONCURRENCY = 5
+DEFAULT_ALERT_REMIND_HOURS = 24.0
+# An HMAC key much shorter than this is guessable offline from one signed body.
+MIN_WEBHOOK_SECRET_LENGTH = 16
 
 # Maps Policy field names to the variable that sets them, to re-label Policy's errors.
 _POLICY_VARIABLES = {
@@ -90,6 +132,9 @@ _POLICY_VARIABLES = {
 GUID_RE = re.compile(rf"{GUID_PATTERN}\Z")
 _TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
 _ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
+# Azure queue names: 3-63 lower-case letters, digits and single hyphens, no hyphen at either end.
+_QUEUE_NAME = re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(?:-[a-z0-9]+)*")
+_LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
@@ -114,6 +159,23 @@ class Settings:
     arm_reads_per_second: float = DEFAULT_ARM_READS_PER_SECOND
     arm_burst: int = DEFAULT_ARM_BURST
     http_retries: int = DEFAULT_HTTP_RETRIES
+    logs_lookback_hours: float = DEFAULT_LOGS_LOOKBACK_HOURS
+    silent_after_hours: float = DEFAULT_SILENT_AFTER_HOURS
+    pending_minutes: float = DEFAULT_PENDING_MINUTES
+    burst_failures: int = DEFAULT_BURST_FAILURES
+    burst_minutes: float = DEFAULT_BURST_MINUTES
+    logs_concurrency: int = DEFAULT_LOGS_CONCURRENCY
+    # Alert sinks (docs/alerts.md). Webhook URLs carry their own credentials (Slack and Teams
+    # put a token in the path or query), so they are as secret as the HMAC key: never in repr.
+    alert_webhook_url: str | None = field(default=None, repr=False)
+    alert_webhook_secret: str | None = field(default=None, repr=False)
+    alert_teams_url: str | None = field(default=None, repr=False)
+    alert_slack_url: str | None = field(default=None, repr=False)
+    alert_queue: str | None = None
+    alert_log_records: bool = True
+    alert_remind_hours: float = DEFAULT_ALERT_REMIND_HOURS  # 0: no reminders
+    alert_login: bool = False
+    alert_on_unknown: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, require_storage: bool = True) -> Settings:
@@ -147,6 +209,35 @@ class Settings:
             ),
             arm_burst=_number(env, ARM_BURST, int, DEFAULT_ARM_BURST, low=1),
             http_retries=_number(env, HTTP_RETRIES, int, DEFAULT_HTTP_RETRIES, low=0, high=10),
+            logs_lookback_hours=_number(
+                env, LOGS_LOOKBACK_HOURS, float, DEFAULT_LOGS_LOOKBACK_HOURS, low=1.0, high=720.0
+            ),
+            silent_after_hours=_number(
+                env, SILENT_AFTER_HOURS, float, DEFAULT_SILENT_AFTER_HOURS, low=1.0, high=720.0
+            ),
+            pending_minutes=_number(
+                env, PENDING_MINUTES, float, DEFAULT_PENDING_MINUTES, low=0.0, high=1440.0
+            ),
+            burst_failures=_number(
+                env, BURST_FAILURES, int, DEFAULT_BURST_FAILURES, low=1, high=100_000
+            ),
+            burst_minutes=_number(
+                env, BURST_MINUTES, float, DEFAULT_BURST_MINUTES, low=1.0, high=1440.0
+            ),
+            logs_concurrency=_number(
+                env, LOGS_CONCURRENCY, int, DEFAULT_LOGS_CONCURRENCY, low=1, high=5
+            ),
+            alert_webhook_url=_alert_url(env, ALERT_WEBHOOK_URL),
+            alert_webhook_secret=_webhook_secret(env),
+            alert_teams_url=_alert_url(env, ALERT_TEAMS_URL),
+            alert_slack_url=_alert_url(env, ALERT_SLACK_URL),
+            alert_queue=_queue_name(env.get(ALERT_QUEUE)),
+            alert_log_records=_bool(env, ALERT_LOG_RECORDS, default=True),
+            alert_remind_hours=_number(
+                env, ALERT_REMIND_HOURS, float, DEFAULT_ALERT_REMIND_HOURS, low=0.0, high=8760.0
+            ),
+            alert_login=_bool(env, ALERT_LOGIN, default=False),
+            alert_on_unknown=_bool(env, ALERT_ON_UNKNOWN, default=False),
         )
 
 
@@ -268,6 +359,55 @@ def _https_url(name: str, value: str, *, secret: bool = False) -> str:
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ConfigError(name, f"{shown} must not contain credentials, a query or a fragment")
     return value.rstrip("/")
+
+
+def _alert_url(env: _Env, name: str) -> str | None:
+    """An alert destination: https, or http to a loopback receiver for local testing.
+
+    The value is never quoted in errors: Slack and Teams URLs are bearer credentials.
+    """
+    value = env.get(name)
+    if value is None:
+        return None
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise ConfigError(name, "the value is not a URL") from None
+    scheme = parts.scheme.lower()
+    host = (parts.hostname or "").lower()
+    if not host or not (scheme == "https" or (scheme == "http" and host in _LOOPBACK_HOSTS)):
+        raise ConfigError(
+            name,
+            "the value must be an https:// URL with a host "
+            "(http:// only for 127.0.0.1 or localhost)",
+        )
+    if parts.username or parts.password or parts.fragment:
+        raise ConfigError(name, "the value must not contain user:password@ or a #fragment")
+    return value
+
+
+def _webhook_secret(env: _Env) -> str | None:
+    secret = env.get(ALERT_WEBHOOK_SECRET)
+    if secret is None:
+        return None
+    if env.get(ALERT_WEBHOOK_URL) is None:
+        raise ConfigError(ALERT_WEBHOOK_SECRET, f"is set but {ALERT_WEBHOOK_URL} is not")
+    if len(secret) < MIN_WEBHOOK_SECRET_LENGTH:
+        raise ConfigError(
+            ALERT_WEBHOOK_SECRET, f"must be at least {MIN_WEBHOOK_SECRET_LENGTH} characters"
+        )
+    return secret
+
+
+def _queue_name(value: str | None) -> str | None:
+    if value is not None and not _QUEUE_NAME.fullmatch(value):
+        raise ConfigError(
+            ALERT_QUEUE,
+            f"{value!r} is not a queue name (3-63 lower-case letters, digits and single "
+            "hyphens, starting and ending with a letter or digit)",
+        )
+    return value
 
 
 def _table_prefix(value: str) -> str:

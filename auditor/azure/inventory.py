@@ -108,6 +108,27 @@ def registry_from_model(model: Any) -> Registry:
     )
 
 
+def registry_from_id(resource_id: str) -> Registry:
+    """A Registry known only by its id (when ARM cannot be asked for more)."""
+    match = _REGISTRY_ID.match(resource_id.strip())
+    if match is None:
+        raise InventoryError(f"not a container registry id: {resource_id[:200]!r}")
+    return Registry(
+        id=resource_id.strip(),
+        name=match.group("name"),
+        subscription_id=match.group("sub").lower(),
+        resource_group=match.group("rg"),
+    )
+
+
+def read_registry(clients: ArmClients, resource_id: str) -> Registry:
+    known = registry_from_id(resource_id)
+    model = clients.registries(known.subscription_id).registries.get(
+        known.resource_group, known.name
+    )
+    return registry_from_model(model)
+
+
 def _bool_or_none(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 

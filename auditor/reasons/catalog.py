@@ -33,6 +33,14 @@ UNKNOWN = "unknown"
 LOGS_SILENT = "logs_silent"
 PENDING = "pending"
 REMOVED = "removed"
+# What the registry's logs in Log Analytics show (auditor.evidence).
+LOGS_UNREADABLE = "logs_unreadable"
+LOGGING_INTERRUPTED = "logging_interrupted"
+LOGIN_FAILURE_BURST = "login_failure_burst"
+ANONYMOUS_PULL = "anonymous_pull"
+NEW_LOGIN_SOURCE = "new_login_source"
+ADMIN_USER_LOGIN = "admin_user_login"
+ARTIFACT_DELETED = "artifact_deleted"
 
 SEPARATOR = ":"
 

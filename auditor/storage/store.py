@@ -111,12 +111,14 @@ class AuditStore:
                 entities.started_run_entity(run_id, started_at, trigger), mode=UpdateMode.REPLACE
             )
 
-    def finish_run(self, run: AuditRun) -> AuditRun:
+    def finish_run(self, run: AuditRun, *, update_summary: bool = True) -> AuditRun:
         """Store a finished run; returns it with the registries found removed appended.
 
         A stored registry is marked removed only when its subscription was listed completely
         (`run.inventoried_subscriptions`) and the run did not report it; registries of other
         subscriptions keep their last state unless the run reports them (e.g. as unknown).
+        `update_summary=False` is for runs that judged a few registries out of band (an Event
+        Grid re-audit): their rows and history are stored, the fleet summary stays as it was.
         """
         self.ensure_tables()
         previous = self._current_rows()
@@ -163,6 +165,8 @@ class AuditStore:
         self._upsert_all(self._registries, registry_rows, "writing registry status")
         with _guard("recording the run"):
             self._runs.upsert_entity(entities.finished_run_entity(final), mode=UpdateMode.REPLACE)
+        if not update_summary:
+            return final
         # Last, and from memory: the summary never mixes this run with an earlier one.
         summary = summarize(final, generated_at=run.finished_at)
         with _guard("writing the summary"):

@@ -18,7 +18,11 @@ DEV = "22222222-2222-2222-2222-222222222222"
 EXPECTED = {
     "acrcompliant01": ("compliant", ()),
     "acrgroups01": ("compliant", ()),
-    "acrdisabled01": ("noncompliant", ("category_disabled:ContainerRegistryRepositoryEvents",)),
+    # Its login events are routed to a workspace but it has no traffic: the logs prove silence.
+    "acrdisabled01": (
+        "noncompliant",
+        ("category_disabled:ContainerRegistryRepositoryEvents", "logs_silent"),
+    ),
     "acrstorage01": ("noncompliant", ("destination_not_allowed",)),
     "acrlegacy01": ("noncompliant", ("not_resource_specific",)),
     "acrnosetting01": ("noncompliant", ("no_diagnostic_setting",)),
@@ -51,11 +55,14 @@ def test_small_estate_is_judged_exactly_and_stored(local_azure: LocalAzure) -> N
     stored = store.get_registry("acrdisabled01")
     assert stored is not None and stored["status"] == "noncompliant"
 
-    # One settings read per registry, one category read, Resource Graph for the inventory.
+    # One settings read per registry; per run: the subscription list, one Resource Graph page,
+    # one category read, and one workspace read per workspace receiving logs.
     arm = [e for e in emu.world.requests() if e.api in ("arm", "resourcegraph")]
     settings_reads = [e for e in arm if e.path.lower().endswith("/diagnosticsettings")]
     assert len(settings_reads) == len(EXPECTED)
-    assert len(arm) <= len(EXPECTED) * 1.05 + 3
+    workspace_reads = [e for e in arm if "/workspaces/" in e.path.lower()]
+    assert len(workspace_reads) == 1  # law-dev receives only AzureDiagnostics-mode logs
+    assert len(arm) == len(EXPECTED) + 3 + len(workspace_reads)
 
 
 def test_rerun_is_idempotent(local_azure: LocalAzure) -> None:

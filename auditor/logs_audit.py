@@ -1,0 +1,331 @@
+"""The log part of an audit: do the registries' events arrive in Log Analytics?
+
+Called after the settings judgement with its verdicts (`collect_evidence`), then
+`auditor.evidence.apply_evidence` adds the findings to the verdicts. No storage, no CLI.
+
+Query plan: the settings say which workspaces should receive which registries' events
+(`evidence.plan_routes`). Each workspace is resolved to its query GUID once, then gets one
+query per purpose (`kql.Purpose`), registries selected with `_ResourceId in~ (...)` in chunks
+of `chunk_size` ids, so the number of queries grows with workspaces, not registries. A query
+the service finds too big (504 after retries, a timeout or an oversized result) is run again
+over halves of its time range, at most `max_splits` times; the analysis merges the parts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from auditor import kql
+from auditor.azure.logs import LogsReader, QueryOutcome, WorkspaceRef, resolve_workspaces
+from auditor.errors import ConfigError
+from auditor.evidence import (
+    DEFAULT_ADMIN_IDENTITIES,
+    DEFAULT_ANONYMOUS_IDENTITIES,
+    ActivityEvent,
+    EvidenceOptions,
+    LogEvidence,
+    QueryRows,
+    Route,
+    build_evidence,
+    plan_routes,
+)
+from auditor.facts import CategoryInfo, Verdict, normalize_id
+from auditor.kql import Purpose, Query, Span, Window
+from auditor.policy import Policy
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+
+    from auditor.azure.clients import ArmClients
+    from auditor.settings import Settings
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+_LISTINGS = frozenset({Purpose.DELETIONS, Purpose.ACTIVITY})
+_NO_OVERLAP = timedelta(0)
+
+
+@dataclass(frozen=True)
+class LogOptions:
+    """How far back to look and what counts as silent, a burst, a listing's cap..."""
+
+    lookback: timedelta = timedelta(hours=24)
+    silent_after: timedelta = timedelta(hours=24)
+    pending_window: timedelta = timedelta(minutes=90)
+    burst_failures: int = 10
+    burst_window: timedelta = timedelta(minutes=5)
+    burst_step: timedelta = kql.DEFAULT_BURST_STEP
+    # How far back the freshness query looks for a registry's last event.
+    reach_back: timedelta = timedelta(days=7)
+    chunk_size: int = kql.DEFAULT_CHUNK_SIZE
+    list_cap: int = kql.DEFAULT_LIST_CAP
+    max_splits: int = 2
+    anonymous_identities: tuple[str, ...] = DEFAULT_ANONYMOUS_IDENTITIES
+    admin_identities: tuple[str, ...] = DEFAULT_ADMIN_IDENTITIES
+    # Workspaces known to receive subscriptions' activity logs besides the registries' own.
+    activity_workspaces: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        positive = ("lookback", "silent_after", "burst_window", "burst_step", "reach_back")
+        for name in positive:
+            if getattr(self, name) <= timedelta(0):
+                raise ConfigError(name, "must be longer than zero")
+        if self.pending_window < timedelta(0):
+            raise ConfigError("pending_window", "must not be negative")
+        if self.burst_failures < 1:
+            raise ConfigError("burst_failures", "must be at least 1")
+        if self.burst_window < self.burst_step:
+            raise ConfigError("burst_window", "must be at least one burst step (1 minute)")
+        if not 1 <= self.chunk_size <= 1000:
+            raise ConfigError("chunk_size", "must be between 1 and 1000")
+        if not 1 <= self.list_cap <= 100_000:
+            raise ConfigError("list_cap", "must be between 1 and 100000")
+        if not 0 <= self.max_splits <= 4:
+            raise ConfigError("max_splits", "must be between 0 and 4")
+        if not self.burst_step.total_seconds().is_integer():
+            raise ConfigError("burst_step", "must be a whole number of seconds")
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> LogOptions:
+        return cls(
+            lookback=timedelta(hours=settings.logs_lookback_hours),
+            silent_after=timedelta(hours=settings.silent_after_hours),
+            pending_window=timedelta(minutes=settings.pending_minutes),
+            burst_failures=settings.burst_failures,
+            burst_window=timedelta(minutes=settings.burst_minutes),
+        )
+
+    @property
+    def evidence(self) -> EvidenceOptions:
+        return EvidenceOptions(
+            burst_failures=self.burst_failures,
+            burst_window=self.burst_window,
+            burst_step=self.burst_step,
+            anonymous_identities=self.anonymous_identities,
+            admin_identities=self.admin_identities,
+        )
+
+    def reach(self) -> timedelta:
+        """The freshness query's reach: at least far enough to judge silence."""
+        return max(self.reach_back, self.silent_after, 2 * self.lookback)
+
+
+def build_logs_reader(settings: Settings, credential: TokenCredential) -> LogsReader:
+    """The Log Analytics reader for a run, from the validated settings."""
+    return LogsReader(
+        credential,
+        endpoint=settings.logs_endpoint,
+        audience=settings.logs_audience,
+        max_concurrency=settings.logs_concurrency,
+        retries=settings.http_retries,
+    )
+
+
+@dataclass(frozen=True)
+class EvidenceResult:
+    window: Window
+    evidence: Mapping[str, LogEvidence]  # by registry key
+    routes: tuple[Route, ...] = ()
+    workspaces: Mapping[str, WorkspaceRef] = field(default_factory=dict)
+    # Activity-log events of registries not in this run (deleted since, or out of scope).
+    orphan_activity: tuple[ActivityEvent, ...] = ()
+    # For the run record: workspaces unreadable, queries failed, partial or capped.
+    errors: tuple[str, ...] = ()
+    queries: int = 0  # queries sent (splits included), retries not counted
+
+
+@dataclass
+class _Request:
+    workspace_id: str
+    customer_id: str
+    registry_keys: frozenset[str]
+    build: Callable[[Span | None], Query]
+    query: Query
+    splits_left: int
+    overlap: timedelta = timedelta(0)
+
+
+def collect_evidence(
+    arm_clients: ArmClients,
+    logs_reader: LogsReader,
+    verdicts: Sequence[Verdict],
+    *,
+    now: datetime,
+    options: LogOptions | None = None,
+    categories: Sequence[CategoryInfo] = (),
+    policy: Policy | None = None,
+    progress: Progress | None = None,
+) -> EvidenceResult:
+    """Query every workspace that should receive registry logs and analyse the rows.
+
+    Never raises for an Azure failure: unreadable workspaces and failed queries become
+    errors on the result and `unknown` log findings for the registries concerned.
+    `policy` with an allow-list of workspaces limits the check to those workspaces.
+    """
+    opts = options or LogOptions()
+    window = Window.ending(now, opts.lookback)
+    accepts = policy.accepts_workspace if policy and policy.accepted_workspaces else None
+    routes = plan_routes(verdicts, categories=categories, accepts_workspace=accepts)
+
+    routed: dict[str, list[str]] = {}
+    for route in routes:
+        routed.setdefault(route.workspace_id, []).append(route.registry_key)
+    activity_only = {normalize_id(w) for w in opts.activity_workspaces} - set(routed)
+    workspaces = resolve_workspaces(arm_clients, [*routed, *activity_only])
+    errors = [
+        f"logs: workspace {ref.id}: {ref.error}"
+        for ref in workspaces.values()
+        if ref.error is not None
+    ]
+    subscriptions = sorted({v.registry.subscription_id.lower() for v in verdicts})
+
+    requests: list[_Request] = []
+    for workspace_id in sorted(workspaces):
+        ref = workspaces[workspace_id]
+        if ref.customer_id is None:
+            continue
+        keys = kql.normalize_ids(routed.get(workspace_id, ()))
+        for chunk in kql.chunks(keys, opts.chunk_size):
+            requests.extend(_registry_requests(ref, chunk, window, opts))
+        for subs in kql.chunks(subscriptions, opts.chunk_size):
+            requests.append(_activity_request(ref, subs, window, opts))
+    if progress:
+        progress(f"logs: {len(requests)} queries in {len(workspaces)} workspaces")
+
+    results, sent = _run(logs_reader, requests, opts)
+    for result in results:
+        errors.extend(_describe(result, opts))
+
+    evidence, orphans = build_evidence(
+        routes,
+        results,
+        window=window,
+        registry_keys=[v.registry.key for v in verdicts],
+        unavailable={w: ref.error for w, ref in workspaces.items() if ref.error is not None},
+        options=opts.evidence,
+    )
+    if progress:
+        progress(f"logs: evidence for {len(evidence)} registries from {sent} queries")
+    return EvidenceResult(
+        window=window,
+        evidence=evidence,
+        routes=routes,
+        workspaces=workspaces,
+        orphan_activity=orphans,
+        errors=tuple(dict.fromkeys(errors)),
+        queries=sent,
+    )
+
+
+def _registry_requests(
+    ref: WorkspaceRef, ids: list[str], window: Window, opts: LogOptions
+) -> list[_Request]:
+    assert ref.customer_id is not None
+    keys = frozenset(ids)
+    builders: list[tuple[Callable[[Span | None], Query], timedelta]] = [
+        (
+            lambda span: kql.freshness_query(ids, window, reach_back=opts.reach(), span=span),
+            _NO_OVERLAP,
+        ),
+        (lambda span: kql.logins_query(ids, window, span=span), _NO_OVERLAP),
+        (
+            lambda span: kql.bursts_query(
+                ids, window, min_failures=opts.burst_failures, step=opts.burst_step, span=span
+            ),
+            # A burst across the split point must lie whole in the later part.
+            opts.burst_window + opts.burst_step,
+        ),
+        (lambda span: kql.repository_query(ids, window, span=span), _NO_OVERLAP),
+        (lambda span: kql.deletions_query(ids, window, cap=opts.list_cap, span=span), _NO_OVERLAP),
+    ]
+    return [
+        _Request(ref.id, ref.customer_id, keys, build, build(None), opts.max_splits, overlap)
+        for build, overlap in builders
+    ]
+
+
+def _activity_request(
+    ref: WorkspaceRef, subscriptions: list[str], window: Window, opts: LogOptions
+) -> _Request:
+    assert ref.customer_id is not None
+
+    def build(span: Span | None) -> Query:
+        return kql.activity_query(subscriptions, window, cap=opts.list_cap, span=span)
+
+    return _Request(ref.id, ref.customer_id, frozenset(), build, build(None), opts.max_splits)
+
+
+def _run(
+    reader: LogsReader, requests: list[_Request], opts: LogOptions
+) -> tuple[list[QueryRows], int]:
+    """Run the requests; split the ones that were too big and run the halves."""
+    results: list[QueryRows] = []
+    sent = 0
+    pending = requests
+    while pending:
+        outcomes = reader.run([(r.customer_id, r.query) for r in pending])
+        sent += len(pending)
+        retry: list[_Request] = []
+        for request, outcome in zip(pending, outcomes, strict=True):
+            if outcome.too_big and request.splits_left > 0:
+                retry.extend(_halves(request))
+                continue
+            results.append(_as_rows(request, outcome, opts))
+        pending = retry
+    return results, sent
+
+
+def _halves(request: _Request) -> list[_Request]:
+    start, end = request.query.start, request.query.end
+    middle = start + (end - start) / 2
+    # Whole seconds keep the datetime literals tidy; the halves still cover the range.
+    middle = middle.replace(microsecond=0)
+    if middle <= start:
+        return [request]  # cannot split further: run as is (its failure is then kept)
+    later_start = max(start, middle - request.overlap)
+    out = []
+    for span in ((start, middle), (later_start, end)):
+        query = request.build(span)
+        out.append(
+            _Request(
+                request.workspace_id,
+                request.customer_id,
+                request.registry_keys,
+                request.build,
+                query,
+                request.splits_left - 1,
+                request.overlap,
+            )
+        )
+    return out
+
+
+def _as_rows(request: _Request, outcome: QueryOutcome, opts: LogOptions) -> QueryRows:
+    capped = request.query.purpose in _LISTINGS and len(outcome.rows) >= opts.list_cap
+    return QueryRows(
+        workspace_id=request.workspace_id,
+        purpose=request.query.purpose,
+        registry_keys=request.registry_keys,
+        rows=outcome.rows,
+        error=outcome.error,
+        partial_error=outcome.partial_error,
+        capped=capped,
+    )
+
+
+def _describe(result: QueryRows, opts: LogOptions) -> Iterable[str]:
+    where = f"{result.purpose.value} query in workspace {result.workspace_id}"
+    if result.error is not None:
+        yield f"logs: {where} failed: {result.error}"
+    if result.partial_error is not None:
+        yield f"logs: {where} returned a partial result ({len(result.rows)} rows kept): " + (
+            result.partial_error
+        )
+    if result.capped:
+        yield f"logs: {where} reached its cap of {opts.list_cap} rows; older entries not listed"

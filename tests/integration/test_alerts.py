@@ -1,0 +1,627 @@
+"""Alerts end to end: state and outbox in Azurite, deliveries to a local HTTP receiver, the
+Azurite queue and log records; concurrency, outages, secrets; the Event Grid path against the
+emulator."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+from azure.storage.queue import QueueClient
+
+from auditor.alerts import (
+    AlertKind,
+    AlertService,
+    Change,
+    build_sinks,
+    plan_alerts,
+    send_alerts,
+    send_test_alert,
+    setting_change_from_event,
+)
+from auditor.alerts.eventgrid import registry_from_event
+from auditor.alerts.model import Topic, alert_key
+from auditor.alerts.schema import validate
+from auditor.alerts.sinks.http import HttpOptions
+from auditor.alerts.sinks.logrecord import PREFIX
+from auditor.alerts.sinks.queue import API_VERSION
+from auditor.alerts.transitions import AlertPlan
+from auditor.errors import ConfigError
+from auditor.facts import Registry, Status, Verdict
+from auditor.reasons.catalog import reason
+from auditor.settings import Settings
+from emulator.azurite import Azurite
+
+pytestmark = pytest.mark.integration
+
+SUB = "0000aaaa-0000-0000-0000-000000000001"
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+TOKEN = "T0k3nInThePath9f8e7d"  # stands for the credential in Slack/Teams URLs
+SECRET = "hmac-secret-for-tests-0123456789"
+FAST = HttpOptions(timeout=2.0, retries=2, backoff=0.01, max_backoff=0.05)
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "reference" / "examples"
+
+
+# -- a local receiver ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+class Receiver:
+    """A tiny HTTP server on 127.0.0.1 that records every POST; it can answer with chosen
+    statuses, or be stopped (connection refused) and started again on the same port."""
+
+    def __init__(self) -> None:
+        self.requests: list[Received] = []
+        self.statuses: list[int] = []  # answered in order, then 200
+        self.port = 0
+        self._server: ThreadingHTTPServer | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> Receiver:
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                with receiver._lock:
+                    receiver.requests.append(
+                        Received(self.path, dict(self.headers), body, time.monotonic())
+                    )
+                    status = receiver.statuses.pop(0) if receiver.statuses else 200
+                self.send_response(status)
+                self.end_headers()
+                self.wfile.write(b"ok" if status < 400 else b"error")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                return None
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def on(self, prefix: str) -> list[Received]:
+        return [r for r in self.requests if r.path.startswith(prefix)]
+
+
+@pytest.fixture
+def receiver() -> Iterator[Receiver]:
+    server = Receiver().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def queue_name() -> str:
+    return "alerts-" + hashlib.sha256(str(time.monotonic_ns()).encode()).hexdigest()[:10]
+
+
+@pytest.fixture
+def make_settings(
+    azurite_server: Azurite, table_prefix: str, receiver: Receiver, queue_name: str
+) -> Callable[..., Settings]:
+    def make(**overrides: str) -> Settings:
+        env = {
+            "AUDITOR_STORAGE": azurite_server.connection_string,
+            "AUDITOR_TABLE_PREFIX": table_prefix,
+            "AUDITOR_ALERT_WEBHOOK_URL": receiver.url(f"/hook/{TOKEN}"),
+            "AUDITOR_ALERT_WEBHOOK_SECRET": SECRET,
+            "AUDITOR_ALERT_TEAMS_URL": receiver.url(f"/teams/workflows/x?sig={TOKEN}"),
+            "AUDITOR_ALERT_SLACK_URL": receiver.url(f"/slack/services/T0/B0/{TOKEN}"),
+            "AUDITOR_ALERT_QUEUE": queue_name,
+            **overrides,
+        }
+        return Settings.from_env({k: v for k, v in env.items() if v})
+
+    return make
+
+
+def service(settings: Settings) -> AlertService:
+    return AlertService.from_settings(settings, sinks=build_sinks(settings, http=FAST))
+
+
+# -- verdicts, built by hand --------------------------------------------------------------------
+
+
+def registry(name: str = "acrprod01") -> Registry:
+    return Registry(
+        id=f"/subscriptions/{SUB}/resourceGroups/rg-prod/providers/"
+        f"Microsoft.ContainerRegistry/registries/{name}",
+        name=name,
+        subscription_id=SUB,
+        resource_group="rg-prod",
+    )
+
+
+REG = registry()
+
+
+def failing(reg: Registry = REG) -> Verdict:
+    return Verdict(reg, Status.NONCOMPLIANT, (reason("no_diagnostic_setting"),))
+
+
+def compliant(reg: Registry = REG) -> Verdict:
+    return Verdict(reg, Status.COMPLIANT)
+
+
+def race(step: Callable[[int], Any], runners: int = 2) -> list[Any]:
+    """Run `step(0..runners-1)` in threads released together; their results in order."""
+    start = threading.Barrier(runners)
+    results: list[Any] = [None] * runners
+    errors: list[BaseException] = []
+
+    def go(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = step(i)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=go, args=(i,)) for i in range(runners)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def verify(received: Received) -> bool:
+    expected = "sha256=" + hmac.new(SECRET.encode(), received.body, hashlib.sha256).hexdigest()
+    return hmac.compare_digest(received.headers["X-Auditor-Signature"], expected)
+
+
+def queue_messages(azurite: Azurite, name: str) -> list[Any]:
+    client = QueueClient.from_connection_string(
+        azurite.connection_string, name, api_version=API_VERSION
+    )
+    with client:
+        return [json.loads(m.content) for m in client.receive_messages(max_messages=32)]
+
+
+# -- every sink ---------------------------------------------------------------------------------
+
+
+def test_each_sink_kind_receives_the_alert(
+    make_settings: Callable[..., Settings],
+    receiver: Receiver,
+    azurite_server: Azurite,
+    queue_name: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="auditor.alerts.record")
+    with service(make_settings()) as alerts:
+        report = alerts.process([failing()], run_id="run-1", now=NOW)
+        document = alerts.document()
+    assert sorted(d.sink for d in report.delivered) == ["log", "queue", "slack", "teams", "webhook"]
+    assert report.failures == []
+
+    [hook] = receiver.on("/hook/")
+    assert verify(hook)  # the receiver can check the signature with the shared secret
+    assert hook.headers["Content-Type"].startswith("application/json")
+    alert = hook.json()
+    assert validate(alert) == []
+    assert (alert["kind"], alert["change"], alert["status"]) == (
+        "opened",
+        "new_registry",
+        "noncompliant",
+    )
+    assert alert["registry"] == {
+        "id": REG.id,
+        "name": "acrprod01",
+        "subscriptionId": SUB,
+        "resourceGroup": "rg-prod",
+    }
+    assert alert["reasons"][0]["code"] == "no_diagnostic_setting"
+    assert alert["detectedAt"] == "2026-03-01T12:00:00Z" and alert["runId"] == "run-1"
+    assert hook.headers["X-Auditor-Alert-Id"] == alert["id"]
+
+    [card] = receiver.on("/teams/")
+    envelope = card.json()
+    assert envelope["attachments"][0]["contentType"] == "application/vnd.microsoft.card.adaptive"
+    assert envelope["attachments"][0]["content"]["version"] == "1.4"
+    assert "X-Auditor-Signature" not in card.headers
+
+    [slack] = receiver.on("/slack/")
+    assert "acrprod01" in slack.json()["text"]
+    assert slack.json()["blocks"][0]["type"] == "header"
+
+    [message] = queue_messages(azurite_server, queue_name)
+    assert validate(message) == [] and message["id"] == alert["id"]
+
+    [record] = [r for r in caplog.records if r.getMessage().startswith(PREFIX)]
+    logged = json.loads(record.getMessage()[len(PREFIX) + 1 :])
+    assert logged == alert
+
+    # The API view: the open alert, its notice with every sink delivered, nothing pending.
+    assert [a["registry"]["name"] for a in document["open"]] == ["acrprod01"]
+    [notice] = document["history"]
+    assert notice["id"] == alert["id"]
+    assert notice["deliveries"] == dict.fromkeys(document["sinks"], "delivered")
+    assert document["undelivered"] == []
+
+
+def test_transitions_survive_restarts(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    settings = make_settings(
+        AUDITOR_ALERT_TEAMS_URL="", AUDITOR_ALERT_SLACK_URL="", AUDITOR_ALERT_QUEUE=""
+    )
+    runs = [
+        ([failing()], NOW, "opened"),
+        ([failing()], NOW + timedelta(hours=1), None),  # no repeat
+        ([failing()], NOW + timedelta(hours=24), "reminder"),
+        ([failing()], NOW + timedelta(hours=25), None),
+        ([compliant()], NOW + timedelta(hours=26), "resolved"),
+        ([compliant()], NOW + timedelta(hours=27), None),
+    ]
+    for verdicts, now, expected in runs:
+        before = len(receiver.requests)
+        with service(settings) as alerts:  # a new process each run: state is in the table
+            alerts.process(verdicts, now=now)
+        kinds = [r.json()["kind"] for r in receiver.requests[before:]]
+        assert kinds == ([expected] if expected else []), now
+    ids = [r.json()["id"] for r in receiver.requests]
+    incidents = {r.json()["incidentId"] for r in receiver.requests}
+    assert len(set(ids)) == 3 and len(incidents) == 1
+
+
+def test_two_overlapping_runs_send_one_alert(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    settings = make_settings(AUDITOR_ALERT_LOG_RECORDS="false", AUDITOR_ALERT_QUEUE="")
+    regs = [registry(f"acrfleet{i:02d}") for i in range(12)]
+    verdicts = [failing(r) for r in regs]
+    for round_no in range(3):
+        now = NOW + timedelta(hours=round_no)
+        if round_no == 2:
+            verdicts = [compliant(r) for r in regs]
+        runs = [service(settings), service(settings)]
+        # Both runs read the same state and plan the same alerts...
+        plans: list[AlertPlan] = []
+        for run in runs:
+            states = run.states.load({alert_key(r.key, Topic.COMPLIANCE) for r in regs})
+            plans.append(plan_alerts(states, verdicts, now=now, remind_after=timedelta(days=1)))
+        assert plans[0].alerts == plans[1].alerts
+        # ...then race to send them.
+        reports = race(
+            lambda i, runs=runs, plans=plans, now=now: send_alerts(
+                plans[i], runs[i].sinks, runs[i].states, runs[i].outbox, now=now
+            )
+        )
+        for run in runs:
+            run.close()
+        expected = len(plans[0].alerts)
+        assert len(reports[0].claimed) + len(reports[1].claimed) == expected
+        assert set(reports[0].claimed).isdisjoint(reports[1].claimed)
+        assert len(reports[0].claimed_elsewhere) + len(reports[1].claimed_elsewhere) == expected
+    hooks = [r.json() for r in receiver.on("/hook/")]
+    ids = [h["id"] for h in hooks]
+    assert len(ids) == len(set(ids)) == 24  # 12 opened, then (round 2) none, then 12 resolved
+    assert sorted(h["kind"] for h in hooks) == ["opened"] * 12 + ["resolved"] * 12
+    assert len(receiver.on("/slack/")) == 24
+
+
+def test_overlapping_full_runs_alert_each_registry_once(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    settings = make_settings(
+        AUDITOR_ALERT_LOG_RECORDS="false",
+        AUDITOR_ALERT_QUEUE="",
+        AUDITOR_ALERT_TEAMS_URL="",
+        AUDITOR_ALERT_SLACK_URL="",
+    )
+    verdicts = [failing(registry(f"acrrace{i:02d}")) for i in range(10)]
+    runs = [service(settings) for _ in range(3)]
+    reports = race(lambda i: runs[i].process(verdicts, now=NOW), runners=3)
+    for run in runs:
+        run.close()
+    assert sum(len(r.claimed) for r in reports) == 10
+    names = sorted(r.json()["registry"]["name"] for r in receiver.on("/hook/"))
+    assert names == sorted(v.registry.name for v in verdicts)
+
+
+def test_quiet_state_updates_are_batched_and_never_overwrite_newer_state(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    settings = make_settings(
+        AUDITOR_ALERT_QUEUE="",
+        AUDITOR_ALERT_TEAMS_URL="",
+        AUDITOR_ALERT_SLACK_URL="",
+        AUDITOR_ALERT_LOG_RECORDS="false",
+    )
+    regs = [registry(f"acrquiet{i:03d}") for i in range(150)]  # two transactions
+    missing = reason("category_missing:ContainerRegistryLoginEvents")
+    with service(settings) as alerts:
+        alerts.process([compliant(r) for r in regs], now=NOW)
+        stored = alerts.states.load()
+        assert len(stored) == 150 and all(s.ever_compliant for s in stored.values())
+        # Two runs plan a quiet change (a new reason on an open incident) from the same state.
+        alerts.process([Verdict(REG, Status.NONCOMPLIANT, (missing,))], now=NOW)
+        worse = Verdict(
+            REG, Status.NONCOMPLIANT, (missing, reason("metrics_missing", metric="AllMetrics"))
+        )
+        states = alerts.states.load([REG.key])
+        plans = [plan_alerts(states, [worse], now=NOW, remind_after=None) for _ in range(2)]
+        assert plans[0].alerts == () and len(plans[0].changes) == 1
+        assert alerts.states.store(plans[0].changes) == 1
+        assert alerts.states.store(plans[1].changes) == 0  # stale ETag: dropped
+        assert alerts.states.load([REG.key])[REG.key].reason_codes == (
+            missing.code,
+            "metrics_missing",
+        )
+    assert [r.json()["kind"] for r in receiver.requests] == ["opened"]
+
+
+def test_a_sink_that_crashes_does_not_stop_the_others(
+    make_settings: Callable[..., Settings], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Broken:
+        name = "broken"
+
+        def send(self, alert: Any) -> None:
+            raise RuntimeError(f"bug while posting to https://secret.example/{TOKEN}")
+
+        def close(self) -> None:
+            return None
+
+    settings = make_settings(
+        AUDITOR_ALERT_QUEUE="",
+        AUDITOR_ALERT_TEAMS_URL="",
+        AUDITOR_ALERT_SLACK_URL="",
+        AUDITOR_ALERT_LOG_RECORDS="false",
+    )
+    sinks = [Broken(), *build_sinks(settings, http=FAST)]
+    with AlertService.from_settings(settings, sinks=sinks) as alerts:
+        report = alerts.process([failing()], now=NOW)
+        pending = alerts.document()["undelivered"]
+    assert [(d.sink, d.outcome) for d in report.deliveries] == [
+        ("broken", "queued"),
+        ("webhook", "delivered"),
+    ]
+    assert [p["sink"] for p in pending] == ["broken"]
+    assert "unexpected RuntimeError" in caplog.text and TOKEN not in caplog.text
+
+
+# -- outages ------------------------------------------------------------------------------------
+
+
+def test_receiver_down_then_back_delivers_once_from_the_outbox(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    down = Receiver().start()
+    down_url = down.url(f"/hook/{TOKEN}")
+    down.stop()  # connection refused from now on
+    settings = make_settings(
+        AUDITOR_ALERT_WEBHOOK_URL=down_url, AUDITOR_ALERT_QUEUE="", AUDITOR_ALERT_TEAMS_URL=""
+    )
+    try:
+        with service(settings) as alerts:
+            first = alerts.process([failing()], now=NOW)
+            pending = alerts.document()["undelivered"]
+        # The failing sink held up nobody: Slack and the log record went out at once.
+        assert sorted(d.sink for d in first.delivered) == ["log", "slack"]
+        [failure] = first.failures
+        assert (failure.sink, failure.outcome) == ("webhook", "queued")
+        assert "connection failed" in failure.error
+        [row] = pending
+        assert row["sink"] == "webhook" and row["attempts"] == 1
+
+        with service(settings) as alerts:  # too early: the retry waits its backoff
+            assert alerts.process([failing()], now=NOW + timedelta(minutes=2)).deliveries == []
+
+        down.start()  # back, on the same port
+        with service(settings) as alerts:
+            second = alerts.process([failing()], now=NOW + timedelta(minutes=10))
+            document = alerts.document()
+        assert [(d.sink, d.outcome) for d in second.deliveries] == [("webhook", "delivered")]
+        assert document["undelivered"] == []
+        assert document["history"][0]["deliveries"]["webhook"] == "delivered"
+
+        with service(settings) as alerts:
+            assert alerts.process([failing()], now=NOW + timedelta(hours=1)).deliveries == []
+        [hook] = down.requests
+        assert verify(hook) and hook.json()["kind"] == "opened"
+        assert len(receiver.on("/slack/")) == 1
+    finally:
+        down.stop()
+
+
+def test_5xx_is_retried_within_the_run(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    settings = make_settings(
+        AUDITOR_ALERT_QUEUE="", AUDITOR_ALERT_TEAMS_URL="", AUDITOR_ALERT_SLACK_URL=""
+    )
+    receiver.statuses = [500, 503]
+    with service(settings) as alerts:
+        report = alerts.process([failing()], now=NOW)
+        assert alerts.document()["undelivered"] == []
+    assert report.failures == []
+    bodies = [r.body for r in receiver.on("/hook/")]
+    assert len(bodies) == 3 and len(set(bodies)) == 1  # the same alert, retried
+
+
+def test_a_run_that_died_mid_delivery_is_finished_by_the_next(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    settings = make_settings(
+        AUDITOR_ALERT_QUEUE="",
+        AUDITOR_ALERT_TEAMS_URL="",
+        AUDITOR_ALERT_SLACK_URL="",
+        AUDITOR_ALERT_LOG_RECORDS="false",
+    )
+    alerts = service(settings)
+    plan = plan_alerts({}, [failing()], now=NOW, remind_after=None)
+    [change] = plan.changes
+    # The dead run claimed the alert and wrote its outbox row (leased), then vanished.
+    assert alerts.states.claim(change) is not None
+    [alert] = plan.alerts
+    from auditor.alerts.payload import to_document
+
+    alerts.outbox.put(
+        "webhook", to_document(alert), history_key="", now=NOW, lease=timedelta(minutes=5)
+    )
+    # An overlapping run leaves the leased row alone; the plan has nothing new either.
+    assert alerts.process([failing()], now=NOW + timedelta(minutes=1)).deliveries == []
+    assert receiver.requests == []
+    report = alerts.process([failing()], now=NOW + timedelta(minutes=6))
+    assert [(d.alert_id, d.outcome) for d in report.deliveries] == [(alert.id, "delivered")]
+    assert [r.json()["id"] for r in receiver.requests] == [alert.id]
+    alerts.close()
+
+
+def test_undeliverable_alerts_are_given_up_after_max_age(
+    make_settings: Callable[..., Settings], caplog: pytest.LogCaptureFixture
+) -> None:
+    down = Receiver().start()
+    down.stop()
+    settings = make_settings(
+        AUDITOR_ALERT_WEBHOOK_URL=down.url("/x"),
+        AUDITOR_ALERT_QUEUE="",
+        AUDITOR_ALERT_TEAMS_URL="",
+        AUDITOR_ALERT_SLACK_URL="",
+        AUDITOR_ALERT_LOG_RECORDS="false",
+    )
+    with service(settings) as alerts:
+        alerts.process([failing()], now=NOW)
+        caplog.set_level(logging.ERROR, logger="auditor.alerts.dispatch")
+        report = alerts.flush(now=NOW + timedelta(days=8))
+        assert [d.outcome for d in report.deliveries] == ["abandoned"]
+        assert alerts.document()["undelivered"] == []
+    assert "abandoned" in caplog.text
+
+
+# -- secrets ------------------------------------------------------------------------------------
+
+
+def test_secrets_never_reach_logs_errors_or_the_api(
+    make_settings: Callable[..., Settings], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # everything, including httpx's request lines
+    receiver.statuses = [500] * 30  # every HTTP sink fails, with retries
+    settings = make_settings(AUDITOR_ALERT_QUEUE="")
+    with service(settings) as alerts:
+        report = alerts.process([failing()], now=NOW)
+        later = alerts.process([failing()], now=NOW + timedelta(minutes=10))
+        document = alerts.document()
+        shown = [repr(alerts), repr(alerts.sinks), repr(settings), repr(report), repr(later)]
+    assert len(report.failures) == 3
+    assert "HTTP 500" in report.failures[0].error
+    api = json.dumps(document)
+    assert len(document["undelivered"]) == 3 and "HTTP 500" in api
+    assert sorted(document["sinks"]) == ["log", "slack", "teams", "webhook"]
+    for text in [caplog.text, api, *shown]:
+        assert TOKEN not in text
+        assert SECRET not in text
+        assert f"127.0.0.1:{receiver.port}/hook" not in text
+
+
+def test_cli_test_alert_goes_to_one_sink(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    settings = make_settings(AUDITOR_ALERT_QUEUE="")
+    alert = send_test_alert(settings, "slack")
+    [slack] = receiver.requests
+    assert slack.path.startswith("/slack/") and "(test)" in json.dumps(slack.json())
+    assert alert.test and alert.change is Change.TEST
+    send_test_alert(settings, "webhook")
+    assert receiver.requests[-1].json()["test"] is True and verify(receiver.requests[-1])
+    with pytest.raises(ConfigError, match="not configured"):
+        send_test_alert(make_settings(AUDITOR_ALERT_TEAMS_URL="", AUDITOR_ALERT_QUEUE=""), "teams")
+    with pytest.raises(ConfigError, match="not one of"):
+        send_test_alert(settings, "pager")
+
+
+# -- Event Grid: near real time, against the emulator ---------------------------------------------
+
+
+def test_event_grid_delete_event_re_audit_and_alert_in_seconds(
+    local_azure: Any, receiver: Receiver, table_prefix: str, azurite_server: Azurite
+) -> None:
+    from auditor.azure.diagnostics import read_settings
+    from auditor.judgement import judge
+    from auditor.runtime import audit_once, build_arm_clients, build_credential
+
+    _, env = local_azure()
+    settings = Settings.from_env(
+        {
+            **env,
+            "AUDITOR_ALERT_WEBHOOK_URL": receiver.url(f"/hook/{TOKEN}"),
+            "AUDITOR_ALERT_WEBHOOK_SECRET": SECRET,
+            "AUDITOR_ALERT_LOG_RECORDS": "false",
+        }
+    )
+    run = audit_once(settings, trigger="timer", use_store=False)
+    with service(settings) as alerts:
+        alerts.process(run.verdicts, run_id=run.run_id)
+    opened = {r.json()["registry"]["name"] for r in receiver.requests}
+    assert "acrnosetting01" in opened and "acrcompliant01" not in opened
+
+    # Someone deletes the compliant registry's only setting; ARM publishes the event.
+    [target] = [v.registry for v in run.verdicts if v.registry.name == "acrcompliant01"]
+    clients = build_arm_clients(settings, build_credential())
+    try:
+        [setting] = read_settings(clients, target.id)
+        clients.monitor().diagnostic_settings.delete(target.id, setting.name)
+        [event] = json.loads((EXAMPLES / "eventgrid-ResourceDeleteSuccess.json").read_text())
+        event["subject"] = event["data"]["resourceUri"] = setting.id
+        event["data"]["claims"]["http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn"] = (
+            "mallory@contoso.com"
+        )
+        before = len(receiver.requests)
+
+        # What the Event Grid trigger does: which registry, re-audit it alone, alert.
+        started = time.monotonic()
+        registry_id = registry_from_event(event)
+        change = setting_change_from_event(event)
+        assert registry_id is not None and change is not None
+        assert registry_id.lower() == target.id.lower()
+        verdict = judge(target, read_settings(clients, registry_id), (), settings.policy)
+        with service(settings) as alerts:
+            report = alerts.process([verdict], setting_changes=[change], run_id="event")
+    finally:
+        clients.close()
+    assert report.failures == []
+    [hook] = receiver.requests[before:]
+    assert hook.at - started < 5.0  # seconds from the event to the alert leaving
+    alert = hook.json()
+    assert (alert["kind"], alert["change"]) == ("opened", "setting_deleted")
+    assert alert["registry"]["name"] == "acrcompliant01"
+    assert alert["settingChange"]["caller"] == "mallory@contoso.com"
+    assert "mallory@contoso.com" in alert["summary"]
+    assert verify(hook)
+    assert AlertKind(alert["kind"]) is AlertKind.OPENED

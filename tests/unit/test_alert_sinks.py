@@ -1,0 +1,141 @@
+"""HTTP delivery: retries and backoff, what is not retried, and URLs that never leak."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+
+import httpx
+import pytest
+
+from auditor.alerts.sinks import DeliveryError, SlackSink, TeamsSink, WebhookSink, redact
+from auditor.alerts.sinks.http import HttpOptions, HttpPoster
+
+URL = "https://hooks.example.com/services/T000/B000/s3cr3tT0k3nXYZ?sig=abcdef123456"
+FAST = HttpOptions(timeout=1.0, retries=3, backoff=0.25, max_backoff=1.0)
+
+
+def poster(
+    handler: Callable[[httpx.Request], httpx.Response],
+    sleeps: list[float] | None = None,
+    options: HttpOptions = FAST,
+) -> HttpPoster:
+    record = sleeps if sleeps is not None else []
+    return HttpPoster(
+        "webhook", URL, options=options, sleep=record.append, transport=httpx.MockTransport(handler)
+    )
+
+
+def answers(*statuses: int | type[Exception]) -> Callable[[httpx.Request], httpx.Response]:
+    queue: Iterator[int | type[Exception]] = iter(statuses)
+    calls: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        calls.append(request)
+        answer = next(queue)
+        if isinstance(answer, type):
+            raise answer(f"failed talking to {request.url}", request=request)
+        return httpx.Response(answer, text=f"echo {request.url}")
+
+    handle.calls = calls  # type: ignore[attr-defined]
+    return handle
+
+
+def test_success_first_time() -> None:
+    handler = answers(200)
+    poster(handler).post(b"{}", {"Content-Type": "application/json"})
+    assert len(handler.calls) == 1  # type: ignore[attr-defined]
+
+
+def test_retries_5xx_with_growing_backoff_then_succeeds() -> None:
+    sleeps: list[float] = []
+    handler = answers(500, 503, 502, 204)
+    poster(handler, sleeps).post(b"{}", {})
+    assert len(handler.calls) == 4  # type: ignore[attr-defined]
+    # 0.25, 0.5, 1.0 (capped), each scaled by jitter into [50 %, 100 %].
+    assert len(sleeps) == 3
+    for slept, nominal in zip(sleeps, (0.25, 0.5, 1.0), strict=True):
+        assert nominal / 2 <= slept <= nominal
+
+
+@pytest.mark.parametrize(
+    "error", [httpx.ConnectError, httpx.ReadTimeout, httpx.RemoteProtocolError]
+)
+def test_retries_transport_errors(error: type[Exception]) -> None:
+    handler = answers(error, 200)
+    poster(handler).post(b"{}", {})
+    assert len(handler.calls) == 2  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("status", [408, 429])
+def test_retries_throttling_and_request_timeout(status: int) -> None:
+    handler = answers(status, 200)
+    poster(handler).post(b"{}", {})
+    assert len(handler.calls) == 2  # type: ignore[attr-defined]
+
+
+def test_honours_a_short_retry_after() -> None:
+    sleeps: list[float] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if not sleeps:
+            return httpx.Response(429, headers={"Retry-After": "7"})
+        return httpx.Response(200)
+
+    poster(handle, sleeps).post(b"{}", {})
+    assert sleeps == [7.0]
+
+
+@pytest.mark.parametrize("status", [400, 401, 403, 404, 410, 301])
+def test_client_errors_and_redirects_are_not_retried(status: int) -> None:
+    handler = answers(status, 200)
+    with pytest.raises(DeliveryError) as caught:
+        poster(handler).post(b"{}", {})
+    assert len(handler.calls) == 1  # type: ignore[attr-defined]
+    assert caught.value.retryable is False
+    assert f"HTTP {status}" in str(caught.value)
+
+
+def test_gives_up_after_the_configured_attempts() -> None:
+    handler = answers(500, 500, 500, 500, 200)
+    with pytest.raises(DeliveryError) as caught:
+        poster(handler).post(b"{}", {})
+    assert len(handler.calls) == 4  # type: ignore[attr-defined]
+    assert caught.value.retryable is True
+    assert "after 4 attempts" in str(caught.value)
+
+
+def test_errors_and_logs_never_contain_the_url(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)  # httpx logs every request URL at INFO
+    for handler in (answers(500, 500, 500, 500), answers(*[httpx.ConnectError] * 4)):
+        with pytest.raises(DeliveryError) as caught:
+            poster(handler).post(b"{}", {})
+        text = f"{caught.value!s} {caught.value!r} {caught.value.problem}"
+        assert "s3cr3tT0k3nXYZ" not in text and "hooks.example.com/services" not in text
+    assert caplog.records  # httpx did log...
+    assert "s3cr3tT0k3nXYZ" not in caplog.text  # ...but without the token
+    assert "abcdef123456" not in caplog.text
+
+
+def test_response_body_echoing_the_url_is_redacted() -> None:
+    with pytest.raises(DeliveryError) as caught:
+        poster(answers(400)).post(b"{}", {})
+    assert "echo" in str(caught.value)
+    assert "s3cr3tT0k3nXYZ" not in str(caught.value)
+
+
+def test_sinks_never_show_urls_or_secrets() -> None:
+    secret = "hmac-secret-0123456789"
+    sinks = [WebhookSink(URL, secret), TeamsSink(URL), SlackSink(URL)]
+    for sink in sinks:
+        shown = f"{sink!r} {sink!s} {sink.__dict__!r}"
+        assert "s3cr3tT0k3nXYZ" not in shown
+        assert secret not in repr(sink)
+        sink.close()
+
+
+def test_redact_removes_the_url_and_its_parts() -> None:
+    text = f"POST {URL} failed; path /services/T000/B000/s3cr3tT0k3nXYZ; query sig=abcdef123456"
+    cleaned = redact(text, [URL, None, ""])
+    assert "s3cr3tT0k3nXYZ" not in cleaned and "abcdef123456" not in cleaned
+    assert cleaned.count("[redacted]") == 3
