@@ -11,12 +11,13 @@ import logging
 import os
 
 import azure.functions as func
-from auditor.api import create_app
-from auditor.storage import AuditStore
 
+from auditor.alerts import registry_from_event, setting_change_from_event
+from auditor.api import create_app
 from auditor.facts import RunStatus
-from auditor.runtime import audit_once, build_store
+from auditor.runtime import audit_once, audit_registry_once, build_store
 from auditor.settings import Settings
+from auditor.storage import AuditStore
 
 settings = Settings.from_env(os.environ)
 
@@ -52,3 +53,36 @@ def audit_timer(timer: func.TimerRequest) -> None:
 async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     # Same handler as the API's /api/health; this route only exists to lift the key requirement.
     return await func.AsgiMiddleware(api).handle_async(req, context)
+
+
+@app.event_grid_trigger(arg_name="event")
+def diagnostic_setting_changed(event: func.EventGridEvent) -> None:
+    """Subscription system topic: a diagnostic setting on a registry was written or deleted.
+    Re-audit that one registry at once and alert, instead of waiting for the timer."""
+    raw = {
+        "id": event.id,
+        "topic": event.topic,
+        "subject": event.subject,
+        "eventType": event.event_type,
+        "eventTime": event.event_time.isoformat() if event.event_time else None,
+        "data": event.get_json(),
+    }
+    registry_id = registry_from_event(raw)
+    if registry_id is None:
+        logging.info("event %s is not a registry diagnostic setting change; ignored", event.id)
+        return
+    change = setting_change_from_event(raw)
+    run = audit_registry_once(
+        settings,
+        registry_id,
+        trigger="event",
+        setting_changes=[change] if change is not None else [],
+    )
+    verdict = run.verdicts[0]
+    logging.info(
+        "event %s: %s is %s (%s)",
+        event.id,
+        verdict.registry.name,
+        verdict.status.value,
+        ", ".join(r.code for r in verdict.reasons) or "no findings",
+    )

@@ -7,7 +7,10 @@ import asyncio
 import importlib
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
@@ -18,13 +21,16 @@ from azure.functions.timer import TimerRequest
 from emulator.testing import RunningEmulator
 
 LocalAzure = Callable[..., tuple[RunningEmulator, dict[str, str]]]
+# The emulator behind each imported app, by its ARM endpoint.
+WORLDS: dict[str, Any] = {}
 
 
 @pytest.fixture
 def function_app(
     local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[tuple[ModuleType, dict[str, Any]]]:
-    _, env = local_azure()
+    emu, env = local_azure()
+    WORLDS[emu.base_url] = emu.world
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AUDITOR_SCHEDULE", "0 */30 * * * *")
@@ -57,7 +63,12 @@ def test_bindings_are_what_the_host_indexes(
     function_app: tuple[ModuleType, dict[str, Any]],
 ) -> None:
     _, functions = function_app
-    assert set(functions) == {"audit_timer", "health", "http_app_func"}
+    assert set(functions) == {
+        "audit_timer",
+        "health",
+        "http_app_func",
+        "diagnostic_setting_changed",
+    }
 
     (timer,) = functions["audit_timer"].get_bindings_dict()["bindings"]
     assert timer["type"] == "timerTrigger"
@@ -67,6 +78,9 @@ def test_bindings_are_what_the_host_indexes(
     api_trigger = functions["http_app_func"].get_bindings_dict()["bindings"][0]
     assert api_trigger["type"] == "httpTrigger"
     assert api_trigger["authLevel"] == func.AuthLevel.FUNCTION
+
+    (event_trigger,) = functions["diagnostic_setting_changed"].get_bindings_dict()["bindings"]
+    assert event_trigger["type"] == "eventGridTrigger"
 
     health_trigger = functions["health"].get_bindings_dict()["bindings"][0]
     assert health_trigger["route"] == "health"
@@ -104,3 +118,81 @@ def test_timer_runs_an_audit_and_the_api_serves_it(
     assert bad.status_code == 400
     assert "status" in json.loads(bad.get_body())["detail"]
     assert health.status_code == 200
+
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "reference" / "examples"
+
+
+def official_event(kind: str, subject: str) -> func.EventGridEvent:
+    """Microsoft's documented event, pointed at one of the emulator's registries."""
+    (raw,) = json.loads((EXAMPLES / f"eventgrid-{kind}.json").read_text())
+    data = dict(raw["data"])
+    data["resourceUri"] = subject
+    data["operationName"] = "Microsoft.Insights/diagnosticSettings/delete"
+    return func.EventGridEvent(
+        id=raw["id"],
+        data=data,
+        topic="/subscriptions/11111111-1111-1111-1111-111111111111",
+        subject=subject,
+        event_type=raw["eventType"],
+        event_time=datetime.fromisoformat(raw["eventTime"].replace("Z", "+00:00")[:26] + "+00:00"),
+        data_version=raw["dataVersion"],
+    )
+
+
+def test_event_grid_setting_deleted_reaudits_and_alerts_in_seconds(
+    function_app: tuple[ModuleType, dict[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    module, functions = function_app
+    functions["audit_timer"].get_user_function()(TimerRequest(past_due=False))
+    store = module._store()
+    summary_before = store.get_summary()
+
+    registry_id = (
+        "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/rg-prod"
+        "/providers/Microsoft.ContainerRegistry/registries/acrcompliant01"
+    )
+    emulator_world = _world_of(module)
+    assert emulator_world.delete_setting(registry_id, "to-law", caller="mallory@contoso.com")
+
+    subject = f"{registry_id}/providers/Microsoft.Insights/diagnosticSettings/to-law"
+    event = official_event("ResourceDeleteSuccess", subject)
+    caplog.set_level("INFO")
+    started = time.monotonic()
+    functions["diagnostic_setting_changed"].get_user_function()(event)
+    elapsed = time.monotonic() - started
+
+    stored = store.get_registry("acrcompliant01")
+    assert stored is not None
+    assert stored["status"] == "noncompliant"
+    assert [r["code"] for r in stored["reasons"]] == ["no_diagnostic_setting"]
+    alerts = [
+        json.loads(r.getMessage().split(" ", 1)[1])
+        for r in caplog.records
+        if r.getMessage().startswith("ACR_AUDITOR_ALERT")
+    ]
+    mine = [a for a in alerts if a["registry"]["name"] == "acrcompliant01"]
+    assert [a["kind"] for a in mine] == ["opened"]
+    assert elapsed < 5.0
+    # One registry cannot speak for the fleet: the summary stays the timer run's.
+    assert store.get_summary() == summary_before
+
+
+def test_event_grid_ignores_other_resources(
+    function_app: tuple[ModuleType, dict[str, Any]],
+) -> None:
+    module, functions = function_app
+    before = len(_world_of(module).requests())
+    subject = (
+        "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/rg"
+        "/providers/Microsoft.Storage/storageAccounts/stlogs01"
+    )
+    functions["diagnostic_setting_changed"].get_user_function()(
+        official_event("ResourceWriteSuccess", subject)
+    )
+    assert len(_world_of(module).requests()) == before  # nothing was re-audited
+
+
+def _world_of(module: ModuleType) -> Any:
+    return WORLDS[module.settings.arm_endpoint]
