@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -38,11 +39,28 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--state-dir", default=".local-azure", help="where emulator.json and the CA go"
     )
+    parser.add_argument(
+        "--now",
+        default="real",
+        help="the emulated clock's start: 'real' (the wall clock, so the auditor's own clock "
+        "matches the scenario's relative times), 'scenario' (the file's fixed now) or ISO 8601",
+    )
     args = parser.parse_args(argv)
     if not 0 <= args.port <= 65535:
         parser.error("--port must be between 0 and 65535")
+    if args.now == "scenario":
+        now = None
+    elif args.now == "real":
+        now = datetime.now(UTC)
+    else:
+        try:
+            now = datetime.fromisoformat(args.now.replace("Z", "+00:00"))
+        except ValueError:
+            parser.error("--now must be 'real', 'scenario' or an ISO 8601 time")
+        if now.tzinfo is None:
+            now = now.replace(tzinfo=UTC)
     try:
-        world = World(scenario_mod.load(args.scenario))
+        world = World(scenario_mod.load(args.scenario, now=now))
     except ScenarioError as exc:
         print(f"emulator: invalid scenario: {exc}", file=sys.stderr)
         return 2

@@ -55,18 +55,74 @@ CASES: tuple[tuple[str, float], ...] = (
     ("silent", 1),
 )
 TEAMS = (
-    "payments", "checkout", "orders", "identity", "search", "mobile", "billing", "shipping",
-    "inventory", "loyalty", "analytics", "platform", "data", "ml", "portal", "reporting",
-    "security", "web", "api", "batch", "media", "iot", "crm", "erp", "hr", "risk", "fraud",
-    "catalog", "pricing", "notify",
-)  # fmt: skip
+    "payments",
+    "checkout",
+    "orders",
+    "identity",
+    "search",
+    "mobile",
+    "billing",
+    "shipping",
+    "inventory",
+    "loyalty",
+    "analytics",
+    "platform",
+    "data",
+    "ml",
+    "portal",
+    "reporting",
+    "security",
+    "web",
+    "api",
+    "batch",
+    "media",
+    "iot",
+    "crm",
+    "erp",
+    "hr",
+    "risk",
+    "fraud",
+    "catalog",
+    "pricing",
+    "notify",
+)
 ENVS = ("prod", "prod", "prod", "stg", "test", "dev", "dev")
 REGIONS = ("westeurope", "westeurope", "northeurope", "swedencentral", "germanywestcentral")
 SKUS = ("Premium", "Standard", "Standard", "Standard", "Basic")
-FIRST_NAMES = ("anna", "james", "priya", "lena", "marco", "yuki", "sofia", "tomasz", "nora",
-               "omar", "chen", "fatima", "lucas", "ines", "kofi")  # fmt: skip
-LAST_NAMES = ("schmidt", "okafor", "natarajan", "fischer", "bianchi", "tanaka", "rossi",
-              "nowak", "hansen", "haddad", "wei", "zahra", "martin", "silva", "mensah")  # fmt: skip
+FIRST_NAMES = (
+    "anna",
+    "james",
+    "priya",
+    "lena",
+    "marco",
+    "yuki",
+    "sofia",
+    "tomasz",
+    "nora",
+    "omar",
+    "chen",
+    "fatima",
+    "lucas",
+    "ines",
+    "kofi",
+)
+LAST_NAMES = (
+    "schmidt",
+    "okafor",
+    "natarajan",
+    "fischer",
+    "bianchi",
+    "tanaka",
+    "rossi",
+    "nowak",
+    "hansen",
+    "haddad",
+    "wei",
+    "zahra",
+    "martin",
+    "silva",
+    "mensah",
+)
 
 
 def _guid(*parts: object) -> str:
@@ -90,8 +146,9 @@ _AUDIT = _logs(("categoryGroup", "audit", True))
 _METRICS = [{"category": "AllMetrics", "enabled": True}]
 
 
-def _settings(case: str, central: str, sandbox: str, sub: str, rg: str, name: str,
-              now: datetime) -> list[dict[str, Any]]:  # fmt: skip
+def _settings(
+    case: str, central: str, sandbox: str, sub: str, rg: str, name: str, now: datetime
+) -> list[dict[str, Any]]:
     storage = (
         f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage"
         f"/storageAccounts/st{name[3:][:16]}logs"
@@ -101,8 +158,9 @@ def _settings(case: str, central: str, sandbox: str, sub: str, rg: str, name: st
         "/evhns-siem/authorizationRules/RootManageSharedAccessKey"
     )
 
-    def ws(setting: str, logs: list[dict[str, Any]], target: str = central,
-           **extra: Any) -> dict[str, Any]:  # fmt: skip
+    def ws(
+        setting: str, logs: list[dict[str, Any]], target: str = central, **extra: Any
+    ) -> dict[str, Any]:
         out: dict[str, Any] = {"name": setting, "workspace": target, "logs": logs}
         out.update(extra)
         return out
@@ -125,8 +183,14 @@ def _settings(case: str, central: str, sandbox: str, sub: str, rg: str, name: st
     if case == "storage_only":
         return [{"name": "archive", "storageAccountId": storage, "logs": _ALL}]
     if case == "event_hub_only":
-        return [{"name": "to-siem", "eventHubAuthorizationRuleId": hub, "eventHubName": "acr",
-                 "logs": _ALL}]  # fmt: skip
+        return [
+            {
+                "name": "to-siem",
+                "eventHubAuthorizationRuleId": hub,
+                "eventHubName": "acr",
+                "logs": _ALL,
+            }
+        ]
     if case == "azure_diagnostics":
         return [ws("legacy-diag", _BOTH, logAnalyticsDestinationType="AzureDiagnostics")]
     if case == "split_settings":
@@ -137,13 +201,20 @@ def _settings(case: str, central: str, sandbox: str, sub: str, rg: str, name: st
     if case == "five_settings":
         return [
             {"name": "archive", "storageAccountId": storage, "logs": _ALL},
-            {"name": "stream", "eventHubAuthorizationRuleId": hub, "eventHubName": "acr",
-             "logs": _AUDIT},
+            {
+                "name": "stream",
+                "eventHubAuthorizationRuleId": hub,
+                "eventHubName": "acr",
+                "logs": _AUDIT,
+            },
             ws("legacy", _ALL, logAnalyticsDestinationType="AzureDiagnostics"),
-            ws("disabled", _logs(("category", LOGIN, False), ("category", REPOSITORY, False)),
-               "law-security"),
+            ws(
+                "disabled",
+                _logs(("category", LOGIN, False), ("category", REPOSITORY, False)),
+                "law-security",
+            ),
             {"name": "metrics-only", "workspace": central, "metrics": _METRICS},
-        ]  # fmt: skip
+        ]
     if case == "metrics_only":
         return [{"name": "metrics", "workspace": central, "metrics": _METRICS}]
     if case == "pending":
@@ -156,12 +227,15 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _events(rng: random.Random, case: str, name: str, admin: bool, anonymous: bool,
-            now: datetime) -> list[dict[str, Any]]:  # fmt: skip
+def _events(
+    rng: random.Random, case: str, name: str, admin: bool, anonymous: bool, now: datetime
+) -> list[dict[str, Any]]:
     team = name[3:].rstrip("0123456789")
     sp = _guid("sp", name)
-    people = [f"{rng.choice(FIRST_NAMES)}.{rng.choice(LAST_NAMES)}@contoso.com"
-              for _ in range(rng.randint(0, 2))]  # fmt: skip
+    people = [
+        f"{rng.choice(FIRST_NAMES)}.{rng.choice(LAST_NAMES)}@contoso.com"
+        for _ in range(rng.randint(0, 2))
+    ]
     ips = [f"20.31.{rng.randint(0, 63)}.{rng.randint(1, 254)}" for _ in range(rng.randint(1, 3))]
     logins: dict[str, Any] = {
         "kind": "logins",
@@ -179,16 +253,20 @@ def _events(rng: random.Random, case: str, name: str, admin: bool, anonymous: bo
         "mix": {"pull": 0.85, "push": 0.1, "untag": 0.03, "delete": 0.02},
     }
     if anonymous:
-        repository["ips"] = ips + ["198.51.100.10", "198.51.100.11", "192.0.2.17"]
+        repository["ips"] = [*ips, "198.51.100.10", "198.51.100.11", "192.0.2.17"]
     if case == "silent":
         silent = _iso(now - timedelta(hours=rng.choice((30, 50, 72, 120))))
         for gen in (logins, repository):
             gen["hours"] = 168
             gen["silentSince"] = silent
     if rng.random() < 0.005:
-        logins["burst"] = {"count": rng.randint(20, 80), "minutes": rng.choice((3, 5, 10)),
-                           "agoHours": rng.randint(1, 20), "ip": f"192.0.2.{rng.randint(2, 250)}",
-                           "identity": "admin" if admin else people[0] if people else sp}  # fmt: skip
+        logins["burst"] = {
+            "count": rng.randint(20, 80),
+            "minutes": rng.choice((3, 5, 10)),
+            "agoHours": rng.randint(1, 20),
+            "ip": f"192.0.2.{rng.randint(2, 250)}",
+            "identity": "admin" if admin else people[0] if people else sp,
+        }
     return [logins, repository]
 
 
@@ -213,24 +291,43 @@ def generate(
     shared = subs[0]
     regions = sorted(set(REGIONS))
     workspaces = [
-        {"name": f"law-central-{r}", "subscription": shared, "resourceGroup": f"rg-monitoring-{r}",
-         "customerId": _guid("workspace", seed, r), "location": r}
+        {
+            "name": f"law-central-{r}",
+            "subscription": shared,
+            "resourceGroup": f"rg-monitoring-{r}",
+            "customerId": _guid("workspace", seed, r),
+            "location": r,
+        }
         for r in regions
     ] + [
-        {"name": "law-security", "subscription": shared, "resourceGroup": "rg-security",
-         "customerId": _guid("workspace", seed, "security")},
-    ]  # fmt: skip
+        {
+            "name": "law-security",
+            "subscription": shared,
+            "resourceGroup": "rg-security",
+            "customerId": _guid("workspace", seed, "security"),
+        },
+    ]
     sandboxes = []
     for i in range(0, subscriptions, 10):
         name = f"law-sandbox-{i // 10:02d}"
         sandboxes.append(name)
-        workspaces.append({"name": name, "subscription": subs[i], "resourceGroup": "rg-sandbox",
-                           "customerId": _guid("workspace", seed, name)})  # fmt: skip
+        workspaces.append(
+            {
+                "name": name,
+                "subscription": subs[i],
+                "resourceGroup": "rg-sandbox",
+                "customerId": _guid("workspace", seed, name),
+            }
+        )
     sub_docs = [
-        {"id": s, "displayName": f"Contoso {ENVS[i % len(ENVS)].upper()} {i:03d}",
-         "tenantId": TENANT, "activityLogWorkspace": "law-central-westeurope"}
+        {
+            "id": s,
+            "displayName": f"Contoso {ENVS[i % len(ENVS)].upper()} {i:03d}",
+            "tenantId": TENANT,
+            "activityLogWorkspace": "law-central-westeurope",
+        }
         for i, s in enumerate(subs)
-    ]  # fmt: skip
+    ]
     names = [c for c, _ in CASES]
     weights = [w for _, w in CASES]
     cases = rng.choices(names, weights, k=registries)
@@ -265,8 +362,9 @@ def generate(
         if anonymous and reg["sku"] != "Basic":
             reg["anonymousPullEnabled"] = True
         if events and case != "pending":
-            reg["events"] = _events(rng, case, name, admin, bool(reg.get("anonymousPullEnabled")),
-                                    now)  # fmt: skip
+            reg["events"] = _events(
+                rng, case, name, admin, bool(reg.get("anonymousPullEnabled")), now
+            )
         regs.append(reg)
     return {
         "description": f"generated fleet: {registries} registries, {subscriptions} subscriptions, "
@@ -287,8 +385,14 @@ def generate_scenario(
     events: bool = False,
     now: datetime = DEFAULT_NOW,
 ) -> Scenario:
-    data = generate(registries, subscriptions, seed=seed,
-                    one_subscription_share=one_subscription_share, events=events, now=now)  # fmt: skip
+    data = generate(
+        registries,
+        subscriptions,
+        seed=seed,
+        one_subscription_share=one_subscription_share,
+        events=events,
+        now=now,
+    )
     return scenario_mod.parse(data, source=f"<fleet seed={seed}>")
 
 
@@ -307,20 +411,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--registries", type=int, default=10_000)
     parser.add_argument("--subscriptions", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--one-subscription-share", type=float, default=None,
-                        help="share of registries in the first subscription (0-1)")  # fmt: skip
+    parser.add_argument(
+        "--one-subscription-share",
+        type=float,
+        default=None,
+        help="share of registries in the first subscription (0-1)",
+    )
     parser.add_argument("--events", action="store_true", help="add log traffic generators")
-    parser.add_argument("-o", "--output", type=Path, required=True,
-                        help="output file (.json or .yaml)")  # fmt: skip
+    parser.add_argument(
+        "-o", "--output", type=Path, required=True, help="output file (.json or .yaml)"
+    )
     args = parser.parse_args(argv)
     try:
-        data = generate(args.registries, args.subscriptions, seed=args.seed,
-                        one_subscription_share=args.one_subscription_share, events=args.events)  # fmt: skip
+        data = generate(
+            args.registries,
+            args.subscriptions,
+            seed=args.seed,
+            one_subscription_share=args.one_subscription_share,
+            events=args.events,
+        )
     except ValueError as exc:
         parser.error(str(exc))
     write(data, args.output)
-    print(f"{args.output}: {args.registries} registries in {args.subscriptions} subscriptions",
-          file=sys.stderr)  # fmt: skip
+    print(
+        f"{args.output}: {args.registries} registries in {args.subscriptions} subscriptions",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -158,7 +158,9 @@ class Scenario:
 # --------------------------------------------------------------------------- loading
 
 
-def load(path: str | Path) -> Scenario:
+def load(path: str | Path, *, now: datetime | None = None) -> Scenario:
+    """Load a scenario file. `now` replaces the file's `now`, moving every relative time
+    (`-2h`, event windows) with it: how the emulator's clock is lined up with a wall clock."""
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
@@ -173,6 +175,8 @@ def load(path: str | Path) -> Scenario:
         raise ScenarioError(
             f"{p}: not valid {'JSON' if p.suffix == '.json' else 'YAML'}: {exc}"
         ) from exc
+    if now is not None and isinstance(data, dict):
+        data = {**data, "now": now.astimezone(UTC).isoformat()}
     scenario = parse(data, source=str(p))
     return scenario
 

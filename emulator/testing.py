@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -47,12 +48,15 @@ def start_emulator(
     knobs: Mapping[str, Any] | Knobs | None = None,
     port: int = 0,
     state_dir: str | Path | None = None,
+    now: datetime | None = None,
 ) -> RunningEmulator:
     """An emulator serving `scenario` (a file or a loaded Scenario) in a background thread.
 
     `knobs` as a mapping is merged over the scenario's own ``knobs:``; a Knobs replaces them.
+    `now` (files only) replaces the scenario's `now`, e.g. the wall clock, so a client that
+    reads the real time sees the scenario's events where the scenario put them.
     Raises ScenarioError for an invalid scenario or knobs."""
-    sc = scenario if isinstance(scenario, Scenario) else scenario_mod.load(scenario)
+    sc = scenario if isinstance(scenario, Scenario) else scenario_mod.load(scenario, now=now)
     if knobs is None or isinstance(knobs, Knobs):
         world = World(sc, knobs)
     else:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,9 +32,11 @@ def main() -> int:
     parser.add_argument("--scenario", type=Path, default=DEMO_SCENARIO)
     args = parser.parse_args()
 
+    alert_log = capture_alert_records(REPO / ".local-azure" / "demo-alerts.jsonl")
     print(f"Starting the Azure emulator with {args.scenario} ...", flush=True)
     storage = azurite.start()
-    emulator = start_emulator(args.scenario)
+    # The estate is lined up with the wall clock the auditor reads (pending, silent, lookback).
+    emulator = start_emulator(args.scenario, now=datetime.now(UTC))
     try:
         env = {
             **emulator.environ(),
@@ -50,6 +54,9 @@ def main() -> int:
             )
             print()
             render_table(run, sys.stdout)
+            alert_log.flush()
+            sent = sum(1 for _ in alert_log.path.open()) if alert_log.path.exists() else 0
+            print(f"\n{sent} alerts went to the log-record sink: {alert_log.path}")
             summary = build_store(settings).get_summary()
             print("\nStored summary (GET /api/compliance):")
             print(json.dumps(summary and summary.get("totals"), indent=2))
@@ -63,6 +70,27 @@ def main() -> int:
         storage.stop()
         print("Stopped the emulator and Azurite.")
     return 0
+
+
+class _AlertFile(logging.FileHandler):
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        super().__init__(path, encoding="utf-8")
+        self.path = path
+
+
+def capture_alert_records(path: Path) -> _AlertFile:
+    """The log-record alert sink writes one JSON line per alert; in the demo they go to a
+    file instead of flooding the terminal."""
+    from auditor.alerts.sinks.logrecord import LOGGER_NAME
+
+    handler = _AlertFile(path)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    logger = logging.getLogger(LOGGER_NAME)
+    logger.addHandler(handler)
+    logger.propagate = False
+    return handler
 
 
 def serve(settings: Settings, port: int) -> None:

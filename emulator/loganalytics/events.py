@@ -2,9 +2,10 @@
 
 Rows are generated inside DuckDB with SQL (no per-row Python), so a fleet of thousands of
 registries costs seconds, not minutes. Every random draw is `hash(generator seed, hour, event,
-draw)`, which makes the rows a pure function of the scenario: the same registry and generator
-give the same rows in every run, and extending the generated time range (when the emulated
-clock moves past it) adds rows without changing the earlier ones.
+draw)`, which makes the rows a pure function of the scenario (for one DuckDB version: its
+hash function is not a stable format): the same registry and generator give the same rows in
+every run, and extending the generated time range (when the emulated clock moves past it) adds
+rows without changing the earlier ones.
 
 Event times follow a diurnal curve around `per_hour` (busier in the European afternoon), start
 `hours` before the scenario's `now` (never before the registry was created), continue past
@@ -23,8 +24,12 @@ with `=~`/`contains`):
   managed identity's GUID (whatever the scenario lists), the registry name for the admin user
   (scenario identity "admin" or "$admin"), and "<anonymous>" for anonymous pulls, which have no
   login row. Admin-enabled registries get ~10% admin-user logins on top of the listed ones.
-- AzureMetrics rows are hourly (TimeGrain "PT1H"): StorageUsed every hour, plus
-  Total/Successful Pull/Push counts in hours with repository events.
+- AzureMetrics rows are hourly (TimeGrain "PT1H", visible once the hour is over): StorageUsed
+  every hour, plus Total/Successful Pull/Push counts (from the repository rows) in hours with
+  repository events.
+- AzureActivity: each activity record gives a "Started"/"Start" row and, up to 2 s later, the
+  final status; ResourceId upper case, _ResourceId lower case, Properties/Claims/Authorization
+  as JSON text with `_d` dynamic twins.
 """
 
 from __future__ import annotations
@@ -179,10 +184,15 @@ def _resolve_identity(identity: str, registry: RegistrySpec) -> str:
 def fingerprint(registry: RegistrySpec) -> str:
     """Changes when anything the generated rows depend on changes."""
     parts = [
-        registry.name, registry.subscription, registry.resource_group, registry.location,
-        registry.admin_user_enabled, registry.anonymous_pull_enabled, registry.created_at,
+        registry.name,
+        registry.subscription,
+        registry.resource_group,
+        registry.location,
+        registry.admin_user_enabled,
+        registry.anonymous_pull_enabled,
+        registry.created_at,
         [vars(g) for g in registry.events],
-    ]  # fmt: skip
+    ]
     return hashlib.sha256(repr(parts).encode()).hexdigest()
 
 
@@ -236,27 +246,35 @@ def generator_rows(
     created = registry.created_at
     for index, gen in enumerate(registry.events):
         total = sum(gen.mix.values()) or 1.0
-        share = {k: v / total for k, v in gen.mix.items()}
-        c_pull = share.get("pull", 0.0)
-        c_push = c_pull + share.get("push", 0.0)
-        c_delete = c_push + share.get("delete", 0.0)
-        c_untag = c_delete + share.get("untag", 0.0)
-
-        head = (rid, registry.name, registry.subscription.lower(), registry.location,
-                user_tenant, gen.kind)  # fmt: skip
-        mix = (gen.failure_rate, None, None, list(gen.repositories), c_pull, c_push, c_delete,
-               c_untag, registry.anonymous_pull_enabled, registry.admin_user_enabled)  # fmt: skip
-
+        cumulative, acc = {}, 0.0
+        for op in ("pull", "push", "delete", "untag"):
+            acc += gen.mix.get(op, 0.0) / total
+            cumulative[f"c_{op}"] = acc
+        common = {
+            "rid": rid,
+            "name": registry.name,
+            "sub": registry.subscription.lower(),
+            "loc": registry.location,
+            "utenant": user_tenant,
+            "kind": gen.kind,
+            "failure_rate": gen.failure_rate,
+            "repos": list(gen.repositories),
+            "anon": registry.anonymous_pull_enabled,
+            "admin": registry.admin_user_enabled,
+            **cumulative,
+        }
         gid = _seed(rid, index, gen.kind, gen.seed)
         t0 = window.scenario_now - timedelta(hours=gen.hours)
         if created is not None:
             t0 = max(t0, created)
         t0 = window.clip(t0)
         t1 = window.end if gen.silent_since is None else min(window.end, gen.silent_since)
-        identities = [_resolve_identity(i, registry) for i in gen.identities]
         if t1 > t0 and gen.per_hour > 0:
-            rows.append(_gen_row(gid, head, False, gen.per_hour, 0, t0, t1, mix, identities,
-                                 list(gen.ips)))  # fmt: skip
+            identities = [_resolve_identity(i, registry) for i in gen.identities]
+            rows.append(
+                _gen_row(common, gid=gid, burst=False, per_hour=gen.per_hour, cnt=0, t0=t0,
+                         t1=t1, idents=identities, ips=list(gen.ips))
+            )  # fmt: skip
         if gen.burst:
             b = gen.burst
             end = window.scenario_now - timedelta(hours=float(b["agoHours"]))
@@ -269,18 +287,17 @@ def generator_rows(
                 continue  # generated with the earlier window
             if end > start and int(b["count"]) > 0:
                 identity = _resolve_identity(str(b["identity"]), registry)
-                rows.append(_gen_row(_seed(gid, "burst"), head, True, 0.0, int(b["count"]), start,
-                                     end, mix, [identity], [str(b["ip"])]))  # fmt: skip
+                rows.append(
+                    _gen_row(common, gid=_seed(gid, "burst"), burst=True, per_hour=0.0,
+                             cnt=int(b["count"]), t0=start, t1=end, idents=[identity],
+                             ips=[str(b["ip"])])
+                )  # fmt: skip
     return rows
 
 
-def _gen_row(
-    gid: int, head: tuple[Any, ...], burst: bool, per_hour: float, count: int, t0: datetime,
-    t1: datetime, mix: tuple[Any, ...], idents: list[str], ips: list[str],
-) -> tuple[Any, ...]:  # fmt: skip
-    """A row in _GEN_COLUMNS order (`mix` holds idents/ips placeholders at 1 and 2)."""
-    return (gid, *head, burst, per_hour, count, naive_utc(t0), naive_utc(t1), mix[0], idents, ips,
-            *mix[3:])  # fmt: skip
+def _gen_row(common: dict[str, Any], **fields: Any) -> tuple[Any, ...]:
+    row = {**common, **fields, "t0": naive_utc(fields["t0"]), "t1": naive_utc(fields["t1"])}
+    return tuple(row[name] for name, _ in _GEN_COLUMNS)
 
 
 # --------------------------------------------------------------------------- SQL
@@ -540,8 +557,12 @@ def create_raw_tables(con: duckdb.DuckDBPyConnection) -> None:
         con.execute(f'CREATE TABLE IF NOT EXISTS "{raw_table(table)}" ({cols})')
 
 
-def load_rows(con: duckdb.DuckDBPyConnection, name: str, columns: Sequence[tuple[str, str]],
-          rows: Sequence[Sequence[Any]]) -> None:  # fmt: skip
+def load_rows(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    columns: Sequence[tuple[str, str]],
+    rows: Sequence[Sequence[Any]],
+) -> None:
     """A temp table from Python rows, passed as one list parameter per column (DuckDB binds
     lists in bulk; executemany would insert row by row)."""
     cols = list(zip(*rows, strict=True)) if rows else [() for _ in columns]
@@ -577,12 +598,26 @@ def insert_metrics(
             t0 = max(t0, reg.created_at)
         t0 = window.clip(t0)
         if window.end > t0:
-            rows.append((reg.id.lower(), reg.name, reg.resource_group, reg.subscription.lower(),
-                         naive_utc(t0), naive_utc(window.end)))  # fmt: skip
+            rows.append(
+                (
+                    reg.id.lower(),
+                    reg.name,
+                    reg.resource_group,
+                    reg.subscription.lower(),
+                    naive_utc(t0),
+                    naive_utc(window.end),
+                )
+            )
     if not rows:
         return
-    columns = [("rid", "VARCHAR"), ("name", "VARCHAR"), ("rg", "VARCHAR"), ("sub", "VARCHAR"),
-               ("t0", "TIMESTAMP"), ("t1", "TIMESTAMP")]  # fmt: skip
+    columns = [
+        ("rid", "VARCHAR"),
+        ("name", "VARCHAR"),
+        ("rg", "VARCHAR"),
+        ("sub", "VARCHAR"),
+        ("t0", "TIMESTAMP"),
+        ("t1", "TIMESTAMP"),
+    ]
     load_rows(con, "mgens", columns, rows)
     sql = f'INSERT INTO "{raw_table(AZURE_METRICS)}" BY NAME {_METRICS_SQL}'
     con.execute(sql)
@@ -640,18 +675,24 @@ def activity_rows(
         method = "DELETE" if op.endswith("/DELETE") else "PUT"
         claims = {
             "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": rec.caller,
-            "http://schemas.microsoft.com/identity/claims/objectidentifier":
-                _guid("oid", rec.caller),
+            "http://schemas.microsoft.com/identity/claims/objectidentifier": _guid(
+                "oid", rec.caller
+            ),
             "ipaddr": rec.caller_ip,
-        }  # fmt: skip
+        }
         authorization = {"action": op, "scope": rec.resource_id}
-        http = {"clientRequestId": _guid("request", correlation), "clientIpAddress": rec.caller_ip,
-                "method": method}  # fmt: skip
+        http = {
+            "clientRequestId": _guid("request", correlation),
+            "clientIpAddress": rec.caller_ip,
+            "method": method,
+        }
         tenant = tenant_of(rec.subscription_id)
         final = rec.status
         offset_ms = 400 + int(_seed(correlation) % 1600)
-        phases = [(_OLD_STATUS.get(final, "Start"), rec.at - timedelta(milliseconds=offset_ms)),
-                  (final, rec.at)]  # fmt: skip
+        phases = [
+            (_OLD_STATUS.get(final, "Start"), rec.at - timedelta(milliseconds=offset_ms)),
+            (final, rec.at),
+        ]
         for status, at in phases:
             properties = {
                 "eventCategory": "Administrative",
@@ -662,44 +703,46 @@ def activity_rows(
             if status == final:
                 properties["statusCode"] = "OK" if status in ("Succeeded", "Success") else status
             level = "Error" if status in ("Failed", "Failure") else "Informational"
-            out.append({
-                "SourceSystem": "Azure",
-                "CallerIpAddress": rec.caller_ip,
-                "CategoryValue": "Administrative",
-                "CorrelationId": correlation,
-                "Authorization": json.dumps(authorization),
-                "Authorization_d": json.dumps(authorization),
-                "Claims": json.dumps(claims),
-                "Claims_d": json.dumps(claims),
-                "Level": level,
-                "OperationNameValue": op,
-                "Properties": json.dumps(properties),
-                "Properties_d": json.dumps(properties),
-                "Caller": rec.caller,
-                "EventDataId": _guid("event", correlation, status),
-                "EventSubmissionTimestamp": naive_utc(at + timedelta(seconds=12)),
-                "HTTPRequest": json.dumps(http),
-                "OperationId": _guid("operation", correlation),
-                "ResourceGroup": rg,
-                "ResourceProviderValue": provider.upper(),
-                "ActivityStatusValue": status,
-                "ActivitySubstatusValue": "OK" if status in ("Succeeded", "Success") else "",
-                "Hierarchy": f"{tenant}/{rec.subscription_id}",
-                "TimeGenerated": naive_utc(at),
-                "SubscriptionId": rec.subscription_id,
-                "OperationName": _ACTIVITY_NAMES.get(op, op),
-                "ActivityStatus": status,
-                "ActivitySubstatus": "OK" if status in ("Succeeded", "Success") else "",
-                "Category": "Administrative",
-                "ResourceId": rec.resource_id.upper(),
-                "ResourceProvider": provider,
-                "Resource": name,
-                "Type": AZURE_ACTIVITY,
-                "_ResourceId": rec.resource_id.lower(),
-                "_SubscriptionId": rec.subscription_id,
-                "_IsBillable": "False",
-                "_BilledSize": 2100.0 + len(rec.resource_id),
-            })  # fmt: skip
+            out.append(
+                {
+                    "SourceSystem": "Azure",
+                    "CallerIpAddress": rec.caller_ip,
+                    "CategoryValue": "Administrative",
+                    "CorrelationId": correlation,
+                    "Authorization": json.dumps(authorization),
+                    "Authorization_d": json.dumps(authorization),
+                    "Claims": json.dumps(claims),
+                    "Claims_d": json.dumps(claims),
+                    "Level": level,
+                    "OperationNameValue": op,
+                    "Properties": json.dumps(properties),
+                    "Properties_d": json.dumps(properties),
+                    "Caller": rec.caller,
+                    "EventDataId": _guid("event", correlation, status),
+                    "EventSubmissionTimestamp": naive_utc(at + timedelta(seconds=12)),
+                    "HTTPRequest": json.dumps(http),
+                    "OperationId": _guid("operation", correlation),
+                    "ResourceGroup": rg,
+                    "ResourceProviderValue": provider.upper(),
+                    "ActivityStatusValue": status,
+                    "ActivitySubstatusValue": "OK" if status in ("Succeeded", "Success") else "",
+                    "Hierarchy": f"{tenant}/{rec.subscription_id}",
+                    "TimeGenerated": naive_utc(at),
+                    "SubscriptionId": rec.subscription_id,
+                    "OperationName": _ACTIVITY_NAMES.get(op, op),
+                    "ActivityStatus": status,
+                    "ActivitySubstatus": "OK" if status in ("Succeeded", "Success") else "",
+                    "Category": "Administrative",
+                    "ResourceId": rec.resource_id.upper(),
+                    "ResourceProvider": provider,
+                    "Resource": name,
+                    "Type": AZURE_ACTIVITY,
+                    "_ResourceId": rec.resource_id.lower(),
+                    "_SubscriptionId": rec.subscription_id,
+                    "_IsBillable": "False",
+                    "_BilledSize": 2100.0 + len(rec.resource_id),
+                }
+            )
     return out
 
 

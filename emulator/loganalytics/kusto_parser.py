@@ -79,9 +79,8 @@ def repo_root() -> Path:
 def find_node_modules() -> Path:
     """The node_modules directory holding @kusto/language-service-next."""
     env = os.environ.get("ACR_AUDITOR_NODE_MODULES")
-    candidates = [Path(env)] if env else []
-    here = Path(__file__).resolve()
-    candidates += [p / "node_modules" for p in here.parents]
+    # An explicit location is authoritative; otherwise the repository's (or a parent's).
+    candidates = [Path(env)] if env else [p / "node_modules" for p in Path(__file__).parents]
     for c in candidates:
         if (c / PACKAGE / "Kusto.Language.Bridge.min.js").is_file():
             return c

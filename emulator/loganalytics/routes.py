@@ -19,6 +19,7 @@ ingestion_delay_seconds (0), first_data_delay_minutes (0).
 from __future__ import annotations
 
 import re
+import threading
 import uuid
 import weakref
 from dataclasses import dataclass
@@ -85,9 +86,11 @@ class LogAnalyticsService:
                 404,
                 "WorkspaceNotFoundError",
                 f"The workspace {customer_id} could not be found.",
-                inner={"code": "WorkspaceNotFoundError",
-                       "message": "The workspace could not be found"},
-            )  # fmt: skip
+                inner={
+                    "code": "WorkspaceNotFoundError",
+                    "message": "The workspace could not be found",
+                },
+            )
         ids = [ws.customer_id] + [self._resolve_workspace(w) for w in additional]
         if len(ids) > 100:
             raise _bad_argument("TooManyWorkspaces", "A query may span at most 100 workspaces.")
@@ -146,12 +149,8 @@ class LogAnalyticsService:
             self.limits.release(caller)
         body: dict[str, Any] = {"tables": [result.table()]}
         headers = _ids()
-        prefer = _parse_prefer(req.prefer)
-        if prefer:
-            headers["Preference-Applied"] = ",".join(
-                p for p in ("include-statistics=true", "include-render=true") if p in prefer
-            ) or req.prefer  # fmt: skip
-        if "include-statistics=true" in prefer:
+        if "include-statistics=true" in _parse_prefer(req.prefer):
+            headers["Preference-Applied"] = "include-statistics=true"
             body["statistics"] = {
                 "query": {
                     "executionTime": result.stats.get("executionTime", 0.0),
@@ -159,14 +158,13 @@ class LogAnalyticsService:
                     "datasetStatistics": [{"tableRowCount": len(result.rows), "tableSize": 0}],
                 }
             }
-        fault = self.world.take_fault("logs", path, ("partial",))
         if result.truncated:
             body["error"] = _partial(
                 "E_QUERY_RESULT_SET_TOO_LARGE",
                 f"Query result set has exceeded the internal record count limit "
                 f"({limits.max_rows} records). The result was truncated.",
             )
-        elif fault is not None:
+        elif (fault := self.world.take_fault("logs", path, ("partial",))) is not None:
             body["error"] = _partial(
                 fault.code or "E_QUERY_PARTIAL",
                 fault.message or "Part of the query's data could not be reached (injected).",
@@ -233,9 +231,12 @@ def _duration(text: str) -> timedelta | None:
         return None
     g = {k: float(v) for k, v in m.groupdict().items() if v}
     return timedelta(
-        weeks=g.get("w", 0), days=g.get("d", 0), hours=g.get("h", 0), minutes=g.get("m", 0),
+        weeks=g.get("w", 0),
+        days=g.get("d", 0),
+        hours=g.get("h", 0),
+        minutes=g.get("m", 0),
         seconds=g.get("s", 0),
-    )  # fmt: skip
+    )
 
 
 def _instant(text: str) -> datetime | None:
@@ -281,9 +282,12 @@ def _ids() -> dict[str, str]:
 
 def _bad_argument(code: str, message: str) -> QueryError:
     return QueryError(
-        400, "BadArgumentError", BAD_ARGUMENT, details=[{"code": code, "message": message}],
+        400,
+        "BadArgumentError",
+        BAD_ARGUMENT,
+        details=[{"code": code, "message": message}],
         inner={"code": code, "message": message},
-    )  # fmt: skip
+    )
 
 
 def kusto_error(errors: list[Diagnostic], query: str) -> QueryError:
@@ -303,9 +307,10 @@ def kusto_error(errors: list[Diagnostic], query: str) -> QueryError:
         for d in errors
     ]
     summary = (
-        "A recognition error occurred in the query." if kind == "SyntaxError"
+        "A recognition error occurred in the query."
+        if kind == "SyntaxError"
         else "A semantic error occurred."
-    )  # fmt: skip
+    )
     inner = {
         "code": kind,
         "message": summary,
@@ -345,8 +350,9 @@ def _partial(code: str, message: str) -> dict[str, Any]:
 
 
 def _throttled(message: str, retry_after: str) -> tuple[int, dict[str, Any], dict[str, str]]:
-    exc = QueryError(429, "ThrottledError", message, inner={"code": "ThrottledError",
-                                                             "message": message})  # fmt: skip
+    exc = QueryError(
+        429, "ThrottledError", message, inner={"code": "ThrottledError", "message": message}
+    )
     return 429, _error_body(exc), {**_ids(), "Retry-After": retry_after}
 
 
@@ -363,8 +369,18 @@ def service_for(world: World) -> LogAnalyticsService:
     return svc
 
 
+def _warm_validator() -> None:
+    try:
+        get_validator().start()
+    except KustoValidatorError:
+        pass  # reported by the first query that needs it
+
+
 def build_routes(world: World) -> list[BaseRoute]:
     svc = service_for(world)
+    if svc._extra("validate", True) is not False:
+        # Node and the Kusto library take about a second to load: do it before the first query.
+        threading.Thread(target=_warm_validator, daemon=True, name="kusto-warm-up").start()
 
     async def workspace_query(request: Request) -> Response:
         try:
@@ -383,9 +399,10 @@ def build_routes(world: World) -> list[BaseRoute]:
             resource = "/" + request.path_params["resource_id"].strip("/")
             if not resource.lower().startswith("/subscriptions/"):
                 raise QueryError(
-                    404, "PathNotFoundError",
+                    404,
+                    "PathNotFoundError",
                     f"The requested path '{request.url.path[:300]}' does not exist.",
-                )  # fmt: skip
+                )
             req = await _read_request(request, world)
             scope = svc.resource_scope(resource, req.workspaces)
             return await svc.execute(caller, scope, req, request.url.path)

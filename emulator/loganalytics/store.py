@@ -37,7 +37,7 @@ import duckdb_kql
 
 from emulator.loganalytics import events, schemas
 from emulator.loganalytics.events import Route, naive_utc
-from emulator.loganalytics.schemas import AZURE_ACTIVITY, TABLES
+from emulator.loganalytics.schemas import AZURE_ACTIVITY, AZURE_METRICS, TABLES
 from emulator.scenario import RegistrySpec
 
 if TYPE_CHECKING:
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 DEFAULT_HORIZON = timedelta(hours=24)
 # Extend the generated range this long before the clock reaches its end.
 HORIZON_MARGIN = timedelta(hours=1)
+METRICS_GRAIN = timedelta(hours=1)
 QUERY_COLUMNS: dict[str, list[str]] = {t: schemas.columns(t) for t in TABLES}
 
 assert all(cols[0][0] == "TenantId" for cols in TABLES.values()), "TenantId must come first"
@@ -63,7 +64,8 @@ class QueryError(Exception):
         details: list[dict[str, Any]] | None = None,
         inner: dict[str, Any] | None = None,
     ) -> None:
-        super().__init__(f"{status} {code}: {message}")
+        detail = f" ({details[0].get('message')})" if details else ""
+        super().__init__(f"{status} {code}: {message}{detail}")
         self.status = status
         self.code = code
         self.message = message
@@ -117,7 +119,9 @@ class LogStore:
         events.create_raw_tables(self._con)
         self._snapshot: _Snapshot | None = None
         self._known: dict[str, RegistrySpec] = {}
-        self._generated: dict[str, str] = {}  # registry id -> fingerprint of what was generated
+        # registry id -> (the spec, fingerprint) rows were generated for
+        self._generated: dict[str, tuple[RegistrySpec, str]] = {}
+        self._prepared: set[tuple[int, str]] = set()  # (version, workspace) ready to query
         self._gen_end: datetime | None = None
         self._route_tables: set[int] = set()  # versions whose routes_v/activity_v exist
         self._activity_loaded = 0  # activity records already in raw_AzureActivity
@@ -194,7 +198,7 @@ class LogStore:
         end = end.replace(minute=0, second=0, microsecond=0) + timedelta(hours=1)
         old, self._gen_end = self._gen_end, end
         if old is not None and self._generated:
-            regs = [self._known[r] for r in self._generated if r in self._known]
+            regs = [spec for spec, _ in self._generated.values()]
             self._generate(regs, self._window(since=old))
 
     def _reload_activity(self, records: list[Any]) -> None:
@@ -232,14 +236,17 @@ class LogStore:
             reg = self._known.get(rid)
             if reg is None:
                 continue
-            fp = events.fingerprint(reg)
             done = self._generated.get(rid)
-            if done == fp:
+            if done is not None and done[0] is reg:
+                continue
+            fp = events.fingerprint(reg)
+            if done is not None and done[1] == fp:
+                self._generated[rid] = (reg, fp)
                 continue
             if done is not None:
                 stale.append(rid)  # re-created with other generators: start afresh
             todo.append(reg)
-            self._generated[rid] = fp
+            self._generated[rid] = (reg, fp)
         if not todo:
             return
         events.delete_registry_rows(self._con, stale)
@@ -258,8 +265,13 @@ class LogStore:
             for ws, routes in snap.routes_by_ws.items()
             for r in routes
         ]
-        columns = [("ws", "VARCHAR"), ("rid", "VARCHAR"), ("tbl", "VARCHAR"),
-                   ("t0", "TIMESTAMP"), ("t1", "TIMESTAMP")]  # fmt: skip
+        columns = [
+            ("ws", "VARCHAR"),
+            ("rid", "VARCHAR"),
+            ("tbl", "VARCHAR"),
+            ("t0", "TIMESTAMP"),
+            ("t1", "TIMESTAMP"),
+        ]
         events.load_rows(self._con, "routes_load", columns, rows)
         v = snap.version
         # Version numbers are ints: nothing from outside reaches these names.
@@ -278,11 +290,15 @@ class LogStore:
             self._con.execute(f"DROP TABLE IF EXISTS routes_v{v}")
             self._con.execute(f"DROP TABLE IF EXISTS activity_v{v}")
             self._route_tables.discard(v)
+        self._prepared = {p for p in self._prepared if p[0] >= current}
 
     def _prepare(self, snap: _Snapshot, workspaces: Iterable[str]) -> None:
         """Rows generated and routing tables ready for a query over these workspaces."""
-        needed = {r.registry_id for ws in workspaces for r in snap.routes_by_ws.get(ws, [])}
-        self._ensure_generated(needed)
+        fresh = [ws for ws in workspaces if (snap.version, ws) not in self._prepared]
+        if fresh:
+            needed = {r.registry_id for ws in fresh for r in snap.routes_by_ws.get(ws, [])}
+            self._ensure_generated(needed)
+            self._prepared.update((snap.version, ws) for ws in fresh)
         self._routing(snap)
 
     def warm(self, workspaces: Iterable[str] | None = None) -> None:
@@ -348,12 +364,18 @@ class LogStore:
             cur.close()
             with self._lock:
                 self._pins[snap.version] -= 1
+                if not self._pins[snap.version]:
+                    del self._pins[snap.version]
                 self._collect()
 
     def _run(
-        self, cur: duckdb.DuckDBPyConnection, kql: str, now: datetime, max_rows: int,
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        kql: str,
+        now: datetime,
+        max_rows: int,
         began: float,
-    ) -> QueryResult:  # fmt: skip
+    ) -> QueryResult:
         try:
             sql = duckdb_kql.to_sql(
                 kql, schema=QUERY_COLUMNS, query_now=naive_utc(now), allow_write=False
@@ -401,7 +423,10 @@ def _view_sql(
     """The per-query view of one table: its rows in the scope's workspaces, visible by now,
     under the scope's resource and inside the request's timespan."""
     v = snap.version
-    conds = [f"r.TimeGenerated <= {_sql_ts(snap.visible_until)}"]
+    until = snap.visible_until
+    if table == AZURE_METRICS:
+        until -= METRICS_GRAIN  # an hourly aggregate arrives once its hour is over
+    conds = [f"r.TimeGenerated <= {_sql_ts(until)}"]
     if scope.prefix is not None:
         p = _sql_str(scope.prefix)
         conds.append(f"(r._ResourceId = {p} OR starts_with(r._ResourceId, {p} || '/'))")
@@ -492,7 +517,9 @@ def format_timespan(value: timedelta) -> str:
 
 def _json_value(value: Any, kind: str) -> Any:
     if value is None:
-        return None
+        # Kusto strings are never null (duckdb-kql gives null, e.g. for a column that only
+        # some tables of a union have).
+        return "" if kind == "string" else None
     if isinstance(value, datetime):
         return format_datetime(value)
     if isinstance(value, date):

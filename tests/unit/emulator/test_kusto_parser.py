@@ -33,14 +33,16 @@ def validator() -> KustoValidator:
 @pytest.mark.parametrize(
     "query",
     [
-        f"{LOGINS} | where TimeGenerated > ago(1d) | summarize count() by Identity, CallerIpAddress",
+        f"{LOGINS} | where TimeGenerated > ago(1d)"
+        " | summarize count() by Identity, CallerIpAddress",
         f"union withsource=SourceTable {LOGINS}, ContainerRegistryRepositoryEvents"
         " | summarize LastEvent = max(TimeGenerated) by _ResourceId, SourceTable",
         "ContainerRegistryRepositoryEvents | where OperationName contains 'Delete'"
         " | project TimeGenerated, Repository, Tag, Digest, Size | top 10 by TimeGenerated desc",
         "AzureActivity | where OperationNameValue =~ 'MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/DELETE'"
         " | extend p = Properties_d.entity | project TimeGenerated, Caller, ResourceId, p",
-        "AzureMetrics | where MetricName == 'StorageUsed' | summarize avg(Average) by bin(TimeGenerated, 1h)",
+        "AzureMetrics | where MetricName == 'StorageUsed'"
+        " | summarize avg(Average) by bin(TimeGenerated, 1h)",
         f"let failures = {LOGINS} | where ResultDescription != '200'; failures | count",
     ],
 )
@@ -93,7 +95,7 @@ def test_warnings_are_not_errors(validator: KustoValidator) -> None:
 
 
 def test_fast_after_warm_up(validator: KustoValidator) -> None:
-    query = f"{LOGINS} | where TimeGenerated > ago(1h) | summarize count() by bin(TimeGenerated, 5m)"
+    query = f"{LOGINS} | where TimeGenerated > ago(1h) | summarize count() by Identity"
     validator.validate(query)
     started = time.perf_counter()
     for _ in range(10):
@@ -128,9 +130,7 @@ def test_restarts_a_dead_child() -> None:
     assert v.pid is None
 
 
-def test_missing_node_modules_says_npm_ci(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_missing_node_modules_says_npm_ci(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACR_AUDITOR_NODE_MODULES", str(tmp_path))
     with pytest.raises(KustoValidatorError, match="npm ci"):
         find_node_modules()
@@ -141,5 +141,5 @@ def test_missing_node_modules_says_npm_ci(
 def test_missing_node_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACR_AUDITOR_NODE", "")
     monkeypatch.setenv("PATH", "/nonexistent")
-    with pytest.raises(KustoValidatorError, match="Node.js"):
+    with pytest.raises(KustoValidatorError, match=r"Node\.js"):
         KustoValidator().validate("print 1")
