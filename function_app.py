@@ -15,7 +15,7 @@ import azure.functions as func
 from auditor.alerts import registry_from_event, setting_change_from_event
 from auditor.api import create_app
 from auditor.facts import RunStatus
-from auditor.runtime import audit_once, audit_registry_once, build_store
+from auditor.runtime import alerts_provider, audit_once, audit_registry_once, build_store
 from auditor.settings import Settings
 from auditor.storage import AuditStore
 
@@ -28,7 +28,7 @@ def _store() -> AuditStore:
     return build_store(settings)
 
 
-api = create_app(_store)
+api = create_app(_store, alerts_provider=alerts_provider(settings))
 app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.FUNCTION)
 
 

@@ -1,7 +1,10 @@
-"""`python -m auditor`: ad-hoc audits and the local API server.
+"""`python -m auditor`: ad-hoc audits, a registry's activity trail, and the local API server.
 
 Exit codes of `audit`: 0 every registry compliant, 1 any registry is not (noncompliant or
 unknown), 2 the audit itself failed (bad settings, inventory impossible).
+Exit codes of `trail`: 0 the trail was printed, 1 the registry sends no events to a
+workspace (nothing to read), 2 it could not be read completely (unknown registry, bad
+arguments or settings, a query failed).
 """
 
 from __future__ import annotations
@@ -13,12 +16,17 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from auditor.errors import ConfigError
 from auditor.facts import AuditRun, RunStatus, Status
+from auditor.reasons import catalog
 from auditor.settings import GUID_RE, Settings
-from auditor.summary import registry_document, summarize
+from auditor.summary import LOGIN_OBSERVATIONS, LogCounts, registry_document, summarize
+
+if TYPE_CHECKING:
+    from auditor.azure.clients import ArmClients
+    from auditor.facts import Registry
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
 JSON_SCHEMA_VERSION = 1
@@ -53,6 +61,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--no-alerts", action="store_true", help="do not send alerts for this run")
     audit.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    trail = sub.add_parser(
+        "trail", help="print a registry's activity trail, read live from Log Analytics"
+    )
+    trail.add_argument(
+        "--registry", required=True, metavar="NAME", help="registry name (or its ARM id)"
+    )
+    trail.add_argument(
+        "--since",
+        default="24h",
+        help="start: a duration back from now (30m, 24h, 7d, 2w) or an ISO 8601 time",
+    )
+    trail.add_argument("--until", default=None, help="end, as --since; default now")
+    trail.add_argument("--format", choices=("table", "json"), default="table")
     alerts = sub.add_parser("alerts", help="alert sinks")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
     alerts_test = alerts_sub.add_parser("test", help="send a test alert to one configured sink")
@@ -71,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_document(run: AuditRun) -> dict[str, Any]:
     """The documented `--format json` output (docs/cli-json.md); keys are stable."""
+    from auditor.trail import logs_document
+
     summary = summarize(run, generated_at=run.finished_at).to_dict()
     return {
         "schemaVersion": JSON_SCHEMA_VERSION,
@@ -83,8 +106,42 @@ def run_document(run: AuditRun) -> dict[str, Any]:
             "errors": list(run.errors),
         },
         "totals": summary["totals"],
-        "registries": [registry_document(v) for v in run.verdicts],
+        "registries": [
+            {**registry_document(v), "logs": logs_document(run.evidence.get(v.registry.key))}
+            for v in run.verdicts
+        ],
+        "logs": summary["logs"],
     }
+
+
+def _names(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def render_logs(run: AuditRun, out: TextIO) -> None:
+    """The "Logs" section under the table: the registries behind each log finding."""
+    if not run.evidence:
+        return
+    by_code: dict[str, list[str]] = {}
+    for verdict in run.verdicts:
+        for code in {r.code.partition(catalog.SEPARATOR)[0] for r in verdict.reasons}:
+            by_code.setdefault(code, []).append(verdict.registry.name)
+    alerts = [
+        v.registry.name
+        for v in run.verdicts
+        if (evidence := run.evidence.get(v.registry.key)) is not None
+        and {r.code for r in evidence.observations} & LOGIN_OBSERVATIONS
+    ]
+    checked = LogCounts.of(run).checked
+    out.write(f"\nLogs ({checked} registries checked, {run.log_queries} queries):\n")
+    for label, names in (
+        ("silent", by_code.get(catalog.LOGS_SILENT, [])),
+        ("pending", by_code.get(catalog.PENDING, [])),
+        ("unreadable", by_code.get(catalog.LOGS_UNREADABLE, [])),
+        ("login alerts", alerts),
+    ):
+        out.write(f"  {label}: {len(names)}" + (f" ({_names(names)})" if names else "") + "\n")
 
 
 def render_table(run: AuditRun, out: TextIO) -> None:
@@ -109,6 +166,7 @@ def render_table(run: AuditRun, out: TextIO) -> None:
         + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
         + f" (run {run.run_id}, {run.status.value})\n"
     )
+    render_logs(run, out)
     for error in run.errors:
         out.write(f"warning: {error}\n")
 
@@ -151,6 +209,70 @@ def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
     return exit_code(run)
 
 
+def cmd_trail(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from azure.core.exceptions import AzureError
+
+    from auditor.azure.errors import describe_error
+    from auditor.azure.inventory import InventoryError
+    from auditor.kql import Window
+    from auditor.logs_audit import build_logs_reader
+    from auditor.runtime import build_arm_clients, build_credential
+    from auditor.trail import TrailError, parse_time_bound, read_trail, render_trail
+
+    now = datetime.now(UTC)
+    try:
+        since = parse_time_bound(args.since, now=now)
+        until = parse_time_bound(args.until, now=now) if args.until else now
+        window = Window(since, until)
+    except ValueError as exc:
+        print(f"error: --since/--until: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    settings = Settings.from_env(environ, require_storage=False)
+    credential = build_credential()
+    clients = build_arm_clients(settings, credential)
+    reader = build_logs_reader(settings, credential)
+    try:
+        registry = _find_registry(clients, settings, args.registry)
+        trail = read_trail(clients, reader, registry, window=window)
+    except TrailError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (AzureError, InventoryError) as exc:
+        print(f"error: reading the registry failed: {describe_error(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        reader.close()
+        clients.close()
+    if args.format == "json":
+        json.dump(trail.document(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_trail(trail, sys.stdout)
+    for error in trail.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return EXIT_FAILED if trail.errors else EXIT_OK
+
+
+def _find_registry(clients: ArmClients, settings: Settings, name: str) -> Registry:
+    """The registry by ARM id (one ARM read) or by name (the inventory of the configured
+    subscriptions); TrailError(exit 2) when it is not there."""
+    from auditor.azure.inventory import discover, read_registry
+    from auditor.trail import TrailError
+
+    if name.strip().lower().startswith("/subscriptions/"):
+        return read_registry(clients, name.strip())
+    inventory = discover(clients, settings.subscriptions)
+    wanted = name.strip().casefold()
+    for registry in inventory.registries:
+        if registry.name.casefold() == wanted:
+            return registry
+    where = "the configured subscriptions" if settings.subscriptions else "any visible subscription"
+    message = f"no registry named {name!r} in {where}"
+    if inventory.failed:
+        message += f" ({len(inventory.failed)} subscriptions could not be listed)"
+    raise TrailError(message, EXIT_FAILED)
+
+
 def cmd_alerts(args: argparse.Namespace, environ: dict[str, str]) -> int:
     from auditor.alerts import send_test_alert
     from auditor.alerts.sinks.base import DeliveryError
@@ -169,11 +291,12 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
     import uvicorn
 
     from auditor.api import create_app
-    from auditor.runtime import audit_once, build_store
+    from auditor.runtime import alerts_provider, audit_once, build_store
     from auditor.schedule import Scheduler
 
     settings = Settings.from_env(environ)
-    app = create_app(lambda: build_store(settings))
+    store = build_store(settings)
+    app = create_app(lambda: store, alerts_provider=alerts_provider(settings))
     scheduler = None
     if not args.no_schedule:
         scheduler = Scheduler(
@@ -202,6 +325,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
             return cmd_audit(args, env)
         if args.command == "alerts":
             return cmd_alerts(args, env)
+        if args.command == "trail":
+            return cmd_trail(args, env)
         return cmd_serve(args, env)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 from azure.core.credentials import TokenCredential
@@ -20,7 +20,7 @@ from auditor.pacing import TokenBucketPacer
 from auditor.settings import Settings
 
 if TYPE_CHECKING:
-    from auditor.alerts import SettingChange
+    from auditor.alerts import AlertService, SettingChange
     from auditor.storage import AuditStore
 
 log = logging.getLogger(__name__)
@@ -120,6 +120,15 @@ def audit_registry_once(
     return send_alerts(settings, run, credential=credential, setting_changes=setting_changes)
 
 
+def alerts_provider(
+    settings: Settings, credential: TokenCredential | None = None
+) -> Callable[[], AlertService]:
+    """For `GET /api/alerts`: a fresh service per request (the API closes it after use)."""
+    from auditor.alerts import AlertService
+
+    return lambda: AlertService.from_settings(settings, credential=credential)
+
+
 def send_alerts(
     settings: Settings,
     run: AuditRun,
@@ -136,6 +145,7 @@ def send_alerts(
                 run.verdicts,
                 run_id=run.run_id,
                 now=run.finished_at,
+                login_evidence={k: e.observations for k, e in run.evidence.items()} or None,
                 setting_changes=setting_changes,
             )
     except Exception as exc:  # a sink or storage surprise must not lose the audit's results

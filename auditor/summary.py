@@ -18,6 +18,14 @@ The summary document (`ComplianceSummary.to_dict()`, schema version 1) has these
   first, then by code.
 - `omitted`: `{subscriptions, reasons}`: entries left out of the two lists by `trimmed()` to
   fit a size limit (0 normally); the totals always cover everything.
+- `logs`: what the run's log check found, as registry counts (all 0 when logs were not
+  checked; a summary stored before log checks existed has no `logs` key):
+  `checked` (registries with log evidence), `silent` (reason `logs_silent`), `pending`
+  (reason `pending`), `unknown` (any `logs_unreadable:*` reason), `interrupted` (reason
+  `logging_interrupted`), `loginAlerts` (registries with at least one login observation:
+  `login_failure_burst`, `anonymous_pull`, `admin_user_login` or `new_login_source`),
+  `byObservation` (`[{code, count}]`, registries per observation code, most first, then by
+  code; `artifact_deleted` included) and `logQueries` (Log Analytics queries the run sent).
 """
 
 from __future__ import annotations
@@ -29,8 +37,20 @@ from datetime import UTC, datetime
 from typing import Any
 
 from auditor.facts import AuditRun, Status, Verdict
+from auditor.reasons import catalog
 
 SCHEMA_VERSION = 1
+
+# Observations about who logs in (as opposed to what they did): a registry with any of these
+# counts as a login alert.
+LOGIN_OBSERVATIONS = frozenset(
+    {
+        catalog.LOGIN_FAILURE_BURST,
+        catalog.ANONYMOUS_PULL,
+        catalog.ADMIN_USER_LOGIN,
+        catalog.NEW_LOGIN_SOURCE,
+    }
+)
 
 
 def iso(moment: datetime) -> str:
@@ -114,6 +134,63 @@ class RunInfo:
         }
 
 
+def _base(code: str) -> str:
+    return code.partition(catalog.SEPARATOR)[0]
+
+
+@dataclass(frozen=True)
+class LogCounts:
+    """Registry counts of the run's log findings (see the module docstring, `logs`)."""
+
+    checked: int = 0
+    silent: int = 0
+    pending: int = 0
+    unknown: int = 0
+    interrupted: int = 0
+    login_alerts: int = 0
+    by_observation: tuple[tuple[str, int], ...] = ()
+    log_queries: int = 0
+
+    @classmethod
+    def of(cls, run: AuditRun) -> LogCounts:
+        by_reason: Counter[str] = Counter()
+        for verdict in run.verdicts:
+            by_reason.update({_base(r.code) for r in verdict.reasons})
+        observed: Counter[str] = Counter()
+        login_alerts = 0
+        checked = 0
+        for verdict in run.verdicts:
+            evidence = run.evidence.get(verdict.registry.key)
+            if evidence is None or verdict.status is Status.REMOVED:
+                continue
+            checked += 1
+            codes = {_base(r.code) for r in evidence.observations}
+            observed.update(codes)
+            login_alerts += bool(codes & LOGIN_OBSERVATIONS)
+        return cls(
+            checked=checked,
+            silent=by_reason[catalog.LOGS_SILENT],
+            pending=by_reason[catalog.PENDING],
+            unknown=by_reason[catalog.LOGS_UNREADABLE],
+            interrupted=by_reason[catalog.LOGGING_INTERRUPTED],
+            login_alerts=login_alerts,
+            by_observation=tuple(sorted(observed.items(), key=lambda item: (-item[1], item[0]))),
+            log_queries=run.log_queries,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "checked": self.checked,
+            "silent": self.silent,
+            "pending": self.pending,
+            "unknown": self.unknown,
+            "interrupted": self.interrupted,
+            "loginAlerts": self.login_alerts,
+            "byObservation": [{"code": c, "count": n} for c, n in self.by_observation],
+            "logQueries": self.log_queries,
+        }
+
+
 @dataclass(frozen=True)
 class ComplianceSummary:
     generated_at: datetime
@@ -123,6 +200,7 @@ class ComplianceSummary:
     by_reason: tuple[tuple[str, int], ...] = ()
     omitted_subscriptions: int = 0
     omitted_reasons: int = 0
+    logs: LogCounts = LogCounts()
 
     @property
     def compliance_percent(self) -> float | None:
@@ -162,6 +240,7 @@ class ComplianceSummary:
                 "subscriptions": self.omitted_subscriptions,
                 "reasons": self.omitted_reasons,
             },
+            "logs": self.logs.to_dict(),
         }
 
 
@@ -183,6 +262,7 @@ def summarize(run: AuditRun, *, generated_at: datetime) -> ComplianceSummary:
             for subscription, statuses in sorted(by_subscription.items())
         ),
         by_reason=tuple(sorted(by_reason.items(), key=lambda item: (-item[1], item[0]))),
+        logs=LogCounts.of(run),
     )
 
 

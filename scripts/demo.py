@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from auditor.cli import render_table  # noqa: E402
-from auditor.runtime import audit_once, build_store  # noqa: E402
+from auditor.runtime import alerts_provider, audit_once, build_store  # noqa: E402
 from auditor.settings import Settings  # noqa: E402
 from emulator import azurite  # noqa: E402
 from emulator.testing import sdk_environment, start_emulator  # noqa: E402
@@ -111,7 +111,10 @@ def serve(settings: Settings, port: int) -> None:
         print(f"  {base}{path}")
     store = build_store(settings)
     config = uvicorn.Config(
-        create_app(lambda: store), host="127.0.0.1", port=port, log_level="warning"
+        create_app(lambda: store, alerts_provider=alerts_provider(settings)),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
     )
     server = uvicorn.Server(config)
     server.run()

@@ -1,19 +1,28 @@
-"""The HTTP API (FastAPI): compliance summary, registries, runs and health, all under /api.
+"""The HTTP API (FastAPI): compliance summary, registries (with their log evidence per run),
+runs, alerts and health, all under /api.
 
 Reads only: every route is one or a few Table Storage reads through `AuditStore`; the summary
 is a single point read of the materialised document. Before the first run has finished,
 `GET /api/compliance` answers 200 with `lastRun: null` and zero totals rather than 404, so a
 dashboard can render the empty state without special-casing an error. Errors are RFC 7807
 problems (see `problems`); invalid parameters are 400, never FastAPI's default 422.
+
+`/registries/{name}/logins` and `/activity` page through what each run's log check showed
+(stored by `AuditStore.finish_run`), newest run first; `since`/`until` select runs by when
+they finished. `/alerts` reads the alert state through an `AlertService` when one is
+configured; its document names sinks only, and any URL that would still slip into it is
+redacted on the way out.
 """
 
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
+from azure.core.exceptions import AzureError
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 
 from auditor.api import models, problems
@@ -22,6 +31,10 @@ from auditor.policy import GUID_PATTERN
 from auditor.reasons import describe
 from auditor.storage import AuditStore, StorageError
 from auditor.summary import empty_summary
+from auditor.trail import parse_time_bound
+
+if TYPE_CHECKING:
+    from auditor.alerts import AlertService
 
 log = logging.getLogger(__name__)
 
@@ -105,15 +118,60 @@ Continuation = Annotated[
     str | None,
     Query(max_length=4096, description="token from the previous page's `continuation`"),
 ]
+RegistryName = Annotated[str, Path(pattern=NAME_PATTERN, description="registry name")]
+_TIME_HELP = "ISO 8601 time, or a duration back from now: 30m, 24h, 7d, 2w"
+Since = Annotated[
+    str | None,
+    Query(max_length=64, description=f"runs finished at or after this; {_TIME_HELP}"),
+]
+Until = Annotated[
+    str | None,
+    Query(max_length=64, description=f"runs finished at or before this; {_TIME_HELP}"),
+]
+EvidenceLimit = Annotated[int, Query(ge=1, le=50, description="runs per page")]
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": models.Problem, "description": "No such registry"}
+}
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
+
+
+def _time_bounds(
+    since: str | None, until: str | None, now: datetime
+) -> tuple[datetime | None, datetime | None]:
+    bounds: dict[str, datetime | None] = {}
+    for name, text in (("since", since), ("until", until)):
+        try:
+            bounds[name] = parse_time_bound(text, now=now) if text is not None else None
+        except ValueError as exc:
+            raise problems.InvalidParameter(name, "query", str(exc)) from None
+    start, end = bounds["since"], bounds["until"]
+    if start is not None and end is not None and start > end:
+        raise problems.InvalidParameter("since", "query", "must not be after `until`")
+    return start, end
+
+
+def _redacted(value: Any) -> Any:
+    """Defence in depth for the alerts document: no URL (a webhook's carries its secret)."""
+    if isinstance(value, str):
+        return _URL.sub("[url redacted]", value)
+    if isinstance(value, list):
+        return [_redacted(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    return value
 
 
 def create_app(
     store_provider: Callable[[], AuditStore],
     *,
     now: Callable[[], datetime] = _utc_now,
+    alerts_provider: Callable[[], AlertService] | None = None,
 ) -> FastAPI:
     """The API app. `store_provider` is called per request (cache it if building a store is
-    costly); `now` is the clock for `dataAgeSeconds`."""
+    costly); `now` is the clock for `dataAgeSeconds` and relative `since`/`until`.
+    `alerts_provider` (None: alerting is not configured, `/api/alerts` is 404) is called per
+    request and the service it returns is closed after it, so it must build a new one, e.g.
+    `lambda: AlertService.from_settings(settings, credential=credential)`."""
     app = FastAPI(
         title="acr-auditor",
         version=API_VERSION,
@@ -173,7 +231,7 @@ def create_app(
     )
     def registry(
         store: Store,
-        name: Annotated[str, Path(pattern=NAME_PATTERN, description="registry name")],
+        name: RegistryName,
         history_limit: Annotated[int, Query(alias="historyLimit", ge=1, le=100)] = 20,
     ) -> dict[str, Any]:
         """A registry's status and reasons, each reason's explanation and fix, and history."""
@@ -185,6 +243,81 @@ def create_app(
             "findings": [_finding(item) for item in document["reasons"]],
             "history": store.registry_history(name, limit=history_limit),
         }
+
+    def _known(store: AuditStore, name: str) -> dict[str, Any]:
+        document = store.get_registry(name)
+        if document is None:
+            raise problems.NotFound(f"No registry named '{name}' has been audited.")
+        return document
+
+    @router.get("/registries/{name}/logins", response_model=models.LoginPage, responses=_NOT_FOUND)
+    def registry_logins(
+        store: Store,
+        name: RegistryName,
+        since: Since = None,
+        until: Until = None,
+        limit: EvidenceLimit = 10,
+        continuation: Continuation = None,
+    ) -> dict[str, Any]:
+        """Logins per run: attempts and failures per identity and caller IP, failure bursts,
+        first-seen identities and IPs, admin-user logins, anonymous pulls."""
+        start, end = _time_bounds(since, until, now())
+        _known(store, name)
+        items, token = store.registry_logins(
+            name, since=start, until=end, limit=limit, continuation=continuation
+        )
+        return {"items": items, "continuation": token}
+
+    @router.get(
+        "/registries/{name}/activity", response_model=models.ActivityPage, responses=_NOT_FOUND
+    )
+    def registry_activity(
+        store: Store,
+        name: RegistryName,
+        since: Since = None,
+        until: Until = None,
+        limit: EvidenceLimit = 10,
+        continuation: Continuation = None,
+    ) -> dict[str, Any]:
+        """Repository activity per run: counts per operation, identity and repository, every
+        delete/untag/purge (who, what, when, from where), activity-log events."""
+        start, end = _time_bounds(since, until, now())
+        _known(store, name)
+        items, token = store.registry_activity(
+            name, since=start, until=end, limit=limit, continuation=continuation
+        )
+        return {"items": items, "continuation": token}
+
+    @router.get(
+        "/alerts",
+        response_model=models.Alerts,
+        responses={
+            404: {
+                "model": models.Problem,
+                "description": "Alerting is not configured, or no such registry",
+            }
+        },
+    )
+    def alerts(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=500, description="history entries")] = 50,
+        registry: Annotated[
+            str | None, Query(pattern=NAME_PATTERN, description="only this registry (name)")
+        ] = None,
+    ) -> dict[str, Any]:
+        """Open alerts, the notice history (newest first) and undelivered notices. Sinks
+        appear by name only: no URL or secret is ever returned."""
+        if alerts_provider is None:
+            raise problems.NotFound("Alerting is not configured.")
+        registry_id = None
+        if registry is not None:
+            registry_id = _known(_store(request), registry)["id"]
+        try:
+            with alerts_provider() as service:
+                document = service.document(limit=limit, registry_id=registry_id)
+        except AzureError as exc:
+            raise StorageError.wrap("reading alerts", exc) from exc
+        return dict(_redacted(document))
 
     @router.get("/runs", response_model=models.RunPage)
     def runs(

@@ -45,6 +45,27 @@ class Omitted(BaseModel):
     reasons: int
 
 
+class ObservationCount(BaseModel):
+    code: str
+    count: int
+
+
+class LogCounts(BaseModel):
+    """Registry counts of the last run's log check (auditor.summary, `logs`)."""
+
+    checked: int = Field(description="registries whose logs were checked")
+    silent: int = Field(description="registries with `logs_silent`")
+    pending: int = Field(description="registries with `pending`: too new to expect events")
+    unknown: int = Field(description="registries with a `logs_unreadable:*` reason")
+    interrupted: int = Field(description="registries with `logging_interrupted`")
+    loginAlerts: int = Field(
+        description="registries with a login observation: failure burst, anonymous pull, "
+        "admin-user login or new login source"
+    )
+    byObservation: list[ObservationCount] = Field(description="registries per observation")
+    logQueries: int = Field(description="Log Analytics queries the run sent")
+
+
 class Compliance(BaseModel):
     schemaVersion: int
     generatedAt: str
@@ -56,6 +77,9 @@ class Compliance(BaseModel):
     bySubscription: list[SubscriptionTotals]
     byReason: list[ReasonCount] = Field(description="registries per reason code, most first")
     omitted: Omitted
+    logs: LogCounts | None = Field(
+        default=None, description="null only for a summary stored before logs were checked"
+    )
     dataAgeSeconds: int | None = Field(
         description="seconds since the summarised run finished, at the time of the request"
     )
@@ -123,6 +147,197 @@ class Run(BaseModel):
 class RunPage(BaseModel):
     items: list[Run]
     continuation: str | None
+
+
+class Window(BaseModel):
+    start: str
+    end: str
+
+
+class TableFreshness(BaseModel):
+    table: str
+    lastEvent: str | None
+    events: int = Field(description="events in the window")
+    previousEvents: int = Field(description="events in the window of the same length before")
+
+
+class WorkspaceFreshness(BaseModel):
+    workspaceId: str
+    lastEvent: str | None
+    events: int
+    unknown: str | None = Field(description="why arrival could not be checked, if it was not")
+    partial: bool
+    tables: list[TableFreshness]
+
+
+class EvidenceEntry(BaseModel):
+    runId: str | None
+    observedAt: str | None = Field(description="when the run finished")
+    window: Window = Field(description="the time range the logs were read for")
+    lastEvent: str | None = Field(description="newest event seen in any workspace")
+    workspaces: list[WorkspaceFreshness]
+    observations: list[ReasonItem]
+    problems: list[str] = Field(description="queries that failed, came back partial or capped")
+    omitted: dict[str, int] = Field(
+        description="per list, entries left out to fit storage (busiest or newest kept)"
+    )
+
+
+class LoginItem(BaseModel):
+    identity: str
+    callerIp: str
+    attempts: int
+    failures: int
+    firstSeen: str | None
+    lastSeen: str | None
+
+
+class LoginTotals(BaseModel):
+    key: str = Field(description="the identity or caller IP")
+    attempts: int
+    failures: int
+
+
+class FailureBurst(BaseModel):
+    kind: str = Field(description="ip or identity")
+    key: str
+    failures: int = Field(description="the most failures within the burst window")
+    start: str | None
+    end: str | None
+    totalFailures: int
+
+
+class FirstSeen(BaseModel):
+    kind: str = Field(description="ip or identity")
+    value: str
+    firstSeen: str | None
+    attempts: int
+    failures: int
+
+
+class AnonymousPull(BaseModel):
+    repository: str
+    count: int
+    failures: int
+    callerIps: list[str]
+    firstSeen: str | None
+    lastSeen: str | None
+
+
+class LoginEntry(EvidenceEntry):
+    attempts: int
+    failures: int
+    logins: list[LoginItem] = Field(description="per identity and caller IP, busiest first")
+    byIdentity: list[LoginTotals]
+    byIp: list[LoginTotals]
+    bursts: list[FailureBurst]
+    firstSeen: list[FirstSeen] = Field(description="not seen in the previous window")
+    adminLogins: list[LoginItem]
+    anonymousPulls: list[AnonymousPull]
+
+
+class LoginPage(BaseModel):
+    items: list[LoginEntry] = Field(description="one entry per run, newest first")
+    continuation: str | None
+
+
+class TrailCount(BaseModel):
+    operation: str = Field(description="push, pull, delete, untag, purge or other")
+    operationName: str
+    identity: str
+    repository: str
+    count: int
+    failures: int
+    callerIps: list[str]
+    firstSeen: str | None
+    lastSeen: str | None
+
+
+class Deletion(BaseModel):
+    at: str | None
+    operation: str
+    operationName: str
+    identity: str
+    callerIp: str
+    repository: str
+    tag: str
+    digest: str
+    result: str
+
+
+class ActivityLogEvent(BaseModel):
+    at: str | None
+    kind: str = Field(description="setting_write, setting_delete, registry_write, ...")
+    operation: str
+    resourceId: str
+    settingName: str | None
+    caller: str
+    callerIp: str
+    status: str
+
+
+class ActivityEntry(EvidenceEntry):
+    operations: dict[str, int] = Field(description="events per operation kind")
+    trail: list[TrailCount] = Field(description="per operation, identity and repository")
+    deletions: list[Deletion] = Field(description="every delete, untag and purge, newest first")
+    activityLog: list[ActivityLogEvent] = Field(description="newest first")
+
+
+class ActivityPage(BaseModel):
+    items: list[ActivityEntry] = Field(description="one entry per run, newest first")
+    continuation: str | None
+
+
+class AlertRegistry(BaseModel):
+    id: str | None
+    name: str | None
+    subscriptionId: str | None
+    resourceGroup: str | None
+
+
+class OpenAlert(BaseModel):
+    key: str
+    topic: str
+    incidentId: str | None
+    registry: AlertRegistry
+    status: str | None
+    reasonCodes: list[str]
+    openedAt: str | None
+    lastNotifiedAt: str | None
+    notices: int
+
+
+class AlertNotice(BaseModel):
+    id: str | None
+    incidentId: str | None
+    kind: str | None
+    topic: str | None
+    change: str | None
+    summary: str | None
+    severity: str | None
+    registry: AlertRegistry
+    status: str | None
+    reasonCodes: list[str]
+    detectedAt: str | None
+    runId: str | None
+    deliveries: dict[str, str] = Field(description="outcome per sink name")
+
+
+class UndeliveredAlert(BaseModel):
+    alertId: str | None
+    sink: str
+    summary: str | None
+    attempts: int
+    lastError: str | None = Field(description="redacted: never a URL or a secret")
+    nextAttemptAt: str | None
+    createdAt: str | None
+
+
+class Alerts(BaseModel):
+    sinks: list[str] = Field(description="configured sinks, by name only")
+    open: list[OpenAlert]
+    history: list[AlertNotice] = Field(description="notices, newest first")
+    undelivered: list[UndeliveredAlert]
 
 
 class Health(BaseModel):

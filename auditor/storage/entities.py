@@ -1,4 +1,4 @@
-"""Entities of the four tables: building them from values, and documents from them.
+"""Entities of the five tables: building them from values, and documents from them.
 
 Property limits of Table Storage: a string is at most 64 KiB in UTF-16 (32,768 code units)
 and an entity at most 1 MiB. Values from Azure (names, error messages, reason details) are
@@ -12,6 +12,8 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from auditor import trail
+from auditor.evidence import LogEvidence
 from auditor.facts import AuditRun, Reason, Registry, Status, Verdict
 from auditor.storage import keys
 from auditor.summary import ComplianceSummary, StatusCounts, iso, registry_document
@@ -22,6 +24,12 @@ MAX_DETAIL = 2_000  # one reason detail or one error message, when the whole lis
 # The summary's JSON is split over up to this many string properties of ONE entity, so the
 # API still reads it with one point read; 12 x 64 KiB stays under the 1 MiB entity limit.
 SUMMARY_PARTS = 12
+
+# One run's login or activity evidence of one registry: JSON over up to this many string
+# properties (12 x 64 KiB, under the 1 MiB entity limit with the other properties).
+EVIDENCE_PARTS = 12
+MAX_LIST_ITEMS = 1_000  # per list of an evidence document, before any size-based trimming
+MAX_PROBLEMS = 50
 
 RUNNING = "running"  # run status between start_run and finish_run; not a RunStatus
 
@@ -272,3 +280,83 @@ def parse_time(value: str | None) -> datetime | None:
         return None
     moment = datetime.fromisoformat(value)
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _ascii(value: object) -> str:
+    # ASCII-only JSON: its length is its size in UTF-16 code units, so it splits anywhere.
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _clip_strings(value: Any) -> Any:
+    """Every string in a document within MAX_DETAIL: values from logs are not trusted."""
+    if isinstance(value, str):
+        return clip(value, MAX_DETAIL)
+    if isinstance(value, list):
+        return [_clip_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clip_strings(v) for k, v in value.items()}
+    return value
+
+
+def fit_evidence(
+    document: dict[str, Any], lists: Sequence[str], capacity: int = EVIDENCE_PARTS * MAX_STRING
+) -> tuple[dict[str, Any], str]:
+    """The document and its ASCII JSON within `capacity` characters: each of `lists` is cut
+    to MAX_LIST_ITEMS, then the biggest one halved until the whole fits, keeping each list's
+    head (the busiest or newest entries) and counting the cut in `omitted`."""
+    doc = _clip_strings(document)
+    omitted: dict[str, int] = {name: int(doc["omitted"].get(name, 0)) for name in lists}
+    doc["problems"] = doc["problems"][:MAX_PROBLEMS]
+
+    def cut(name: str, keep: int) -> None:
+        omitted[name] += max(0, len(doc[name]) - keep)
+        doc[name] = doc[name][:keep]
+
+    for name in lists:
+        cut(name, MAX_LIST_ITEMS)
+    doc["omitted"] = omitted
+    text = _ascii(doc)
+    while len(text) > capacity:
+        filled = [name for name in lists if doc[name]]
+        if not filled:
+            break  # nothing left to cut; the write then reports the size as a StorageError
+        biggest = max(filled, key=lambda name: len(_ascii(doc[name])))
+        cut(biggest, len(doc[biggest]) // 2)
+        doc["omitted"] = omitted
+        text = _ascii(doc)
+    return doc, text
+
+
+def evidence_entities(
+    key: str, registry: Registry, run: AuditRun, evidence: LogEvidence
+) -> list[dict[str, Any]]:
+    """The two rows (logins, activity) of one registry's evidence in one run; `key` is the
+    `registry_key`, which is also the partition."""
+    rows = []
+    for kind, document, lists in (
+        (keys.EVIDENCE_LOGINS, trail.logins_document(evidence), trail.LOGIN_LISTS),
+        (keys.EVIDENCE_ACTIVITY, trail.activity_document(evidence), trail.ACTIVITY_LISTS),
+    ):
+        fitted, text = fit_evidence(document, lists)
+        parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
+        row: dict[str, Any] = {
+            "PartitionKey": key,
+            "RowKey": keys.evidence_row_key(kind, run.finished_at, run.run_id),
+            "Kind": kind,
+            "RunId": clip(run.run_id),
+            "ObservedAt": iso(run.finished_at),
+            "ResourceId": clip(registry.id),
+            "WindowStart": iso(evidence.window_start),
+            "WindowEnd": iso(evidence.window_end),
+            "Omitted": sum(fitted["omitted"].values()),
+            "Parts": len(parts),
+        }
+        row.update({f"Part{i}": part for i, part in enumerate(parts)})
+        rows.append(row)
+    return rows
+
+
+def evidence_doc(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored evidence row as the API serves it: the run, then the document."""
+    text = "".join(row[f"Part{i}"] for i in range(int(row["Parts"])))
+    return {"runId": row.get("RunId"), "observedAt": row.get("ObservedAt"), **json.loads(text)}

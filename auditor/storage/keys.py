@@ -10,6 +10,11 @@ from a safe alphabet only:
 - Anything else is `~` + base64url(UTF-8) of the value, or `~~` + SHA-256 hex when that would
   be long. `~` is outside both alphabets, so an encoded key never equals a plain one.
 
+Log evidence (`evidence` table) is partitioned by the registry key itself: a registry's login
+and activity entries of every run form one partition, read newest first by RowKey range
+(`<kind>|<inverted run finish time>_<run id>`), and a run writes both of a registry's rows in
+one transaction (two when both are near the entity size limit).
+
 Registries (the current status and the history) are partitioned by the first character of the
 registry key: the API knows a registry only by its name, so name -> key -> partition makes the
 detail view one point read and its history one partition range query, while a run's upserts
@@ -91,6 +96,40 @@ def history_row_key(registry: str, observed_at: datetime, run_id: str) -> str:
 def history_range(registry: str) -> tuple[str, str]:
     """[low, high) RowKey bounds of one registry's history rows."""
     return registry + HISTORY_SEPARATOR, registry + _HISTORY_END
+
+
+EVIDENCE_LOGINS = "logins"
+EVIDENCE_ACTIVITY = "activity"
+EVIDENCE_KINDS = (EVIDENCE_LOGINS, EVIDENCE_ACTIVITY)
+# Follows the run key's `_` in `<inverted>_<run key>`: bounds a range just past one time.
+_AFTER_RUN_SEPARATOR = chr(ord("_") + 1)
+_LATEST = _EPOCH + _INVERT_FROM * _MICROSECOND
+
+
+def evidence_row_key(kind: str, finished_at: datetime, run_id: str) -> str:
+    """RowKey of one run's login or activity evidence, newest run first within the kind."""
+    return f"{kind}{HISTORY_SEPARATOR}{run_row_key(run_id, finished_at)}"
+
+
+def _clamped(moment: datetime) -> datetime:
+    # Outside these the inverted digits would change width and sort wrongly.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return min(max(moment, _EPOCH), _LATEST)
+
+
+def evidence_range(
+    kind: str, *, since: datetime | None = None, until: datetime | None = None
+) -> tuple[str, str]:
+    """[low, high) RowKey bounds of the `kind` rows of runs that finished within
+    [since, until] (either end open when None)."""
+    prefix = kind + HISTORY_SEPARATOR
+    low = prefix + (inverted_timestamp(_clamped(until)) if until is not None else "")
+    if since is None:
+        high = kind + _HISTORY_END
+    else:
+        high = prefix + inverted_timestamp(_clamped(since)) + _AFTER_RUN_SEPARATOR
+    return low, high
 
 
 class InvalidContinuationToken(ValueError):

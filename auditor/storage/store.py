@@ -8,12 +8,17 @@ Tables (all named `{prefix}<name>`):
 - `history`: one row per registry each time its status or reason codes change (first sight
   included), in the registry's partition, RowKey `<registry key>|<inverted time>|<run id>`.
 - `summary`: one entity, the materialised summary of the last finished run.
+- `evidence`: what each run's log check showed per registry (`auditor.trail` documents), two
+  rows per registry and run (logins, activity) in the registry's own partition (its key),
+  RowKey `<kind>|<inverted finish time>_<run id>`, newest first; the JSON is split over string
+  properties and its lists trimmed to fit an entity, the cut counted in `omitted`. One row per
+  run, not per change: a registry's entries overlap when runs are closer than the lookback.
 
-`finish_run` writes history, then registries, then the run, then the summary, so a run that
-dies on the way leaves the previous summary in place; the next run repeats any history entry
-whose registry row was not updated (at least once, never lost). Every write is an upsert
-(replace) in transactions of at most 100 operations per partition, so finishing the same run
-twice writes the same rows again and no new history.
+`finish_run` writes the evidence, then history, then registries, then the run, then the
+summary, so a run that dies on the way leaves the previous summary in place; the next run
+repeats any history entry whose registry row was not updated (at least once, never lost).
+Every write is an upsert (replace) in transactions of at most 100 operations per partition, so
+finishing the same run twice writes the same rows again and no new history.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
@@ -37,6 +43,7 @@ from auditor.reasons import reason
 from auditor.reasons.catalog import REMOVED
 from auditor.storage import entities, keys
 from auditor.storage.errors import StorageError
+from auditor.storage.keys import InvalidContinuationToken
 from auditor.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -45,6 +52,7 @@ _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,52}")  # + "registries" stays withi
 MAX_BATCH = 100  # operations per transaction (a service limit; Azurite fails beyond it)
 _MAX_BATCH_BYTES = 2 * 1024 * 1024  # a transaction may carry 4 MiB; keep well below
 _MAX_PAGE = 1000  # the service returns at most 1000 entities per request
+_EVIDENCE_WORKERS = 8
 _REGISTRIES_CURSOR = "registries"
 _RUNS_CURSOR = "runs"
 
@@ -73,6 +81,7 @@ class AuditStore:
         self._registries = table_service.get_table_client(f"{prefix}registries")
         self._history = table_service.get_table_client(f"{prefix}history")
         self._summary = table_service.get_table_client(f"{prefix}summary")
+        self._evidence = table_service.get_table_client(f"{prefix}evidence")
         self._tables_ready = False
         self._lock = threading.Lock()
 
@@ -98,7 +107,13 @@ class AuditStore:
             if self._tables_ready:
                 return
             with _guard("creating the tables"):
-                for table in (self._runs, self._registries, self._history, self._summary):
+                for table in (
+                    self._runs,
+                    self._registries,
+                    self._history,
+                    self._summary,
+                    self._evidence,
+                ):
                     self._service.create_table_if_not_exists(table.table_name)
             self._tables_ready = True
 
@@ -132,6 +147,12 @@ class AuditStore:
         removed = self._removed(previous, current, run)
         final = replace(run, verdicts=tuple(current.values()) + tuple(removed.values()))
 
+        evidence_rows: list[dict[str, Any]] = []
+        for key, verdict in current.items():
+            found = run.evidence.get(verdict.registry.key)
+            if found is not None:
+                evidence_rows += entities.evidence_entities(key, verdict.registry, run, found)
+
         registry_rows: list[dict[str, Any]] = []
         history_rows: list[dict[str, Any]] = []
         for key, verdict in [*current.items(), *removed.items()]:
@@ -161,6 +182,11 @@ class AuditStore:
                     )
                 )
 
+        # First: once the run row says finished, its evidence is there to read.
+        # One partition per registry, so one transaction each: sent a few at a time.
+        self._upsert_all(
+            self._evidence, evidence_rows, "writing log evidence", workers=_EVIDENCE_WORKERS
+        )
         self._upsert_all(self._history, history_rows, "writing registry history")
         self._upsert_all(self._registries, registry_rows, "writing registry status")
         with _guard("recording the run"):
@@ -193,12 +219,28 @@ class AuditStore:
                 )
         return removed
 
-    def _upsert_all(self, table: TableClient, rows: Sequence[dict[str, Any]], action: str) -> None:
-        for batch in _batches(rows):
+    def _upsert_all(
+        self,
+        table: TableClient,
+        rows: Sequence[dict[str, Any]],
+        action: str,
+        *,
+        workers: int = 1,
+    ) -> None:
+        def submit(batch: list[dict[str, Any]]) -> None:
             with _guard(action):
                 table.submit_transaction(
                     [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch]
                 )
+
+        batches = list(_batches(rows))
+        if workers <= 1 or len(batches) <= 1:
+            for batch in batches:
+                submit(batch)
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store") as pool:
+            # list(): the first failure is raised here, after every batch was tried.
+            list(pool.map(submit, batches))
 
     # --- reading -------------------------------------------------------------------------
 
@@ -336,6 +378,62 @@ class AuditStore:
             self._runs, query, params, page_size=min(_MAX_PAGE, limit + 1), action="listing runs"
         )
         return self._page(rows, limit, _RUNS_CURSOR, entities.run_doc)
+
+    def registry_logins(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 10,
+        continuation: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The registry's login evidence per run (`auditor.trail.logins_document` with `runId`
+        and `observedAt`), newest run first, of runs that finished within [since, until]."""
+        return self._evidence_page(keys.EVIDENCE_LOGINS, name, since, until, limit, continuation)
+
+    def registry_activity(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 10,
+        continuation: str | None = None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The registry's repository activity per run (`auditor.trail.activity_document` with
+        `runId` and `observedAt`), newest run first, of runs that finished within
+        [since, until]."""
+        return self._evidence_page(keys.EVIDENCE_ACTIVITY, name, since, until, limit, continuation)
+
+    def _evidence_page(
+        self,
+        kind: str,
+        name: str,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        continuation: str | None,
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        _check_page_size("limit", limit)
+        partition = keys.registry_key(name)
+        low, high = keys.evidence_range(kind, since=since, until=until)
+        query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
+        params: dict[str, Any] = {"pk": partition, "low": low, "high": high}
+        if continuation is not None:
+            after_pk, after_rk = keys.decode_cursor(kind, continuation)
+            if after_pk != partition:
+                raise InvalidContinuationToken()  # another registry's token
+            query += " and RowKey gt @afterRk"
+            params["afterRk"] = after_rk
+        rows = self._query(
+            self._evidence,
+            query,
+            params,
+            page_size=min(_MAX_PAGE, limit + 1),
+            action="reading log evidence",
+        )
+        return self._page(rows, limit, kind, entities.evidence_doc)
 
     def _query(
         self,

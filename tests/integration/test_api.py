@@ -316,6 +316,9 @@ def test_openapi_lists_the_routes(client: TestClient) -> None:
         "/api/compliance",
         "/api/registries",
         "/api/registries/{name}",
+        "/api/registries/{name}/logins",
+        "/api/registries/{name}/activity",
+        "/api/alerts",
         "/api/runs",
         "/api/health",
     }

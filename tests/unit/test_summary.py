@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from auditor.evidence import LogEvidence
 from auditor.facts import AuditRun, Reason, Registry, RunStatus, Status, Verdict
 from auditor.summary import (
     compliance_percent,
@@ -99,7 +101,77 @@ def test_summary_document_is_exact() -> None:
             {"code": "unknown:HTTP 403", "count": 1},
         ],
         "omitted": {"subscriptions": 0, "reasons": 0},
+        # Logs were not checked in this run.
+        "logs": {
+            "checked": 0,
+            "silent": 0,
+            "pending": 0,
+            "unknown": 0,
+            "interrupted": 0,
+            "loginAlerts": 0,
+            "byObservation": [],
+            "logQueries": 0,
+        },
     }
+
+
+def evidence(v: Verdict, *observations: str) -> LogEvidence:
+    return LogEvidence(
+        v.registry.key,
+        STARTED - timedelta(hours=24),
+        STARTED,
+        observations=tuple(Reason(code, f"{code} detail") for code in observations),
+    )
+
+
+def test_log_counts() -> None:
+    silent = verdict("acrsilent", Status.NONCOMPLIANT, "logs_silent", LOGIN_MISSING)
+    pending = verdict("acrpending", Status.COMPLIANT, "pending")
+    dark = verdict(
+        "acrdark", Status.UNKNOWN, "logs_unreadable:http_403", "logs_unreadable:http_404"
+    )
+    cut = verdict("acrcut", Status.COMPLIANT, "logging_interrupted")
+    burst = verdict("acrburst", Status.COMPLIANT)
+    public = verdict("acrpublic", Status.COMPLIANT, sub=SUB_B)
+    deleting = verdict("acrdeleting", Status.COMPLIANT)
+    unchecked = verdict("acrunchecked", Status.COMPLIANT)
+    gone = verdict("acrgone", Status.REMOVED, "removed")
+    verdicts = (silent, pending, dark, cut, burst, public, deleting, unchecked, gone)
+    observed = {
+        burst: ("login_failure_burst", "login_failure_burst", "new_login_source"),
+        public: ("anonymous_pull", "admin_user_login", "artifact_deleted"),
+        deleting: ("artifact_deleted",),
+        # Evidence of a registry removed in this run is not counted.
+        gone: ("anonymous_pull",),
+    }
+    run = replace(
+        run_of(*verdicts),
+        evidence={
+            v.registry.key: evidence(v, *observed.get(v, ()))
+            for v in verdicts
+            if v is not unchecked
+        },
+        log_queries=42,
+    )
+    assert summarize(run, generated_at=FINISHED).to_dict()["logs"] == {
+        "checked": 7,
+        "silent": 1,
+        "pending": 1,
+        "unknown": 1,  # one registry, however many workspaces failed
+        "interrupted": 1,
+        "loginAlerts": 2,  # acrburst, acrpublic; deletions alone are not a login alert
+        "byObservation": [
+            {"code": "artifact_deleted", "count": 2},
+            {"code": "admin_user_login", "count": 1},
+            {"code": "anonymous_pull", "count": 1},
+            {"code": "login_failure_burst", "count": 1},
+            {"code": "new_login_source", "count": 1},
+        ],
+        "logQueries": 42,
+    }
+    # The trimmed summary keeps the log counts whole.
+    trimmed = summarize(run, generated_at=FINISHED).trimmed(max_subscriptions=0, max_reasons=0)
+    assert trimmed.to_dict()["logs"]["loginAlerts"] == 2
 
 
 def test_a_code_counts_once_per_registry_and_subscriptions_fold_case() -> None:
