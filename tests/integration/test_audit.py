@@ -121,3 +121,32 @@ def test_subscription_filter_limits_the_audit(local_azure: LocalAzure) -> None:
     _, env = local_azure()
     run = audit(env, subscriptions=[DEV])
     assert {v.registry.name for v in run.verdicts} == {"acrlegacy01", "acrnosetting01"}
+
+
+def test_resource_graph_failure_falls_back_to_arm_lists(local_azure: LocalAzure) -> None:
+    emu, env = local_azure(faults=[{"kind": "status", "status": 500, "api": "resourcegraph"}])
+    run = audit({**env, "AUDITOR_HTTP_RETRIES": "0"})
+    assert outcome(run) == EXPECTED
+    assert any("Resource Graph failed" in e for e in run.errors)
+    lists = [
+        e
+        for e in emu.world.requests()
+        if e.path.lower().endswith("/providers/microsoft.containerregistry/registries")
+    ]
+    assert len(lists) == 2  # one ARM list per subscription
+
+
+def test_throttled_reads_are_retried_after_retry_after(local_azure: LocalAzure) -> None:
+    # The server's bucket is far smaller than the auditor believes: 429s must be absorbed.
+    emu, env = local_azure(arm_throttle={"burst": 2, "refill_per_second": 5})
+    run = audit(env)
+    assert outcome(run) == EXPECTED
+    throttled = [e for e in emu.world.requests() if e.status == 429]
+    assert throttled, "the scenario should have throttled some reads"
+
+
+def test_pacing_at_the_servers_rate_avoids_429(local_azure: LocalAzure) -> None:
+    emu, env = local_azure(arm_throttle={"burst": 2, "refill_per_second": 5})
+    run = audit({**env, "AUDITOR_ARM_BURST": "2", "AUDITOR_ARM_READS_PER_SECOND": "5"})
+    assert outcome(run) == EXPECTED
+    assert [e for e in emu.world.requests() if e.status == 429] == []

@@ -84,3 +84,53 @@ def test_unreachable_azure_is_a_failed_audit(local_azure: LocalAzure) -> None:
     )
     assert result.returncode == 2, result.stdout + result.stderr
     assert json.loads(result.stdout)["run"]["status"] == "failed"
+
+
+def test_alerts_test_sends_to_the_log_sink(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    result = run_cli(env, "alerts", "test", "--sink", "log")
+    assert result.returncode == 0, result.stderr
+    assert "test alert" in result.stdout
+    assert "ACR_AUDITOR_ALERT" in result.stderr
+
+
+def test_alerts_test_of_an_unconfigured_sink_names_the_setting(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    result = run_cli(env, "alerts", "test", "--sink", "webhook")
+    assert result.returncode == 2
+    assert "AUDITOR_ALERT_WEBHOOK_URL" in result.stderr
+
+
+def test_serve_answers_health_and_the_summary(local_azure: LocalAzure) -> None:
+    import socket
+    import time
+    import urllib.request
+
+    _, env = local_azure()
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "auditor", "serve", "--port", str(port), "--no-schedule"],
+        env={**clean, **env},
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/health", timeout=2) as r:
+                    assert json.loads(r.read())["status"] == "ok"
+                    break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/compliance", timeout=5) as r:
+            assert json.loads(r.read())["lastRun"] is None  # nothing audited yet
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
