@@ -12,6 +12,7 @@ import os
 
 import azure.functions as func
 
+from auditor import telemetry
 from auditor.alerts import registry_from_event, setting_change_from_event
 from auditor.api import create_app
 from auditor.facts import RunStatus
@@ -19,6 +20,7 @@ from auditor.runtime import alerts_provider, audit_once, audit_registry_once, bu
 from auditor.settings import Settings
 from auditor.storage import AuditStore
 
+telemetry.configure()
 settings = Settings.from_env(os.environ)
 
 

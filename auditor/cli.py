@@ -320,6 +320,9 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         stream=sys.stderr,
     )
     env = dict(os.environ if environ is None else environ)
+    from auditor import telemetry
+
+    telemetry.configure(env)
     try:
         if args.command == "audit":
             return cmd_audit(args, env)

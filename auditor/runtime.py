@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
 
+from auditor import telemetry
 from auditor.audit import AuditStats, Progress, audit_registry, run_audit
 from auditor.azure.clients import ArmClients
 from auditor.facts import AuditRun
@@ -76,28 +77,33 @@ def audit_once(
     from auditor.logs_audit import LogOptions, build_logs_reader
 
     credential = credential or build_credential()
-    clients = build_arm_clients(settings, credential)
-    store = build_store(settings, credential) if use_store else None
-    reader = build_logs_reader(settings, credential) if check_logs else None
-    try:
-        run = run_audit(
-            clients,
-            settings.policy,
-            subscriptions=subscriptions if subscriptions is not None else settings.subscriptions,
-            store=store,
-            max_concurrency=settings.max_concurrency,
-            trigger=trigger,
-            progress=progress,
-            stats=stats,
-            logs_reader=reader,
-            log_options=LogOptions.from_settings(settings) if check_logs else None,
-        )
-    finally:
-        clients.close()
-        if reader is not None:
-            reader.close()
-    if alerts and use_store:
-        run = send_alerts(settings, run, credential=credential)
+    stats = stats if stats is not None else AuditStats()
+    with telemetry.observe_run(trigger) as observed:
+        clients = build_arm_clients(settings, credential)
+        store = build_store(settings, credential) if use_store else None
+        reader = build_logs_reader(settings, credential) if check_logs else None
+        try:
+            run = run_audit(
+                clients,
+                settings.policy,
+                subscriptions=(
+                    subscriptions if subscriptions is not None else settings.subscriptions
+                ),
+                store=store,
+                max_concurrency=settings.max_concurrency,
+                trigger=trigger,
+                progress=progress,
+                stats=stats,
+                logs_reader=reader,
+                log_options=LogOptions.from_settings(settings) if check_logs else None,
+            )
+        finally:
+            clients.close()
+            if reader is not None:
+                reader.close()
+        if alerts and use_store:
+            run = send_alerts(settings, run, credential=credential)
+        observed.record(run, clients=clients, logs_reader=reader, stats=stats)
     return run
 
 
@@ -111,13 +117,18 @@ def audit_registry_once(
 ) -> AuditRun:
     """Re-audit one registry now (Event Grid) and alert on what changed."""
     credential = credential or build_credential()
-    clients = build_arm_clients(settings, credential)
-    store = build_store(settings, credential)
-    try:
-        run = audit_registry(clients, settings.policy, registry_id, store=store, trigger=trigger)
-    finally:
-        clients.close()
-    return send_alerts(settings, run, credential=credential, setting_changes=setting_changes)
+    with telemetry.observe_run(trigger) as observed:
+        clients = build_arm_clients(settings, credential)
+        store = build_store(settings, credential)
+        try:
+            run = audit_registry(
+                clients, settings.policy, registry_id, store=store, trigger=trigger
+            )
+        finally:
+            clients.close()
+        run = send_alerts(settings, run, credential=credential, setting_changes=setting_changes)
+        observed.record(run, clients=clients)
+    return run
 
 
 def alerts_provider(
