@@ -331,7 +331,7 @@ def evidence_entities(
     key: str, registry: Registry, run: AuditRun, evidence: LogEvidence
 ) -> list[dict[str, Any]]:
     """The two rows (logins, activity) of one registry's evidence in one run; `key` is the
-    `registry_key`, which is also the partition."""
+    `registry_key`, partitioned like the registries table."""
     rows = []
     for kind, document, lists in (
         (keys.EVIDENCE_LOGINS, trail.logins_document(evidence), trail.LOGIN_LISTS),
@@ -340,8 +340,8 @@ def evidence_entities(
         fitted, text = fit_evidence(document, lists)
         parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
         row: dict[str, Any] = {
-            "PartitionKey": key,
-            "RowKey": keys.evidence_row_key(kind, run.finished_at, run.run_id),
+            "PartitionKey": keys.registry_partition(key),
+            "RowKey": keys.evidence_row_key(key, kind, run.finished_at, run.run_id),
             "Kind": kind,
             "RunId": clip(run.run_id),
             "ObservedAt": iso(run.finished_at),

@@ -10,10 +10,11 @@ from a safe alphabet only:
 - Anything else is `~` + base64url(UTF-8) of the value, or `~~` + SHA-256 hex when that would
   be long. `~` is outside both alphabets, so an encoded key never equals a plain one.
 
-Log evidence (`evidence` table) is partitioned by the registry key itself: a registry's login
-and activity entries of every run form one partition, read newest first by RowKey range
-(`<kind>|<inverted run finish time>_<run id>`), and a run writes both of a registry's rows in
-one transaction (two when both are near the entity size limit).
+Log evidence (`evidence` table) shares the registries' partitioning (first character of the
+registry key) with RowKeys `<registry key>|<kind>|<inverted run finish time>_<run id>`: one
+registry's entries of a kind are one RowKey range, read newest first, and a run's rows batch up
+to 100 per transaction (a partition per registry would cost one transaction per registry, which
+dominated the run time of large fleets).
 
 Registries (the current status and the history) are partitioned by the first character of the
 registry key: the API knows a registry only by its name, so name -> key -> partition makes the
@@ -106,9 +107,11 @@ _AFTER_RUN_SEPARATOR = chr(ord("_") + 1)
 _LATEST = _EPOCH + _INVERT_FROM * _MICROSECOND
 
 
-def evidence_row_key(kind: str, finished_at: datetime, run_id: str) -> str:
-    """RowKey of one run's login or activity evidence, newest run first within the kind."""
-    return f"{kind}{HISTORY_SEPARATOR}{run_row_key(run_id, finished_at)}"
+def evidence_row_key(registry: str, kind: str, finished_at: datetime, run_id: str) -> str:
+    """RowKey of one run's login or activity evidence of `registry` (its `registry_key`),
+    newest run first within the registry and kind."""
+    sep = HISTORY_SEPARATOR
+    return f"{registry}{sep}{kind}{sep}{run_row_key(run_id, finished_at)}"
 
 
 def _clamped(moment: datetime) -> datetime:
@@ -119,14 +122,15 @@ def _clamped(moment: datetime) -> datetime:
 
 
 def evidence_range(
-    kind: str, *, since: datetime | None = None, until: datetime | None = None
+    registry: str, kind: str, *, since: datetime | None = None, until: datetime | None = None
 ) -> tuple[str, str]:
-    """[low, high) RowKey bounds of the `kind` rows of runs that finished within
+    """[low, high) RowKey bounds of `registry`'s `kind` rows of runs that finished within
     [since, until] (either end open when None)."""
-    prefix = kind + HISTORY_SEPARATOR
+    head = registry + HISTORY_SEPARATOR + kind
+    prefix = head + HISTORY_SEPARATOR
     low = prefix + (inverted_timestamp(_clamped(until)) if until is not None else "")
     if since is None:
-        high = kind + _HISTORY_END
+        high = head + _HISTORY_END
     else:
         high = prefix + inverted_timestamp(_clamped(since)) + _AFTER_RUN_SEPARATOR
     return low, high

@@ -52,7 +52,8 @@ _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,52}")  # + "registries" stays withi
 MAX_BATCH = 100  # operations per transaction (a service limit; Azurite fails beyond it)
 _MAX_BATCH_BYTES = 2 * 1024 * 1024  # a transaction may carry 4 MiB; keep well below
 _MAX_PAGE = 1000  # the service returns at most 1000 entities per request
-_EVIDENCE_WORKERS = 8
+# Transactions in flight at once; each is one partition, so order within a table is free.
+_WRITE_WORKERS = 8
 _REGISTRIES_CURSOR = "registries"
 _RUNS_CURSOR = "runs"
 
@@ -185,10 +186,14 @@ class AuditStore:
         # First: once the run row says finished, its evidence is there to read.
         # One partition per registry, so one transaction each: sent a few at a time.
         self._upsert_all(
-            self._evidence, evidence_rows, "writing log evidence", workers=_EVIDENCE_WORKERS
+            self._evidence, evidence_rows, "writing log evidence", workers=_WRITE_WORKERS
         )
-        self._upsert_all(self._history, history_rows, "writing registry history")
-        self._upsert_all(self._registries, registry_rows, "writing registry status")
+        self._upsert_all(
+            self._history, history_rows, "writing registry history", workers=_WRITE_WORKERS
+        )
+        self._upsert_all(
+            self._registries, registry_rows, "writing registry status", workers=_WRITE_WORKERS
+        )
         with _guard("recording the run"):
             self._runs.upsert_entity(entities.finished_run_entity(final), mode=UpdateMode.REPLACE)
         if not update_summary:
@@ -416,14 +421,15 @@ class AuditStore:
         continuation: str | None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         _check_page_size("limit", limit)
-        partition = keys.registry_key(name)
-        low, high = keys.evidence_range(kind, since=since, until=until)
+        registry = keys.registry_key(name)
+        partition = keys.registry_partition(registry)
+        low, high = keys.evidence_range(registry, kind, since=since, until=until)
         query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
         params: dict[str, Any] = {"pk": partition, "low": low, "high": high}
         if continuation is not None:
             after_pk, after_rk = keys.decode_cursor(kind, continuation)
-            if after_pk != partition:
-                raise InvalidContinuationToken()  # another registry's token
+            if after_pk != partition or not low <= after_rk < high:
+                raise InvalidContinuationToken()  # another registry's (or window's) token
             query += " and RowKey gt @afterRk"
             params["afterRk"] = after_rk
         rows = self._query(

@@ -130,3 +130,30 @@ def test_fit_list_keeps_the_longest_prefix_that_fits() -> None:
     assert omitted == 69
     assert fit_list(["a", "b"]) == ('["a","b"]', 0)
     assert fit_list(["x" * 40_000]) == ("[]", 1)
+
+
+def test_evidence_ranges_keep_registries_and_kinds_apart() -> None:
+    at = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    a = keys.registry_key("acrapp01")
+    b = keys.registry_key("acrapp011")  # same partition, one name a prefix of the other
+    assert keys.registry_partition(a) == keys.registry_partition(b)
+    low, high = keys.evidence_range(a, keys.EVIDENCE_LOGINS)
+    mine = keys.evidence_row_key(a, keys.EVIDENCE_LOGINS, at, "r1")
+    assert low <= mine < high
+    for other in (
+        keys.evidence_row_key(b, keys.EVIDENCE_LOGINS, at, "r1"),
+        keys.evidence_row_key(a, keys.EVIDENCE_ACTIVITY, at, "r1"),
+    ):
+        assert not low <= other < high
+
+
+def test_evidence_range_selects_runs_by_finish_time() -> None:
+    key = keys.registry_key("acrapp01")
+    at = datetime(2026, 11, 25, 12, tzinfo=UTC)
+    row = keys.evidence_row_key(key, keys.EVIDENCE_ACTIVITY, at, "r1")
+    inside = keys.evidence_range(
+        key, keys.EVIDENCE_ACTIVITY, since=at - timedelta(hours=1), until=at
+    )
+    before = keys.evidence_range(key, keys.EVIDENCE_ACTIVITY, until=at - timedelta(seconds=1))
+    assert inside[0] <= row < inside[1]
+    assert not before[0] <= row < before[1]
