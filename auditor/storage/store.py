@@ -148,12 +148,6 @@ class AuditStore:
         removed = self._removed(previous, current, run)
         final = replace(run, verdicts=tuple(current.values()) + tuple(removed.values()))
 
-        evidence_rows: list[dict[str, Any]] = []
-        for key, verdict in current.items():
-            found = run.evidence.get(verdict.registry.key)
-            if found is not None:
-                evidence_rows += entities.evidence_entities(key, verdict.registry, run, found)
-
         registry_rows: list[dict[str, Any]] = []
         history_rows: list[dict[str, Any]] = []
         for key, verdict in [*current.items(), *removed.items()]:
@@ -184,10 +178,7 @@ class AuditStore:
                 )
 
         # First: once the run row says finished, its evidence is there to read.
-        # One partition per registry, so one transaction each: sent a few at a time.
-        self._upsert_all(
-            self._evidence, evidence_rows, "writing log evidence", workers=_WRITE_WORKERS
-        )
+        self._write_evidence(run, current)
         self._upsert_all(
             self._history, history_rows, "writing registry history", workers=_WRITE_WORKERS
         )
@@ -223,6 +214,26 @@ class AuditStore:
                     reasons=(reason(REMOVED),),
                 )
         return removed
+
+    def _write_evidence(self, run: AuditRun, current: Mapping[str, Verdict]) -> None:
+        """Evidence rows are the bulk of a run's writes (JSON documents of every registry with
+        log traffic): built one partition at a time inside the writers, so memory holds a few
+        partitions' rows, not the fleet's."""
+        by_partition: dict[str, list[str]] = defaultdict(list)
+        for key, verdict in current.items():
+            if verdict.registry.key in run.evidence:
+                by_partition[keys.registry_partition(key)].append(key)
+
+        def write(partition_keys: list[str]) -> None:
+            rows: list[dict[str, Any]] = []
+            for key in partition_keys:
+                registry = current[key].registry
+                rows += entities.evidence_entities(key, registry, run, run.evidence[registry.key])
+            self._upsert_all(self._evidence, rows, "writing log evidence")
+
+        with ThreadPoolExecutor(max_workers=_WRITE_WORKERS, thread_name_prefix="store") as pool:
+            # list(): the first failure is raised here, after every partition was tried.
+            list(pool.map(write, by_partition.values()))
 
     def _upsert_all(
         self,
