@@ -217,12 +217,19 @@ class AuditStore:
 
     def _write_evidence(self, run: AuditRun, current: Mapping[str, Verdict]) -> None:
         """Evidence rows are the bulk of a run's writes (JSON documents of every registry with
-        log traffic): built one partition at a time inside the writers, so memory holds a few
-        partitions' rows, not the fleet's."""
+        log traffic): built a transaction's worth at a time inside the writers, so memory holds
+        a few transactions' rows, not the fleet's."""
         by_partition: dict[str, list[str]] = defaultdict(list)
         for key, verdict in current.items():
             if verdict.registry.key in run.evidence:
                 by_partition[keys.registry_partition(key)].append(key)
+        # Two rows per registry: a task of MAX_BATCH // 2 registries is one full transaction.
+        per_task = max(1, MAX_BATCH // 2)
+        tasks = [
+            group[i : i + per_task]
+            for group in by_partition.values()
+            for i in range(0, len(group), per_task)
+        ]
 
         def write(partition_keys: list[str]) -> None:
             rows: list[dict[str, Any]] = []
@@ -233,7 +240,7 @@ class AuditStore:
 
         with ThreadPoolExecutor(max_workers=_WRITE_WORKERS, thread_name_prefix="store") as pool:
             # list(): the first failure is raised here, after every partition was tried.
-            list(pool.map(write, by_partition.values()))
+            list(pool.map(write, tasks))
 
     def _upsert_all(
         self,
