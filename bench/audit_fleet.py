@@ -648,6 +648,17 @@ def markdown(results: list[Result], runs: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _commit() -> str:
+    """HEAD, marked dirty when auditor/ or emulator/ differ from it: the numbers belong to it."""
+
+    def git(*args: str) -> str:
+        done = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True)
+        return done.stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "auditor", "emulator")
+    return git("rev-parse", "--short", "HEAD") + ("-dirty" if dirty else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=(__doc__ or "").split("\n\n")[0],
@@ -699,6 +710,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out = RESULTS / f"audit_fleet-{stamp}.json"
     machine = {
+        "commit": _commit(),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
@@ -711,7 +723,8 @@ def main(argv: list[str] | None = None) -> int:
     if any(r.wall_over_bound is None for r in results):
         print("¹ every subscription stays within its burst, so there is no throttle bound.")
     print(
-        f"\nscale {args.scale:g} (ARM refill {ARM_REFILL * args.scale:g}/s, burst {ARM_BURST}),"
+        f"\ncommit {machine['commit']}; scale {args.scale:g} (ARM refill"
+        f" {ARM_REFILL * args.scale:g}/s, burst {ARM_BURST}),"
         f" ARM latency lognormal median {args.latency_ms:g} ms; JSON: {out.relative_to(REPO)}"
     )
     failed = sorted({r.case for r in results if any(v is False for v in r.targets.values())})
