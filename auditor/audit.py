@@ -30,7 +30,7 @@ from auditor.azure.inventory import (
 from auditor.evidence import apply_evidence
 from auditor.facts import AuditRun, CategoryInfo, Registry, RunStatus, Status, Verdict
 from auditor.judgement import judge
-from auditor.logs_audit import LogOptions, collect_evidence
+from auditor.logs_audit import EvidenceCollector, LogOptions
 from auditor.policy import Policy
 
 if TYPE_CHECKING:
@@ -157,52 +157,60 @@ def run_audit(
             # The judgement falls back to the documented groups; note it on the run.
             errors.append(f"category metadata unavailable: {describe_error(exc)}")
 
-    verdicts: list[Verdict] = []
-    order = interleave_by_subscription(registries)
-    last_report = time.monotonic()
-    with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="audit") as pool:
-        for verdict in pool.map(lambda r: _judge_one(clients, r, categories, policy), order):
-            verdicts.append(verdict)
-            stats.settings_reads += 1
-            if verdict.status is Status.UNKNOWN:
-                stats.read_failures += 1
-            if progress and time.monotonic() - last_report > 2.0:
-                last_report = time.monotonic()
-                progress(f"settings: {len(verdicts)}/{len(order)} registries read")
-
     # Registries of subscriptions that could not be listed are not dropped: the last known
     # ones are reported unknown with the reason.
-    for reg in known:
-        why = inventory.failed.get(reg.subscription_id)
-        if why is not None:
-            verdicts.append(
-                judge(reg, None, categories, policy, read_error=f"subscription unreadable: {why}")
-            )
-
-    verdicts.sort(key=lambda v: v.registry.key)
-    evidence_result = None
+    unreadable = [
+        judge(reg, None, categories, policy, read_error=f"subscription unreadable: {why}")
+        for reg in known
+        if (why := inventory.failed.get(reg.subscription_id)) is not None
+    ]
+    collector = None
     if logs_reader is not None:
-        options = log_options or LogOptions()
-        evidence_result = collect_evidence(
+        collector = EvidenceCollector(
             clients,
             logs_reader,
-            verdicts,
             now=clock(),
-            options=options,
+            subscriptions={r.subscription_id for r in registries}
+            | {v.registry.subscription_id for v in unreadable},
+            options=log_options,
             categories=categories,
             policy=policy,
             progress=progress,
         )
-        verdicts = list(
-            apply_evidence(
-                verdicts,
-                evidence_result.evidence,
-                now=clock(),
-                silent_after=options.silent_after,
-                pending_window=options.pending_window,
+    verdicts: list[Verdict] = []
+    order = interleave_by_subscription(registries)
+    last_report = time.monotonic()
+    try:
+        with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="audit") as pool:
+            for verdict in pool.map(lambda r: _judge_one(clients, r, categories, policy), order):
+                verdicts.append(verdict)
+                if collector is not None:
+                    collector.add(verdict)
+                stats.settings_reads += 1
+                if verdict.status is Status.UNKNOWN:
+                    stats.read_failures += 1
+                if progress and time.monotonic() - last_report > 2.0:
+                    last_report = time.monotonic()
+                    progress(f"settings: {len(verdicts)}/{len(order)} registries read")
+        verdicts.extend(unreadable)
+        verdicts.sort(key=lambda v: v.registry.key)
+        evidence_result = None
+        if collector is not None:
+            options = log_options or LogOptions()
+            evidence_result = collector.finish(verdicts)
+            verdicts = list(
+                apply_evidence(
+                    verdicts,
+                    evidence_result.evidence,
+                    now=clock(),
+                    silent_after=options.silent_after,
+                    pending_window=options.pending_window,
+                )
             )
-        )
-        errors.extend(evidence_result.errors)
+            errors.extend(evidence_result.errors)
+    finally:
+        if collector is not None:
+            collector.close()
     any_unknown = any(v.status is Status.UNKNOWN for v in verdicts)
     run = AuditRun(
         run_id=run_id,

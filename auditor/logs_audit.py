@@ -1,7 +1,9 @@
 """The log part of an audit: do the registries' events arrive in Log Analytics?
 
-Called after the settings judgement with its verdicts (`collect_evidence`), then
-`auditor.evidence.apply_evidence` adds the findings to the verdicts. No storage, no CLI.
+Fed by the settings judgement one verdict at a time (`EvidenceCollector`, so the queries run
+while ARM's throttle paces the remaining reads), or after it with every verdict
+(`collect_evidence`); then `auditor.evidence.apply_evidence` adds the findings to the
+verdicts. No storage, no CLI.
 
 Query plan: the settings say which workspaces should receive which registries' events
 (`evidence.plan_routes`). Each workspace is resolved to its query GUID once, then gets one
@@ -13,8 +15,10 @@ over halves of its time range, at most `max_splits` times; the analysis merges t
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
@@ -168,58 +172,169 @@ def collect_evidence(
     errors on the result and `unknown` log findings for the registries concerned.
     `policy` with an allow-list of workspaces limits the check to those workspaces.
     """
-    opts = options or LogOptions()
-    window = Window.ending(now, opts.lookback)
-    accepts = policy.accepts_workspace if policy and policy.accepted_workspaces else None
-    routes = plan_routes(verdicts, categories=categories, accepts_workspace=accepts)
+    subscriptions = {v.registry.subscription_id for v in verdicts}
+    with EvidenceCollector(
+        arm_clients,
+        logs_reader,
+        now=now,
+        subscriptions=subscriptions,
+        options=options,
+        categories=categories,
+        policy=policy,
+        progress=progress,
+    ) as collector:
+        for verdict in verdicts:
+            collector.add(verdict)
+        return collector.finish(verdicts)
 
-    routed: dict[str, list[str]] = {}
-    for route in routes:
-        routed.setdefault(route.workspace_id, []).append(route.registry_key)
-    activity_only = {normalize_id(w) for w in opts.activity_workspaces} - set(routed)
-    workspaces = resolve_workspaces(arm_clients, [*routed, *activity_only])
-    errors = [
-        f"logs: workspace {ref.id}: {ref.error}"
-        for ref in workspaces.values()
-        if ref.error is not None
-    ]
-    subscriptions = sorted({v.registry.subscription_id.lower() for v in verdicts})
 
-    requests: list[_Request] = []
-    for workspace_id in sorted(workspaces):
-        ref = workspaces[workspace_id]
+class EvidenceCollector:
+    """`collect_evidence` fed one verdict at a time, so the log queries run while the rest
+    of the fleet's settings are still being read (paced by ARM, mostly waiting).
+
+    A workspace is resolved when it is first routed to, and gets its activity query then;
+    registry queries go out each time a workspace has `chunk_size` registries waiting, and
+    `finish` sends the remainders. The plan is the same as querying after the last read: the
+    same chunks per workspace and purpose, only sent earlier.
+    """
+
+    def __init__(
+        self,
+        arm_clients: ArmClients,
+        logs_reader: LogsReader,
+        *,
+        now: datetime,
+        subscriptions: Iterable[str],
+        options: LogOptions | None = None,
+        categories: Sequence[CategoryInfo] = (),
+        policy: Policy | None = None,
+        progress: Progress | None = None,
+    ) -> None:
+        self._arm = arm_clients
+        self._reader = logs_reader
+        self._opts = options or LogOptions()
+        self._window = Window.ending(now, self._opts.lookback)
+        self._categories = categories
+        self._accepts = policy.accepts_workspace if policy and policy.accepted_workspaces else None
+        self._subscriptions = sorted({s.lower() for s in subscriptions})
+        self._progress = progress
+        self._routes: list[Route] = []
+        self._waiting: dict[str, list[str]] = {}
+        self._refs: dict[str, Future[WorkspaceRef]] = {}
+        self._queries: list[Future[tuple[list[QueryRows], int]]] = []
+        # Workspace reads are ARM calls (paced elsewhere); queries are bounded by the reader.
+        self._resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="logs-ws")
+        self._pool = ThreadPoolExecutor(
+            max_workers=getattr(logs_reader, "max_concurrency", 5), thread_name_prefix="logs-q"
+        )
+        for workspace in self._opts.activity_workspaces:
+            self._workspace(normalize_id(workspace))
+
+    def __enter__(self) -> EvidenceCollector:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._resolver.shutdown(wait=True, cancel_futures=True)
+
+    def add(self, verdict: Verdict) -> None:
+        """Route one judged registry; sends a chunk's queries when one fills up."""
+        size = self._opts.chunk_size
+        for route in plan_routes(
+            [verdict], categories=self._categories, accepts_workspace=self._accepts
+        ):
+            self._routes.append(route)
+            waiting = self._waiting.setdefault(route.workspace_id, [])
+            if not waiting:
+                self._workspace(route.workspace_id)
+            waiting.append(route.registry_key)
+            if len(waiting) >= size:
+                self._send(route.workspace_id, waiting)
+                self._waiting[route.workspace_id] = []
+
+    def finish(self, verdicts: Sequence[Verdict]) -> EvidenceResult:
+        """Send what is still waiting, wait for every query and build the evidence."""
+        for workspace_id, waiting in sorted(self._waiting.items()):
+            if waiting:
+                self._send(workspace_id, waiting)
+        self._waiting.clear()
+        if self._progress:
+            self._progress(f"logs: {len(self._queries)} queries in {len(self._refs)} workspaces")
+        workspaces = {w: ref.result() for w, ref in sorted(self._refs.items())}
+        results: list[QueryRows] = []
+        sent = 0
+        for future in self._queries:
+            rows, count = future.result()
+            results.extend(rows)
+            sent += count
+        errors = [
+            f"logs: workspace {ref.id}: {ref.error}"
+            for ref in workspaces.values()
+            if ref.error is not None
+        ]
+        for result in results:
+            errors.extend(_describe(result, self._opts))
+        routes = tuple(sorted(self._routes, key=lambda r: (r.registry_key, r.workspace_id)))
+        evidence, orphans = build_evidence(
+            routes,
+            results,
+            window=self._window,
+            registry_keys=[v.registry.key for v in verdicts],
+            unavailable={w: ref.error for w, ref in workspaces.items() if ref.error is not None},
+            options=self._opts.evidence,
+        )
+        if self._progress:
+            self._progress(f"logs: evidence for {len(evidence)} registries from {sent} queries")
+        return EvidenceResult(
+            window=self._window,
+            evidence=evidence,
+            routes=routes,
+            workspaces=workspaces,
+            orphan_activity=orphans,
+            errors=tuple(dict.fromkeys(errors)),
+            queries=sent,
+        )
+
+    def _workspace(self, workspace_id: str) -> Future[WorkspaceRef]:
+        """Resolve a workspace once; its activity queries go out as soon as it resolves."""
+        ref = self._refs.get(workspace_id)
+        if ref is None:
+            ref = self._resolver.submit(_resolve, self._arm, workspace_id)
+            self._refs[workspace_id] = ref
+            for subs in kql.chunks(self._subscriptions, self._opts.chunk_size):
+                self._submit(ref, functools.partial(self._activity, subs))
+        return ref
+
+    def _activity(self, subscriptions: list[str], ref: WorkspaceRef) -> list[_Request]:
+        return [_activity_request(ref, subscriptions, self._window, self._opts)]
+
+    def _send(self, workspace_id: str, keys: Sequence[str]) -> None:
+        ids = kql.normalize_ids(keys)
+        self._submit(
+            self._refs[workspace_id], lambda r: _registry_requests(r, ids, self._window, self._opts)
+        )
+
+    def _submit(
+        self, ref: Future[WorkspaceRef], build: Callable[[WorkspaceRef], list[_Request]]
+    ) -> None:
+        self._queries.append(self._pool.submit(self._query, ref, build))
+
+    def _query(
+        self, ref_future: Future[WorkspaceRef], build: Callable[[WorkspaceRef], list[_Request]]
+    ) -> tuple[list[QueryRows], int]:
+        ref = ref_future.result()
         if ref.customer_id is None:
-            continue
-        keys = kql.normalize_ids(routed.get(workspace_id, ()))
-        for chunk in kql.chunks(keys, opts.chunk_size):
-            requests.extend(_registry_requests(ref, chunk, window, opts))
-        for subs in kql.chunks(subscriptions, opts.chunk_size):
-            requests.append(_activity_request(ref, subs, window, opts))
-    if progress:
-        progress(f"logs: {len(requests)} queries in {len(workspaces)} workspaces")
+            return [], 0  # reported once, from the workspace
+        return _run(self._reader, build(ref), self._opts)
 
-    results, sent = _run(logs_reader, requests, opts)
-    for result in results:
-        errors.extend(_describe(result, opts))
 
-    evidence, orphans = build_evidence(
-        routes,
-        results,
-        window=window,
-        registry_keys=[v.registry.key for v in verdicts],
-        unavailable={w: ref.error for w, ref in workspaces.items() if ref.error is not None},
-        options=opts.evidence,
-    )
-    if progress:
-        progress(f"logs: evidence for {len(evidence)} registries from {sent} queries")
-    return EvidenceResult(
-        window=window,
-        evidence=evidence,
-        routes=routes,
-        workspaces=workspaces,
-        orphan_activity=orphans,
-        errors=tuple(dict.fromkeys(errors)),
-        queries=sent,
+def _resolve(arm: ArmClients, workspace_id: str) -> WorkspaceRef:
+    refs = resolve_workspaces(arm, [workspace_id], max_concurrency=1)
+    return refs.get(normalize_id(workspace_id)) or WorkspaceRef(
+        normalize_id(workspace_id), error="workspace id is empty"
     )
 
 

@@ -166,6 +166,8 @@ class LogsReader:
         """Run (workspace GUID, query) pairs concurrently; outcomes in request order."""
         if not requests:
             return []
+        if len(requests) == 1:
+            return [self.query(*requests[0])]
         workers = min(self.max_concurrency, len(requests))
         with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logs") as pool:
             return list(pool.map(lambda r: self.query(r[0], r[1]), requests))

@@ -176,6 +176,32 @@ def test_query_count_is_workspaces_times_purposes(first_run: Run) -> None:
     assert all(e.status == 200 for e in sent)
 
 
+def test_queries_start_while_settings_are_still_being_read(first_run: Run) -> None:
+    """The audit feeds verdicts to the log queries as they are judged: with small chunks and
+    slow, one-at-a-time settings reads, queries go out before the last read, and the findings
+    are the same as querying after every read."""
+    for estate in _estate({"latency": {"arm": 100}}):
+        run = run_audit(
+            estate.clients,
+            Settings.from_env({}, require_storage=False).policy,
+            max_concurrency=1,
+            logs_reader=estate.reader,
+            log_options=LogOptions(chunk_size=2),
+            clock=estate.emu.world.now,
+        )
+        log = estate.emu.world.requests()
+        reads = [e.time for e in log if e.path.endswith("/diagnosticSettings")]
+        queries = [e.time for e in log if e.api == "logs" and e.path.endswith("/query")]
+        assert len(reads) == len(run.verdicts) == len(first_run.verdicts)
+        assert min(queries) < max(reads)
+        streamed = {
+            v.registry.name: (v.status.value, tuple(r.code for r in v.reasons))
+            for v in run.verdicts
+        }
+        assert streamed == statuses(first_run)
+        assert run.log_queries > first_run.result.queries  # chunks of 2, not one per workspace
+
+
 # --------------------------------------------------------------------------- logins
 
 
