@@ -6,14 +6,19 @@ history row, put one outbox row per sink, then deliver. Each sink works through 
 its own thread, in plan order, so a slow or failing sink holds up nobody else. A delivered
 alert's outbox row is deleted; a failed one stays with the (redacted) error and a retry time,
 and `flush_outbox` sends it on a later run.
+
+Storage round trips dominated a first run that opens thousands of alerts, so every step works
+on up to 100 alerts at a time in entity-group transactions: claims, history rows and outbox
+rows before any alert is handed to a sink, then the outbox deletions or failure records and
+the history outcomes after delivery (every 100 alerts or `SETTLE_EVERY`, whichever comes first).
 """
 
 from __future__ import annotations
 
-import functools
 import logging
+import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -25,6 +30,7 @@ from auditor.alerts.outbox import Outbox, OutboxEntry
 from auditor.alerts.payload import from_document, to_document
 from auditor.alerts.sinks.base import DeliveryError, Sink
 from auditor.alerts.state import AlertStateStore
+from auditor.alerts.tables import MAX_OPERATIONS
 from auditor.alerts.transitions import AlertPlan, StateChange
 
 log = logging.getLogger(__name__)
@@ -34,6 +40,9 @@ DEFAULT_MAX_AGE = timedelta(days=7)  # then an undeliverable alert is given up, 
 _FIRST_RETRY = timedelta(minutes=5)
 _MAX_RETRY = timedelta(hours=1)
 _CLAIM_WORKERS = 8
+# How long a sink's finished rows may wait to be settled together. A run that dies meanwhile
+# leaves them leased, and a later run sends them again (consumers deduplicate on the id).
+SETTLE_EVERY = 2.0  # seconds
 
 
 @dataclass(frozen=True)
@@ -96,33 +105,43 @@ def send_alerts(
     report = DeliveryReport()
     quiet = [c for c in plan.changes if c.alert is None]
     report.states_written = state_store.store(quiet)
+    names = [sink.name for sink in sinks]
 
-    def prepare(change: StateChange) -> list[_Job] | None:
-        """Claim one alert and write its history and outbox rows; None if another run won."""
-        alert = change.alert
-        assert alert is not None
-        if state_store.claim(change) is None:
-            return None
-        history_key = _history(state_store, alert, sinks)
-        document = to_document(alert)
-        return [
-            _Job(alert, _put(outbox, sink.name, document, history_key, now, lease), history_key)
-            for sink in sinks
-        ]
+    def prepare(changes: Sequence[StateChange]) -> list[list[_Job] | None]:
+        """Claim a batch of alerts and write their history and outbox rows; None for each
+        alert another run won."""
+        claimed = state_store.claim_many(changes)
+        won: list[Alert] = []
+        for change, state in zip(changes, claimed, strict=True):
+            if state is not None:
+                assert change.alert is not None
+                won.append(change.alert)
+        if not won:
+            return [None] * len(changes)
+        history_keys = state_store.append_histories(won, names)
+        rows = list(zip([to_document(alert) for alert in won], history_keys, strict=True))
+        entries = [outbox.put_many(name, rows, now=now, lease=lease) for name in names]
+        jobs = iter(
+            [_Job(alert, sink_entries[i], history_keys[i]) for sink_entries in entries]
+            for i, alert in enumerate(won)
+        )
+        return [next(jobs) if state is not None else None for state in claimed]
 
     noisy = [c for c in plan.changes if c.alert is not None]
-    # Storage round trips dominate on a first run with many failing registries: overlap them.
+    batches = [noisy[i : i + MAX_OPERATIONS] for i in range(0, len(noisy), MAX_OPERATIONS)]
+    # Batches overlap their round trips; within one, the outbox rows exist before any alert
+    # is handed to a sink, which happens only once every batch is prepared.
     with ThreadPoolExecutor(max_workers=_CLAIM_WORKERS, thread_name_prefix="alert-claim") as pool:
-        prepared = list(pool.map(prepare, noisy))
-    jobs: dict[str, list[_Job]] = {sink.name: [] for sink in sinks}
+        prepared = [jobs for batch in pool.map(prepare, batches) for jobs in batch]
+    jobs: dict[str, list[_Job]] = {name: [] for name in names}
     for change, sink_jobs in zip(noisy, prepared, strict=True):
         assert change.alert is not None
         if sink_jobs is None:
             report.claimed_elsewhere.append(change.alert.id)
             continue
         report.claimed.append(change.alert.id)
-        for sink, job in zip(sinks, sink_jobs, strict=True):
-            jobs[sink.name].append(job)
+        for name, job in zip(names, sink_jobs, strict=True):
+            jobs[name].append(job)
     report.deliveries = _deliver_all(sinks, jobs, state_store, outbox, now)
     return report
 
@@ -141,23 +160,24 @@ def flush_outbox(
     jobs: dict[str, list[_Job]] = {sink.name: [] for sink in sinks}
     report = DeliveryReport()
     for sink in sinks:
+        due: list[OutboxEntry] = []
         for entry in outbox.due(sink.name, now):
-            if now - entry.created_at > max_age:
-                if outbox.drop(entry):
-                    log.error(
-                        "alert %s to %s abandoned after %d attempts over %s: %s",
-                        entry.alert_id,
-                        sink.name,
-                        entry.attempts,
-                        max_age,
-                        entry.last_error,
-                    )
-                    state_store.record_delivery(entry.history_key, sink.name, "abandoned")
-                    report.deliveries.append(
-                        Delivery(entry.alert_id, sink.name, "abandoned", entry.last_error)
-                    )
-                continue
-            leased = outbox.lease(entry, now + lease)
+            if now - entry.created_at <= max_age:
+                due.append(entry)
+            elif outbox.drop(entry):
+                log.error(
+                    "alert %s to %s abandoned after %d attempts over %s: %s",
+                    entry.alert_id,
+                    sink.name,
+                    entry.attempts,
+                    max_age,
+                    entry.last_error,
+                )
+                state_store.record_delivery(entry.history_key, sink.name, "abandoned")
+                report.deliveries.append(
+                    Delivery(entry.alert_id, sink.name, "abandoned", entry.last_error)
+                )
+        for entry, leased in zip(due, outbox.lease_many(due, now + lease), strict=True):
             if leased is None:
                 continue  # another run is on it
             try:
@@ -169,34 +189,6 @@ def flush_outbox(
             jobs[sink.name].append(_Job(alert, leased, leased.history_key))
     report.deliveries += _deliver_all(sinks, jobs, state_store, outbox, now)
     return report
-
-
-def _history(state_store: AlertStateStore, alert: Alert, sinks: Sequence[Sink]) -> str:
-    try:
-        return state_store.append_history(alert, [s.name for s in sinks])
-    except AzureError as exc:
-        log.warning("could not record alert %s in history: %s", alert.id, type(exc).__name__)
-        return ""
-
-
-def _put(
-    outbox: Outbox,
-    sink: str,
-    document: dict[str, object],
-    history_key: str,
-    now: datetime,
-    lease: timedelta,
-) -> OutboxEntry | None:
-    try:
-        return outbox.put(sink, dict(document), history_key=history_key, now=now, lease=lease)
-    except AzureError as exc:
-        log.error(
-            "alert %s could not be written to the %s outbox (%s); sending without a safety net",
-            document.get("id"),
-            sink,
-            type(exc).__name__,
-        )
-        return None
 
 
 def _deliver_all(
@@ -218,12 +210,53 @@ def _deliver_all(
     return results
 
 
-def _quietly(step: Callable[[OutboxEntry], object], entry: OutboxEntry) -> None:
-    """An outbox update that fails leaves the row leased; it is retried when the lease ends."""
-    try:
-        step(entry)
-    except AzureError as exc:
-        log.warning("outbox update for alert %s failed: %s", entry.alert_id, type(exc).__name__)
+class _Settler:
+    """One sink's finished alerts, written together: outbox rows deleted (delivered) or
+    updated with the error and a retry time, and the outcomes in the history rows."""
+
+    def __init__(self, sink: str, state_store: AlertStateStore, outbox: Outbox) -> None:
+        self._sink = sink
+        self._state_store = state_store
+        self._outbox = outbox
+        self._delivered: list[OutboxEntry] = []
+        self._failed: list[tuple[OutboxEntry, str, datetime]] = []
+        self._outcomes: list[tuple[str, str, str]] = []
+        self._since = 0.0
+
+    def delivered(self, job: _Job) -> None:
+        if job.entry is not None:
+            self._delivered.append(job.entry)
+        self._add(job, "delivered")
+
+    def failed(self, job: _Job, error: str, outcome: str, retry_at: datetime) -> None:
+        if job.entry is not None:
+            self._failed.append((job.entry, error, retry_at))
+        self._add(job, f"{outcome}: {error}"[:200])
+
+    def _add(self, job: _Job, outcome: str) -> None:
+        if job.history_key:
+            self._outcomes.append((job.history_key, self._sink, outcome))
+        waiting = max(len(self._delivered) + len(self._failed), len(self._outcomes))
+        if waiting == 1:
+            self._since = time.monotonic()
+        if waiting >= MAX_OPERATIONS or time.monotonic() - self._since >= SETTLE_EVERY:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._delivered or self._failed:
+            try:
+                self._outbox.settle(self._delivered, self._failed)
+            except AzureError as exc:
+                # The rows stay leased and are retried (or sent again) once the lease ends.
+                log.warning(
+                    "outbox update for %d %s alerts failed: %s",
+                    len(self._delivered) + len(self._failed),
+                    self._sink,
+                    type(exc).__name__,
+                )
+        if self._outcomes:
+            self._state_store.record_deliveries(self._outcomes)
+        self._delivered, self._failed, self._outcomes = [], [], []
 
 
 def _deliver(
@@ -234,32 +267,33 @@ def _deliver(
     now: datetime,
 ) -> list[Delivery]:
     out: list[Delivery] = []
-    for job in jobs:
-        alert = job.alert
-        try:
-            sink.send(alert)
-        except DeliveryError as exc:
-            error = exc.problem
-        except Exception as exc:  # noqa: BLE001 - a sink bug must not stop the others
-            error = f"unexpected {type(exc).__name__}"
-            # Frames only: an exception's message may quote a URL, its code lines do not.
-            frames = "".join(traceback.format_tb(exc.__traceback__))
-            log.error("sink %s failed on alert %s: %s\n%s", sink.name, alert.id, error, frames)
-        else:
-            if job.entry is not None:
-                _quietly(outbox.delivered, job.entry)
-            if job.history_key:
-                state_store.record_delivery(job.history_key, sink.name, "delivered")
-            out.append(Delivery(alert.id, sink.name, "delivered"))
-            continue
-        # Without an outbox row nothing will retry it; with one, even a failed update leaves
-        # the row to be retried once its lease ends.
-        outcome = "lost" if job.entry is None else "queued"
-        if job.entry is not None:
-            retry_at = now + retry_delay(job.entry.attempts + 1)
-            _quietly(functools.partial(outbox.failed, error=error, retry_at=retry_at), job.entry)
-        log.warning("alert %s to %s failed: %s (%s)", alert.id, sink.name, error, outcome)
-        if job.history_key:
-            state_store.record_delivery(job.history_key, sink.name, f"{outcome}: {error}"[:200])
-        out.append(Delivery(alert.id, sink.name, outcome, error))
+    settler = _Settler(sink.name, state_store, outbox)
+    try:
+        for job in jobs:
+            out.append(_deliver_one(sink, job, settler, now))
+    finally:
+        settler.flush()
     return out
+
+
+def _deliver_one(sink: Sink, job: _Job, settler: _Settler, now: datetime) -> Delivery:
+    alert = job.alert
+    try:
+        sink.send(alert)
+    except DeliveryError as exc:
+        error = exc.problem
+    except Exception as exc:  # noqa: BLE001 - a sink bug must not stop the others
+        error = f"unexpected {type(exc).__name__}"
+        # Frames only: an exception's message may quote a URL, its code lines do not.
+        frames = "".join(traceback.format_tb(exc.__traceback__))
+        log.error("sink %s failed on alert %s: %s\n%s", sink.name, alert.id, error, frames)
+    else:
+        settler.delivered(job)
+        return Delivery(alert.id, sink.name, "delivered")
+    # Without an outbox row nothing will retry it; with one, even a failed update leaves the
+    # row to be retried once its lease ends.
+    outcome = "lost" if job.entry is None else "queued"
+    attempts = job.entry.attempts + 1 if job.entry is not None else 1
+    settler.failed(job, error, outcome, now + retry_delay(attempts))
+    log.warning("alert %s to %s failed: %s (%s)", alert.id, sink.name, error, outcome)
+    return Delivery(alert.id, sink.name, outcome, error)

@@ -6,18 +6,24 @@ took the alert. A run that dies mid-delivery therefore leaves the row behind, an
 sends it. `NotBefore` is a lease while a run is sending (so an overlapping run leaves the row
 alone) and the next retry time after a failure. Every transition of a row is conditional on
 its ETag, so two runs never both deliver one row.
+
+A run's rows are written, leased and settled in transactions of up to 100 rows of one sink;
+a transaction that fails on one row (it changed meanwhile) is retried row by row, so every
+row still succeeds or fails on its own.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import (
+    AzureError,
     ResourceExistsError,
     ResourceModifiedError,
     ResourceNotFoundError,
@@ -25,7 +31,7 @@ from azure.core.exceptions import (
 from azure.data.tables import TableServiceClient, UpdateMode
 
 from auditor.alerts.payload import timestamp
-from auditor.alerts.tables import LazyTable, etag_of, utc, without_none
+from auditor.alerts.tables import LazyTable, Operation, etag_of, utc, without_none, write_all
 
 log = logging.getLogger(__name__)
 
@@ -63,19 +69,54 @@ class Outbox:
         lease: timedelta,
     ) -> OutboxEntry | None:
         """Create the row, leased to the caller; None if the row exists (someone else has it)."""
-        entry = OutboxEntry(
-            sink=sink,
-            alert_id=str(document["id"]),
-            document=document,
-            history_key=history_key,
-            created_at=now,
-            not_before=now + lease,
-        )
+        entry = _new_entry(sink, document, history_key, now, lease)
         try:
             result = self._table.client.create_entity(_to_entity(entry))
         except ResourceExistsError:
             return None
         return replace(entry, etag=etag_of(result))
+
+    def put_many(
+        self,
+        sink: str,
+        alerts: Sequence[tuple[dict[str, Any], str]],
+        *,
+        now: datetime,
+        lease: timedelta,
+    ) -> list[OutboxEntry | None]:
+        """`put` for each (document, history key), 100 rows to a transaction. None for a row
+        that exists, and, after an error log, for a row storage would not take: that alert is
+        then sent without a safety net."""
+        entries = [_new_entry(sink, document, key, now, lease) for document, key in alerts]
+
+        def unwritten(i: int, exc: AzureError) -> None:
+            log.error(
+                "alert %s could not be written to the %s outbox (%s); sending without a safety net",
+                entries[i].alert_id,
+                sink,
+                type(exc).__name__,
+            )
+
+        def alone(i: int) -> OutboxEntry | None:
+            try:
+                return self.put(
+                    sink,
+                    entries[i].document,
+                    history_key=entries[i].history_key,
+                    now=now,
+                    lease=lease,
+                )
+            except AzureError as exc:
+                unwritten(i, exc)
+                return None
+
+        return write_all(
+            self._table.client,
+            [("create", _to_entity(e), {}) for e in entries],
+            alone=alone,
+            written=lambda i, response: replace(entries[i], etag=etag_of(response)),
+            unwritten=unwritten,
+        )
 
     def due(self, sink: str, now: datetime, *, limit: int = 1000) -> list[OutboxEntry]:
         """Rows of `sink` whose lease or retry time has passed, oldest alert first."""
@@ -102,6 +143,18 @@ class Outbox:
         """Take a due row for sending; None if another run took or finished it meanwhile."""
         return self._replace(replace(entry, not_before=until), entry.etag)
 
+    def lease_many(
+        self, entries: Sequence[OutboxEntry], until: datetime
+    ) -> list[OutboxEntry | None]:
+        """`lease` for each row, 100 to a transaction."""
+        leased = [replace(e, not_before=until) for e in entries]
+        return write_all(
+            self._table.client,
+            [_update(e, entries[i].etag) for i, e in enumerate(leased)],
+            alone=lambda i: self.lease(entries[i], until),
+            written=lambda i, response: replace(leased[i], etag=etag_of(response)),
+        )
+
     def delivered(self, entry: OutboxEntry) -> bool:
         """Remove the row; False if it changed since we leased it (another run took it over
         after our lease ran out: that run may deliver it once more)."""
@@ -125,6 +178,36 @@ class Outbox:
     def drop(self, entry: OutboxEntry) -> bool:
         return self.delivered(entry)
 
+    def settle(
+        self,
+        delivered: Sequence[OutboxEntry],
+        failed: Sequence[tuple[OutboxEntry, str, datetime]],
+    ) -> None:
+        """Delete the delivered rows and record each failure (error, retry time), as `delivered`
+        and `failed` do, 100 rows to a transaction. A row that changed since it was leased is
+        left to whoever has it now."""
+        updates = [
+            replace(e, attempts=e.attempts + 1, last_error=error[:_MAX_ERROR], not_before=retry)
+            for e, error, retry in failed
+        ]
+        operations: list[Operation] = [
+            (
+                "delete",
+                {"PartitionKey": e.sink, "RowKey": e.alert_id},
+                {"etag": e.etag, "match_condition": MatchConditions.IfNotModified},
+            )
+            for e in delivered
+        ]
+        operations += [_update(u, e.etag) for u, (e, _, _) in zip(updates, failed, strict=True)]
+
+        def alone(i: int) -> object:
+            if i < len(delivered):
+                return self.delivered(delivered[i])
+            entry, error, retry_at = failed[i - len(delivered)]
+            return self.failed(entry, error, retry_at)
+
+        write_all(self._table.client, operations, alone=alone, written=lambda i, _: None)
+
     def _replace(self, entry: OutboxEntry, etag: str | None) -> OutboxEntry | None:
         try:
             result = self._table.client.update_entity(
@@ -136,6 +219,31 @@ class Outbox:
         except (ResourceModifiedError, ResourceNotFoundError):
             return None
         return replace(entry, etag=etag_of(result))
+
+
+def _new_entry(
+    sink: str, document: dict[str, Any], history_key: str, now: datetime, lease: timedelta
+) -> OutboxEntry:
+    return OutboxEntry(
+        sink=sink,
+        alert_id=str(document["id"]),
+        document=document,
+        history_key=history_key,
+        created_at=now,
+        not_before=now + lease,
+    )
+
+
+def _update(entry: OutboxEntry, etag: str | None) -> Operation:
+    return (
+        "update",
+        _to_entity(entry),
+        {
+            "mode": UpdateMode.REPLACE,
+            "etag": etag,
+            "match_condition": MatchConditions.IfNotModified,
+        },
+    )
 
 
 def _to_entity(entry: OutboxEntry) -> dict[str, Any]:

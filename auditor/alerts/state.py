@@ -8,6 +8,12 @@ and plan the same alert, only one write succeeds and only that run sends it.
 
 Every notice also gets a row in partition `history`, keyed newest first, with the outcome of
 its delivery to each sink, for `GET /api/alerts`.
+
+Many rows at once (a first run opens an alert for every failing registry) are written in
+entity-group transactions of up to 100 rows of one partition (`tables.write_all`). A
+transaction is atomic, so a batch of claims either all succeed or all fail; a failed batch is
+claimed again one row at a time, and a concurrent run that got to some keys first wins exactly
+those.
 """
 
 from __future__ import annotations
@@ -27,11 +33,11 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.data.tables import TableServiceClient, TableTransactionError, UpdateMode
+from azure.data.tables import TableServiceClient, UpdateMode
 
 from auditor.alerts.model import Alert, AlertState, Topic
 from auditor.alerts.payload import severity, summary, timestamp
-from auditor.alerts.tables import LazyTable, etag_of, utc, without_none
+from auditor.alerts.tables import LazyTable, Operation, etag_of, utc, without_none, write_all
 from auditor.alerts.transitions import StateChange
 from auditor.facts import Registry
 
@@ -41,7 +47,6 @@ STATE = "state"
 HISTORY = "history"
 # Reading keys one by one beats a partition scan only for a handful (an Event Grid run).
 _POINT_READS = 20
-_BATCH = 100  # Table Storage's limit per transaction
 _MAX_MS = 10**15  # inverts milliseconds so the newest history row sorts first
 
 
@@ -105,20 +110,23 @@ class AlertStateStore:
             return None
         return _with_etag(change.state, etag_of(result))
 
+    def claim_many(self, changes: Sequence[StateChange]) -> list[AlertState | None]:
+        """`claim` for each change, in transactions of up to 100. A transaction with a conflict
+        fails as a whole and its changes are claimed one by one, so each change is won or lost
+        on its own, exactly as with `claim`."""
+        entities = [_to_entity(c.state) for c in changes]
+        return write_all(
+            self._table.client,
+            [_operation(c, e) for c, e in zip(changes, entities, strict=True)],
+            alone=lambda i: self.claim(changes[i]),
+            written=lambda i, response: _with_etag(changes[i].state, etag_of(response)),
+        )
+
     def store(self, changes: Sequence[StateChange]) -> int:
         """Write changes that carry no alert, 100 to a transaction; returns how many were
         written. A conflicting change is dropped: another run wrote a newer state, and the
         next run starts from that one."""
-        written = 0
-        for start in range(0, len(changes), _BATCH):
-            batch = changes[start : start + _BATCH]
-            try:
-                self._table.client.submit_transaction([_operation(c) for c in batch])
-                written += len(batch)
-            except TableTransactionError:
-                # One conflict fails the whole transaction; retry one by one.
-                written += sum(1 for c in batch if self.claim(c) is not None)
-        return written
+        return sum(1 for state in self.claim_many(changes) if state is not None)
 
     def open_alerts(self) -> list[AlertState]:
         query = "PartitionKey eq @pk and Open eq true"
@@ -130,43 +138,57 @@ class AlertStateStore:
 
     def append_history(self, alert: Alert, sinks: Iterable[str]) -> str:
         """Record a claimed notice; returns its history RowKey."""
-        millis = int(alert.detected_at.timestamp() * 1000)
-        key = f"{_MAX_MS - millis:015d}-{alert.id}"
-        entity: dict[str, Any] = {
-            "PartitionKey": HISTORY,
-            "RowKey": key,
-            "AlertId": alert.id,
-            "IncidentId": alert.incident_id,
-            "Key": alert.key,
-            "Kind": alert.kind.value,
-            "Topic": alert.topic.value,
-            "Change": alert.change.value,
-            "Summary": summary(alert),
-            "Severity": severity(alert),
-            "RegistryId": alert.registry.id,
-            "RegistryName": alert.registry.name,
-            "SubscriptionId": alert.registry.subscription_id,
-            "ResourceGroup": alert.registry.resource_group,
-            "RegistryKey": alert.registry.key,
-            "Status": alert.status,
-            "ReasonCodes": json.dumps([r.code for r in alert.reasons]),
-            "DetectedAt": alert.detected_at,
-            "RunId": alert.run_id,
-        }
-        for sink in sinks:
-            entity[_sink_property(sink)] = "pending"
+        entity = _history_entity(alert, sinks)
         self._table.client.upsert_entity(entity, mode=UpdateMode.REPLACE)
-        return key
+        return str(entity["RowKey"])
+
+    def append_histories(self, alerts: Sequence[Alert], sinks: Sequence[str]) -> list[str]:
+        """`append_history` for each alert, 100 to a transaction; best effort: "" for a notice
+        whose row could not be written (the outbox, not the history, guarantees delivery)."""
+        entities = [_history_entity(a, sinks) for a in alerts]
+
+        def alone(i: int) -> str:
+            try:
+                return self.append_history(alerts[i], sinks)
+            except AzureError as exc:
+                return _no_history(alerts[i], exc)
+
+        return write_all(
+            self._table.client,
+            [("upsert", e, {"mode": UpdateMode.REPLACE}) for e in entities],
+            alone=alone,
+            written=lambda i, _: str(entities[i]["RowKey"]),
+            unwritten=lambda i, exc: _no_history(alerts[i], exc),
+        )
 
     def record_delivery(self, history_key: str, sink: str, outcome: str) -> None:
         """Best effort: the outbox, not this row, is what guarantees delivery."""
         try:
             self._table.client.upsert_entity(
-                {"PartitionKey": HISTORY, "RowKey": history_key, _sink_property(sink): outcome},
-                mode=UpdateMode.MERGE,
+                _delivery_entity(history_key, sink, outcome), mode=UpdateMode.MERGE
             )
         except AzureError as exc:
             log.warning("could not record %s delivery in history: %s", sink, type(exc).__name__)
+
+    def record_deliveries(self, outcomes: Sequence[tuple[str, str, str]]) -> None:
+        """`record_delivery` for each (history key, sink, outcome), 100 to a transaction."""
+        failures: list[str] = []
+
+        def unwritten(i: int, exc: AzureError) -> None:
+            failures.append(type(exc).__name__)
+
+        write_all(
+            self._table.client,
+            [
+                ("upsert", _delivery_entity(*outcome), {"mode": UpdateMode.MERGE})
+                for outcome in outcomes
+            ],
+            alone=lambda i: self.record_delivery(*outcomes[i]),
+            written=lambda i, _: None,
+            unwritten=unwritten,
+        )
+        if failures:
+            log.warning("could not record %d deliveries in history: %s", len(failures), failures[0])
 
     def history(self, *, limit: int = 50, registry_key: str | None = None) -> list[dict[str, Any]]:
         """Notices, newest first, as API documents."""
@@ -184,6 +206,43 @@ class AlertStateStore:
             if len(out) >= limit:
                 break
         return out
+
+
+def _history_entity(alert: Alert, sinks: Iterable[str]) -> dict[str, Any]:
+    millis = int(alert.detected_at.timestamp() * 1000)
+    entity: dict[str, Any] = {
+        "PartitionKey": HISTORY,
+        "RowKey": f"{_MAX_MS - millis:015d}-{alert.id}",
+        "AlertId": alert.id,
+        "IncidentId": alert.incident_id,
+        "Key": alert.key,
+        "Kind": alert.kind.value,
+        "Topic": alert.topic.value,
+        "Change": alert.change.value,
+        "Summary": summary(alert),
+        "Severity": severity(alert),
+        "RegistryId": alert.registry.id,
+        "RegistryName": alert.registry.name,
+        "SubscriptionId": alert.registry.subscription_id,
+        "ResourceGroup": alert.registry.resource_group,
+        "RegistryKey": alert.registry.key,
+        "Status": alert.status,
+        "ReasonCodes": json.dumps([r.code for r in alert.reasons]),
+        "DetectedAt": alert.detected_at,
+        "RunId": alert.run_id,
+    }
+    for sink in sinks:
+        entity[_sink_property(sink)] = "pending"
+    return entity
+
+
+def _no_history(alert: Alert, exc: AzureError) -> str:
+    log.warning("could not record alert %s in history: %s", alert.id, type(exc).__name__)
+    return ""
+
+
+def _delivery_entity(history_key: str, sink: str, outcome: str) -> dict[str, Any]:
+    return {"PartitionKey": HISTORY, "RowKey": history_key, _sink_property(sink): outcome}
 
 
 def _history_document(entity: Any) -> dict[str, Any]:
@@ -237,9 +296,8 @@ def state_document(state: AlertState) -> dict[str, Any]:
     }
 
 
-def _operation(change: StateChange) -> tuple[str, dict[str, Any], dict[str, Any]]:
+def _operation(change: StateChange, entity: dict[str, Any]) -> Operation:
     previous = change.previous
-    entity = _to_entity(change.state)
     if previous is None or previous.etag is None:
         return ("create", entity, {})
     return (

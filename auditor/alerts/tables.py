@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
-from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableClient, TableServiceClient
+from azure.core.exceptions import AzureError, ResourceExistsError
+from azure.data.tables import TableClient, TableServiceClient, TableTransactionError
+
+R = TypeVar("R")
+# (operation, entity, keyword arguments), as `TableClient.submit_transaction` takes them.
+Operation = tuple[str, Mapping[str, Any], Mapping[str, Any]]
+
+MAX_OPERATIONS = 100  # Table Storage's limit per entity-group transaction
+# A transaction may carry 4 MiB; the estimate below is JSON without the multipart envelope
+# (about 1 KiB of headers per operation is added to it), so keep clear of the limit.
+_MAX_PAYLOAD = 3 * 2**20
+_ENVELOPE = 1024
 
 
 class LazyTable:
@@ -52,3 +63,65 @@ def etag_of(entity: Mapping[str, Any]) -> str | None:
 def without_none(entity: dict[str, Any]) -> dict[str, Any]:
     """Table Storage has no null: an absent property is how "not set" is stored."""
     return {k: v for k, v in entity.items() if v is not None}
+
+
+def transactions(entities: Sequence[Mapping[str, Any]]) -> list[list[int]]:
+    """Indexes of `entities` grouped the way Table Storage accepts a transaction: one partition,
+    at most 100 operations and (estimated) 3 MiB, no row twice; in order within a partition."""
+    groups: list[list[int]] = []
+    open_groups: dict[str, tuple[list[int], set[str], int]] = {}
+    for index, entity in enumerate(entities):
+        partition, row = str(entity["PartitionKey"]), str(entity["RowKey"])
+        size = len(json.dumps(entity, default=str)) + _ENVELOPE
+        current = open_groups.get(partition)
+        if current is not None:
+            members, rows, total = current
+            if len(members) < MAX_OPERATIONS and row not in rows and total + size <= _MAX_PAYLOAD:
+                members.append(index)
+                rows.add(row)
+                open_groups[partition] = (members, rows, total + size)
+                continue
+        members = [index]
+        groups.append(members)
+        open_groups[partition] = (members, {row}, size)
+    return groups
+
+
+def write_all(
+    client: TableClient,
+    operations: Sequence[Operation],
+    *,
+    alone: Callable[[int], R],
+    written: Callable[[int, Mapping[str, Any]], R],
+    unwritten: Callable[[int, AzureError], R] | None = None,
+) -> list[R]:
+    """Apply `operations` in as few transactions as `transactions` allows; one result each.
+
+    `written(i, response)` is the result of operation i of a committed transaction (the
+    response metadata holds the row's new `etag`). A transaction is all or nothing: when it
+    fails (TableTransactionError: a row exists, an ETag is stale, the payload was too large),
+    each of its operations is retried on its own with `alone(i)`, which decides for that row
+    alone. An operation alone in its group goes straight to `alone`: a transaction of one
+    costs the same round trip. Any other storage error gives `unwritten(i, error)` for each
+    operation of the group, or propagates without it.
+    """
+    results: dict[int, R] = {}
+    for group in transactions([operation[1] for operation in operations]):
+        if len(group) == 1:
+            results[group[0]] = alone(group[0])
+            continue
+        try:
+            responses = client.submit_transaction([operations[i] for i in group])
+        except TableTransactionError:
+            for i in group:
+                results[i] = alone(i)
+            continue
+        except AzureError as exc:
+            if unwritten is None:
+                raise
+            for i in group:
+                results[i] = unwritten(i, exc)
+            continue
+        for i, response in zip(group, responses, strict=True):
+            results[i] = written(i, response)
+    return [results[i] for i in range(len(operations))]
