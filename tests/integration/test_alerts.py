@@ -16,8 +16,11 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
+from azure.core.pipeline import PipelineResponse
+from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient
 
 from auditor.alerts import (
@@ -25,17 +28,21 @@ from auditor.alerts import (
     AlertService,
     Change,
     build_sinks,
+    dispatch,
+    options_from_settings,
     plan_alerts,
     send_alerts,
     send_test_alert,
     setting_change_from_event,
 )
 from auditor.alerts.eventgrid import registry_from_event
-from auditor.alerts.model import Topic, alert_key
+from auditor.alerts.model import Alert, Topic, alert_key
+from auditor.alerts.outbox import Outbox
 from auditor.alerts.schema import validate
 from auditor.alerts.sinks.http import HttpOptions
 from auditor.alerts.sinks.logrecord import PREFIX
 from auditor.alerts.sinks.queue import API_VERSION
+from auditor.alerts.state import AlertStateStore
 from auditor.alerts.transitions import AlertPlan
 from auditor.errors import ConfigError
 from auditor.facts import Registry, Status, Verdict
@@ -414,6 +421,241 @@ def test_a_sink_that_crashes_does_not_stop_the_others(
     ]
     assert [p["sink"] for p in pending] == ["broken"]
     assert "unexpected RuntimeError" in caplog.text and TOKEN not in caplog.text
+
+
+# -- many alerts: entity-group transactions ------------------------------------------------------
+
+
+class TableRequests:
+    """Every HTTP request the Tables SDK sends (its response hook runs after the retry policy,
+    so a retried request counts again; a transaction is one request)."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[str, str]] = []
+        self._lock = threading.Lock()
+
+    def __call__(self, response: PipelineResponse[Any, Any]) -> None:
+        request = response.http_request
+        with self._lock:
+            self.seen.append((request.method, urlsplit(request.url).path.rsplit("/", 1)[-1]))
+
+    @property
+    def transactions(self) -> int:
+        return sum(1 for _, path in self.seen if path == "$batch")
+
+    @property
+    def single_writes(self) -> list[tuple[str, str]]:
+        """Writes of one row each (table creation aside)."""
+        return [
+            (method, path)
+            for method, path in self.seen
+            if method != "GET" and path not in ("$batch", "Tables")
+        ]
+
+
+def counted(settings: Settings, requests: TableRequests, sinks: Any = None) -> AlertService:
+    """An AlertService whose table requests are counted."""
+    assert settings.storage_connection_string is not None
+    tables = TableServiceClient.from_connection_string(
+        settings.storage_connection_string, raw_response_hook=requests
+    )
+    return AlertService(
+        build_sinks(settings, http=FAST) if sinks is None else sinks,
+        AlertStateStore(tables, prefix=settings.table_prefix),
+        Outbox(tables, prefix=settings.table_prefix),
+        options=options_from_settings(settings),
+    )
+
+
+def webhook_only(make_settings: Callable[..., Settings], **more: str) -> Settings:
+    return make_settings(
+        AUDITOR_ALERT_QUEUE="", AUDITOR_ALERT_TEAMS_URL="", AUDITOR_ALERT_SLACK_URL="", **more
+    )
+
+
+def outbox_table(settings: Settings) -> TableClient:
+    assert settings.storage_connection_string is not None
+    return TableClient.from_connection_string(
+        settings.storage_connection_string, f"{settings.table_prefix}outbox"
+    )
+
+
+def test_a_first_run_opening_250_alerts_writes_in_transactions(
+    make_settings: Callable[..., Settings],
+    receiver: Receiver,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(dispatch, "SETTLE_EVERY", 3600.0)  # count by batch size, not by clock
+    settings = webhook_only(make_settings)  # two sinks: webhook and log records
+    regs = [registry(f"acrbulk{i:03d}") for i in range(250)]
+    requests = TableRequests()
+    with counted(settings, requests) as alerts:
+        report = alerts.process([failing(r) for r in regs], now=NOW)
+    assert len(report.claimed) == 250 and report.failures == []
+
+    # One alert at a time this was 2 + 3 per sink = 8 writes per alert (2,000 here). Now:
+    # 2 tables, 2 outbox reads, 1 state read; claims, history and each sink's outbox rows in
+    # 3 transactions each (12); each sink's deletions and outcomes after delivery (12).
+    assert requests.single_writes == []
+    assert requests.transactions == 24
+    assert len(requests.seen) == 29
+
+    hooks = [r.json() for r in receiver.on("/hook/")]
+    assert sorted(h["registry"]["name"] for h in hooks) == [r.name for r in regs]
+    assert len({h["id"] for h in hooks}) == 250
+    with service(settings) as alerts:
+        document = alerts.document(limit=500)
+    assert len(document["open"]) == 250
+    assert document["undelivered"] == []
+    assert sorted(n["id"] for n in document["history"]) == sorted(h["id"] for h in hooks)
+    for notice in document["history"]:
+        assert notice["deliveries"] == {"webhook": "delivered", "log": "delivered"}
+    assert list(outbox_table(settings).list_entities()) == []
+
+
+def test_a_one_alert_run_writes_row_by_row(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    requests = TableRequests()
+    with counted(webhook_only(make_settings, AUDITOR_ALERT_LOG_RECORDS="false"), requests) as al:
+        report = al.process([failing()], now=NOW)
+    assert [d.outcome for d in report.deliveries] == ["delivered"]
+    # The Event Grid path: a transaction of one row would cost the same round trip.
+    assert requests.transactions == 0
+    assert sorted(m for m, _ in requests.single_writes) == [
+        "DELETE",
+        "PATCH",
+        "POST",
+        "POST",
+        "PUT",
+    ]
+
+
+def test_failed_deliveries_stay_in_the_outbox_when_settled_in_a_transaction(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    settings = webhook_only(make_settings, AUDITOR_ALERT_LOG_RECORDS="false")
+    regs = [registry(f"acrmixed{i:03d}") for i in range(150)]
+    refused = {7, 57, 107}  # the receiver refuses these POSTs (4xx: not retried in the run)
+    receiver.statuses = [400 if i in refused else 200 for i in range(150)]
+    with service(settings) as alerts:
+        report = alerts.process([failing(r) for r in regs], now=NOW)
+        document = alerts.document(limit=500)
+    failed = {d.alert_id for d in report.failures}
+    posted = [r.json()["id"] for r in receiver.on("/hook/")]
+    assert failed == {posted[i] for i in refused}
+    assert [d.outcome for d in report.failures] == ["queued"] * 3
+
+    pending = document["undelivered"]
+    assert {p["alertId"] for p in pending} == failed
+    for row in pending:
+        assert row["attempts"] == 1 and row["lastError"].startswith("HTTP 400")
+        assert row["nextAttemptAt"] == "2026-03-01T12:05:00Z"
+    deliveries = {n["id"]: n["deliveries"]["webhook"] for n in document["history"]}
+    assert len(deliveries) == 150
+    assert {i for i, d in deliveries.items() if d != "delivered"} == failed
+    assert all(deliveries[i].startswith("queued: HTTP 400") for i in failed)
+
+    # A later run leases the three (one transaction) and delivers them.
+    requests = TableRequests()
+    with counted(settings, requests) as alerts:
+        later = alerts.flush(now=NOW + timedelta(minutes=10))
+        document = alerts.document(limit=500)
+    assert sorted(d.alert_id for d in later.delivered) == sorted(failed)
+    assert requests.single_writes == []
+    assert document["undelivered"] == []
+    assert all(n["deliveries"]["webhook"] == "delivered" for n in document["history"])
+    assert sorted(r.json()["id"] for r in receiver.on("/hook/")) == sorted([*posted, *failed])
+
+
+def test_every_alert_is_in_the_outbox_before_a_sink_gets_it(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    settings = webhook_only(make_settings, AUDITOR_ALERT_LOG_RECORDS="false")
+    table = outbox_table(settings)
+    seen: dict[str, bool] = {}
+
+    class Checking:
+        """A sink that looks up its alert's outbox row when the alert is handed to it."""
+
+        name = "checking"
+
+        def send(self, alert: Alert) -> None:
+            rows = table.query_entities(
+                "PartitionKey eq @sink and RowKey eq @id",
+                parameters={"sink": self.name, "id": alert.id},
+            )
+            seen[alert.id] = len(list(rows)) == 1
+
+        def close(self) -> None:
+            return None
+
+    regs = [registry(f"acrahead{i:03d}") for i in range(230)]
+    with AlertService.from_settings(settings, sinks=[Checking()]) as alerts:
+        report = alerts.process([failing(r) for r in regs], now=NOW)
+    assert len(seen) == 230 and all(seen.values())
+    assert len(report.delivered) == 230
+    assert list(table.list_entities()) == []  # and it is gone once delivered
+
+
+def test_a_batch_whose_keys_a_concurrent_run_created_first_falls_back_row_by_row(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    settings = webhook_only(make_settings, AUDITOR_ALERT_LOG_RECORDS="false")
+    regs = [registry(f"acrfallback{i:03d}") for i in range(250)]
+    plan = plan_alerts({}, [failing(r) for r in regs], now=NOW, remind_after=None)
+    changes = plan.changes
+    # Another run got to a few keys first: one in each batch of 100, and batch edges.
+    taken = [0, 99, 100, 180, 249]
+    with service(settings) as other:
+        won = {i: other.states.claim(changes[i]) for i in taken}
+    assert all(state is not None for state in won.values())
+
+    requests = TableRequests()
+    with counted(settings, requests) as alerts:
+        report = send_alerts(plan, alerts.sinks, alerts.states, alerts.outbox, now=NOW)
+        stored = alerts.states.load()
+        document = alerts.document(limit=500)
+    ids = [c.alert.id for c in changes if c.alert is not None]
+    lost = {ids[i] for i in taken}
+    assert set(report.claimed_elsewhere) == lost
+    assert set(report.claimed) == set(ids) - lost
+    assert sorted(r.json()["id"] for r in receiver.on("/hook/")) == sorted(set(ids) - lost)
+    # The other run's rows are untouched, and this run wrote no history or outbox for them.
+    for i, state in won.items():
+        assert state is not None and stored[changes[i].state.key].etag == state.etag
+    assert {n["id"] for n in document["history"]} == set(ids) - lost
+    # Each of the three batches failed as a whole once, then went row by row.
+    claims = [m for m, p in requests.single_writes if m == "POST"]
+    assert len(claims) == 250
+
+
+def test_two_overlapping_runs_of_250_alerts_send_each_once(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    settings = webhook_only(make_settings, AUDITOR_ALERT_LOG_RECORDS="false")
+    regs = [registry(f"acrrace{i:03d}") for i in range(250)]
+    keys = {alert_key(r.key, Topic.COMPLIANCE) for r in regs}
+    rounds = [[failing(r) for r in regs], [compliant(r) for r in regs]]  # creates, then updates
+    for round_no, verdicts in enumerate(rounds):
+        now = NOW + timedelta(hours=round_no)
+        runs = [service(settings), service(settings)]
+        plans = [
+            plan_alerts(run.states.load(keys), verdicts, now=now, remind_after=None) for run in runs
+        ]
+        assert plans[0].alerts == plans[1].alerts and len(plans[0].alerts) == 250
+        reports = race(
+            lambda i, runs=runs, plans=plans, now=now: send_alerts(
+                plans[i], runs[i].sinks, runs[i].states, runs[i].outbox, now=now
+            )
+        )
+        for run in runs:
+            run.close()
+        assert set(reports[0].claimed).isdisjoint(reports[1].claimed)
+        assert len(reports[0].claimed) + len(reports[1].claimed) == 250
+    hooks = [r.json() for r in receiver.on("/hook/")]
+    assert len(hooks) == len({h["id"] for h in hooks}) == 500
+    assert sorted(h["kind"] for h in hooks) == ["opened"] * 250 + ["resolved"] * 250
 
 
 # -- outages ------------------------------------------------------------------------------------
