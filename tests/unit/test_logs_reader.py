@@ -92,12 +92,16 @@ def reader(client: FakeClient, **kw: Any) -> tuple[LogsReader, list[float]]:
     return r, sleeps
 
 
-def test_rows_become_plain_dicts_and_the_timespan_is_sent() -> None:
+def test_rows_are_read_by_column_name_and_the_timespan_is_sent() -> None:
     client = FakeClient([LogsQueryResult(tables=[table([["x", 1], ["y", 2]])])])
     r, _ = reader(client)
     outcome = r.query(GUID, QUERY)
     assert outcome == QueryOutcome(rows=({"A": "x", "B": 1}, {"A": "y", "B": 2}), attempts=1)
-    assert all(type(row) is dict for row in outcome.rows)
+    first = outcome.rows[0]
+    assert first["A"] == "x" and first.get("B") == 1 and first.get("C") is None
+    assert dict(first) == {"A": "x", "B": 1} and list(first) == ["A", "B"]
+    with pytest.raises(KeyError):
+        first["C"]
     assert client.calls == [(GUID, QUERY.text, QUERY.timespan)]
 
 
