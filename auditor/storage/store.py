@@ -30,7 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -56,6 +56,30 @@ _MAX_PAGE = 1000  # the service returns at most 1000 entities per request
 _WRITE_WORKERS = 8
 _REGISTRIES_CURSOR = "registries"
 _RUNS_CURSOR = "runs"
+
+
+# What `finish_run` reads of the stored rows to find changes and removals.
+_PREVIOUS_COLUMNS = (
+    "RowKey",
+    "Status",
+    "Reasons",
+    "StatusSince",
+    "LastRunId",
+    "ResourceId",
+    "Name",
+    "SubscriptionId",
+    "ResourceGroup",
+    "Location",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class _Previous:
+    status: str | None
+    reason_codes: tuple[str, ...]
+    status_since: Any
+    last_run_id: str | None
+    registry: Registry
 
 
 @contextmanager
@@ -156,13 +180,13 @@ class AuditStore:
                 log.warning("registry %r: %d reasons did not fit its row", key, omitted)
             before = previous.get(key)
             changed = before is None or (
-                before.get("Status") != verdict.status.value
-                or entities.reason_codes(entities.parse_reasons(before.get("Reasons")))
+                before.status != verdict.status.value
+                or before.reason_codes
                 != entities.reason_codes(entities.parse_reasons(stored_reasons))
             )
             since = run.finished_at
             if before is not None and not changed:
-                since = entities.parse_time(before.get("StatusSince")) or since
+                since = entities.parse_time(before.status_since) or since
             registry_rows.append(
                 entities.registry_entity(key, verdict, stored_reasons, run=run, status_since=since)
             )
@@ -173,7 +197,7 @@ class AuditStore:
                         verdict,
                         stored_reasons,
                         run=run,
-                        previous_status=before.get("Status") if before else None,
+                        previous_status=before.status if before else None,
                     )
                 )
 
@@ -197,19 +221,19 @@ class AuditStore:
 
     @staticmethod
     def _removed(
-        previous: Mapping[str, Mapping[str, Any]], current: Mapping[str, Verdict], run: AuditRun
+        previous: Mapping[str, _Previous], current: Mapping[str, Verdict], run: AuditRun
     ) -> dict[str, Verdict]:
         listed = {s.strip().lower() for s in run.inventoried_subscriptions}
         removed: dict[str, Verdict] = {}
         for key in sorted(previous.keys() - current.keys()):
             row = previous[key]
-            status = row.get("Status")
-            newly_gone = status != Status.REMOVED.value and row.get("SubscriptionId") in listed
+            status = row.status
+            newly_gone = status != Status.REMOVED.value and row.registry.subscription_id in listed
             # Finishing the same run again must report the same removals.
-            gone_in_this_run = status == Status.REMOVED.value and row.get("LastRunId") == run.run_id
+            gone_in_this_run = status == Status.REMOVED.value and row.last_run_id == run.run_id
             if newly_gone or gone_in_this_run:
                 removed[key] = Verdict(
-                    registry=entities.registry_from_entity(row),
+                    registry=row.registry,
                     status=Status.REMOVED,
                     reasons=(reason(REMOVED),),
                 )
@@ -267,12 +291,24 @@ class AuditStore:
 
     # --- reading -------------------------------------------------------------------------
 
-    def _current_rows(self) -> dict[str, dict[str, Any]]:
+    def _current_rows(self) -> dict[str, _Previous]:
+        # Only what the comparison needs: a fleet's full rows (reasons with their details)
+        # would be the largest thing the run holds while writing.
         with _guard("reading registry status"):
             try:
                 return {
-                    row["RowKey"]: dict(row)
-                    for row in self._registries.list_entities(results_per_page=_MAX_PAGE)
+                    row["RowKey"]: _Previous(
+                        status=row.get("Status"),
+                        reason_codes=entities.reason_codes(
+                            entities.parse_reasons(row.get("Reasons"))
+                        ),
+                        status_since=row.get("StatusSince"),
+                        last_run_id=row.get("LastRunId"),
+                        registry=entities.registry_from_entity(row),
+                    )
+                    for row in self._registries.list_entities(
+                        results_per_page=_MAX_PAGE, select=list(_PREVIOUS_COLUMNS)
+                    )
                 }
             except ResourceNotFoundError:
                 return {}
