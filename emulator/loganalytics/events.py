@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 import json
 import uuid
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -212,6 +212,7 @@ class Window:
 
 _GEN_COLUMNS: list[tuple[str, str]] = [
     ("gid", "BIGINT"),
+    ("rk", "INTEGER"),
     ("rid", "VARCHAR"),
     ("name", "VARCHAR"),
     ("sub", "VARCHAR"),
@@ -237,10 +238,11 @@ _GEN_COLUMNS: list[tuple[str, str]] = [
 
 
 def generator_rows(
-    registry: RegistrySpec, user_tenant: str, window: Window
+    registry: RegistrySpec, user_tenant: str, window: Window, key: int
 ) -> list[tuple[Any, ...]]:
     """Parameter rows (in _GEN_COLUMNS order) for every event generator and burst of
-    `registry`; user_tenant is the Entra tenant written to UserTenantId."""
+    `registry`; user_tenant is the Entra tenant written to UserTenantId, `key` the registry's
+    key in the raw tables (see RESOURCE_KEY)."""
     rows: list[tuple[Any, ...]] = []
     rid = registry.id.lower()
     created = registry.created_at
@@ -251,6 +253,7 @@ def generator_rows(
             acc += gen.mix.get(op, 0.0) / total
             cumulative[f"c_{op}"] = acc
         common = {
+            "rk": key,
             "rid": rid,
             "name": registry.name,
             "sub": registry.subscription.lower(),
@@ -355,7 +358,7 @@ SELECT
     pick(ips, draw(gid, h, j, 6) ** 2) AS CallerIpAddress,
     (CASE WHEN failed THEN 3 + floor(draw(gid, h, j, 7) * 25)
           ELSE 18 + floor(-ln(1 - draw(gid, h, j, 7)) * 90) END)::BIGINT::VARCHAR AS DurationMs,
-    rid AS _ResourceId,
+    rk,
     (780 + floor(draw(gid, h, j, 9) * 260))::DOUBLE AS _BilledSize,
     (1 + least(floor(draw(gid, h, j, 8) ** 2 * 5), 4))::TINYINT AS ua
 FROM events
@@ -416,7 +419,7 @@ SELECT
           WHEN op = 'Push' THEN 150 + floor(-ln(1 - draw(gid, h, j, 7)) * 900)
           ELSE 12 + floor(-ln(1 - draw(gid, h, j, 7)) * 120) END)::BIGINT::VARCHAR AS DurationMs,
     CASE WHEN anonymous THEN '' ELSE utenant END AS UserTenantId,
-    rid AS _ResourceId,
+    rk,
     (900 + floor(draw(gid, h, j, 9) * 400))::DOUBLE AS _BilledSize,
     (CASE WHEN helm THEN {len(USER_AGENTS)}
           ELSE 1 + least(floor(draw(gid, h, j, 8) ** 2 * 5), 4) END)::TINYINT AS ua
@@ -430,13 +433,13 @@ WITH hours AS (
         SELECT unnest(range(floor(epoch(m.t0) / 3600)::BIGINT,
                             ceil(epoch(m.t1) / 3600)::BIGINT)) AS h) x
 ), storage AS (
-    SELECT rid, name, rg, sub, h, 'StorageUsed' AS metric, 'Bytes' AS unit,
+    SELECT rid, rk, name, rg, sub, h, 'StorageUsed' AS metric, 'Bytes' AS unit,
            -- 0.5-20 GB, growing slowly through the year
            floor((5e8 + u01(hash(rid, 'size')) * 2e10) * (1 + 0.00005 * (h % 8760)))
                AS value, 1.0 AS samples
     FROM hours
 ), counts AS (
-    SELECT r._ResourceId AS rid, date_trunc('hour', r.TimeGenerated) AS hour,
+    SELECT r.rk, date_trunc('hour', r.TimeGenerated) AS hour,
            count(*) FILTER (WHERE r.OperationName = 'Pull') AS pulls,
            count(*) FILTER (WHERE r.OperationName = 'Pull'
                             AND r.ResultDescription LIKE '2%') AS ok_pulls,
@@ -444,12 +447,12 @@ WITH hours AS (
            count(*) FILTER (WHERE r.OperationName = 'Push'
                             AND r.ResultDescription LIKE '2%') AS ok_pushes
     FROM raw_{REPOSITORY_EVENTS} r
-    WHERE r._ResourceId IN (SELECT rid FROM mgens)
+    WHERE r.rk IN (SELECT rk FROM mgens)
     GROUP BY ALL
 ), activity AS (
-    SELECT m.rid, m.name, m.rg, m.sub, (epoch(c.hour) / 3600)::BIGINT AS h, v.metric,
+    SELECT m.rid, m.rk, m.name, m.rg, m.sub, (epoch(c.hour) / 3600)::BIGINT AS h, v.metric,
            'Count' AS unit, v.value, v.value AS samples
-    FROM counts c JOIN mgens m ON m.rid = c.rid
+    FROM counts c JOIN mgens m ON m.rk = c.rk
          AND c.hour >= date_trunc('hour', m.t0) AND c.hour < m.t1,
          LATERAL (VALUES ('TotalPullCount', c.pulls::DOUBLE),
                          ('SuccessfulPullCount', c.ok_pulls::DOUBLE),
@@ -475,7 +478,7 @@ SELECT
     '' AS IndicatorThreatType, '' AS IsActive, '' AS LastReportedDateTime, '' AS MaliciousIP,
     '' AS RemoteIPCountry, NULL::DOUBLE AS RemoteIPLatitude, NULL::DOUBLE AS RemoteIPLongitude,
     NULL::INTEGER AS Severity, '' AS TLPLevel,
-    rid AS _ResourceId,
+    rk,
     (520 + floor(u01(hash(rid, h, metric)) * 60))::DOUBLE AS _BilledSize
 FROM rows_
 """  # noqa: S608 - constants only; values are bound parameters
@@ -489,11 +492,20 @@ def _agents_sql() -> str:
     return "[" + ", ".join("'" + a.replace("'", "''") + "'" for a in USER_AGENTS) + "]"
 
 
+# Registry tables store a small integer key per registry instead of its ~130-character
+# _ResourceId; the id comes from the routing row `w` each raw row is joined with
+# (store._view_sql). Filters on the id (every `_ResourceId in~ (...)`) then run over a few
+# thousand routing rows instead of millions of events, and the join hands the matching keys'
+# range to the scan of the raw rows, stored in key order.
+RESOURCE_KEY = "rk"
+ROUTE_RESOURCE_ID = "w.rid"
+
 # Columns computed when a table is read instead of stored with every row: constants and what
 # follows from _ResourceId. Generation writes about a third less this way.
 _COMMON_DERIVED = {
     "SourceSystem": "'Azure'",
-    "_SubscriptionId": "split_part(r._ResourceId, '/', 3)",
+    "_ResourceId": ROUTE_RESOURCE_ID,
+    "_SubscriptionId": f"split_part({ROUTE_RESOURCE_ID}, '/', 3)",
 }
 DERIVED: dict[str, dict[str, str]] = {
     LOGIN_EVENTS: {
@@ -501,7 +513,7 @@ DERIVED: dict[str, dict[str, str]] = {
         "Category": f"'{LOGIN_EVENTS}'",
         "Type": f"'{LOGIN_EVENTS}'",
         "_IsBillable": "'True'",
-        "LoginServer": "split_part(r._ResourceId, '/', 9) || '.azurecr.io'",
+        "LoginServer": f"split_part({ROUTE_RESOURCE_ID}, '/', 9) || '.azurecr.io'",
         "UserAgent": f"{_agents_sql()}[r.ua]",
     },
     REPOSITORY_EVENTS: {
@@ -509,7 +521,7 @@ DERIVED: dict[str, dict[str, str]] = {
         "Category": f"'{REPOSITORY_EVENTS}'",
         "Type": f"'{REPOSITORY_EVENTS}'",
         "_IsBillable": "'True'",
-        "LoginServer": "split_part(r._ResourceId, '/', 9) || '.azurecr.io'",
+        "LoginServer": f"split_part({ROUTE_RESOURCE_ID}, '/', 9) || '.azurecr.io'",
         "UserAgent": f"{_agents_sql()}[r.ua]",
     },
     AZURE_METRICS: {
@@ -521,9 +533,9 @@ DERIVED: dict[str, dict[str, str]] = {
 }
 # Stored helper columns behind derived ones (not part of the table's schema).
 HELPERS: dict[str, list[tuple[str, str]]] = {
-    LOGIN_EVENTS: [("ua", "TINYINT")],
-    REPOSITORY_EVENTS: [("ua", "TINYINT")],
-    AZURE_METRICS: [],
+    LOGIN_EVENTS: [("ua", "TINYINT"), (RESOURCE_KEY, "INTEGER")],
+    REPOSITORY_EVENTS: [("ua", "TINYINT"), (RESOURCE_KEY, "INTEGER")],
+    AZURE_METRICS: [(RESOURCE_KEY, "INTEGER")],
     AZURE_ACTIVITY: [],
 }
 
@@ -540,8 +552,8 @@ def stored_columns(table: str) -> list[tuple[str, str]]:
 
 
 def select_list(table: str, tenant: str) -> str:
-    """The table's columns in schema order, from a raw row `r`; `tenant` is the SQL of the
-    workspace id (TenantId)."""
+    """The table's columns in schema order, from a raw row `r` and (registry tables) its
+    routing row `w`; `tenant` is the SQL of the workspace id (TenantId)."""
     derived = DERIVED[table]
     out = []
     for name, _ in schemas.TABLES[table]:
@@ -570,6 +582,12 @@ def load_rows(
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {select}", [list(c) for c in cols])
 
 
+def _key_ordered(select: str) -> str:
+    """Rows written in key order keep each row group of a raw table to a narrow range of
+    keys, which a query's scan skips by (see RESOURCE_KEY)."""
+    return f"SELECT * FROM ({select}) ORDER BY {RESOURCE_KEY}"  # noqa: S608 - our own SQL
+
+
 def insert_events(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
     """Generate login and repository rows for these generator rows into the raw tables."""
     if not rows:
@@ -580,7 +598,7 @@ def insert_events(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -
         ("repository", REPOSITORY_EVENTS, _REPOSITORY_SELECT),
     ):
         sql = select.replace("@EVENTS@", _EVENTS_SQL)
-        con.execute(f'INSERT INTO "{raw_table(table)}" BY NAME {sql}', {"kind": kind})
+        con.execute(f'INSERT INTO "{raw_table(table)}" BY NAME {_key_ordered(sql)}', {"kind": kind})
     con.execute("DROP TABLE IF EXISTS gens")
 
 
@@ -588,8 +606,10 @@ def insert_metrics(
     con: duckdb.DuckDBPyConnection,
     registries: Sequence[RegistrySpec],
     window: Window,
+    keys: Mapping[str, int],
 ) -> None:
-    """Hourly AzureMetrics rows for these registries (after their repository events exist)."""
+    """Hourly AzureMetrics rows for these registries (after their repository events exist);
+    `keys` maps each registry's lower-case id to its RESOURCE_KEY."""
     rows = []
     for reg in registries:
         hours = max([g.hours for g in reg.events] + [DEFAULT_METRICS_HOURS])
@@ -601,6 +621,7 @@ def insert_metrics(
             rows.append(
                 (
                     reg.id.lower(),
+                    keys[reg.id.lower()],
                     reg.name,
                     reg.resource_group,
                     reg.subscription.lower(),
@@ -612,6 +633,7 @@ def insert_metrics(
         return
     columns = [
         ("rid", "VARCHAR"),
+        (RESOURCE_KEY, "INTEGER"),
         ("name", "VARCHAR"),
         ("rg", "VARCHAR"),
         ("sub", "VARCHAR"),
@@ -619,19 +641,20 @@ def insert_metrics(
         ("t1", "TIMESTAMP"),
     ]
     load_rows(con, "mgens", columns, rows)
-    sql = f'INSERT INTO "{raw_table(AZURE_METRICS)}" BY NAME {_METRICS_SQL}'
+    sql = f'INSERT INTO "{raw_table(AZURE_METRICS)}" BY NAME {_key_ordered(_METRICS_SQL)}'
     con.execute(sql)
     con.execute("DROP TABLE IF EXISTS mgens")
 
 
-def delete_registry_rows(con: duckdb.DuckDBPyConnection, registry_ids: Sequence[str]) -> None:
-    if not registry_ids:
+def delete_registry_rows(con: duckdb.DuckDBPyConnection, keys: Sequence[int]) -> None:
+    """Every generated row of the registries with these RESOURCE_KEYs."""
+    if not keys:
         return
     for table in (LOGIN_EVENTS, REPOSITORY_EVENTS, AZURE_METRICS):
         con.execute(
             f'DELETE FROM "{raw_table(table)}" '  # noqa: S608 - table names are ours
-            "WHERE _ResourceId IN (SELECT unnest(?::VARCHAR[]))",
-            [list(registry_ids)],
+            f"WHERE {RESOURCE_KEY} IN (SELECT unnest(?::INTEGER[]))",
+            [list(keys)],
         )
 
 

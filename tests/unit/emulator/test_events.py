@@ -3,6 +3,7 @@ workspace only while a diagnostic setting sends its table there in resource-spec
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -457,3 +458,58 @@ def test_clock_reveals_rows_and_extends_the_horizon() -> None:
     assert after[: len(before)] == before  # extending changes nothing already written
     assert ts(after[-1][0]) > NOW + timedelta(hours=48)
     assert len(after) > len(before) * 1.8
+
+
+def test_rows_stay_with_their_registry_as_registries_come_and_go() -> None:
+    """Raw rows carry a registry key, the id comes from the routing: a registry added later
+    (its id sorting before the others) and one deleted and re-created with other traffic show
+    their own rows under their own id, and only those."""
+    world = estate(
+        {"name": "acrmid", "events": traffic(), "settings": [both()]},
+        {"name": "acrzulu", "events": traffic(), "settings": [both()]},
+    )
+    store = LogStore(world)
+    until = f"datetime({NOW.strftime('%Y-%m-%dT%H:%M:%SZ')})"
+    counts = (
+        f"union {LOGINS}, {REPO} | where TimeGenerated < {until}"
+        " | summarize n = count() by _ResourceId, _SubscriptionId"
+    )
+    before = q(store, counts)
+    assert {r["_ResourceId"] for r in before} == {rid("acrmid"), rid("acrzulu")}
+    assert {r["_SubscriptionId"] for r in before} == {SUB}
+
+    def registry(name: str, identity: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "subscription": SUB,
+            "resourceGroup": "rg-prod",
+            "events": traffic(identities=[identity]),
+            "settings": [both()],
+        }
+
+    world.add_registry(registry("acraaa", "late@contoso.com"))
+    world.remove_registry("acrmid")
+    world.add_registry(registry("acrmid", "new@contoso.com"))
+    since = f"datetime({world.now().strftime('%Y-%m-%dT%H:%M:%SZ')})"
+    world.advance(timedelta(hours=3))
+    identities = q(
+        store,
+        f"{LOGINS} | where TimeGenerated >= {since}"
+        " | summarize ids = make_set(Identity), servers = make_set(LoginServer) by _ResourceId",
+    )
+    seen = {r["_ResourceId"]: (json.loads(r["ids"]), json.loads(r["servers"])) for r in identities}
+    assert seen == {
+        rid("acraaa"): (["late@contoso.com"], ["acraaa.azurecr.io"]),
+        rid("acrmid"): (["new@contoso.com"], ["acrmid.azurecr.io"]),
+        rid("acrzulu"): (["ci@contoso.com"], ["acrzulu.azurecr.io"]),
+    }
+    # A re-created registry starts afresh: nothing of the first one's rows is left.
+    assert q(store, f"{LOGINS} | where TimeGenerated < {since} | distinct _ResourceId") == [
+        {"_ResourceId": rid("acrzulu")}
+    ]
+    assert q(store, counts) == [r for r in before if r["_ResourceId"] == rid("acrzulu")]
+    picked = q(
+        store,
+        f"{LOGINS} | where _ResourceId in~ ('{rid('acraaa').upper()}') | distinct Identity",
+    )
+    assert picked == [{"Identity": "late@contoso.com"}]
