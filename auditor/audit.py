@@ -9,7 +9,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from auditor.azure.inventory import (
     read_registry,
     registry_from_id,
 )
-from auditor.evidence import apply_evidence
+from auditor.evidence import LogEvidence, apply_evidence
 from auditor.facts import AuditRun, CategoryInfo, Registry, RunStatus, Status, Verdict
 from auditor.judgement import judge
 from auditor.logs_audit import EvidenceCollector, LogOptions
@@ -35,10 +35,15 @@ from auditor.policy import Policy
 
 if TYPE_CHECKING:
     from auditor.azure.logs import LogsReader
+    from auditor.storage.store import RunWriter
 
 log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
+
+# How often judged registries are handed to the store while the settings are still read:
+# often enough that little is left for the end, seldom enough that transactions stay full.
+WRITE_EVERY_SECONDS = 20.0
 
 
 class RunStore(Protocol):
@@ -49,6 +54,8 @@ class RunStore(Protocol):
     def finish_run(self, run: AuditRun, *, update_summary: bool = True) -> AuditRun: ...
 
     def known_registries(self) -> list[Registry]: ...
+
+    def run_writer(self, run_id: str) -> RunWriter: ...
 
 
 @dataclass
@@ -164,6 +171,7 @@ def run_audit(
         for reg in known
         if (why := inventory.failed.get(reg.subscription_id)) is not None
     ]
+    options = log_options or LogOptions()
     collector = None
     if logs_reader is not None:
         collector = EvidenceCollector(
@@ -172,23 +180,52 @@ def run_audit(
             now=clock(),
             subscriptions={r.subscription_id for r in registries}
             | {v.registry.subscription_id for v in unreadable},
-            options=log_options,
+            options=options,
             categories=categories,
             policy=policy,
             progress=progress,
         )
+    writer = store.run_writer(run_id) if store is not None else None
+    # Final verdicts (evidence applied) already handed to the writer, by registry key, and
+    # the read ones still waiting for their log evidence.
+    final: dict[str, Verdict] = {}
+    waiting: dict[str, Verdict] = {}
+
+    def write_settled() -> None:
+        if writer is None:
+            return
+        evidence: Mapping[str, LogEvidence] = {}
+        if collector is None:
+            ready = list(waiting)
+        else:
+            ready, evidence = collector.settle()
+        settled = [waiting.pop(k) for k in ready if k in waiting]
+        judged = apply_evidence(
+            settled,
+            evidence,
+            now=clock(),
+            silent_after=options.silent_after,
+            pending_window=options.pending_window,
+        )
+        final.update((v.registry.key, v) for v in judged)
+        writer.write(judged, evidence, observed_at=clock())
+
     verdicts: list[Verdict] = []
     order = interleave_by_subscription(registries)
-    last_report = time.monotonic()
+    last_report = last_write = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="audit") as pool:
             for verdict in pool.map(lambda r: _judge_one(clients, r, categories, policy), order):
                 verdicts.append(verdict)
+                waiting[verdict.registry.key] = verdict
                 if collector is not None:
                     collector.add(verdict)
                 stats.settings_reads += 1
                 if verdict.status is Status.UNKNOWN:
                     stats.read_failures += 1
+                if time.monotonic() - last_write > WRITE_EVERY_SECONDS:
+                    last_write = time.monotonic()
+                    write_settled()
                 if progress and time.monotonic() - last_report > 2.0:
                     last_report = time.monotonic()
                     progress(f"settings: {len(verdicts)}/{len(order)} registries read")
@@ -196,38 +233,43 @@ def run_audit(
         verdicts.sort(key=lambda v: v.registry.key)
         evidence_result = None
         if collector is not None:
-            options = log_options or LogOptions()
             evidence_result = collector.finish(verdicts)
-            verdicts = list(
-                apply_evidence(
-                    verdicts,
+            errors.extend(evidence_result.errors)
+            revised = evidence_result.revised
+            rest = [v for v in verdicts if v.registry.key not in final or v.registry.key in revised]
+            final.update(
+                (v.registry.key, v)
+                for v in apply_evidence(
+                    rest,
                     evidence_result.evidence,
                     now=clock(),
                     silent_after=options.silent_after,
                     pending_window=options.pending_window,
                 )
             )
-            errors.extend(evidence_result.errors)
+            verdicts = [final[v.registry.key] for v in verdicts]
+        any_unknown = any(v.status is Status.UNKNOWN for v in verdicts)
+        run = AuditRun(
+            run_id=run_id,
+            started_at=started,
+            finished_at=clock(),
+            status=RunStatus.PARTIAL if (any_unknown or inventory.failed) else RunStatus.SUCCEEDED,
+            verdicts=tuple(verdicts),
+            inventoried_subscriptions=frozenset(inventory.complete),
+            errors=tuple(errors),
+            trigger=trigger,
+            evidence=evidence_result.evidence if evidence_result else {},
+            orphan_activity=tuple(evidence_result.orphan_activity) if evidence_result else (),
+            log_queries=evidence_result.queries if evidence_result else 0,
+        )
+        if progress:
+            progress(f"audit: {len(verdicts)} registries judged")
+        return writer.finish(run) if writer is not None else run
     finally:
         if collector is not None:
             collector.close()
-    any_unknown = any(v.status is Status.UNKNOWN for v in verdicts)
-    run = AuditRun(
-        run_id=run_id,
-        started_at=started,
-        finished_at=clock(),
-        status=RunStatus.PARTIAL if (any_unknown or inventory.failed) else RunStatus.SUCCEEDED,
-        verdicts=tuple(verdicts),
-        inventoried_subscriptions=frozenset(inventory.complete),
-        errors=tuple(errors),
-        trigger=trigger,
-        evidence=evidence_result.evidence if evidence_result else {},
-        orphan_activity=tuple(evidence_result.orphan_activity) if evidence_result else (),
-        log_queries=evidence_result.queries if evidence_result else 0,
-    )
-    if progress:
-        progress(f"audit: {len(verdicts)} registries judged")
-    return store.finish_run(run) if store is not None else run
+        if writer is not None:
+            writer.close()
 
 
 def audit_registry(

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
@@ -35,6 +36,7 @@ from auditor.evidence import (
     QueryRows,
     Route,
     build_evidence,
+    observations,
     plan_routes,
 )
 from auditor.facts import CategoryInfo, Verdict, normalize_id
@@ -142,6 +144,9 @@ class EvidenceResult:
     # For the run record: workspaces unreadable, queries failed, partial or capped.
     errors: tuple[str, ...] = ()
     queries: int = 0  # queries sent (splits included), retries not counted
+    # Registries `EvidenceCollector.settle` handed out whose evidence changed since (activity
+    # found by a query sent after they settled).
+    revised: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -188,14 +193,28 @@ def collect_evidence(
         return collector.finish(verdicts)
 
 
+@dataclass(eq=False)
+class _Chunk:
+    """One chunk's queries in flight, and how many of its registries still need its rows."""
+
+    future: Future[tuple[list[QueryRows], int]]
+    remaining: int
+
+
 class EvidenceCollector:
     """`collect_evidence` fed one verdict at a time, so the log queries run while the rest
     of the fleet's settings are still being read (paced by ARM, mostly waiting).
 
     A workspace is resolved when it is first routed to, and gets its activity query then;
-    registry queries go out each time a workspace has `chunk_size` registries waiting, and
-    `finish` sends the remainders. The plan is the same as querying after the last read: the
-    same chunks per workspace and purpose, only sent earlier.
+    registry queries go out each time a workspace has `chunk_size` registries waiting (or
+    has kept some waiting for `max_wait`), and `finish` sends the remainders.
+
+    `settle` hands out the evidence of the registries whose queries have all returned, so
+    their results can be stored before the last settings are read; the rows of a chunk are
+    dropped once all its registries are settled. Activity queries cover every registry: a
+    registry settles only when every activity query sent so far has returned, and `finish`
+    adds what a later one found (a workspace first seen late) to evidence already settled,
+    naming those registries in `EvidenceResult.revised`.
     """
 
     def __init__(
@@ -209,6 +228,8 @@ class EvidenceCollector:
         categories: Sequence[CategoryInfo] = (),
         policy: Policy | None = None,
         progress: Progress | None = None,
+        max_wait: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._arm = arm_clients
         self._reader = logs_reader
@@ -218,10 +239,22 @@ class EvidenceCollector:
         self._accepts = policy.accepts_workspace if policy and policy.accepted_workspaces else None
         self._subscriptions = sorted({s.lower() for s in subscriptions})
         self._progress = progress
-        self._routes: list[Route] = []
+        self._max_wait = max_wait
+        self._clock = clock
+        self._routes: dict[str, tuple[Route, ...]] = {}  # of registries not settled yet
+        self._all_routes: list[Route] = []
+        self._evidence: dict[str, LogEvidence] = {}
         self._waiting: dict[str, list[str]] = {}
+        self._waiting_since: dict[str, float] = {}
         self._refs: dict[str, Future[WorkspaceRef]] = {}
-        self._queries: list[Future[tuple[list[QueryRows], int]]] = []
+        self._chunks: dict[str, list[_Chunk]] = {}  # by registry key
+        self._unsettled: dict[str, None] = {}  # registry keys, in the order they came
+        self._settled: set[str] = set()
+        self._activity: list[Future[tuple[list[QueryRows], int]]] = []
+        # Registries handed out by `settle`, by how many activity queries had been sent then.
+        self._settled_after: dict[int, list[str]] = {}
+        self._errors: list[str] = []
+        self._sent = 0
         # Workspace reads are ARM calls (paced elsewhere); queries are bounded by the reader.
         self._resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="logs-ws")
         self._pool = ThreadPoolExecutor(
@@ -242,61 +275,154 @@ class EvidenceCollector:
 
     def add(self, verdict: Verdict) -> None:
         """Route one judged registry; sends a chunk's queries when one fills up."""
-        size = self._opts.chunk_size
-        for route in plan_routes(
+        key = verdict.registry.key
+        self._unsettled[key] = None
+        routes = plan_routes(
             [verdict], categories=self._categories, accepts_workspace=self._accepts
-        ):
-            self._routes.append(route)
+        )
+        self._routes[key] = routes
+        self._all_routes.extend(routes)
+        for route in routes:
             waiting = self._waiting.setdefault(route.workspace_id, [])
             if not waiting:
                 self._workspace(route.workspace_id)
+                self._waiting_since[route.workspace_id] = self._clock()
             waiting.append(route.registry_key)
-            if len(waiting) >= size:
-                self._send(route.workspace_id, waiting)
-                self._waiting[route.workspace_id] = []
+            if len(waiting) >= self._opts.chunk_size:
+                self._send(route.workspace_id)
+        self._send_overdue()
+
+    def settle(self) -> tuple[list[str], dict[str, LogEvidence]]:
+        """Registries whose evidence is complete now (keys, in the order they came) and
+        their evidence (registries without any have no entry); each is handed out once."""
+        self._send_overdue()
+        if not all(f.done() for f in self._activity):
+            return [], {}
+        waiting = {k for keys in self._waiting.values() for k in keys}
+        ready = [
+            k
+            for k in self._unsettled
+            if k not in waiting and all(c.future.done() for c in self._chunks.get(k, ()))
+        ]
+        if not ready:
+            return [], {}
+        evidence = self._build(ready, self._activity_results())
+        self._settled_after.setdefault(len(self._activity), []).extend(ready)
+        return ready, evidence
 
     def finish(self, verdicts: Sequence[Verdict]) -> EvidenceResult:
-        """Send what is still waiting, wait for every query and build the evidence."""
-        for workspace_id, waiting in sorted(self._waiting.items()):
-            if waiting:
-                self._send(workspace_id, waiting)
-        self._waiting.clear()
+        """Send what is still waiting, wait for every query and build the rest of the
+        evidence; the result holds every registry's, settled or not."""
+        for workspace_id in sorted(self._waiting):
+            self._send(workspace_id)
         if self._progress:
-            self._progress(f"logs: {len(self._queries)} queries in {len(self._refs)} workspaces")
+            self._progress(f"logs: {self._sent_count()} queries in {len(self._refs)} workspaces")
+        activity = self._activity_results()
+        for verdict in verdicts:
+            if verdict.registry.key not in self._settled:
+                self._unsettled.setdefault(verdict.registry.key, None)
+        self._build(list(self._unsettled), activity)
+        revised = self._late_activity()
+        evidence = self._evidence
+        everyone = {v.registry.key for v in verdicts}
+        _, orphans = build_evidence(
+            (), activity, window=self._window, registry_keys=everyone, options=self._opts.evidence
+        )
+        for future in self._activity:
+            self._errors.extend(e for r in future.result()[0] for e in _describe(r, self._opts))
         workspaces = {w: ref.result() for w, ref in sorted(self._refs.items())}
-        results: list[QueryRows] = []
-        sent = 0
-        for future in self._queries:
-            rows, count = future.result()
-            results.extend(rows)
-            sent += count
         errors = [
             f"logs: workspace {ref.id}: {ref.error}"
             for ref in workspaces.values()
             if ref.error is not None
         ]
-        for result in results:
-            errors.extend(_describe(result, self._opts))
-        routes = tuple(sorted(self._routes, key=lambda r: (r.registry_key, r.workspace_id)))
-        evidence, orphans = build_evidence(
-            routes,
-            results,
-            window=self._window,
-            registry_keys=[v.registry.key for v in verdicts],
-            unavailable={w: ref.error for w, ref in workspaces.items() if ref.error is not None},
-            options=self._opts.evidence,
-        )
         if self._progress:
-            self._progress(f"logs: evidence for {len(evidence)} registries from {sent} queries")
+            self._progress(f"logs: evidence for {len(evidence)} registries")
         return EvidenceResult(
             window=self._window,
             evidence=evidence,
-            routes=routes,
+            routes=tuple(sorted(self._all_routes, key=lambda r: (r.registry_key, r.workspace_id))),
             workspaces=workspaces,
             orphan_activity=orphans,
-            errors=tuple(dict.fromkeys(errors)),
-            queries=sent,
+            errors=tuple(dict.fromkeys(errors + self._errors)),
+            queries=self._sent_count(),
+            revised=frozenset(revised),
         )
+
+    # -- building --------------------------------------------------------------------------
+
+    def _build(self, keys: list[str], activity: list[QueryRows]) -> dict[str, LogEvidence]:
+        """Evidence of `keys` (all of whose queries have returned), then their chunks' rows
+        are let go once no other registry needs them."""
+        chunks = list({id(c): c for k in keys for c in self._chunks.get(k, ())}.values())
+        results = [r for c in chunks for r in c.future.result()[0]]
+        routes = [r for k in keys for r in self._routes.get(k, ())]
+        resolved = [ref.result() for ref in self._refs.values() if ref.done()]
+        unavailable = {ref.id: ref.error for ref in resolved if ref.error is not None}
+        evidence, _ = build_evidence(
+            sorted(routes, key=lambda r: (r.registry_key, r.workspace_id)),
+            [*results, *activity],
+            window=self._window,
+            registry_keys=keys,
+            unavailable=unavailable,
+            options=self._opts.evidence,
+        )
+        for key in keys:
+            self._unsettled.pop(key, None)
+            self._settled.add(key)
+            self._routes.pop(key, None)
+            for chunk in self._chunks.pop(key, ()):
+                chunk.remaining -= 1
+                if chunk.remaining == 0:
+                    rows, sent = chunk.future.result()
+                    self._sent += sent
+                    self._errors.extend(e for r in rows for e in _describe(r, self._opts))
+        self._evidence.update(evidence)
+        return evidence
+
+    def _late_activity(self) -> set[str]:
+        """Adds to the evidence `settle` handed out what activity queries sent after it
+        found; returns the registries whose evidence changed."""
+        revised = set()
+        for seen, keys in self._settled_after.items():
+            late = [r for f in self._activity[seen:] for r in f.result()[0]]
+            if not late:
+                continue
+            found, _ = build_evidence(
+                (), late, window=self._window, registry_keys=keys, options=self._opts.evidence
+            )
+            for key, extra in found.items():
+                if self._merge_activity(key, extra):
+                    revised.add(key)
+        return revised
+
+    def _merge_activity(self, key: str, extra: LogEvidence) -> bool:
+        base = self._evidence.get(key)
+        if base is None:
+            self._evidence[key] = extra
+            return True
+        events = set(base.activity) | set(extra.activity)
+        if len(events) == len(base.activity):
+            return False  # the same events, already known
+        merged = replace(
+            base,
+            activity=tuple(sorted(events, key=lambda a: (a.at or base.window_start, a.kind))),
+        )
+        self._evidence[key] = replace(
+            merged, observations=observations(merged, self._opts.evidence)
+        )
+        return True
+
+    def _activity_results(self) -> list[QueryRows]:
+        return [r for f in self._activity for r in f.result()[0]]
+
+    def _sent_count(self) -> int:
+        pending = {id(c): c for chunks in self._chunks.values() for c in chunks}
+        in_flight = sum(c.future.result()[1] for c in pending.values() if c.future.done())
+        activity = sum(f.result()[1] for f in self._activity if f.done())
+        return self._sent + in_flight + activity
+
+    # -- sending ---------------------------------------------------------------------------
 
     def _workspace(self, workspace_id: str) -> Future[WorkspaceRef]:
         """Resolve a workspace once; its activity queries go out as soon as it resolves."""
@@ -305,22 +431,34 @@ class EvidenceCollector:
             ref = self._resolver.submit(_resolve, self._arm, workspace_id)
             self._refs[workspace_id] = ref
             for subs in kql.chunks(self._subscriptions, self._opts.chunk_size):
-                self._submit(ref, functools.partial(self._activity, subs))
+                self._activity.append(
+                    self._pool.submit(self._query, ref, functools.partial(self._activity_q, subs))
+                )
         return ref
 
-    def _activity(self, subscriptions: list[str], ref: WorkspaceRef) -> list[_Request]:
+    def _activity_q(self, subscriptions: list[str], ref: WorkspaceRef) -> list[_Request]:
         return [_activity_request(ref, subscriptions, self._window, self._opts)]
 
-    def _send(self, workspace_id: str, keys: Sequence[str]) -> None:
-        ids = kql.normalize_ids(keys)
-        self._submit(
-            self._refs[workspace_id], lambda r: _registry_requests(r, ids, self._window, self._opts)
-        )
+    def _send_overdue(self) -> None:
+        now = self._clock()
+        for workspace_id, since in list(self._waiting_since.items()):
+            if now - since >= self._max_wait:
+                self._send(workspace_id)
 
-    def _submit(
-        self, ref: Future[WorkspaceRef], build: Callable[[WorkspaceRef], list[_Request]]
-    ) -> None:
-        self._queries.append(self._pool.submit(self._query, ref, build))
+    def _send(self, workspace_id: str) -> None:
+        keys = self._waiting.pop(workspace_id, [])
+        self._waiting_since.pop(workspace_id, None)
+        if not keys:
+            return
+        ids = kql.normalize_ids(keys)
+        future = self._pool.submit(
+            self._query,
+            self._refs[workspace_id],
+            lambda r: _registry_requests(r, ids, self._window, self._opts),
+        )
+        chunk = _Chunk(future, remaining=len(set(keys)))
+        for key in dict.fromkeys(keys):
+            self._chunks.setdefault(key, []).append(chunk)
 
     def _query(
         self, ref_future: Future[WorkspaceRef], build: Callable[[WorkspaceRef], list[_Request]]

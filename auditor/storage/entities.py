@@ -104,7 +104,8 @@ def registry_entity(
     verdict: Verdict,
     reasons: str,
     *,
-    run: AuditRun,
+    run_id: str,
+    observed_at: datetime,
     status_since: datetime,
 ) -> dict[str, Any]:
     registry = verdict.registry
@@ -118,8 +119,8 @@ def registry_entity(
         "Location": clip(registry.location),
         "Status": verdict.status.value,
         "Reasons": reasons,
-        "LastRunId": clip(run.run_id),
-        "CheckedAt": iso(run.finished_at),
+        "LastRunId": clip(run_id),
+        "CheckedAt": iso(observed_at),
         "StatusSince": iso(status_since),
     }
 
@@ -129,20 +130,21 @@ def history_entity(
     verdict: Verdict,
     reasons: str,
     *,
-    run: AuditRun,
+    run_id: str,
+    observed_at: datetime,
     previous_status: str | None,
 ) -> dict[str, Any]:
     registry = verdict.registry
     return {
         "PartitionKey": keys.registry_partition(key),
-        "RowKey": keys.history_row_key(key, run.finished_at, run.run_id),
+        "RowKey": keys.history_row_key(key, observed_at, run_id),
         "ResourceId": clip(registry.id),
         "SubscriptionId": clip(registry.subscription_id.strip().lower()),
         "Status": verdict.status.value,
         "PreviousStatus": previous_status,
         "Reasons": reasons,
-        "RunId": clip(run.run_id),
-        "ObservedAt": iso(run.finished_at),
+        "RunId": clip(run_id),
+        "ObservedAt": iso(observed_at),
     }
 
 
@@ -328,7 +330,7 @@ def fit_evidence(
 
 
 def evidence_entities(
-    key: str, registry: Registry, run: AuditRun, evidence: LogEvidence
+    key: str, registry: Registry, evidence: LogEvidence, *, run_id: str, observed_at: datetime
 ) -> list[dict[str, Any]]:
     """The two rows (logins, activity) of one registry's evidence in one run; `key` is the
     `registry_key`, partitioned like the registries table."""
@@ -341,10 +343,10 @@ def evidence_entities(
         parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
         row: dict[str, Any] = {
             "PartitionKey": keys.registry_partition(key),
-            "RowKey": keys.evidence_row_key(key, kind, run.finished_at, run.run_id),
+            "RowKey": keys.evidence_row_key(key, kind, observed_at, run_id),
             "Kind": kind,
-            "RunId": clip(run.run_id),
-            "ObservedAt": iso(run.finished_at),
+            "RunId": clip(run_id),
+            "ObservedAt": iso(observed_at),
             "ResourceId": clip(registry.id),
             "WindowStart": iso(evidence.window_start),
             "WindowEnd": iso(evidence.window_end),

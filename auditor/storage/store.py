@@ -28,7 +28,7 @@ import re
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -38,13 +38,14 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
+from auditor.evidence import LogEvidence
 from auditor.facts import AuditRun, Registry, Status, Verdict
 from auditor.reasons import reason
 from auditor.reasons.catalog import REMOVED
 from auditor.storage import entities, keys
 from auditor.storage.errors import StorageError
 from auditor.storage.keys import InvalidContinuationToken
-from auditor.summary import summarize
+from auditor.summary import iso, summarize
 
 log = logging.getLogger(__name__)
 
@@ -151,73 +152,16 @@ class AuditStore:
                 entities.started_run_entity(run_id, started_at, trigger), mode=UpdateMode.REPLACE
             )
 
-    def finish_run(self, run: AuditRun, *, update_summary: bool = True) -> AuditRun:
-        """Store a finished run; returns it with the registries found removed appended.
-
-        A stored registry is marked removed only when its subscription was listed completely
-        (`run.inventoried_subscriptions`) and the run did not report it; registries of other
-        subscriptions keep their last state unless the run reports them (e.g. as unknown).
-        `update_summary=False` is for runs that judged a few registries out of band (an Event
-        Grid re-audit): their rows and history are stored, the fleet summary stays as it was.
-        """
+    def run_writer(self, run_id: str) -> RunWriter:
+        """Writes `run_id`'s registries while the run goes on; see `RunWriter`."""
         self.ensure_tables()
-        previous = self._current_rows()
-        current: dict[str, Verdict] = {}
-        for verdict in run.verdicts:
-            key = keys.registry_key(verdict.registry.name)
-            if key in current:
-                # One row per name; two verdicts for it would also break a transaction.
-                log.warning("run %s judged registry %r twice; keeping the last", run.run_id, key)
-            current[key] = verdict
-        removed = self._removed(previous, current, run)
-        final = replace(run, verdicts=tuple(current.values()) + tuple(removed.values()))
+        return RunWriter(self, run_id, self._current_rows())
 
-        registry_rows: list[dict[str, Any]] = []
-        history_rows: list[dict[str, Any]] = []
-        for key, verdict in [*current.items(), *removed.items()]:
-            stored_reasons, omitted = entities.reasons_json(verdict.reasons)
-            if omitted:
-                log.warning("registry %r: %d reasons did not fit its row", key, omitted)
-            before = previous.get(key)
-            changed = before is None or (
-                before.status != verdict.status.value
-                or before.reason_codes
-                != entities.reason_codes(entities.parse_reasons(stored_reasons))
-            )
-            since = run.finished_at
-            if before is not None and not changed:
-                since = entities.parse_time(before.status_since) or since
-            registry_rows.append(
-                entities.registry_entity(key, verdict, stored_reasons, run=run, status_since=since)
-            )
-            if changed:
-                history_rows.append(
-                    entities.history_entity(
-                        key,
-                        verdict,
-                        stored_reasons,
-                        run=run,
-                        previous_status=before.status if before else None,
-                    )
-                )
-
-        # First: once the run row says finished, its evidence is there to read.
-        self._write_evidence(run, current)
-        self._upsert_all(
-            self._history, history_rows, "writing registry history", workers=_WRITE_WORKERS
-        )
-        self._upsert_all(
-            self._registries, registry_rows, "writing registry status", workers=_WRITE_WORKERS
-        )
-        with _guard("recording the run"):
-            self._runs.upsert_entity(entities.finished_run_entity(final), mode=UpdateMode.REPLACE)
-        if not update_summary:
-            return final
-        # Last, and from memory: the summary never mixes this run with an earlier one.
-        summary = summarize(final, generated_at=run.finished_at)
-        with _guard("writing the summary"):
-            self._summary.upsert_entity(entities.summary_entity(summary), mode=UpdateMode.REPLACE)
-        return final
+    def finish_run(self, run: AuditRun, *, update_summary: bool = True) -> AuditRun:
+        """Store a finished run whose registries were not written as it went; returns it with
+        the registries found removed appended (see `RunWriter.finish`)."""
+        with self.run_writer(run.run_id) as writer:
+            return writer.finish(run, update_summary=update_summary)
 
     @staticmethod
     def _removed(
@@ -238,33 +182,6 @@ class AuditStore:
                     reasons=(reason(REMOVED),),
                 )
         return removed
-
-    def _write_evidence(self, run: AuditRun, current: Mapping[str, Verdict]) -> None:
-        """Evidence rows are the bulk of a run's writes (JSON documents of every registry with
-        log traffic): built a transaction's worth at a time inside the writers, so memory holds
-        a few transactions' rows, not the fleet's."""
-        by_partition: dict[str, list[str]] = defaultdict(list)
-        for key, verdict in current.items():
-            if verdict.registry.key in run.evidence:
-                by_partition[keys.registry_partition(key)].append(key)
-        # Two rows per registry: a task of MAX_BATCH // 2 registries is one full transaction.
-        per_task = max(1, MAX_BATCH // 2)
-        tasks = [
-            group[i : i + per_task]
-            for group in by_partition.values()
-            for i in range(0, len(group), per_task)
-        ]
-
-        def write(partition_keys: list[str]) -> None:
-            rows: list[dict[str, Any]] = []
-            for key in partition_keys:
-                registry = current[key].registry
-                rows += entities.evidence_entities(key, registry, run, run.evidence[registry.key])
-            self._upsert_all(self._evidence, rows, "writing log evidence")
-
-        with ThreadPoolExecutor(max_workers=_WRITE_WORKERS, thread_name_prefix="store") as pool:
-            # list(): the first failure is raised here, after every partition was tried.
-            list(pool.map(write, tasks))
 
     def _upsert_all(
         self,
@@ -534,6 +451,191 @@ class AuditStore:
                 return [document(r) for r in taken], token
             taken.append(row)
         return [document(r) for r in taken], None
+
+
+class RunWriter:
+    """One run's results, written as its registries are judged and then at its end.
+
+    `write` queues registries whose verdict is final (written by one background thread, in
+    transactions), so a large fleet's rows go out while the rest of its settings are still
+    being read under ARM's throttle. `finish` waits for them, writes what was not written or
+    has changed since, the registries found removed, then the run row, then the summary: a
+    run that dies on the way leaves the previous summary in place, and the next run repeats
+    any history entry whose registry row was not updated (at least once, never lost).
+    Per batch, evidence goes first, then history, then status rows.
+
+    Rows carry when their registry was judged (`observed_at`): the run's end for those
+    written by `finish`.
+    """
+
+    def __init__(self, store: AuditStore, run_id: str, previous: dict[str, _Previous]) -> None:
+        self._store = store
+        self._run_id = run_id
+        self._previous = previous
+        # What was written per registry key: the verdict and evidence objects, so `finish`
+        # rewrites only registries whose result changed after they were written.
+        self._written: dict[str, tuple[Verdict, LogEvidence | None]] = {}
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-writer")
+        self._pending: list[Future[None]] = []
+
+    def __enter__(self) -> RunWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+    def write(
+        self,
+        verdicts: Iterable[Verdict],
+        evidence: Mapping[str, LogEvidence],
+        *,
+        observed_at: datetime,
+    ) -> None:
+        """Queue final verdicts (and their evidence) for writing; returns at once."""
+        items = []
+        for verdict in verdicts:
+            key = keys.registry_key(verdict.registry.name)
+            found = evidence.get(verdict.registry.key)
+            self._written[key] = (verdict, found)
+            items.append((key, verdict, found))
+        if items:
+            self._pending.append(self._pool.submit(self._write, items, observed_at))
+
+    def finish(self, run: AuditRun, *, update_summary: bool = True) -> AuditRun:
+        """Store the finished run; returns it with the registries found removed appended.
+
+        A stored registry is marked removed only when its subscription was listed completely
+        (`run.inventoried_subscriptions`) and the run did not report it; registries of other
+        subscriptions keep their last state unless the run reports them (e.g. as unknown).
+        `update_summary=False` is for runs that judged a few registries out of band (an Event
+        Grid re-audit): their rows and history are stored, the fleet summary stays as it was.
+        """
+        failures = []
+        for future in self._pending:
+            # Every queued write is waited for; the first failure is raised after.
+            try:
+                future.result()
+            except StorageError as exc:
+                failures.append(exc)
+        if failures:
+            raise failures[0]
+        current: dict[str, Verdict] = {}
+        for verdict in run.verdicts:
+            key = keys.registry_key(verdict.registry.name)
+            if key in current:
+                # One row per name; two verdicts for it would also break a transaction.
+                log.warning("run %s judged registry %r twice; keeping the last", run.run_id, key)
+            current[key] = verdict
+        removed = AuditStore._removed(self._previous, current, run)
+        final = replace(run, verdicts=tuple(current.values()) + tuple(removed.values()))
+        rest = []
+        for key, verdict in [*current.items(), *removed.items()]:
+            found = run.evidence.get(verdict.registry.key)
+            written = self._written.get(key)
+            if written is not None and written[0] is verdict and written[1] is found:
+                continue
+            rest.append((key, verdict, found))
+        self._write(rest, run.finished_at)
+
+        store = self._store
+        with _guard("recording the run"):
+            store._runs.upsert_entity(entities.finished_run_entity(final), mode=UpdateMode.REPLACE)
+        if not update_summary:
+            return final
+        # Last, and from memory: the summary never mixes this run with an earlier one.
+        summary = summarize(final, generated_at=run.finished_at)
+        with _guard("writing the summary"):
+            store._summary.upsert_entity(entities.summary_entity(summary), mode=UpdateMode.REPLACE)
+        return final
+
+    def _write(
+        self, items: Sequence[tuple[str, Verdict, LogEvidence | None]], observed_at: datetime
+    ) -> None:
+        store = self._store
+        registry_rows: list[dict[str, Any]] = []
+        history_rows: list[dict[str, Any]] = []
+        for key, verdict, _ in items:
+            stored_reasons, omitted = entities.reasons_json(verdict.reasons)
+            if omitted:
+                log.warning("registry %r: %d reasons did not fit its row", key, omitted)
+            before = self._previous.get(key)
+            codes = entities.reason_codes(entities.parse_reasons(stored_reasons))
+            changed = before is None or (
+                before.status != verdict.status.value or before.reason_codes != codes
+            )
+            since = observed_at
+            if before is not None and not changed:
+                since = entities.parse_time(before.status_since) or since
+            registry_rows.append(
+                entities.registry_entity(
+                    key,
+                    verdict,
+                    stored_reasons,
+                    run_id=self._run_id,
+                    observed_at=observed_at,
+                    status_since=since,
+                )
+            )
+            if changed:
+                history_rows.append(
+                    entities.history_entity(
+                        key,
+                        verdict,
+                        stored_reasons,
+                        run_id=self._run_id,
+                        observed_at=observed_at,
+                        previous_status=before.status if before else None,
+                    )
+                )
+                # A registry written again in `finish` (its result changed) compares with
+                # what this wrote, and its history says so.
+                self._previous[key] = _Previous(
+                    status=verdict.status.value,
+                    reason_codes=codes,
+                    status_since=iso(since),
+                    last_run_id=self._run_id,
+                    registry=verdict.registry,
+                )
+        # First: once the run row says finished, its evidence is there to read.
+        self._write_evidence([(k, v, e) for k, v, e in items if e is not None], observed_at)
+        store._upsert_all(
+            store._history, history_rows, "writing registry history", workers=_WRITE_WORKERS
+        )
+        store._upsert_all(
+            store._registries, registry_rows, "writing registry status", workers=_WRITE_WORKERS
+        )
+
+    def _write_evidence(
+        self, items: Sequence[tuple[str, Verdict, LogEvidence]], observed_at: datetime
+    ) -> None:
+        """Evidence rows are the bulk of a run's writes (JSON documents of every registry with
+        log traffic): built a transaction's worth at a time inside the writers, so memory holds
+        a few transactions' rows, not the fleet's."""
+        by_partition: dict[str, list[tuple[str, Verdict, LogEvidence]]] = defaultdict(list)
+        for item in items:
+            by_partition[keys.registry_partition(item[0])].append(item)
+        # Two rows per registry: a task of MAX_BATCH // 2 registries is one full transaction.
+        per_task = max(1, MAX_BATCH // 2)
+        tasks = [
+            group[i : i + per_task]
+            for group in by_partition.values()
+            for i in range(0, len(group), per_task)
+        ]
+
+        def write(task: list[tuple[str, Verdict, LogEvidence]]) -> None:
+            rows: list[dict[str, Any]] = []
+            for key, verdict, found in task:
+                rows += entities.evidence_entities(
+                    key, verdict.registry, found, run_id=self._run_id, observed_at=observed_at
+                )
+            self._store._upsert_all(self._store._evidence, rows, "writing log evidence")
+
+        with ThreadPoolExecutor(max_workers=_WRITE_WORKERS, thread_name_prefix="store") as pool:
+            # list(): the first failure is raised here, after every partition was tried.
+            list(pool.map(write, tasks))
 
 
 def _batches(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

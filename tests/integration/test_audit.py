@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
+import pytest
+
+from auditor import audit as audit_module
 from auditor.facts import AuditRun, RunStatus, Status
 from auditor.runtime import audit_once, build_store
 from auditor.settings import Settings
@@ -76,6 +80,35 @@ def test_rerun_is_idempotent(local_azure: LocalAzure) -> None:
     summary = store.get_summary()
     assert summary is not None and summary["lastRun"]["id"] == second.run_id
     assert summary["totals"] == {**summary["totals"], "compliant": 2, "noncompliant": 4}
+
+
+def test_registries_are_stored_while_the_rest_are_still_read(
+    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow reads, one at a time, and a hand-over after every read: registries whose log
+    evidence is complete early are stored before the run ends, the rest at its end, and
+    the results are those of the usual audit."""
+    monkeypatch.setattr(audit_module, "WRITE_EVERY_SECONDS", 0.0)
+    _, env = local_azure(latency={"arm": 400})
+    run = audit({**env, "AUDITOR_MAX_CONCURRENCY": "1"})
+    assert outcome(run) == EXPECTED
+    store = build_store(Settings.from_env(env))
+    checked = {}
+    for name in EXPECTED:
+        stored = store.get_registry(name)
+        assert stored is not None and stored["lastRunId"] == run.run_id
+        checked[name] = datetime.fromisoformat(stored["checkedAt"])
+        assert [h["runId"] for h in store.registry_history(name)] == [run.run_id]
+    assert min(checked.values()) < run.finished_at  # stored during the run
+    assert max(checked.values()) <= run.finished_at
+    summary = store.get_summary()
+    assert summary is not None and summary["lastRun"]["id"] == run.run_id
+    assert summary["totals"]["compliant"] == 2 and summary["totals"]["noncompliant"] == 4
+
+    second = audit({**env, "AUDITOR_MAX_CONCURRENCY": "1"})
+    assert outcome(second) == EXPECTED
+    for name in EXPECTED:  # nothing changed: no new history
+        assert [h["runId"] for h in store.registry_history(name)] == [run.run_id]
 
 
 def test_failures_are_isolated_and_reported_unknown(local_azure: LocalAzure) -> None:

@@ -227,6 +227,68 @@ def test_history_only_on_change(store: AuditStore) -> None:
     assert current["checkedAt"] == (T0 + timedelta(hours=5, minutes=2)).isoformat()
 
 
+def test_registries_written_during_the_run_are_not_written_again(
+    store: AuditStore, table_rows: Any
+) -> None:
+    early = verdict("acrearly1", Status.COMPLIANT)
+    late = verdict("acrlate1", Status.NONCOMPLIANT, LOGIN_MISSING)
+    run = audit_run(1, early, late)
+    seen = T0 + timedelta(hours=1, minutes=1)  # judged a minute before the run ended
+    store.start_run(run.run_id, run.started_at, run.trigger)
+    with store.run_writer(run.run_id) as writer:
+        writer.write([early], {}, observed_at=seen)
+        stored = writer.finish(run)
+    assert {v.registry.name for v in stored.verdicts} == {"acrearly1", "acrlate1"}
+    first, second = store.get_registry("acrearly1"), store.get_registry("acrlate1")
+    assert first is not None and second is not None
+    assert first["checkedAt"] == first["statusSince"] == seen.isoformat()
+    assert second["checkedAt"] == run.finished_at.isoformat()
+    assert [h["observedAt"] for h in store.registry_history("acrearly1")] == [seen.isoformat()]
+    assert len(table_rows("history")) == 2
+    summary = store.get_summary()
+    assert summary is not None and summary["totals"]["total"] == 2
+
+
+def test_a_registry_whose_result_changed_after_it_was_written_is_written_again(
+    store: AuditStore,
+) -> None:
+    finish(store, audit_run(1, verdict("acrturn1", Status.NONCOMPLIANT, LOGIN_MISSING)))
+    written = verdict("acrturn1", Status.COMPLIANT)
+    changed = verdict("acrturn1", Status.NONCOMPLIANT, "logging_interrupted")
+    run = audit_run(2, changed)
+    store.start_run(run.run_id, run.started_at, run.trigger)
+    with store.run_writer(run.run_id) as writer:
+        writer.write([written], {}, observed_at=run.started_at)
+        writer.finish(run)
+    current = store.get_registry("acrturn1")
+    assert current is not None
+    assert current["status"] == "noncompliant" and current["lastRunId"] == "run002"
+    history = store.registry_history("acrturn1")
+    # The entry of the rewrite follows from what this run wrote first, not from run001.
+    assert [(h["runId"], h["status"], h["previousStatus"]) for h in history] == [
+        ("run002", "noncompliant", "compliant"),
+        ("run002", "compliant", "noncompliant"),
+        ("run001", "noncompliant", None),
+    ]
+
+
+def test_a_failed_background_write_fails_the_finish(
+    storage_connection_string: str, table_prefix: str
+) -> None:
+    store = AuditStore.from_connection_string(storage_connection_string, prefix=table_prefix)
+    run = audit_run(1, verdict("acrfail1", Status.COMPLIANT))
+    store.start_run(run.run_id, run.started_at, run.trigger)
+    with store.run_writer(run.run_id) as writer:
+        # The table is gone under the writer: the service refuses its rows.
+        TableServiceClient.from_connection_string(storage_connection_string).delete_table(
+            table_prefix + "registries"
+        )
+        writer.write([verdict("acrfail1", Status.COMPLIANT)], {}, observed_at=T0)
+        with pytest.raises(StorageError, match="writing registry status"):
+            writer.finish(run)
+    assert store.get_summary() is None  # nothing claims the run finished
+
+
 def test_removed_only_in_listed_subscriptions(store: AuditStore) -> None:
     finish(
         store,

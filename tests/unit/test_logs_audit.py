@@ -3,6 +3,8 @@ workspace and purpose, chunked ids), splitting oversized queries, options."""
 
 from __future__ import annotations
 
+import itertools
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -15,7 +17,7 @@ from auditor.azure.logs import QueryOutcome
 from auditor.errors import ConfigError
 from auditor.facts import DiagnosticSetting, LogEntry, Registry, Status, Verdict
 from auditor.kql import Purpose, Query
-from auditor.logs_audit import LogOptions, build_logs_reader, collect_evidence
+from auditor.logs_audit import EvidenceCollector, LogOptions, build_logs_reader, collect_evidence
 from auditor.policy import Policy
 from auditor.settings import Settings
 
@@ -323,3 +325,97 @@ def test_reader_from_settings() -> None:
         assert reader._client._config.credential_scopes == ["https://api.loganalytics.io/.default"]
     finally:
         reader.close()
+
+
+# --------------------------------------------------------------------------- settling early
+
+
+def _drain(collector: EvidenceCollector, count: int = 1) -> tuple[list[str], dict[str, Any]]:
+    """settle() until it has handed out `count` registries (the fake reader answers on
+    worker threads)."""
+    ready: list[str] = []
+    evidence: dict[str, Any] = {}
+    for _ in range(500):
+        keys, found = collector.settle()
+        ready += keys
+        evidence.update(found)
+        if len(ready) >= count:
+            return ready, evidence
+        threading.Event().wait(0.01)
+    raise AssertionError(f"{len(ready)} of {count} settled")
+
+
+def test_full_chunks_settle_before_the_end_and_the_rest_at_finish() -> None:
+    reader = FakeReader()
+    verdicts = [verdict(f"acr{i:04d}", "law-a") for i in range(5)]
+    with EvidenceCollector(
+        FakeArm(),  # type: ignore[arg-type]
+        reader,  # type: ignore[arg-type]
+        now=NOW,
+        subscriptions=[SUB],
+        options=LogOptions(chunk_size=2),
+    ) as collector:
+        for v in verdicts:
+            collector.add(v)
+        ready, evidence = _drain(collector, 4)
+        threading.Event().wait(0.05)
+        # Two full chunks went out; the fifth registry still waits for its chunk to fill.
+        assert ready == [v.registry.key for v in verdicts[:4]]
+        assert set(evidence) == set(ready)
+        assert collector.settle() == ([], {})  # handed out once
+        result = collector.finish(verdicts)
+    assert set(result.evidence) == {v.registry.key for v in verdicts}
+    assert result.evidence[ready[0]] is evidence[ready[0]]  # the same evidence, not rebuilt
+    assert result.revised == frozenset()
+    registry_queries = [q for _, q in reader.sent if q.purpose is Purpose.LOGINS]
+    assert sorted(q.text.count("/registries/") for q in registry_queries) == [1, 2, 2]
+
+
+def test_a_chunk_waiting_too_long_is_sent_without_filling() -> None:
+    moments = itertools.chain([0.0, 0.0], itertools.repeat(100.0))  # then 100 s later
+    reader = FakeReader()
+    with EvidenceCollector(
+        FakeArm(),  # type: ignore[arg-type]
+        reader,  # type: ignore[arg-type]
+        now=NOW,
+        subscriptions=[SUB],
+        max_wait=30.0,
+        clock=lambda: next(moments),
+    ) as collector:
+        collector.add(verdict("acrslow", "law-a"))
+        ready, _ = _drain(collector)
+        assert ready == [verdict("acrslow").registry.key]
+
+
+def test_activity_found_after_a_registry_settled_is_added_to_its_evidence() -> None:
+    early = verdict("acrearly")  # no routes: it settles once the activity queries return
+    late = verdict("acrlate", "law-b")  # its workspace (and activity query) comes after
+    deletion = {
+        kql.COL_TIME: NOW - timedelta(hours=1),
+        kql.COL_REGISTRY_ID: early.registry.id.lower(),
+        kql.COL_ACTIVITY_RESOURCE: early.registry.id + "/providers/microsoft.insights/x",
+        kql.COL_ACTIVITY_OPERATION: kql.SETTING_DELETE,
+        kql.COL_ACTIVITY_STATUS: "Success",
+        kql.COL_CALLER: "someone@contoso.com",
+        kql.COL_IP: "203.0.113.9",
+    }
+
+    def answer(customer_id: str, query: Query) -> QueryOutcome:
+        if query.purpose is Purpose.ACTIVITY and customer_id == GUIDS["law-b"]:
+            return QueryOutcome(rows=(deletion,))
+        return QueryOutcome()
+
+    with EvidenceCollector(
+        FakeArm(),  # type: ignore[arg-type]
+        FakeReader(answer),  # type: ignore[arg-type]
+        now=NOW,
+        subscriptions=[SUB],
+    ) as collector:
+        collector.add(early)
+        ready, evidence = _drain(collector)
+        assert ready == [early.registry.key] and evidence == {}  # nothing known of it yet
+        collector.add(late)
+        result = collector.finish([early, late])
+    assert result.revised == {early.registry.key}
+    found = result.evidence[early.registry.key]
+    assert [a.operation for a in found.activity] == [kql.SETTING_DELETE.upper()]
