@@ -8,8 +8,8 @@ dashboard can render the empty state without special-casing an error. Errors are
 problems (see `problems`); invalid parameters are 400, never FastAPI's default 422.
 
 `/registries/{name}/logins` and `/activity` page through what each run's log check showed
-(stored by `AuditStore.finish_run`), newest run first; `since`/`until` select runs by when
-they finished. `/alerts` reads the alert state through an `AlertService` when one is
+(stored as each run judged the registry), newest run first; `since`/`until` select runs by
+when they observed it. `/alerts` reads the alert state through an `AlertService` when one is
 configured; its document names sinks only, and any URL that would still slip into it is
 redacted on the way out.
 """

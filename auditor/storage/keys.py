@@ -11,7 +11,7 @@ from a safe alphabet only:
   be long. `~` is outside both alphabets, so an encoded key never equals a plain one.
 
 Log evidence (`evidence` table) shares the registries' partitioning (first character of the
-registry key) with RowKeys `<registry key>|<kind>|<inverted run finish time>_<run id>`: one
+registry key) with RowKeys `<registry key>|<kind>|<inverted observed time>_<run id>`: one
 registry's entries of a kind are one RowKey range, read newest first, and a run's rows batch up
 to 100 per transaction (a partition per registry would cost one transaction per registry, which
 dominated the run time of large fleets).
@@ -124,7 +124,7 @@ def _clamped(moment: datetime) -> datetime:
 def evidence_range(
     registry: str, kind: str, *, since: datetime | None = None, until: datetime | None = None
 ) -> tuple[str, str]:
-    """[low, high) RowKey bounds of `registry`'s `kind` rows of runs that finished within
+    """[low, high) RowKey bounds of `registry`'s `kind` rows observed within
     [since, until] (either end open when None)."""
     head = registry + HISTORY_SEPARATOR + kind
     prefix = head + HISTORY_SEPARATOR

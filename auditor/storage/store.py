@@ -10,15 +10,18 @@ Tables (all named `{prefix}<name>`):
 - `summary`: one entity, the materialised summary of the last finished run.
 - `evidence`: what each run's log check showed per registry (`auditor.trail` documents), two
   rows per registry and run (logins, activity) in the registry's own partition (its key),
-  RowKey `<kind>|<inverted finish time>_<run id>`, newest first; the JSON is split over string
+  RowKey `<kind>|<inverted observed time>_<run id>`, newest first; the JSON is split over string
   properties and its lists trimmed to fit an entity, the cut counted in `omitted`. One row per
   run, not per change: a registry's entries overlap when runs are closer than the lookback.
 
-`finish_run` writes the evidence, then history, then registries, then the run, then the
-summary, so a run that dies on the way leaves the previous summary in place; the next run
-repeats any history entry whose registry row was not updated (at least once, never lost).
-Every write is an upsert (replace) in transactions of at most 100 operations per partition, so
-finishing the same run twice writes the same rows again and no new history.
+A run's registries are written as they are judged (`RunWriter.write`, during an audit) or
+at its end (`finish_run`); each row carries when its registry was judged (`observedAt`,
+`checkedAt`). Per batch the evidence goes first, then history, then registries; the run row
+and then the summary come last, so a run that dies on the way leaves the previous summary in
+place; the next run repeats any history entry whose registry row was not updated (at least
+once, never lost). Every write is an upsert (replace) in transactions of at most 100
+operations per partition, so finishing the same run twice writes the same rows again and no
+new history.
 """
 
 from __future__ import annotations
@@ -365,7 +368,7 @@ class AuditStore:
         continuation: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """The registry's login evidence per run (`auditor.trail.logins_document` with `runId`
-        and `observedAt`), newest run first, of runs that finished within [since, until]."""
+        and `observedAt`), newest run first, observed within [since, until]."""
         return self._evidence_page(keys.EVIDENCE_LOGINS, name, since, until, limit, continuation)
 
     def registry_activity(
@@ -378,8 +381,7 @@ class AuditStore:
         continuation: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
         """The registry's repository activity per run (`auditor.trail.activity_document` with
-        `runId` and `observedAt`), newest run first, of runs that finished within
-        [since, until]."""
+        `runId` and `observedAt`), newest run first, observed within [since, until]."""
         return self._evidence_page(keys.EVIDENCE_ACTIVITY, name, since, until, limit, continuation)
 
     def _evidence_page(
