@@ -316,27 +316,24 @@ CREATE OR REPLACE MACRO pick(xs, u) AS xs[1 + least(floor(len(xs) * u)::BIGINT, 
 """
 
 # Every generated event: normal generators per hour bucket, bursts evenly over their minutes.
+# Unnesting in the select list (not a lateral join) keeps the rows in the order of `gens`,
+# which is key order (see RESOURCE_KEY), bursts last.
 _EVENTS_SQL = """
 WITH hours AS (
-    SELECT g.*, h
-    FROM gens g, LATERAL (
-        SELECT unnest(range(floor(epoch(g.t0) / 3600)::BIGINT,
-                            ceil(epoch(g.t1) / 3600)::BIGINT)) AS h) x
-    WHERE NOT g.burst AND g.per_hour > 0
+    SELECT *, unnest(range(floor(epoch(t0) / 3600)::BIGINT, ceil(epoch(t1) / 3600)::BIGINT)) AS h
+    FROM gens
+    WHERE NOT burst AND per_hour > 0
 ), counts AS (
     SELECT *, floor(per_hour * (1 + 0.6 * cos(2 * pi() * ((h % 24) - 14) / 24))
                     + draw(gid, h, -1, 0))::BIGINT AS n
     FROM hours
 ), ev AS (
-    SELECT c.* EXCLUDE (n), j,
-           make_timestamp(((h * 3600 + draw(gid, h, j, 1) * 3600) * 1000000)::BIGINT) AS ts
-    FROM counts c, LATERAL (SELECT unnest(range(c.n)) AS j) y
+    SELECT *, make_timestamp(((h * 3600 + draw(gid, h, j, 1) * 3600) * 1000000)::BIGINT) AS ts
+    FROM (SELECT * EXCLUDE (n), unnest(range(n)) AS j FROM counts)
     UNION ALL
-    SELECT b.*, 0 AS h, j,
-           make_timestamp((epoch_us(b.t0) + (j + draw(gid, 0, j, 1)) / b.cnt
-                           * (epoch_us(b.t1) - epoch_us(b.t0)))::BIGINT) AS ts
-    FROM gens b, LATERAL (SELECT unnest(range(b.cnt)) AS j) z
-    WHERE b.burst
+    SELECT *, make_timestamp((epoch_us(t0) + (j + draw(gid, 0, j, 1)) / cnt
+                              * (epoch_us(t1) - epoch_us(t0)))::BIGINT) AS ts
+    FROM (SELECT *, 0 AS h, unnest(range(cnt)) AS j FROM gens WHERE burst)
 )
 SELECT *, burst OR draw(gid, h, j, 4) < failure_rate AS failed
 FROM ev
@@ -426,12 +423,12 @@ SELECT
 FROM named
 """  # noqa: S608 - constants only; values are bound parameters
 
+# StorageUsed rows come out in the order of `mgens` (key order), the activity counts (from an
+# aggregate) in no particular order.
 _METRICS_SQL = f"""
 WITH hours AS (
-    SELECT m.*, h
-    FROM mgens m, LATERAL (
-        SELECT unnest(range(floor(epoch(m.t0) / 3600)::BIGINT,
-                            ceil(epoch(m.t1) / 3600)::BIGINT)) AS h) x
+    SELECT *, unnest(range(floor(epoch(t0) / 3600)::BIGINT, ceil(epoch(t1) / 3600)::BIGINT)) AS h
+    FROM mgens
 ), storage AS (
     SELECT rid, rk, name, rg, sub, h, 'StorageUsed' AS metric, 'Bytes' AS unit,
            -- 0.5-20 GB, growing slowly through the year
@@ -582,12 +579,6 @@ def load_rows(
     con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT {select}", [list(c) for c in cols])
 
 
-def _key_ordered(select: str) -> str:
-    """Rows written in key order keep each row group of a raw table to a narrow range of
-    keys, which a query's scan skips by (see RESOURCE_KEY)."""
-    return f"SELECT * FROM ({select}) ORDER BY {RESOURCE_KEY}"  # noqa: S608 - our own SQL
-
-
 def insert_events(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -> None:
     """Generate login and repository rows for these generator rows into the raw tables."""
     if not rows:
@@ -598,7 +589,7 @@ def insert_events(con: duckdb.DuckDBPyConnection, rows: list[tuple[Any, ...]]) -
         ("repository", REPOSITORY_EVENTS, _REPOSITORY_SELECT),
     ):
         sql = select.replace("@EVENTS@", _EVENTS_SQL)
-        con.execute(f'INSERT INTO "{raw_table(table)}" BY NAME {_key_ordered(sql)}', {"kind": kind})
+        con.execute(f'INSERT INTO "{raw_table(table)}" BY NAME {sql}', {"kind": kind})
     con.execute("DROP TABLE IF EXISTS gens")
 
 
@@ -641,7 +632,7 @@ def insert_metrics(
         ("t1", "TIMESTAMP"),
     ]
     load_rows(con, "mgens", columns, rows)
-    sql = f'INSERT INTO "{raw_table(AZURE_METRICS)}" BY NAME {_key_ordered(_METRICS_SQL)}'
+    sql = f'INSERT INTO "{raw_table(AZURE_METRICS)}" BY NAME {_METRICS_SQL}'
     con.execute(sql)
     con.execute("DROP TABLE IF EXISTS mgens")
 
