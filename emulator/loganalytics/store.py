@@ -43,6 +43,7 @@ import duckdb_kql
 from emulator.loganalytics import events, schemas
 from emulator.loganalytics.events import Route, naive_utc
 from emulator.loganalytics.schemas import AZURE_ACTIVITY, AZURE_METRICS, TABLES
+from emulator.loganalytics.translation import Translator
 from emulator.scenario import RegistrySpec
 
 if TYPE_CHECKING:
@@ -135,6 +136,7 @@ class LogStore:
         self._activity_loaded = 0  # activity records already in raw_AzureActivity
         self._pins: Counter[int] = Counter()
         self.generations = 0  # registries generated (tests check laziness)
+        self.translator = Translator(QUERY_COLUMNS)
 
     def close(self) -> None:
         with self._lock:
@@ -400,14 +402,11 @@ class LogStore:
         began: float,
     ) -> QueryResult:
         try:
-            sql = duckdb_kql.to_sql(
-                kql, schema=QUERY_COLUMNS, query_now=naive_utc(now), allow_write=False
-            )
+            sql, params = self.translator.to_sql(kql, naive_utc(now))
         except duckdb_kql.KqlUnsupportedError as exc:
             raise _engine_error("UnsupportedQueryError", exc) from None
         except duckdb_kql.KqlError as exc:
             raise _engine_error("SemanticError", exc) from None
-        params = dict(sql.parameters) if sql.parameters else None
         try:
             rel = cur.sql(str(sql), params=params) if params else cur.sql(str(sql))
             kinds = [_kusto_type(str(t)) for t in rel.types]
