@@ -30,7 +30,7 @@ import math
 import threading
 import time
 import uuid
-from collections import Counter
+from collections import Counter, OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
@@ -43,7 +43,7 @@ import duckdb_kql
 from emulator.loganalytics import events, schemas
 from emulator.loganalytics.events import Route, naive_utc
 from emulator.loganalytics.schemas import AZURE_ACTIVITY, AZURE_METRICS, TABLES
-from emulator.loganalytics.translation import Translator
+from emulator.loganalytics.translation import Translation, Translator
 from emulator.scenario import RegistrySpec
 
 if TYPE_CHECKING:
@@ -52,6 +52,7 @@ if TYPE_CHECKING:
 DEFAULT_HORIZON = timedelta(hours=24)
 # Extend the generated range this long before the clock reaches its end.
 HORIZON_MARGIN = timedelta(hours=1)
+COLUMN_CACHE_SIZE = 256
 METRICS_GRAIN = timedelta(hours=1)
 QUERY_COLUMNS: dict[str, list[str]] = {t: schemas.columns(t) for t in TABLES}
 
@@ -137,6 +138,8 @@ class LogStore:
         self._pins: Counter[int] = Counter()
         self.generations = 0  # registries generated (tests check laziness)
         self.translator = Translator(QUERY_COLUMNS)
+        self._columns_lock = threading.Lock()
+        self._column_cache: OrderedDict[tuple[str, datetime], list[tuple[str, str]]] = OrderedDict()
 
     def close(self) -> None:
         with self._lock:
@@ -381,10 +384,14 @@ class LogStore:
             self._pins[snap.version] += 1
             cur = self._con.cursor()
         try:
+            translation = self._translate(kql, snap.now)
             cur.execute("SET TimeZone='UTC'")
+            text = translation.sql.lower()
             for table in TABLES:
-                cur.execute(_view_sql(table, snap, scope, start, end))
-            return self._run(cur, kql, snap.now, max_rows, began)
+                # A view takes a millisecond or two to create: only those the SQL may read.
+                if table.lower() in text:
+                    cur.execute(_view_sql(table, snap, scope, start, end))
+            return self._run(cur, translation, max_rows, began)
         finally:
             cur.close()
             with self._lock:
@@ -393,39 +400,57 @@ class LogStore:
                     del self._pins[snap.version]
                 self._collect()
 
-    def _run(
-        self,
-        cur: duckdb.DuckDBPyConnection,
-        kql: str,
-        now: datetime,
-        max_rows: int,
-        began: float,
-    ) -> QueryResult:
+    def _translate(self, kql: str, now: datetime) -> Translation:
         try:
-            sql, params = self.translator.to_sql(kql, naive_utc(now))
+            return self.translator.to_sql(kql, naive_utc(now))
         except duckdb_kql.KqlUnsupportedError as exc:
             raise _engine_error("UnsupportedQueryError", exc) from None
         except duckdb_kql.KqlError as exc:
             raise _engine_error("SemanticError", exc) from None
+
+    def _columns(
+        self, cur: duckdb.DuckDBPyConnection, translation: Translation
+    ) -> list[tuple[str, str]]:
+        """(name, DuckDB type) of the result's columns. Binding a 30 KB query costs about as
+        much as running it, so they are kept per shape of query (same tables and columns)."""
+        shape = translation.shape
+        with self._columns_lock:
+            known = self._column_cache.get(shape)
+            if known is not None:
+                self._column_cache.move_to_end(shape)
+                return known
+        sql, params = translation.sql, translation.parameters
+        rel = cur.sql(sql, params=params) if params else cur.sql(sql)
+        columns = [(name, str(t)) for name, t in zip(rel.columns, rel.types, strict=True)]
+        if params is None:  # parameter values could change a type
+            with self._columns_lock:
+                self._column_cache[shape] = columns
+                while len(self._column_cache) > COLUMN_CACHE_SIZE:
+                    self._column_cache.popitem(last=False)
+        return columns
+
+    def _run(
+        self,
+        cur: duckdb.DuckDBPyConnection,
+        translation: Translation,
+        max_rows: int,
+        began: float,
+    ) -> QueryResult:
+        sql, params = translation.sql, translation.parameters
         try:
-            rel = cur.sql(str(sql), params=params) if params else cur.sql(str(sql))
-            kinds = [_kusto_type(str(t)) for t in rel.types]
-            exprs = ", ".join(
-                _output_expr(name, str(t)) for name, t in zip(rel.columns, rel.types, strict=True)
-            )
+            columns = self._columns(cur, translation)
+            exprs = ", ".join(_output_expr(name, duck) for name, duck in columns)
             # duckdb-kql's own SQL, wrapped to render values the way Log Analytics types them.
             wrapped = f"SELECT {exprs} FROM ({sql}) AS q LIMIT {int(max_rows) + 1}"  # noqa: S608
-            raw_rows = (cur.sql(wrapped, params=params) if params else cur.sql(wrapped)).fetchall()
+            raw_rows = cur.execute(wrapped, params).fetchall()
         except duckdb.Error as exc:
             raise _engine_error("SemanticError", exc) from None
+        kinds = [_kusto_type(duck) for _, duck in columns]
         truncated = len(raw_rows) > max_rows
-        rows = [
-            [_json_value(v, k) for v, k in zip(row, kinds, strict=True)]
-            for row in raw_rows[:max_rows]
-        ]
+        rows = _json_rows(raw_rows[:max_rows], kinds)
         elapsed = time.perf_counter() - began
         return QueryResult(
-            columns=list(zip(rel.columns, kinds, strict=True)),
+            columns=[(name, kind) for (name, _), kind in zip(columns, kinds, strict=True)],
             rows=rows,
             truncated=truncated,
             stats={"executionTime": round(elapsed, 6), "rows": len(rows)},
@@ -538,6 +563,23 @@ def format_timespan(value: timedelta) -> str:
     seconds, micros = divmod(rest, 1_000_000)
     text = f"{sign}{f'{days}.' if days else ''}{hours:02d}:{minutes:02d}:{seconds:02d}"
     return text + (f".{micros * 10:07d}" if micros else "")
+
+
+# Kinds whose values DuckDB already hands over as JSON needs them: ints, bools, and text
+# (dynamic and guid columns are cast to VARCHAR by _output_expr); None stays None.
+_AS_IS = frozenset({"bool", "int", "long", "dynamic", "guid"})
+
+
+def _json_rows(raw_rows: list[tuple[Any, ...]], kinds: list[str]) -> list[list[Any]]:
+    """Rows as the response holds them (see _json_value), converting only what needs it."""
+    convert = [(i, kind) for i, kind in enumerate(kinds) if kind not in _AS_IS]
+    rows = [list(row) for row in raw_rows]
+    for i, kind in convert:
+        for row in rows:
+            value = row[i]
+            if kind != "string" or not isinstance(value, str):
+                row[i] = _json_value(value, kind)
+    return rows
 
 
 def _json_value(value: Any, kind: str) -> Any:

@@ -22,6 +22,7 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -49,6 +50,15 @@ _PLAIN = re.compile(r"[\x20-\x7e]+")
 _NOT_PLAIN = re.compile(r"[\\'\"]")
 
 
+@dataclass(frozen=True)
+class Translation:
+    sql: str
+    parameters: dict[str, Any] | None
+    # Equal for queries whose SQL differs at most in the values of `in` list literals (so
+    # in nothing that decides the result's columns and their types).
+    shape: tuple[str, datetime]
+
+
 class Translator:
     """Thread-safe: translations run outside the lock (two threads may translate one template
     at the same time; both get the same answer)."""
@@ -63,11 +73,11 @@ class Translator:
         self._cache: OrderedDict[tuple[str, datetime], str | None] = OrderedDict()
         self.translations = 0  # duckdb-kql calls (tests check the cache)
 
-    def to_sql(self, kql: str, now: datetime) -> tuple[str, dict[str, Any] | None]:
-        """(SQL, parameters) as `duckdb_kql.to_sql` gives them for `kql`; raises its errors."""
+    def to_sql(self, kql: str, now: datetime) -> Translation:
+        """The SQL and parameters `duckdb_kql.to_sql` gives for `kql`; raises its errors."""
         template, values = self._template(kql)
         if not values:
-            return self._translate(kql, now)
+            return Translation(*self._translate(kql, now), (kql, now))
         key = (template, now)
         with self._lock:
             hit = key in self._cache
@@ -81,8 +91,9 @@ class Translator:
                 while len(self._cache) > self.size:
                     self._cache.popitem(last=False)
         if sql is None:
-            return self._translate(kql, now)
-        return self._slot.sub(lambda m: _quote(values[int(m.group(1))]), sql), None
+            return Translation(*self._translate(kql, now), (kql, now))
+        filled = self._slot.sub(lambda m: _quote(values[int(m.group(1))]), sql)
+        return Translation(filled, None, key)
 
     def _translate(self, kql: str, now: datetime) -> tuple[str, dict[str, Any] | None]:
         self.translations += 1

@@ -513,3 +513,25 @@ def test_rows_stay_with_their_registry_as_registries_come_and_go() -> None:
         f"{LOGINS} | where _ResourceId in~ ('{rid('acraaa').upper()}') | distinct Identity",
     )
     assert picked == [{"Identity": "late@contoso.com"}]
+
+
+def test_queries_of_one_shape_answer_for_their_own_registries() -> None:
+    """The second query reuses the first one's translation and column types, with its own
+    ids."""
+    world = estate(
+        {"name": "acrone", "events": traffic(), "settings": [both()]},
+        {"name": "acrtwo", "events": traffic(), "settings": [both()]},
+    )
+    store = LogStore(world)
+    shape = (
+        f"{LOGINS} | where _ResourceId in~ ('{{}}')"
+        " | summarize n = count(), t = max(TimeGenerated) by _ResourceId"
+    )
+    results = {
+        name: store.query(Scope((WS,)), shape.format(rid(name))) for name in ("acrone", "acrtwo")
+    }
+    assert store.translator.translations == 1
+    for name, result in results.items():
+        assert result.columns == [("_ResourceId", "string"), ("n", "long"), ("t", "datetime")]
+        [[registry, n, last]] = result.rows
+        assert registry == rid(name) and n > 0 and ts(last) <= NOW

@@ -11,7 +11,7 @@ import pytest
 
 from emulator.loganalytics import translation
 from emulator.loganalytics.store import QUERY_COLUMNS
-from emulator.loganalytics.translation import Translator
+from emulator.loganalytics.translation import Translation, Translator
 
 NOW = datetime(2026, 11, 25, 12, 0)
 LOGINS = "ContainerRegistryLoginEvents"
@@ -26,6 +26,10 @@ def rid(n: int) -> str:
 
 def ids(*numbers: int, quote: str = '"') -> str:
     return "(" + ", ".join(f"{quote}{rid(n)}{quote}" for n in numbers) + ")"
+
+
+def pair(t: Translation) -> tuple[str, dict[str, Any] | None]:
+    return t.sql, t.parameters
 
 
 def direct(kql: str) -> tuple[str, dict[str, Any] | None]:
@@ -54,24 +58,26 @@ QUERIES = [
 @pytest.mark.parametrize("kql", QUERIES)
 def test_same_sql_as_duckdb_kql(kql: str) -> None:
     translator = Translator(QUERY_COLUMNS)
-    assert translator.to_sql(kql, NOW) == direct(kql)
-    assert translator.to_sql(kql, NOW) == direct(kql)  # from the cache
+    assert pair(translator.to_sql(kql, NOW)) == direct(kql)
+    assert pair(translator.to_sql(kql, NOW)) == direct(kql)  # from the cache
 
 
 def test_queries_differing_in_list_literals_share_a_translation() -> None:
     translator = Translator(QUERY_COLUMNS)
     shape = f"{LOGINS} | where _ResourceId in~ {{}} and Identity !in ('x', {{}}) | count"
     first = shape.format(ids(1, 2, 3), "'y'")
-    assert translator.to_sql(first, NOW) == direct(first)
+    assert pair(translator.to_sql(first, NOW)) == direct(first)
     assert translator.translations == 1
     for other in (shape.format(ids(4, 5, 6), "'z'"), shape.format(ids(9, 8, 7), "'w'")):
-        assert translator.to_sql(other, NOW) == direct(other)
+        assert pair(translator.to_sql(other, NOW)) == direct(other)
+        assert translator.to_sql(other, NOW).shape == translator.to_sql(first, NOW).shape
     assert translator.translations == 1
     longer = shape.format(ids(1, 2, 3, 4), "'y'")
-    assert translator.to_sql(longer, NOW) == direct(longer)
+    assert pair(translator.to_sql(longer, NOW)) == direct(longer)
     assert translator.translations == 2
+    assert translator.to_sql(longer, NOW).shape != translator.to_sql(first, NOW).shape
     later = datetime(2026, 11, 26)
-    assert translator.to_sql(first, later)[0] == str(
+    assert translator.to_sql(first, later).sql == str(
         duckdb_kql.to_sql(first, schema=QUERY_COLUMNS, query_now=later, allow_write=False)
     )
     assert translator.translations == 3
@@ -91,7 +97,7 @@ def test_a_placeholder_the_translation_changes_means_translating_as_written(
     translator = Translator(QUERY_COLUMNS)
     for numbers in ((1, 2), (3, 4)):
         kql = f"{LOGINS} | where _ResourceId in~ {ids(*numbers)} | count"
-        sql, _ = translator.to_sql(kql, NOW)
+        sql = translator.to_sql(kql, NOW).sql
         assert sql == str(lowering(kql, schema=QUERY_COLUMNS, query_now=NOW, allow_write=False))
     assert translator.translations == 3  # the template once, then each query as written
 
