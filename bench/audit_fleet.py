@@ -394,6 +394,9 @@ def analyse(
         "store": (emulator_end, alerts_first or table_last),
         "alerts": (alerts_first, table_last) if alerts_first else (table_last, table_last),
         "exit": (table_last, ended),
+        # The audit overlaps log queries and storage with the paced reads: what is left after
+        # the last read is what the throttle does not hide.
+        "after last read": (settings_end, ended),
     }
     rss_peaks = {
         name: round(max((mb for t, mb in audit.rss_samples if a <= t <= b), default=0.0), 1)
