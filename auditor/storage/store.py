@@ -30,7 +30,7 @@ import logging
 import re
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
@@ -56,6 +56,8 @@ _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,52}")  # + "registries" stays withi
 MAX_BATCH = 100  # operations per transaction (a service limit; Azurite fails beyond it)
 _MAX_BATCH_BYTES = 2 * 1024 * 1024  # a transaction may carry 4 MiB; keep well below
 _MAX_PAGE = 1000  # the service returns at most 1000 entities per request
+# Fewer registries than this are read one by one rather than by listing the table.
+_POINT_READS = 20
 # Transactions in flight at once; each is one partition, so order within a table is free.
 _WRITE_WORKERS = 8
 _REGISTRIES_CURSOR = "registries"
@@ -84,6 +86,16 @@ class _Previous:
     status_since: Any
     last_run_id: str | None
     registry: Registry
+
+
+def _previous(row: Mapping[str, Any]) -> _Previous:
+    return _Previous(
+        status=row.get("Status"),
+        reason_codes=entities.reason_codes(entities.parse_reasons(row.get("Reasons"))),
+        status_since=row.get("StatusSince"),
+        last_run_id=row.get("LastRunId"),
+        registry=entities.registry_from_entity(row),
+    )
 
 
 @contextmanager
@@ -155,15 +167,20 @@ class AuditStore:
                 entities.started_run_entity(run_id, started_at, trigger), mode=UpdateMode.REPLACE
             )
 
-    def run_writer(self, run_id: str) -> RunWriter:
-        """Writes `run_id`'s registries while the run goes on; see `RunWriter`."""
+    def run_writer(self, run_id: str, *, only: Collection[str] | None = None) -> RunWriter:
+        """Writes `run_id`'s registries while the run goes on; see `RunWriter`. `only`: the
+        registry keys of a run that judges a few registries and removes none."""
         self.ensure_tables()
-        return RunWriter(self, run_id, self._current_rows())
+        return RunWriter(self, run_id, self._current_rows(only))
 
     def finish_run(self, run: AuditRun, *, update_summary: bool = True) -> AuditRun:
         """Store a finished run whose registries were not written as it went; returns it with
         the registries found removed appended (see `RunWriter.finish`)."""
-        with self.run_writer(run.run_id) as writer:
+        only = None
+        if not update_summary and not run.inventoried_subscriptions:
+            # An out-of-band re-audit (Event Grid): read its registries' rows, not the fleet's.
+            only = {keys.registry_key(v.registry.name) for v in run.verdicts}
+        with self.run_writer(run.run_id, only=only) as writer:
             return writer.finish(run, update_summary=update_summary)
 
     @staticmethod
@@ -211,27 +228,35 @@ class AuditStore:
 
     # --- reading -------------------------------------------------------------------------
 
-    def _current_rows(self) -> dict[str, _Previous]:
+    def _current_rows(self, only: Collection[str] | None = None) -> dict[str, _Previous]:
         # Only what the comparison needs: a fleet's full rows (reasons with their details)
         # would be the largest thing the run holds while writing.
         with _guard("reading registry status"):
+            if only is not None and len(only) <= _POINT_READS:
+                return {
+                    key: _previous(row)
+                    for key in only
+                    if (row := self._registry_row(key, select=list(_PREVIOUS_COLUMNS)))
+                }
             try:
                 return {
-                    row["RowKey"]: _Previous(
-                        status=row.get("Status"),
-                        reason_codes=entities.reason_codes(
-                            entities.parse_reasons(row.get("Reasons"))
-                        ),
-                        status_since=row.get("StatusSince"),
-                        last_run_id=row.get("LastRunId"),
-                        registry=entities.registry_from_entity(row),
-                    )
+                    row["RowKey"]: _previous(row)
                     for row in self._registries.list_entities(
                         results_per_page=_MAX_PAGE, select=list(_PREVIOUS_COLUMNS)
                     )
+                    if only is None or row["RowKey"] in only
                 }
             except ResourceNotFoundError:
                 return {}
+
+    def _registry_row(self, key: str, *, select: list[str]) -> Mapping[str, Any] | None:
+        try:
+            row: Mapping[str, Any] = self._registries.get_entity(
+                keys.registry_partition(key), key, select=select
+            )
+        except ResourceNotFoundError:
+            return None
+        return row
 
     def known_registries(self) -> list[Registry]:
         """Registries stored as present (not removed): what the next inventory should find."""

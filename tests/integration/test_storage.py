@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -287,6 +288,39 @@ def test_a_failed_background_write_fails_the_finish(
         with pytest.raises(StorageError, match="writing registry status"):
             writer.finish(run)
     assert store.get_summary() is None  # nothing claims the run finished
+
+
+def test_an_out_of_band_run_reads_only_its_own_registries(
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finish(
+        store,
+        audit_run(1, verdict("acrmany1", Status.COMPLIANT), verdict("acrmany2", Status.COMPLIANT)),
+    )
+    listed: list[Any] = []
+    table = store._registries
+    real = table.list_entities
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        listed.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(table, "list_entities", spy)
+    event = replace(
+        audit_run(2, verdict("acrmany1", Status.NONCOMPLIANT, LOGIN_MISSING)),
+        inventoried_subscriptions=frozenset(),
+        trigger="event",
+    )
+    store.start_run(event.run_id, event.started_at, event.trigger)
+    store.finish_run(event, update_summary=False)
+    assert listed == []  # point reads, not the whole table
+    history = store.registry_history("acrmany1")
+    assert [(h["status"], h["previousStatus"]) for h in history] == [
+        ("noncompliant", "compliant"),
+        ("compliant", None),
+    ]
+    other = store.get_registry("acrmany2")
+    assert other is not None and other["status"] == "compliant"
 
 
 def test_removed_only_in_listed_subscriptions(store: AuditStore) -> None:
