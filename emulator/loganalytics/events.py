@@ -347,9 +347,7 @@ SELECT
     '{LOGIN_OPERATION}' AS OperationName,
     CASE WHEN NOT burst AND admin AND draw(gid, h, j, 2) < {ADMIN_LOGIN_SHARE} THEN name
          ELSE pick(idents, draw(gid, h, j, 3) ** 2) END AS Identity,
-    CASE WHEN failed THEN '' ELSE guid_of(hash(gid, h, j, 20), hash(gid, h, j, 21)) END AS JwtId,
     loc AS Region,
-    guid_of(hash(gid, h, j, 22), hash(gid, h, j, 23)) AS CorrelationId,
     CASE WHEN failed THEN 'Failed' ELSE 'Succeeded' END AS ResultType,
     CASE WHEN failed THEN '401' ELSE '200' END AS ResultDescription,
     pick(ips, draw(gid, h, j, 6) ** 2) AS CallerIpAddress,
@@ -357,7 +355,8 @@ SELECT
           ELSE 18 + floor(-ln(1 - draw(gid, h, j, 7)) * 90) END)::BIGINT::VARCHAR AS DurationMs,
     rk,
     (780 + floor(draw(gid, h, j, 9) * 260))::DOUBLE AS _BilledSize,
-    (1 + least(floor(draw(gid, h, j, 8) ** 2 * 5), 4))::TINYINT AS ua
+    (1 + least(floor(draw(gid, h, j, 8) ** 2 * 5), 4))::TINYINT AS ua,
+    gid, h, j
 FROM events
 """  # noqa: S608 - constants only; values are bound parameters
 
@@ -391,7 +390,6 @@ SELECT
          ELSE pick(idents, draw(gid, h, j, 3) ** 2) END AS Identity,
     repo AS Repository,
     tag AS Tag,
-    sha256_of(hash(rid, repo, tag, tag_no)) AS Digest,
     CASE WHEN helm OR (media_u >= 0.6 AND media_u < 0.9)
               THEN 'application/vnd.oci.image.manifest.v1+json'
          WHEN media_u >= 0.9 THEN 'application/vnd.oci.image.index.v1+json'
@@ -403,7 +401,6 @@ SELECT
     CASE WHEN op IN ('Pull', 'Push') THEN 420 + hash(rid, repo, tag, tag_no, 5) % 11800
          ELSE 0 END::INTEGER AS Size,
     loc AS Region,
-    guid_of(hash(gid, h, j, 22), hash(gid, h, j, 23)) AS CorrelationId,
     CASE WHEN failed THEN 'Failed' ELSE 'Succeeded' END AS ResultType,
     CASE WHEN failed AND burst THEN '401'
          WHEN failed THEN CASE WHEN draw(gid, h, j, 17) < 0.6 THEN '401'
@@ -419,7 +416,8 @@ SELECT
     rk,
     (900 + floor(draw(gid, h, j, 9) * 400))::DOUBLE AS _BilledSize,
     (CASE WHEN helm THEN {len(USER_AGENTS)}
-          ELSE 1 + least(floor(draw(gid, h, j, 8) ** 2 * 5), 4) END)::TINYINT AS ua
+          ELSE 1 + least(floor(draw(gid, h, j, 8) ** 2 * 5), 4) END)::TINYINT AS ua,
+    gid, h, j
 FROM named
 """  # noqa: S608 - constants only; values are bound parameters
 
@@ -497,8 +495,11 @@ def _agents_sql() -> str:
 RESOURCE_KEY = "rk"
 ROUTE_RESOURCE_ID = "w.rid"
 
-# Columns computed when a table is read instead of stored with every row: constants and what
-# follows from _ResourceId. Generation writes about a third less this way.
+# Columns computed when a table is read instead of stored with every row: constants, what
+# follows from _ResourceId, and the ids and digests drawn for each event from its (generator,
+# hour, index) as generation would (those take half the time of generating the rows, and few
+# queries read them). Generation writes about half as much this way.
+_CORRELATION_ID = "guid_of(hash(r.gid, r.h, r.j, 22), hash(r.gid, r.h, r.j, 23))"
 _COMMON_DERIVED = {
     "SourceSystem": "'Azure'",
     "_ResourceId": ROUTE_RESOURCE_ID,
@@ -509,6 +510,10 @@ DERIVED: dict[str, dict[str, str]] = {
         **_COMMON_DERIVED,
         "Category": f"'{LOGIN_EVENTS}'",
         "Type": f"'{LOGIN_EVENTS}'",
+        # empty for failed logins
+        "JwtId": "CASE WHEN r.ResultType = 'Failed' THEN '' "
+        "ELSE guid_of(hash(r.gid, r.h, r.j, 20), hash(r.gid, r.h, r.j, 21)) END",
+        "CorrelationId": _CORRELATION_ID,
         "_IsBillable": "'True'",
         "LoginServer": f"split_part({ROUTE_RESOURCE_ID}, '/', 9) || '.azurecr.io'",
         "UserAgent": f"{_agents_sql()}[r.ua]",
@@ -517,6 +522,10 @@ DERIVED: dict[str, dict[str, str]] = {
         **_COMMON_DERIVED,
         "Category": f"'{REPOSITORY_EVENTS}'",
         "Type": f"'{REPOSITORY_EVENTS}'",
+        # the tag number is drawn as in generation (tag_no)
+        "Digest": f"sha256_of(hash({ROUTE_RESOURCE_ID}, r.Repository, r.Tag, "
+        "floor(draw(r.gid, r.h, r.j, 14) ** 2 * 8)::BIGINT))",
+        "CorrelationId": _CORRELATION_ID,
         "_IsBillable": "'True'",
         "LoginServer": f"split_part({ROUTE_RESOURCE_ID}, '/', 9) || '.azurecr.io'",
         "UserAgent": f"{_agents_sql()}[r.ua]",
@@ -529,9 +538,10 @@ DERIVED: dict[str, dict[str, str]] = {
     AZURE_ACTIVITY: {},
 }
 # Stored helper columns behind derived ones (not part of the table's schema).
+_DRAWN = [("gid", "BIGINT"), ("h", "BIGINT"), ("j", "BIGINT")]  # an event's draw inputs
 HELPERS: dict[str, list[tuple[str, str]]] = {
-    LOGIN_EVENTS: [("ua", "TINYINT"), (RESOURCE_KEY, "INTEGER")],
-    REPOSITORY_EVENTS: [("ua", "TINYINT"), (RESOURCE_KEY, "INTEGER")],
+    LOGIN_EVENTS: [("ua", "TINYINT"), (RESOURCE_KEY, "INTEGER"), *_DRAWN],
+    REPOSITORY_EVENTS: [("ua", "TINYINT"), (RESOURCE_KEY, "INTEGER"), *_DRAWN],
     AZURE_METRICS: [(RESOURCE_KEY, "INTEGER")],
     AZURE_ACTIVITY: [],
 }
