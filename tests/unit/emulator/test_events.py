@@ -535,3 +535,18 @@ def test_queries_of_one_shape_answer_for_their_own_registries() -> None:
         assert result.columns == [("_ResourceId", "string"), ("n", "long"), ("t", "datetime")]
         [[registry, n, last]] = result.rows
         assert registry == rid(name) and n > 0 and ts(last) <= NOW
+
+
+def test_metrics_rows_do_not_depend_on_when_they_are_first_read() -> None:
+    """AzureMetrics rows are generated only once a query reads the table: read first after the
+    clock moved past the generated horizon, they are the rows generated up front and extended."""
+    stores = []
+    for read_early in (True, False):
+        world = estate({"name": "acrmetrics", "events": traffic(), "settings": [both()]})
+        store = LogStore(world)
+        q(store, "AzureMetrics | count" if read_early else f"{LOGINS} | count")
+        world.advance(timedelta(hours=50))  # past the horizon (24 h by default)
+        stores.append(store)
+    early, late = (sorted(map(str, q(s, "AzureMetrics"))) for s in stores)
+    assert early == late
+    assert len(early) > 100 and "TotalPullCount" in "".join(early)
