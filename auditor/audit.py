@@ -6,10 +6,10 @@ This module wires adapters to the pure judgement; it decides nothing about compl
 from __future__ import annotations
 
 import logging
+import queue
 import time
 import uuid
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -31,6 +31,7 @@ from auditor.evidence import LogEvidence, apply_evidence
 from auditor.facts import AuditRun, CategoryInfo, Registry, RunStatus, Status, Verdict
 from auditor.judgement import judge
 from auditor.logs_audit import EvidenceCollector, LogOptions
+from auditor.pacing import SubscriptionQueue
 from auditor.policy import Policy
 
 if TYPE_CHECKING:
@@ -70,23 +71,6 @@ class AuditStats:
 def new_run_id(started_at: datetime) -> str:
     # Sortable by time, unique across overlapping runs.
     return started_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
-
-
-def interleave_by_subscription(registries: Iterable[Registry]) -> list[Registry]:
-    """Round-robin over subscriptions, so concurrent readers spread over every subscription's
-    token bucket instead of queueing on one while the others sit idle."""
-    groups: dict[str, list[Registry]] = defaultdict(list)
-    for reg in registries:
-        groups[reg.subscription_id].append(reg)
-    queues = [groups[k] for k in sorted(groups, key=lambda k: -len(groups[k]))]
-    out: list[Registry] = []
-    index = 0
-    while len(out) < sum(len(q) for q in queues):
-        for q in queues:
-            if index < len(q):
-                out.append(q[index])
-        index += 1
-    return out
 
 
 def _judge_one(
@@ -211,24 +195,45 @@ def run_audit(
         writer.write(judged, evidence, observed_at=clock())
 
     verdicts: list[Verdict] = []
-    order = interleave_by_subscription(registries)
+    # Which registry to read next is decided as the run goes (whose ARM budget has a token
+    # now), so readers take them from a shared queue rather than in a fixed order.
+    reads = SubscriptionQueue(((r.subscription_id, r) for r in registries), clients.pacer.due_in)
+    judged: queue.SimpleQueue[Verdict | BaseException] = queue.SimpleQueue()
+
+    def reader() -> None:
+        while (registry := reads.next()) is not None:
+            try:
+                judged.put(_judge_one(clients, registry, categories, policy))
+            except BaseException as exc:  # noqa: BLE001 - handed to the run, which re-raises it
+                judged.put(exc)
+                return
+
     last_report = last_write = time.monotonic()
     try:
         with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="audit") as pool:
-            for verdict in pool.map(lambda r: _judge_one(clients, r, categories, policy), order):
-                verdicts.append(verdict)
-                waiting[verdict.registry.key] = verdict
-                if collector is not None:
-                    collector.add(verdict)
-                stats.settings_reads += 1
-                if verdict.status is Status.UNKNOWN:
-                    stats.read_failures += 1
-                if time.monotonic() - last_write > WRITE_EVERY_SECONDS:
-                    last_write = time.monotonic()
-                    write_settled()
-                if progress and time.monotonic() - last_report > 2.0:
-                    last_report = time.monotonic()
-                    progress(f"settings: {len(verdicts)}/{len(order)} registries read")
+            try:
+                for _ in range(min(max_concurrency, len(registries))):
+                    pool.submit(reader)
+                for _ in registries:
+                    item = judged.get()
+                    if isinstance(item, BaseException):
+                        raise item
+                    verdict = item
+                    verdicts.append(verdict)
+                    waiting[verdict.registry.key] = verdict
+                    if collector is not None:
+                        collector.add(verdict)
+                    stats.settings_reads += 1
+                    if verdict.status is Status.UNKNOWN:
+                        stats.read_failures += 1
+                    if time.monotonic() - last_write > WRITE_EVERY_SECONDS:
+                        last_write = time.monotonic()
+                        write_settled()
+                    if progress and time.monotonic() - last_report > 2.0:
+                        last_report = time.monotonic()
+                        progress(f"settings: {len(verdicts)}/{len(registries)} registries read")
+            finally:
+                reads.close()  # readers stop after their current registry
         verdicts.extend(unreadable)
         verdicts.sort(key=lambda v: v.registry.key)
         evidence_result = None

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -78,6 +82,14 @@ class TokenBucketPacer:
             self.stats.per_key_waited[key] = self.stats.per_key_waited.get(key, 0.0) + delay
             return delay
 
+    def due_in(self, key: str) -> float:
+        """How long a reservation made now would wait; reserves nothing."""
+        key = key.lower()
+        with self._lock:
+            now = self._clock()
+            bucket = self._bucket(key, now)
+            return max(0.0, (1.0 - bucket.tokens) / self.rate, bucket.paused_until - now)
+
     def acquire(self, key: str) -> float:
         delay = self.reserve(key)
         if delay > 0:
@@ -101,6 +113,60 @@ class TokenBucketPacer:
             bucket.paused_until = max(bucket.paused_until, now + max(0.0, retry_after))
             bucket.tokens = min(bucket.tokens, 0.0)
             self.stats.throttled += 1
+
+
+class SubscriptionQueue(Generic[T]):
+    """Hands out work so that no subscription's token bucket sits idle: the next item comes
+    from the subscription whose next token is due soonest, the one with most items left
+    first (by the count it started with). Thread-safe.
+
+    A fixed round-robin fails skewed fleets: a subscription holding half of them got one turn
+    in twenty while its bucket was full, and the refill it could not spend then was lost to
+    the whole run (about 12 s of 200 at 5,000 of 10,000 registries).
+    """
+
+    def __init__(self, items: Iterable[tuple[str, T]], due_in: Callable[[str], float]) -> None:
+        self._queues: dict[str, deque[T]] = {}
+        for key, item in items:
+            self._queues.setdefault(key.lower(), deque()).append(item)
+        # Largest first: a subscription with a token due now is taken in this order, so the
+        # usual pick costs one look, not one per subscription.
+        self._order = sorted(self._queues, key=lambda k: (-len(self._queues[k]), k))
+        self._due_in = due_in
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        with self._lock:
+            return sum(len(q) for q in self._queues.values())
+
+    def next(self) -> T | None:
+        """The next item, or None when there is none left (or after `close`)."""
+        with self._lock:
+            best: str | None = None
+            best_due = 0.0
+            for key in self._order:
+                if key not in self._queues:
+                    continue
+                due = self._due_in(key)
+                if due <= 0.0:
+                    best = key
+                    break
+                if best is None or due < best_due:
+                    best, best_due = key, due
+            if best is None:
+                return None
+            queue = self._queues[best]
+            item = queue.popleft()
+            if not queue:
+                del self._queues[best]
+                self._order.remove(best)
+            return item
+
+    def close(self) -> None:
+        """Hand out nothing more (the run is stopping)."""
+        with self._lock:
+            self._queues.clear()
+            self._order.clear()
 
 
 def throttle_bound_seconds(reads_per_key: dict[str, int], *, rate: float, burst: int) -> float:
