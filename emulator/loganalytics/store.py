@@ -568,6 +568,9 @@ def _output_expr(name: str, duck: str) -> str:
 def format_datetime(value: datetime) -> str:
     """ISO 8601 in UTC with a Z, fractional seconds only when present (as Log Analytics)."""
     v = value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
+    if v.year >= 1000:  # isoformat pads years to four digits, strftime's %Y only from 1000 on
+        text = v.isoformat(timespec="microseconds")  # several times cheaper than strftime
+        return (text.rstrip("0") if v.microsecond else text[:19]) + "Z"
     text = v.strftime("%Y-%m-%dT%H:%M:%S")
     if v.microsecond:
         text += f".{v.microsecond:06d}".rstrip("0")
@@ -599,7 +602,9 @@ def _json_rows(raw_rows: list[tuple[Any, ...]], kinds: list[str]) -> list[list[A
     for i, kind in convert:
         for row in rows:
             value = row[i]
-            if kind != "string" or not isinstance(value, str):
+            if type(value) is datetime:
+                row[i] = format_datetime(value)
+            elif kind != "string" or not isinstance(value, str):
                 row[i] = _json_value(value, kind)
     return rows
 

@@ -119,13 +119,15 @@ class Translator:
         values in placeholder order; no values when nothing is replaced."""
         if _MULTILINE.search(kql) or self._tag in kql:
             return kql, []
-        tokens = [
-            (m.lastgroup, m.group(), m.start())
-            for m in _TOKEN.finditer(kql)
-            if m.lastgroup not in ("space", "comment")
-        ]
-        if any(k == "string" and at and _PREFIX.match(kql, at - 1) for k, _, at in tokens):
-            return kql, []
+        tokens: list[tuple[str | None, str, int]] = []
+        for m in _TOKEN.finditer(kql):
+            kind = m.lastgroup
+            if kind == "space" or kind == "comment":
+                continue
+            at = m.start()
+            if kind == "string" and at and _PREFIX.match(kql, at - 1):
+                return kql, []
+            tokens.append((kind, m.group(), at))
         parts: list[str] = []
         values: list[str] = []
         done = 0  # kql[:done] is in parts
