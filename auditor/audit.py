@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
+# Called with registries stored during the run (their final verdicts and log evidence), e.g.
+# to alert on them before the run ends: (run id, verdicts, evidence by registry key).
+Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
+
 # How often judged registries are handed to the store while the settings are still read:
 # often enough that little is left for the end, seldom enough that transactions stay full.
 WRITE_EVERY_SECONDS = 20.0
@@ -99,6 +103,7 @@ def run_audit(
     stats: AuditStats | None = None,
     logs_reader: LogsReader | None = None,
     log_options: LogOptions | None = None,
+    on_judged: Judged | None = None,
 ) -> AuditRun:
     """`logs_reader` given: the logs are checked too (do events arrive?), which can make a
     registry `logs_silent` (noncompliant), `pending`, or unknown when its workspace fails."""
@@ -193,6 +198,8 @@ def run_audit(
         )
         final.update((v.registry.key, v) for v in judged)
         writer.write(judged, evidence, observed_at=clock())
+        if on_judged is not None:
+            on_judged(run_id, judged, evidence)
 
     verdicts: list[Verdict] = []
     # Which registry to read next is decided as the run goes (whose ARM budget has a token

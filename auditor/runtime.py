@@ -22,6 +22,7 @@ from auditor.settings import Settings
 
 if TYPE_CHECKING:
     from auditor.alerts import AlertService, SettingChange
+    from auditor.alerts.stream import AlertStream
     from auditor.storage import AuditStore
 
 log = logging.getLogger(__name__)
@@ -89,6 +90,7 @@ def audit_once(
         clients = build_arm_clients(settings, credential)
         store = build_store(settings, credential) if use_store else None
         reader = build_logs_reader(settings, credential) if check_logs else None
+        stream = _alert_stream(settings, credential) if alerts and use_store else None
         try:
             run = run_audit(
                 clients,
@@ -103,13 +105,18 @@ def audit_once(
                 stats=stats,
                 logs_reader=reader,
                 log_options=LogOptions.from_settings(settings) if check_logs else None,
+                on_judged=stream.submit if stream is not None else None,
             )
+            if stream is not None:
+                run = stream.finish(run)
+            elif alerts and use_store:
+                run = send_alerts(settings, run, credential=credential)
         finally:
             clients.close()
             if reader is not None:
                 reader.close()
-        if alerts and use_store:
-            run = send_alerts(settings, run, credential=credential)
+            if stream is not None:
+                stream.close()
         observed.record(run, clients=clients, logs_reader=reader, stats=stats)
     return run
 
@@ -136,6 +143,19 @@ def audit_registry_once(
         run = send_alerts(settings, run, credential=credential, setting_changes=setting_changes)
         observed.record(run, clients=clients)
     return run
+
+
+def _alert_stream(settings: Settings, credential: TokenCredential) -> AlertStream | None:
+    """Alerts sent as the run stores its registries; None (alerts then go out after the run,
+    where a failure is reported on it) if the alert service cannot be set up."""
+    from auditor.alerts import AlertService
+    from auditor.alerts.stream import AlertStream
+
+    try:
+        return AlertStream(AlertService.from_settings(settings, credential=credential))
+    except Exception:  # reported by send_alerts, which meets the same problem
+        log.exception("alerts cannot be sent while the run goes on")
+        return None
 
 
 def alerts_provider(

@@ -25,6 +25,7 @@ from auditor.alerts.model import (
     LOGIN_TOPICS,
     Alert,
     AlertKind,
+    AlertState,
     Change,
     SettingChange,
     Topic,
@@ -126,9 +127,14 @@ class AlertService:
         now: datetime | None = None,
         login_evidence: Mapping[str, Sequence[Reason]] | None = None,
         setting_changes: Sequence[SettingChange] = (),
+        states: Mapping[str, AlertState] | None = None,
     ) -> DeliveryReport:
         """Flush the outbox, then plan and send this run's alerts. Works for a whole fleet and
-        for a one-registry run (Event Grid): registries not in `verdicts` are not touched."""
+        for a one-registry run (Event Grid): registries not in `verdicts` are not touched.
+
+        `states`: the stored alert states as read earlier in the run (`self.states.load()`),
+        instead of reading them now; a state changed since only costs its alert to whoever
+        changed it (the claim's ETag no longer matches), never a duplicate."""
         moment = now or self._clock()
         report = self.flush(now=moment)
         try:
@@ -139,8 +145,13 @@ class AlertService:
                 registries |= {normalize_id(k) for k in login_evidence or ()}
                 topics += LOGIN_TOPICS
             keys = {alert_key(r, t) for r in registries for t in topics}
+            known = (
+                self.states.load(keys)
+                if states is None
+                else {k: state for k in keys if (state := states.get(k)) is not None}
+            )
             plan = plan_alerts(
-                self.states.load(keys),
+                known,
                 verdicts,
                 now=moment,
                 remind_after=options.remind_after,

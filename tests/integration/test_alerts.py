@@ -23,6 +23,7 @@ from azure.core.pipeline import PipelineResponse
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import QueueClient
 
+from auditor import audit as audit_module
 from auditor.alerts import (
     AlertKind,
     AlertService,
@@ -47,6 +48,7 @@ from auditor.alerts.transitions import AlertPlan
 from auditor.errors import ConfigError
 from auditor.facts import Registry, Status, Verdict
 from auditor.reasons.catalog import reason
+from auditor.runtime import audit_once
 from auditor.settings import Settings
 from emulator.azurite import Azurite
 
@@ -867,3 +869,36 @@ def test_event_grid_delete_event_re_audit_and_alert_in_seconds(
     assert "mallory@contoso.com" in alert["summary"]
     assert verify(hook)
     assert AlertKind(alert["kind"]) is AlertKind.OPENED
+
+
+# -- a full audit -------------------------------------------------------------------------------
+
+
+def test_a_full_audit_alerts_on_registries_as_they_are_stored(
+    local_azure: Callable[..., Any], receiver: Receiver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Slow, one-at-a-time reads and a hand-over after every read: alerts on registries
+    stored early go out while the rest are still read, each alert once, and a second run
+    sends nothing new."""
+    monkeypatch.setattr(audit_module, "WRITE_EVERY_SECONDS", 0.0)
+    emu, env = local_azure(latency={"arm": 400})
+    settings = Settings.from_env(
+        {
+            **env,
+            "AUDITOR_MAX_CONCURRENCY": "1",
+            "AUDITOR_ALERT_WEBHOOK_URL": receiver.url(f"/hook/{TOKEN}"),
+            "AUDITOR_ALERT_WEBHOOK_SECRET": SECRET,
+        }
+    )
+    run = audit_once(settings, trigger="test")
+    failing = sorted(v.registry.name for v in run.verdicts if v.status is Status.NONCOMPLIANT)
+    assert len(failing) == 4
+    hooks = receiver.on("/hook/")
+    assert sorted(r.json()["registry"]["name"] for r in hooks) == failing
+    wall = time.time() - time.monotonic()  # Received.at is monotonic
+    last_read = max(e.time for e in emu.world.requests() if e.path.endswith("/diagnosticSettings"))
+    assert min(r.at for r in hooks) + wall < last_read  # sent during the reads
+    assert not [e for e in run.errors if "alert" in e]
+
+    audit_once(settings, trigger="test")
+    assert len(receiver.on("/hook/")) == len(failing)  # nothing new to say
