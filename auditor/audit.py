@@ -48,7 +48,7 @@ Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 
 # How often judged registries are handed to the store while the settings are still read:
 # often enough that little is left for the end, seldom enough that transactions stay full.
-WRITE_EVERY_SECONDS = 20.0
+WRITE_EVERY_SECONDS = 5.0
 
 
 class RunStore(Protocol):
