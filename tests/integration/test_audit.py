@@ -43,6 +43,15 @@ def audit(env: dict[str, str], **kwargs: Any) -> AuditRun:
     return audit_once(Settings.from_env(env), trigger="test", **kwargs)
 
 
+@pytest.fixture(params=["at_the_end", "as_judged"])
+def write_mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Small runs store everything at their end; "as_judged" hands registries to the store
+    (and alerts) after every read, as a long run does every few seconds."""
+    if request.param == "as_judged":
+        monkeypatch.setattr(audit_module, "WRITE_EVERY_SECONDS", 0.0)
+    return str(request.param)
+
+
 def test_small_estate_is_judged_exactly_and_stored(local_azure: LocalAzure) -> None:
     emu, env = local_azure()
     run = audit(env)
@@ -111,7 +120,9 @@ def test_registries_are_stored_while_the_rest_are_still_read(
         assert [h["runId"] for h in store.registry_history(name)] == [run.run_id]
 
 
-def test_failures_are_isolated_and_reported_unknown(local_azure: LocalAzure) -> None:
+def test_failures_are_isolated_and_reported_unknown(
+    local_azure: LocalAzure, write_mode: str
+) -> None:
     _, env = local_azure(
         faults=[
             {"kind": "status", "status": 403, "subscription": DEV},
@@ -136,9 +147,15 @@ def test_failures_are_isolated_and_reported_unknown(local_azure: LocalAzure) -> 
         assert status == "unknown", name
         assert "403" in reasons[0], reasons
     assert run.status is RunStatus.PARTIAL
+    store = build_store(Settings.from_env(env))
+    for name, (status, _) in result.items():
+        stored = store.get_registry(name)
+        assert stored is not None and stored["status"] == status, name
 
 
-def test_registry_that_disappeared_is_removed_not_failed(local_azure: LocalAzure) -> None:
+def test_registry_that_disappeared_is_removed_not_failed(
+    local_azure: LocalAzure, write_mode: str
+) -> None:
     emu, env = local_azure()
     audit(env)
     gone = emu.world.registry_by_name("acrstorage01")
@@ -148,6 +165,8 @@ def test_registry_that_disappeared_is_removed_not_failed(local_azure: LocalAzure
     by_name = {v.registry.name: v for v in run.verdicts}
     assert by_name["acrstorage01"].status is Status.REMOVED
     assert by_name["acrcompliant01"].status is Status.COMPLIANT
+    stored = build_store(Settings.from_env(env)).get_registry("acrstorage01")
+    assert stored is not None and stored["status"] == "removed"
 
 
 def test_subscription_filter_limits_the_audit(local_azure: LocalAzure) -> None:
@@ -183,3 +202,26 @@ def test_pacing_at_the_servers_rate_avoids_429(local_azure: LocalAzure) -> None:
     run = audit({**env, "AUDITOR_ARM_BURST": "2", "AUDITOR_ARM_READS_PER_SECOND": "5"})
     assert outcome(run) == EXPECTED
     assert [e for e in emu.world.requests() if e.status == 429] == []
+
+
+def test_a_failing_log_analytics_makes_routed_registries_unknown(
+    local_azure: LocalAzure, write_mode: str
+) -> None:
+    _, env = local_azure(faults=[{"kind": "status", "status": 500, "api": "logs"}])
+    run = audit({**env, "AUDITOR_HTTP_RETRIES": "0"})
+    result = outcome(run)
+    # Registries whose logs go to a workspace cannot be proven to log: a compliant one is
+    # unknown, a noncompliant one stays so; both say why.
+    for name, status in (
+        ("acrcompliant01", "unknown"),
+        ("acrgroups01", "unknown"),
+        ("acrdisabled01", "noncompliant"),
+    ):
+        assert result[name][0] == status, name
+        assert any(r.startswith("logs_unreadable") for r in result[name][1]), result[name]
+    # The others are judged on their settings alone, as usual.
+    for name in ("acrstorage01", "acrlegacy01", "acrnosetting01"):
+        assert result[name] == EXPECTED[name]
+    assert run.status is RunStatus.PARTIAL
+    stored = build_store(Settings.from_env(env)).get_registry("acrcompliant01")
+    assert stored is not None and stored["status"] == "unknown"
