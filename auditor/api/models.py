@@ -134,7 +134,10 @@ class RegistryDetail(Registry):
 
 class Run(BaseModel):
     id: str | None
-    status: str | None = Field(description="running, succeeded, partial or failed")
+    status: str | None = Field(
+        description="running, succeeded, partial or failed; abandoned: still running a day "
+        "after it started (its process stopped)"
+    )
     trigger: str | None
     startedAt: str | None
     finishedAt: str | None

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditor import trail
@@ -32,6 +32,10 @@ MAX_LIST_ITEMS = 1_000  # per list of an evidence document, before any size-base
 MAX_PROBLEMS = 50
 
 RUNNING = "running"  # run status between start_run and finish_run; not a RunStatus
+# How a run still `running` this long after its start is shown: its process stopped without
+# finishing it (no run lasts a day; the timer runs hourly). Read-side only: nothing rewrites it.
+ABANDONED = "abandoned"
+ABANDONED_AFTER = timedelta(hours=24)
 
 
 def utf16_len(text: str) -> int:
@@ -220,8 +224,17 @@ def finished_run_entity(run: AuditRun) -> dict[str, Any]:
     }
 
 
-def run_doc(row: Mapping[str, Any]) -> dict[str, Any]:
+def run_doc(row: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
     finished = row.get("FinishedAt") is not None
+    status = row.get("Status")
+    started = parse_time(row.get("StartedAt"))
+    if (
+        status == RUNNING
+        and now is not None
+        and started is not None
+        and now - started > ABANDONED_AFTER
+    ):
+        status = ABANDONED
     totals = (
         StatusCounts(
             compliant=row.get("Compliant", 0),
@@ -234,7 +247,7 @@ def run_doc(row: Mapping[str, Any]) -> dict[str, Any]:
     )
     return {
         "id": row.get("RunId"),
-        "status": row.get("Status"),
+        "status": status,
         "trigger": row.get("Trigger"),
         "startedAt": row.get("StartedAt"),
         "finishedAt": row.get("FinishedAt"),

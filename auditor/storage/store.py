@@ -34,7 +34,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, S
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.core.credentials import TokenCredential
@@ -368,9 +368,10 @@ class AuditStore:
         return [entities.history_doc(row) for _, row in zip(range(limit), rows, strict=False)]
 
     def list_runs(
-        self, *, limit: int = 20, continuation: str | None = None
+        self, *, limit: int = 20, continuation: str | None = None, now: datetime | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """Runs newest first (running ones included), and the token of the next page."""
+        """Runs newest first (running ones included), and the token of the next page. A run
+        still `running` a day after it started (as of `now`) is shown `abandoned`."""
         _check_page_size("limit", limit)
         query = "PartitionKey eq @pk"
         params: dict[str, Any] = {"pk": keys.RUNS_PARTITION}
@@ -381,7 +382,8 @@ class AuditStore:
         rows = self._query(
             self._runs, query, params, page_size=min(_MAX_PAGE, limit + 1), action="listing runs"
         )
-        return self._page(rows, limit, _RUNS_CURSOR, entities.run_doc)
+        moment = now or datetime.now(UTC)
+        return self._page(rows, limit, _RUNS_CURSOR, lambda r: entities.run_doc(r, now=moment))
 
     def registry_logins(
         self,

@@ -389,10 +389,16 @@ def test_a_run_that_dies_leaves_the_previous_summary(store: AuditStore) -> None:
     assert store.get_summary() == before
     assert before is not None
     assert before["lastRun"]["id"] == "run001"
-    runs, _ = store.list_runs()
+    runs, _ = store.list_runs(now=T0 + timedelta(hours=3))
     assert [(r["id"], r["status"], r["totals"]) for r in runs] == [
         ("run002", "running", None),
         ("run001", "succeeded", before["totals"]),
+    ]
+    # A day on, nothing will finish it: it is shown abandoned, the finished run unchanged.
+    later, _ = store.list_runs(now=T0 + timedelta(hours=26, minutes=1))
+    assert [(r["id"], r["status"]) for r in later] == [
+        ("run002", "abandoned"),
+        ("run001", "succeeded"),
     ]
 
 
