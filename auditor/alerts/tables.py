@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
@@ -11,15 +10,13 @@ from typing import Any, TypeVar
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError
 
+from auditor.storage.transactions import MAX_OPERATIONS, transactions
+
+__all__ = ["MAX_OPERATIONS", "Operation", "transactions", "write_all"]
+
 R = TypeVar("R")
 # (operation, entity, keyword arguments), as `TableClient.submit_transaction` takes them.
 Operation = tuple[str, Mapping[str, Any], Mapping[str, Any]]
-
-MAX_OPERATIONS = 100  # Table Storage's limit per entity-group transaction
-# A transaction may carry 4 MiB; the estimate below is JSON without the multipart envelope
-# (about 1 KiB of headers per operation is added to it), so keep clear of the limit.
-_MAX_PAYLOAD = 3 * 2**20
-_ENVELOPE = 1024
 
 
 class LazyTable:
@@ -63,28 +60,6 @@ def etag_of(entity: Mapping[str, Any]) -> str | None:
 def without_none(entity: dict[str, Any]) -> dict[str, Any]:
     """Table Storage has no null: an absent property is how "not set" is stored."""
     return {k: v for k, v in entity.items() if v is not None}
-
-
-def transactions(entities: Sequence[Mapping[str, Any]]) -> list[list[int]]:
-    """Indexes of `entities` grouped the way Table Storage accepts a transaction: one partition,
-    at most 100 operations and (estimated) 3 MiB, no row twice; in order within a partition."""
-    groups: list[list[int]] = []
-    open_groups: dict[str, tuple[list[int], set[str], int]] = {}
-    for index, entity in enumerate(entities):
-        partition, row = str(entity["PartitionKey"]), str(entity["RowKey"])
-        size = len(json.dumps(entity, default=str)) + _ENVELOPE
-        current = open_groups.get(partition)
-        if current is not None:
-            members, rows, total = current
-            if len(members) < MAX_OPERATIONS and row not in rows and total + size <= _MAX_PAYLOAD:
-                members.append(index)
-                rows.add(row)
-                open_groups[partition] = (members, rows, total + size)
-                continue
-        members = [index]
-        groups.append(members)
-        open_groups[partition] = (members, {row}, size)
-    return groups
 
 
 def write_all(

@@ -48,13 +48,13 @@ from auditor.reasons.catalog import REMOVED
 from auditor.storage import entities, keys
 from auditor.storage.errors import StorageError
 from auditor.storage.keys import InvalidContinuationToken
+from auditor.storage.transactions import MAX_OPERATIONS, transactions
 from auditor.summary import iso, summarize
 
 log = logging.getLogger(__name__)
 
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,52}")  # + "registries" stays within 63 characters
-MAX_BATCH = 100  # operations per transaction (a service limit; Azurite fails beyond it)
-_MAX_BATCH_BYTES = 2 * 1024 * 1024  # a transaction may carry 4 MiB; keep well below
+MAX_BATCH = MAX_OPERATIONS  # operations per transaction (a service limit)
 _MAX_PAGE = 1000  # the service returns at most 1000 entities per request
 # Fewer registries than this are read one by one rather than by listing the table.
 _POINT_READS = 20
@@ -668,27 +668,5 @@ class RunWriter:
 
 
 def _batches(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    """Transactions: one partition each, at most MAX_BATCH rows and _MAX_BATCH_BYTES."""
-    by_partition: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for row in rows:
-        by_partition[row["PartitionKey"]].append(row)
-    for partition_rows in by_partition.values():
-        batch: list[dict[str, Any]] = []
-        size = 0
-        for row in partition_rows:
-            row_size = _approximate_size(row)
-            if batch and (len(batch) == MAX_BATCH or size + row_size > _MAX_BATCH_BYTES):
-                yield batch
-                batch, size = [], 0
-            batch.append(row)
-            size += row_size
-        if batch:
-            yield batch
-
-
-def _approximate_size(row: Mapping[str, Any]) -> int:
-    # UTF-8 JSON on the wire: at most 3 bytes per UTF-16 code unit, plus framing.
-    return 256 + sum(
-        3 * entities.utf16_len(f"{name}{value}") if isinstance(value, str) else 64 + len(name)
-        for name, value in row.items()
-    )
+    for group in transactions(rows):
+        yield [rows[i] for i in group]
