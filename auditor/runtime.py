@@ -189,8 +189,5 @@ def send_alerts(
     except Exception as exc:  # a sink or storage surprise must not lose the audit's results
         log.exception("alerting failed for run %s", run.run_id)
         return dataclasses.replace(run, errors=(*run.errors, f"alerting failed: {exc}"))
-    problems = list(report.errors) + [
-        f"alert {d.alert_id} to {d.sink}: {d.outcome}" + (f" ({d.error})" if d.error else "")
-        for d in report.failures
-    ]
+    problems = report.problems()
     return dataclasses.replace(run, errors=(*run.errors, *problems)) if problems else run

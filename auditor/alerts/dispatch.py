@@ -69,6 +69,13 @@ class DeliveryReport:
     def delivered(self) -> list[Delivery]:
         return [d for d in self.deliveries if d.outcome == "delivered"]
 
+    def problems(self) -> list[str]:
+        """What went wrong, as lines for the run's errors."""
+        return list(self.errors) + [
+            f"alert {d.alert_id} to {d.sink}: {d.outcome}" + (f" ({d.error})" if d.error else "")
+            for d in self.failures
+        ]
+
     def merge(self, other: DeliveryReport) -> DeliveryReport:
         return DeliveryReport(
             claimed=self.claimed + other.claimed,

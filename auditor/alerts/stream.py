@@ -68,11 +68,7 @@ class AlertStream:
             future.result()  # _process never raises
         rest = [v for v in run.verdicts if self._processed.get(v.registry.key) is not v]
         self._process(run.run_id, rest, run.evidence, now=run.finished_at)
-        problems = self._problems + list(self._report.errors)
-        problems += [
-            f"alert {d.alert_id} to {d.sink}: {d.outcome}" + (f" ({d.error})" if d.error else "")
-            for d in self._report.failures
-        ]
+        problems = self._problems + self._report.problems()
         return dataclasses.replace(run, errors=(*run.errors, *problems)) if problems else run
 
     @property
