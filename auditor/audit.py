@@ -47,7 +47,7 @@ Progress = Callable[[str], None]
 Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 
 # How often judged registries are handed to the store while the settings are still read:
-# often enough that little is left for the end, seldom enough that transactions stay full.
+# often enough that little is left for the end of the run.
 WRITE_EVERY_SECONDS = 5.0
 
 

@@ -25,7 +25,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from auditor import kql
-from auditor.azure.logs import LogsReader, QueryOutcome, WorkspaceRef, resolve_workspaces
+from auditor.azure.logs import LogsReader, QueryOutcome, WorkspaceRef, resolve_workspace
 from auditor.errors import ConfigError
 from auditor.evidence import (
     DEFAULT_ADMIN_IDENTITIES,
@@ -428,7 +428,7 @@ class EvidenceCollector:
         """Resolve a workspace once; its activity queries go out as soon as it resolves."""
         ref = self._refs.get(workspace_id)
         if ref is None:
-            ref = self._resolver.submit(_resolve, self._arm, workspace_id)
+            ref = self._resolver.submit(resolve_workspace, self._arm, workspace_id)
             self._refs[workspace_id] = ref
             for subs in kql.chunks(self._subscriptions, self._opts.chunk_size):
                 self._activity.append(
@@ -467,13 +467,6 @@ class EvidenceCollector:
         if ref.customer_id is None:
             return [], 0  # reported once, from the workspace
         return _run(self._reader, build(ref), self._opts)
-
-
-def _resolve(arm: ArmClients, workspace_id: str) -> WorkspaceRef:
-    refs = resolve_workspaces(arm, [workspace_id], max_concurrency=1)
-    return refs.get(normalize_id(workspace_id)) or WorkspaceRef(
-        normalize_id(workspace_id), error="workspace id is empty"
-    )
 
 
 def _registry_requests(

@@ -122,7 +122,7 @@ class SubscriptionQueue(Generic[T]):
 
     A fixed round-robin fails skewed fleets: a subscription holding half of them got one turn
     in twenty while its bucket was full, and the refill it could not spend then was lost to
-    the whole run (about 12 s of 200 at 5,000 of 10,000 registries).
+    the whole run (about 10 s of 200 at 5,000 of 10,000 registries, in the benchmark).
     """
 
     def __init__(self, items: Iterable[tuple[str, T]], due_in: Callable[[str], float]) -> None:
