@@ -7,8 +7,9 @@ Microsoft's parser (tests/integration/test_log_evidence.py) and the emulator.
 
 Shape of every builder: one table (or a union of the two registry tables), a time filter in
 the text (the SDK `timespan` is passed as well, see `Query.timespan`), then
-`_ResourceId in~ (...)` over one chunk of lower-case registry ids, then a server-side
-aggregation, so a result has one row per registry and key, never one row per event. The two
+a `Selection` (`_ResourceId in~ (...)` over lower-case registry ids, or `_SubscriptionId in~`
+over subscriptions), then a server-side aggregation, so a result has one row per registry and
+key, never one row per event. The two
 listings (deletes/untags, activity log) end in `top N`, and the caller learns from the row
 count whether the cap was hit.
 
@@ -74,6 +75,7 @@ class Purpose(enum.StrEnum):
 
 # Result columns, by purpose.
 COL_RESOURCE = "_ResourceId"
+COL_SUBSCRIPTION = "_SubscriptionId"
 COL_TABLE = "SourceTable"
 COL_LAST_EVENT = "LastEvent"
 COL_EVENTS = "Events"
@@ -241,8 +243,31 @@ def chunks(values: Sequence[str], size: int = DEFAULT_CHUNK_SIZE) -> Iterator[li
         yield list(values[i : i + size])
 
 
-def _registry_filter(resource_ids: Sequence[str]) -> str:
-    return f"| where {COL_RESOURCE} in~ {kql_string_list(normalize_ids(resource_ids))}"
+@dataclass(frozen=True)
+class Selection:
+    """Which registries' rows a query reads: named ids (`_ResourceId in~`), or every
+    registry of some subscriptions (`_SubscriptionId in~`), so one query per workspace
+    covers registries whose settings have not been read yet."""
+
+    column: str
+    values: tuple[str, ...]
+
+    @classmethod
+    def of_registries(cls, resource_ids: Iterable[str]) -> Selection:
+        return cls(COL_RESOURCE, tuple(normalize_ids(resource_ids)))
+
+    @classmethod
+    def of_subscriptions(cls, subscription_ids: Iterable[str]) -> Selection:
+        return cls(COL_SUBSCRIPTION, tuple(normalize_ids(subscription_ids)))
+
+    def where(self) -> str:
+        return f"| where {self.column} in~ {kql_string_list(self.values)}"
+
+
+def _registry_filter(selection: Sequence[str] | Selection) -> str:
+    if not isinstance(selection, Selection):
+        selection = Selection.of_registries(selection)
+    return selection.where()
 
 
 def _between(start: datetime, end: datetime) -> str:
@@ -260,7 +285,7 @@ def _lines(*lines: str) -> str:
 
 
 def freshness_query(
-    resource_ids: Sequence[str],
+    resource_ids: Sequence[str] | Selection,
     window: Window,
     *,
     reach_back: timedelta | None = None,
@@ -284,7 +309,9 @@ def freshness_query(
     return Query(Purpose.FRESHNESS, text, start, end)
 
 
-def logins_query(resource_ids: Sequence[str], window: Window, *, span: Span | None = None) -> Query:
+def logins_query(
+    resource_ids: Sequence[str] | Selection, window: Window, *, span: Span | None = None
+) -> Query:
     """Login attempts and failures per registry, identity and caller IP in the current
     window, with the previous window's attempts so new identities and IPs stand out."""
     current = kql_datetime(window.start)
@@ -303,7 +330,7 @@ def logins_query(resource_ids: Sequence[str], window: Window, *, span: Span | No
 
 
 def bursts_query(
-    resource_ids: Sequence[str],
+    resource_ids: Sequence[str] | Selection,
     window: Window,
     *,
     min_failures: int,
@@ -343,7 +370,11 @@ def _burst_branch(kind: str, column: str, step: timedelta) -> str:
 
 
 def repository_query(
-    resource_ids: Sequence[str], window: Window, *, max_ips: int = 20, span: Span | None = None
+    resource_ids: Sequence[str] | Selection,
+    window: Window,
+    *,
+    max_ips: int = 20,
+    span: Span | None = None,
 ) -> Query:
     """Repository operations (push, pull, delete, untag, purge...) counted per registry,
     operation, identity and repository, with up to `max_ips` caller IPs each."""
@@ -361,7 +392,7 @@ def repository_query(
 
 
 def deletions_query(
-    resource_ids: Sequence[str],
+    resource_ids: Sequence[str] | Selection,
     window: Window,
     *,
     cap: int = DEFAULT_LIST_CAP,

@@ -7,8 +7,10 @@ verdicts. No storage, no CLI.
 
 Query plan: the settings say which workspaces should receive which registries' events
 (`evidence.plan_routes`). Each workspace is resolved to its query GUID once, then gets one
-query per purpose (`kql.Purpose`), registries selected with `_ResourceId in~ (...)` in chunks
-of `chunk_size` ids, so the number of queries grows with workspaces, not registries. A query
+query per purpose (`kql.Purpose`) selecting the run's subscriptions (`_SubscriptionId in~`, in
+chunks of `chunk_size`; a run of at most `chunk_size` registries selects them by id), so the
+number of queries grows with workspaces, not registries, and every query can go out as soon as
+its workspace is first seen. A query
 the service finds too big (504 after retries, a timeout or an oversized result) is run again
 over halves of its time range, at most `max_splits` times; the analysis merges the parts.
 """
@@ -17,8 +19,8 @@ from __future__ import annotations
 
 import functools
 import logging
-import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import math
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -35,6 +37,7 @@ from auditor.evidence import (
     LogEvidence,
     QueryRows,
     Route,
+    Row,
     build_evidence,
     observations,
     plan_routes,
@@ -53,7 +56,6 @@ log = logging.getLogger(__name__)
 
 Progress = Callable[[str], None]
 
-_LISTINGS = frozenset({Purpose.DELETIONS, Purpose.ACTIVITY})
 _NO_OVERLAP = timedelta(0)
 
 
@@ -149,15 +151,15 @@ class EvidenceResult:
     revised: frozenset[str] = frozenset()
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Request:
     workspace_id: str
     customer_id: str
-    registry_keys: frozenset[str]
     build: Callable[[Span | None], Query]
     query: Query
     splits_left: int
     overlap: timedelta = timedelta(0)
+    cap: int | None = None  # a listing's `top N`
 
 
 def collect_evidence(
@@ -183,6 +185,7 @@ def collect_evidence(
         logs_reader,
         now=now,
         subscriptions=subscriptions,
+        registries=[v.registry.key for v in verdicts],
         options=options,
         categories=categories,
         policy=policy,
@@ -194,27 +197,40 @@ def collect_evidence(
 
 
 @dataclass(eq=False)
-class _Chunk:
-    """One chunk's queries in flight, and how many of its registries still need its rows."""
+class _Answer:
+    """What one registry query returned, its rows indexed by registry (rows of registries
+    not in the run are dropped on arrival), so each registry takes its own rows when it
+    settles and they are let go then."""
 
-    future: Future[tuple[list[QueryRows], int]]
-    remaining: int
+    result: QueryRows  # without rows or registry keys: those come with `take`
+    rows: dict[str, list[Row]]
+    row_count: int
+
+    def take(self, keys: Iterable[str]) -> QueryRows:
+        keys = frozenset(keys)
+        rows = [row for key in sorted(keys) for row in self.rows.pop(key, ())]
+        return replace(self.result, registry_keys=keys, rows=tuple(rows))
+
+
+_Sent = Future[tuple[list[QueryRows], int]]
+_Asked = Future[tuple[list[_Answer], int]]
 
 
 class EvidenceCollector:
     """`collect_evidence` fed one verdict at a time, so the log queries run while the rest
     of the fleet's settings are still being read (paced by ARM, mostly waiting).
 
-    A workspace is resolved when it is first routed to, and gets its activity query then;
-    registry queries go out each time a workspace has `chunk_size` registries waiting (or
-    has kept some waiting for `max_wait`), and `finish` sends the remainders.
+    A workspace gets all its queries when it is first routed to: the registry queries
+    select every registry of the run's subscriptions (or, for a run of at most `chunk_size`
+    registries, the run's registries by id), so they also cover the registries whose settings
+    are read later, and nothing is left to query after the last read. The rows are kept per
+    registry until that registry is judged and routed there; the rest are dropped.
 
     `settle` hands out the evidence of the registries whose queries have all returned, so
-    their results can be stored before the last settings are read; the rows of a chunk are
-    dropped once all its registries are settled. Activity queries cover every registry: a
-    registry settles only when every activity query sent so far has returned, and `finish`
-    adds what a later one found (a workspace first seen late) to evidence already settled,
-    naming those registries in `EvidenceResult.revised`.
+    their results can be stored before the last settings are read. Activity queries cover
+    every registry: a registry settles only when every activity query sent so far has
+    returned, and `finish` adds what a later one found (a workspace first seen late) to
+    evidence already settled, naming those registries in `EvidenceResult.revised`.
     """
 
     def __init__(
@@ -224,12 +240,11 @@ class EvidenceCollector:
         *,
         now: datetime,
         subscriptions: Iterable[str],
+        registries: Collection[str] | None = None,
         options: LogOptions | None = None,
         categories: Sequence[CategoryInfo] = (),
         policy: Policy | None = None,
         progress: Progress | None = None,
-        max_wait: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._arm = arm_clients
         self._reader = logs_reader
@@ -238,30 +253,29 @@ class EvidenceCollector:
         self._categories = categories
         self._accepts = policy.accepts_workspace if policy and policy.accepted_workspaces else None
         self._subscriptions = sorted({s.lower() for s in subscriptions})
+        self._keep = frozenset(normalize_id(k) for k in registries) if registries else None
+        self._selections = _selections(self._subscriptions, self._keep, self._opts.chunk_size)
+        # A listing covers more registries than a chunk did: its cap grows with the fleet.
+        fleet = len(self._keep) if self._keep is not None else 0
+        self._list_cap = self._opts.list_cap * max(1, math.ceil(fleet / self._opts.chunk_size))
         self._progress = progress
-        self._max_wait = max_wait
-        self._clock = clock
         self._routes: dict[str, tuple[Route, ...]] = {}  # of registries not settled yet
         self._all_routes: list[Route] = []
         self._evidence: dict[str, LogEvidence] = {}
-        self._waiting: dict[str, list[str]] = {}
-        self._waiting_since: dict[str, float] = {}
         self._refs: dict[str, Future[WorkspaceRef]] = {}
-        self._chunks: dict[str, list[_Chunk]] = {}  # by registry key
+        self._answers: dict[str, list[_Asked]] = {}  # by workspace
         self._unsettled: dict[str, None] = {}  # registry keys, in the order they came
         self._settled: set[str] = set()
-        self._activity: list[Future[tuple[list[QueryRows], int]]] = []
+        self._activity: list[_Sent] = []
         # Registries handed out by `settle`, by how many activity queries had been sent then.
         self._settled_after: dict[int, list[str]] = {}
-        self._errors: list[str] = []
-        self._sent = 0
         # Workspace reads are ARM calls (paced elsewhere); queries are bounded by the reader.
         self._resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="logs-ws")
         self._pool = ThreadPoolExecutor(
             max_workers=getattr(logs_reader, "max_concurrency", 5), thread_name_prefix="logs-q"
         )
         for workspace in self._opts.activity_workspaces:
-            self._workspace(normalize_id(workspace))
+            self._workspace(normalize_id(workspace), registry_queries=False)
 
     def __enter__(self) -> EvidenceCollector:
         return self
@@ -274,7 +288,7 @@ class EvidenceCollector:
         self._resolver.shutdown(wait=True, cancel_futures=True)
 
     def add(self, verdict: Verdict) -> None:
-        """Route one judged registry; sends a chunk's queries when one fills up."""
+        """Route one judged registry; a workspace seen for the first time gets its queries."""
         key = verdict.registry.key
         self._unsettled[key] = None
         routes = plan_routes(
@@ -283,26 +297,19 @@ class EvidenceCollector:
         self._routes[key] = routes
         self._all_routes.extend(routes)
         for route in routes:
-            waiting = self._waiting.setdefault(route.workspace_id, [])
-            if not waiting:
-                self._workspace(route.workspace_id)
-                self._waiting_since[route.workspace_id] = self._clock()
-            waiting.append(route.registry_key)
-            if len(waiting) >= self._opts.chunk_size:
-                self._send(route.workspace_id)
-        self._send_overdue()
+            if route.workspace_id not in self._answers:
+                self._workspace(route.workspace_id, registry_queries=True)
 
     def settle(self) -> tuple[list[str], dict[str, LogEvidence]]:
         """Registries whose evidence is complete now (keys, in the order they came) and
         their evidence (registries without any have no entry); each is handed out once."""
-        self._send_overdue()
         if not all(f.done() for f in self._activity):
             return [], {}
-        waiting = {k for keys in self._waiting.values() for k in keys}
+        answered = {w for w, answers in self._answers.items() if all(f.done() for f in answers)}
         ready = [
             k
             for k in self._unsettled
-            if k not in waiting and all(c.future.done() for c in self._chunks.get(k, ()))
+            if all(r.workspace_id in answered for r in self._routes.get(k, ()))
         ]
         if not ready:
             return [], {}
@@ -311,12 +318,10 @@ class EvidenceCollector:
         return ready, evidence
 
     def finish(self, verdicts: Sequence[Verdict]) -> EvidenceResult:
-        """Send what is still waiting, wait for every query and build the rest of the
-        evidence; the result holds every registry's, settled or not."""
-        for workspace_id in sorted(self._waiting):
-            self._send(workspace_id)
+        """Wait for every query and build the rest of the evidence; the result holds every
+        registry's, settled or not."""
         if self._progress:
-            self._progress(f"logs: {self._sent_count()} queries in {len(self._refs)} workspaces")
+            self._progress(f"logs: waiting for the queries of {len(self._refs)} workspaces")
         activity = self._activity_results()
         for verdict in verdicts:
             if verdict.registry.key not in self._settled:
@@ -328,8 +333,20 @@ class EvidenceCollector:
         _, orphans = build_evidence(
             (), activity, window=self._window, registry_keys=everyone, options=self._opts.evidence
         )
-        for future in self._activity:
-            self._errors.extend(e for r in future.result()[0] for e in _describe(r, self._opts))
+        problems: list[str] = []
+        sent = 0
+        for sent_activity in self._activity:
+            results, count = sent_activity.result()
+            sent += count
+            cap = self._opts.list_cap
+            problems.extend(e for r in results for e in _describe(r, len(r.rows), cap))
+        for answers in self._answers.values():
+            for asked in answers:
+                found, count = asked.result()
+                sent += count
+                for answer in found:
+                    problems.extend(_describe(answer.result, answer.row_count, self._list_cap))
+        self._answers.clear()  # rows of registries routed nowhere: not needed any more
         workspaces = {w: ref.result() for w, ref in sorted(self._refs.items())}
         errors = [
             f"logs: workspace {ref.id}: {ref.error}"
@@ -337,26 +354,36 @@ class EvidenceCollector:
             if ref.error is not None
         ]
         if self._progress:
-            self._progress(f"logs: evidence for {len(evidence)} registries")
+            self._progress(
+                f"logs: {sent} queries in {len(self._refs)} workspaces,"
+                f" evidence for {len(evidence)} registries"
+            )
         return EvidenceResult(
             window=self._window,
             evidence=evidence,
             routes=tuple(sorted(self._all_routes, key=lambda r: (r.registry_key, r.workspace_id))),
             workspaces=workspaces,
             orphan_activity=orphans,
-            errors=tuple(dict.fromkeys(errors + self._errors)),
-            queries=self._sent_count(),
+            errors=tuple(dict.fromkeys(errors + problems)),
+            queries=sent,
             revised=frozenset(revised),
         )
 
     # -- building --------------------------------------------------------------------------
 
     def _build(self, keys: list[str], activity: list[QueryRows]) -> dict[str, LogEvidence]:
-        """Evidence of `keys` (all of whose queries have returned), then their chunks' rows
-        are let go once no other registry needs them."""
-        chunks = list({id(c): c for k in keys for c in self._chunks.get(k, ())}.values())
-        results = [r for c in chunks for r in c.future.result()[0]]
+        """Evidence of `keys` (all of whose queries have returned); each takes its rows out
+        of its workspaces' answers."""
+        routed: dict[str, list[str]] = {}
         routes = [r for k in keys for r in self._routes.get(k, ())]
+        for route in routes:
+            routed.setdefault(route.workspace_id, []).append(route.registry_key)
+        results = [
+            answer.take(ws_keys)
+            for workspace, ws_keys in routed.items()
+            for future in self._answers.get(workspace, ())
+            for answer in future.result()[0]
+        ]
         resolved = [ref.result() for ref in self._refs.values() if ref.done()]
         unavailable = {ref.id: ref.error for ref in resolved if ref.error is not None}
         evidence, _ = build_evidence(
@@ -371,12 +398,6 @@ class EvidenceCollector:
             self._unsettled.pop(key, None)
             self._settled.add(key)
             self._routes.pop(key, None)
-            for chunk in self._chunks.pop(key, ()):
-                chunk.remaining -= 1
-                if chunk.remaining == 0:
-                    rows, sent = chunk.future.result()
-                    self._sent += sent
-                    self._errors.extend(e for r in rows for e in _describe(r, self._opts))
         self._evidence.update(evidence)
         return evidence
 
@@ -416,49 +437,24 @@ class EvidenceCollector:
     def _activity_results(self) -> list[QueryRows]:
         return [r for f in self._activity for r in f.result()[0]]
 
-    def _sent_count(self) -> int:
-        pending = {id(c): c for chunks in self._chunks.values() for c in chunks}
-        in_flight = sum(c.future.result()[1] for c in pending.values() if c.future.done())
-        activity = sum(f.result()[1] for f in self._activity if f.done())
-        return self._sent + in_flight + activity
-
     # -- sending ---------------------------------------------------------------------------
 
-    def _workspace(self, workspace_id: str) -> Future[WorkspaceRef]:
-        """Resolve a workspace once; its activity queries go out as soon as it resolves."""
+    def _workspace(self, workspace_id: str, *, registry_queries: bool) -> None:
+        """Resolve a workspace once; its queries go out as soon as it resolves."""
         ref = self._refs.get(workspace_id)
         if ref is None:
             ref = self._resolver.submit(resolve_workspace, self._arm, workspace_id)
             self._refs[workspace_id] = ref
             for subs in kql.chunks(self._subscriptions, self._opts.chunk_size):
-                self._activity.append(
-                    self._pool.submit(self._query, ref, functools.partial(self._activity_q, subs))
-                )
-        return ref
+                build = functools.partial(self._activity_q, subs)
+                self._activity.append(self._pool.submit(self._query, ref, build))
+        if registry_queries and workspace_id not in self._answers:
+            self._answers[workspace_id] = [
+                self._pool.submit(self._ask, ref, selection) for selection in self._selections
+            ]
 
     def _activity_q(self, subscriptions: list[str], ref: WorkspaceRef) -> list[_Request]:
         return [_activity_request(ref, subscriptions, self._window, self._opts)]
-
-    def _send_overdue(self) -> None:
-        now = self._clock()
-        for workspace_id, since in list(self._waiting_since.items()):
-            if now - since >= self._max_wait:
-                self._send(workspace_id)
-
-    def _send(self, workspace_id: str) -> None:
-        keys = self._waiting.pop(workspace_id, [])
-        self._waiting_since.pop(workspace_id, None)
-        if not keys:
-            return
-        ids = kql.normalize_ids(keys)
-        future = self._pool.submit(
-            self._query,
-            self._refs[workspace_id],
-            lambda r: _registry_requests(r, ids, self._window, self._opts),
-        )
-        chunk = _Chunk(future, remaining=len(set(keys)))
-        for key in dict.fromkeys(keys):
-            self._chunks.setdefault(key, []).append(chunk)
 
     def _query(
         self, ref_future: Future[WorkspaceRef], build: Callable[[WorkspaceRef], list[_Request]]
@@ -466,14 +462,43 @@ class EvidenceCollector:
         ref = ref_future.result()
         if ref.customer_id is None:
             return [], 0  # reported once, from the workspace
-        return _run(self._reader, build(ref), self._opts)
+        return _run(self._reader, build(ref))
+
+    def _ask(
+        self, ref_future: Future[WorkspaceRef], selection: kql.Selection
+    ) -> tuple[list[_Answer], int]:
+        ref = ref_future.result()
+        if ref.customer_id is None:
+            return [], 0
+        requests = _registry_requests(ref, selection, self._window, self._opts, self._list_cap)
+        results, sent = _run(self._reader, requests)
+        return [_index(r, self._keep) for r in results], sent
+
+
+def _selections(
+    subscriptions: Sequence[str], registries: frozenset[str] | None, chunk_size: int
+) -> list[kql.Selection]:
+    """What each workspace's registry queries select: a small run's registries by id (the
+    narrowest query), any other run's subscriptions, in chunks."""
+    if registries is not None and len(registries) <= chunk_size:
+        return [kql.Selection.of_registries(registries)]
+    return [kql.Selection.of_subscriptions(c) for c in kql.chunks(subscriptions, chunk_size)]
+
+
+def _index(result: QueryRows, keep: frozenset[str] | None) -> _Answer:
+    rows: dict[str, list[Row]] = {}
+    for row in result.rows:
+        value = row.get(kql.COL_RESOURCE)
+        key = normalize_id(value) if isinstance(value, str) else ""
+        if keep is None or key in keep:
+            rows.setdefault(key, []).append(row)
+    return _Answer(replace(result, rows=()), rows, len(result.rows))
 
 
 def _registry_requests(
-    ref: WorkspaceRef, ids: list[str], window: Window, opts: LogOptions
+    ref: WorkspaceRef, ids: kql.Selection, window: Window, opts: LogOptions, list_cap: int
 ) -> list[_Request]:
     assert ref.customer_id is not None
-    keys = frozenset(ids)
     builders: list[tuple[Callable[[Span | None], Query], timedelta]] = [
         (
             lambda span: kql.freshness_query(ids, window, reach_back=opts.reach(), span=span),
@@ -488,11 +513,20 @@ def _registry_requests(
             opts.burst_window + opts.burst_step,
         ),
         (lambda span: kql.repository_query(ids, window, span=span), _NO_OVERLAP),
-        (lambda span: kql.deletions_query(ids, window, cap=opts.list_cap, span=span), _NO_OVERLAP),
+        (lambda span: kql.deletions_query(ids, window, cap=list_cap, span=span), _NO_OVERLAP),
     ]
     return [
-        _Request(ref.id, ref.customer_id, keys, build, build(None), opts.max_splits, overlap)
+        _Request(
+            ref.id,
+            ref.customer_id,
+            build,
+            query,
+            opts.max_splits,
+            overlap,
+            cap=list_cap if query.purpose is Purpose.DELETIONS else None,
+        )
         for build, overlap in builders
+        for query in [build(None)]
     ]
 
 
@@ -504,12 +538,10 @@ def _activity_request(
     def build(span: Span | None) -> Query:
         return kql.activity_query(subscriptions, window, cap=opts.list_cap, span=span)
 
-    return _Request(ref.id, ref.customer_id, frozenset(), build, build(None), opts.max_splits)
+    return _Request(ref.id, ref.customer_id, build, build(None), opts.max_splits, cap=opts.list_cap)
 
 
-def _run(
-    reader: LogsReader, requests: list[_Request], opts: LogOptions
-) -> tuple[list[QueryRows], int]:
+def _run(reader: LogsReader, requests: list[_Request]) -> tuple[list[QueryRows], int]:
     """Run the requests; split the ones that were too big and run the halves."""
     results: list[QueryRows] = []
     sent = 0
@@ -522,7 +554,7 @@ def _run(
             if outcome.too_big and request.splits_left > 0:
                 retry.extend(_halves(request))
                 continue
-            results.append(_as_rows(request, outcome, opts))
+            results.append(_as_rows(request, outcome))
         pending = retry
     return results, sent
 
@@ -535,29 +567,18 @@ def _halves(request: _Request) -> list[_Request]:
     if middle <= start:
         return [request]  # cannot split further: run as is (its failure is then kept)
     later_start = max(start, middle - request.overlap)
-    out = []
-    for span in ((start, middle), (later_start, end)):
-        query = request.build(span)
-        out.append(
-            _Request(
-                request.workspace_id,
-                request.customer_id,
-                request.registry_keys,
-                request.build,
-                query,
-                request.splits_left - 1,
-                request.overlap,
-            )
-        )
-    return out
+    return [
+        replace(request, query=request.build(span), splits_left=request.splits_left - 1)
+        for span in ((start, middle), (later_start, end))
+    ]
 
 
-def _as_rows(request: _Request, outcome: QueryOutcome, opts: LogOptions) -> QueryRows:
-    capped = request.query.purpose in _LISTINGS and len(outcome.rows) >= opts.list_cap
+def _as_rows(request: _Request, outcome: QueryOutcome) -> QueryRows:
+    capped = request.cap is not None and len(outcome.rows) >= request.cap
     return QueryRows(
         workspace_id=request.workspace_id,
         purpose=request.query.purpose,
-        registry_keys=request.registry_keys,
+        registry_keys=frozenset(),
         rows=outcome.rows,
         error=outcome.error,
         partial_error=outcome.partial_error,
@@ -565,13 +586,13 @@ def _as_rows(request: _Request, outcome: QueryOutcome, opts: LogOptions) -> Quer
     )
 
 
-def _describe(result: QueryRows, opts: LogOptions) -> Iterable[str]:
+def _describe(result: QueryRows, kept: int, cap: int) -> Iterable[str]:
     where = f"{result.purpose.value} query in workspace {result.workspace_id}"
     if result.error is not None:
         yield f"logs: {where} failed: {result.error}"
     if result.partial_error is not None:
-        yield f"logs: {where} returned a partial result ({len(result.rows)} rows kept): " + (
+        yield f"logs: {where} returned a partial result ({kept} rows kept): " + (
             result.partial_error
         )
     if result.capped:
-        yield f"logs: {where} reached its cap of {opts.list_cap} rows; older entries not listed"
+        yield f"logs: {where} reached its cap of {cap} rows; older entries not listed"

@@ -302,3 +302,14 @@ def test_normalize_and_chunk_ids() -> None:
 def test_an_empty_id_list_is_refused() -> None:
     with pytest.raises(ValueError):
         kql.logins_query([], WINDOW)
+
+
+def test_a_selection_by_subscription_filters_on_the_subscription_column() -> None:
+    pick = kql.Selection.of_subscriptions([" AAAA-1/ ", "aaaa-1", 'x" | take 1 // y'])
+    query = kql.freshness_query(pick, WINDOW)
+    assert '| where _SubscriptionId in~ ("aaaa-1", "x\\" | take 1 // y")' in query.text
+    assert "_ResourceId in~" not in query.text
+    by_id = kql.repository_query(kql.Selection.of_registries([REG, REG.upper()]), WINDOW)
+    assert by_id.text == kql.repository_query([REG], WINDOW).text
+    with pytest.raises(ValueError):
+        kql.logins_query(kql.Selection.of_subscriptions([]), WINDOW)

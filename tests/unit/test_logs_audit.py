@@ -1,9 +1,9 @@
 """The log part's orchestration with fake ARM and Log Analytics: the query plan (one query per
-workspace and purpose, chunked ids), splitting oversized queries, options."""
+workspace and purpose, selected by id or by subscription), splitting oversized queries,
+settling registries as their answers arrive, options."""
 
 from __future__ import annotations
 
-import itertools
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -67,12 +67,22 @@ class FakeReader:
         return [self.answer(c, q) for c, q in requests]
 
 
-def verdict(name: str, *workspaces: str) -> Verdict:
+def fresh_row(resource_id: str) -> dict[str, Any]:
+    return {
+        kql.COL_RESOURCE: resource_id,
+        kql.COL_TABLE: kql.LOGIN_TABLE,
+        kql.COL_LAST_EVENT: NOW - timedelta(hours=1),
+        kql.COL_EVENTS: 3,
+        kql.COL_PREVIOUS_EVENTS: 2,
+    }
+
+
+def verdict(name: str, *workspaces: str, sub: str = SUB) -> Verdict:
     registry = Registry(
-        id=f"/subscriptions/{SUB}/resourceGroups/rg/providers/Microsoft.ContainerRegistry"
+        id=f"/subscriptions/{sub}/resourceGroups/rg/providers/Microsoft.ContainerRegistry"
         f"/registries/{name}",
         name=name,
-        subscription_id=SUB,
+        subscription_id=sub,
         resource_group="rg",
         created_at=NOW - timedelta(days=100),
     )
@@ -105,14 +115,37 @@ def test_one_query_per_workspace_and_purpose_whatever_the_number_of_registries()
     assert "_ResourceId in~ (" in law_a[0].text
 
 
-def test_ids_are_chunked_beyond_the_chunk_size() -> None:
-    verdicts = [verdict(f"acr{i:04d}", "law-a") for i in range(450)]
+def test_a_fleet_larger_than_a_chunk_is_selected_by_subscription() -> None:
+    # 450 registries in 250 subscriptions: one query per purpose and chunk of 200
+    # subscriptions, whatever the number of registries, and the deletions cap grows with it.
+    verdicts = [verdict(f"acr{i:04d}", "law-a", sub=f"sub-{i % 250:03d}") for i in range(450)]
     reader = FakeReader()
-    collect_evidence(FakeArm(), reader, verdicts, now=NOW)  # type: ignore[arg-type]
-    registry_purposes = len(Purpose) - 1  # the activity query is by subscription
-    assert len(reader.sent) == 3 * registry_purposes + 1
-    sizes = [q.text.count("/registries/") for _, q in reader.sent if q.purpose is Purpose.LOGINS]
-    assert sorted(sizes) == [50, 200, 200]
+    result = collect_evidence(FakeArm(), reader, verdicts, now=NOW)  # type: ignore[arg-type]
+    assert result.queries == len(reader.sent) == 2 * len(Purpose)
+    logins = [q.text for _, q in reader.sent if q.purpose is Purpose.LOGINS]
+    assert all("/registries/" not in t and "_SubscriptionId in~ (" in t for t in logins)
+    assert sorted(t.count('"sub-') for t in logins) == [50, 200]
+    deletions = [q.text for _, q in reader.sent if q.purpose is Purpose.DELETIONS]
+    assert all(f"| top {3 * kql.DEFAULT_LIST_CAP} by" in t for t in deletions)
+
+
+def test_rows_of_registries_outside_the_run_are_dropped() -> None:
+    # Selected by subscription, a workspace answers for registries the run does not judge
+    # (deleted since, or out of scope); their rows reach no one.
+    verdicts = [verdict(f"acr{i:04d}", "law-a") for i in range(kql.DEFAULT_CHUNK_SIZE + 1)]
+    stranger = verdict("acrstranger").registry.id.lower()
+    seen = verdicts[0].registry.id.lower()
+
+    def answer(customer_id: str, query: Query) -> QueryOutcome:
+        if query.purpose is Purpose.FRESHNESS:
+            return QueryOutcome(rows=(fresh_row(stranger), fresh_row(seen)))
+        return QueryOutcome()
+
+    result = collect_evidence(FakeArm(), FakeReader(answer), verdicts, now=NOW)  # type: ignore[arg-type]
+    assert verdict("acrstranger").registry.key not in result.evidence
+    first = result.evidence[verdicts[0].registry.key].workspaces[0]
+    assert first.per_table[0].events == 3 and not first.unknown
+    assert result.evidence[verdicts[1].registry.key].workspaces[0].per_table == ()
 
 
 def test_a_workspace_that_does_not_resolve_is_not_queried_and_is_reported() -> None:
@@ -345,46 +378,51 @@ def _drain(collector: EvidenceCollector, count: int = 1) -> tuple[list[str], dic
     raise AssertionError(f"{len(ready)} of {count} settled")
 
 
-def test_full_chunks_settle_before_the_end_and_the_rest_at_finish() -> None:
-    reader = FakeReader()
-    verdicts = [verdict(f"acr{i:04d}", "law-a") for i in range(5)]
+def test_a_workspace_is_queried_once_at_first_sight_and_later_registries_use_its_rows() -> None:
+    """Queries go out when a workspace is first routed to; a registry routed there after
+    they were sent settles from the same answers, and its rows were in them."""
+    gate = {GUIDS["law-a"]: threading.Event(), GUIDS["law-b"]: threading.Event()}
+    first, later, other = (
+        verdict("acrfirst", "law-a"),
+        verdict("acrlater", "law-a"),
+        verdict("acrother", "law-b"),
+    )
+
+    def answer(customer_id: str, query: Query) -> QueryOutcome:
+        gate[customer_id].wait(5)
+        if query.purpose is Purpose.FRESHNESS and customer_id == GUIDS["law-a"]:
+            return QueryOutcome(rows=(fresh_row(later.registry.id.lower()),))
+        return QueryOutcome()
+
+    reader = FakeReader(answer)
     with EvidenceCollector(
         FakeArm(),  # type: ignore[arg-type]
         reader,  # type: ignore[arg-type]
         now=NOW,
         subscriptions=[SUB],
-        options=LogOptions(chunk_size=2),
+        registries=[v.registry.key for v in (first, later, other)],
     ) as collector:
-        for v in verdicts:
-            collector.add(v)
-        ready, evidence = _drain(collector, 4)
-        threading.Event().wait(0.05)
-        # Two full chunks went out; the fifth registry still waits for its chunk to fill.
-        assert ready == [v.registry.key for v in verdicts[:4]]
-        assert set(evidence) == set(ready)
+        collector.add(first)
+        collector.add(other)
+        assert collector.settle() == ([], {})  # nothing answered yet
+        gate[GUIDS["law-a"]].set()
+        threading.Event().wait(0.1)
+        assert collector.settle() == ([], {})  # law-b's activity query is still out
+        gate[GUIDS["law-b"]].set()
+        ready, _ = _drain(collector, 2)
+        assert ready == [first.registry.key, other.registry.key]
+        sent = len(reader.sent)
+        collector.add(later)
+        ready, evidence = _drain(collector)
+        assert ready == [later.registry.key]
+        assert len(reader.sent) == sent  # no new query for a workspace already asked
+        assert evidence[later.registry.key].workspaces[0].per_table[0].events == 3
         assert collector.settle() == ([], {})  # handed out once
-        result = collector.finish(verdicts)
-    assert set(result.evidence) == {v.registry.key for v in verdicts}
-    assert result.evidence[ready[0]] is evidence[ready[0]]  # the same evidence, not rebuilt
+        result = collector.finish([first, later, other])
+    assert set(result.evidence) == {v.registry.key for v in (first, later, other)}
+    assert result.evidence[later.registry.key] is evidence[later.registry.key]
     assert result.revised == frozenset()
-    registry_queries = [q for _, q in reader.sent if q.purpose is Purpose.LOGINS]
-    assert sorted(q.text.count("/registries/") for q in registry_queries) == [1, 2, 2]
-
-
-def test_a_chunk_waiting_too_long_is_sent_without_filling() -> None:
-    moments = itertools.chain([0.0, 0.0], itertools.repeat(100.0))  # then 100 s later
-    reader = FakeReader()
-    with EvidenceCollector(
-        FakeArm(),  # type: ignore[arg-type]
-        reader,  # type: ignore[arg-type]
-        now=NOW,
-        subscriptions=[SUB],
-        max_wait=30.0,
-        clock=lambda: next(moments),
-    ) as collector:
-        collector.add(verdict("acrslow", "law-a"))
-        ready, _ = _drain(collector)
-        assert ready == [verdict("acrslow").registry.key]
+    assert result.queries == len(reader.sent) == 2 * len(Purpose)
 
 
 def test_activity_found_after_a_registry_settled_is_added_to_its_evidence() -> None:
