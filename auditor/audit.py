@@ -48,7 +48,7 @@ Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 
 # How often judged registries are handed to the store while the settings are still read:
 # often enough that little is left for the end of the run.
-WRITE_EVERY_SECONDS = 5.0
+WRITE_EVERY_SECONDS = 1.0
 
 
 class RunStore(Protocol):
@@ -169,6 +169,7 @@ def run_audit(
             now=clock(),
             subscriptions={r.subscription_id for r in registries}
             | {v.registry.subscription_id for v in unreadable},
+            registries=[r.key for r in registries] + [v.registry.key for v in unreadable],
             options=options,
             categories=categories,
             policy=policy,
