@@ -1,11 +1,17 @@
-"""The client-side token bucket: burst, refill, server feedback and Retry-After."""
+"""The client-side token bucket: burst, refill, server feedback and Retry-After, and its
+margin against ARM's own bucket (the emulator's)."""
 
 from __future__ import annotations
+
+import random
+from collections.abc import Callable
 
 import pytest
 
 from auditor.azure.pipeline import TENANT_SCOPE, pacing_scope
 from auditor.pacing import SubscriptionQueue, TokenBucketPacer, throttle_bound_seconds
+from auditor.runtime import ARM_BURST_MARGIN
+from emulator.throttle import TokenBuckets
 
 
 class FakeClock:
@@ -151,3 +157,34 @@ def test_a_skewed_fleet_keeps_the_large_subscription_busy_from_the_start() -> No
     bound = throttle_bound_seconds({"big": 2000}, rate=25.0, burst=250)
     assert bound == 70.0
     assert finished <= bound + 0.1
+
+
+def _refusals(margin: int, jitter: Callable[[int], float], reads: int = 900) -> int:
+    """Reads released on the schedule of a pacer with ARM's rate and `margin` tokens of
+    burst in hand, each reaching ARM's own bucket (the emulator's) `jitter(i)` seconds late;
+    how many ARM refuses."""
+    pacer, _ = make(rate=25.0, burst=250 - margin)
+    arrivals = sorted(pacer.reserve("sub") + jitter(i) for i in range(reads))
+    now = [0.0]
+    server = TokenBuckets(clock=lambda: now[0])
+    refused = 0
+    for arrival in arrivals:
+        now[0] = arrival
+        refused += not server.take(("reads", "sub"), 250, 25.0).allowed
+    return refused
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_the_burst_margin_absorbs_arrival_jitter_over_a_whole_run(seed: int) -> None:
+    # The margin covers ARM_BURST_MARGIN / 25 s of jitter, however long the run: bunching
+    # can only make requests early by the jitter, never accumulate.
+    most = ARM_BURST_MARGIN / 25.0
+    rng = random.Random(seed)
+    assert _refusals(ARM_BURST_MARGIN, lambda i: rng.uniform(0, most)) == 0
+    # The worst bunching: the burst arrives as late as it can, the paced reads at once.
+    assert _refusals(ARM_BURST_MARGIN, lambda i: most if i < 242 else 0.0) == 0
+
+
+def test_without_a_burst_margin_jitter_draws_refusals() -> None:
+    late = ARM_BURST_MARGIN / 25.0
+    assert _refusals(0, lambda i: late if i < 250 else 0.0) > 0
