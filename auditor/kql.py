@@ -28,8 +28,8 @@ REPOSITORY_TABLE = "ContainerRegistryRepositoryEvents"
 ACTIVITY_TABLE = "AzureActivity"
 REGISTRY_TABLES: tuple[str, ...] = (LOGIN_TABLE, REPOSITORY_TABLE)
 
-# `_ResourceId in~ (...)` lists stay well under Kusto's query-size limits at this size
-# (200 ids of ~130 characters is ~26 KB of text).
+# `in~ (...)` lists stay well under Kusto's query-size limits at this size (200 registry ids
+# of ~130 characters is ~26 KB of text).
 DEFAULT_CHUNK_SIZE = 200
 # A registry id is under 300 characters; anything far longer is a bug upstream, not a value.
 MAX_LITERAL_CHARS = 32_768
@@ -63,7 +63,7 @@ LISTED_OPERATIONS: tuple[str, ...] = ("Delete", "Untag", "Purge")
 
 class Purpose(enum.StrEnum):
     """What a query is for; the auditor sends one query per workspace per purpose (and per
-    chunk of registry ids when a workspace holds more than a chunk)."""
+    chunk of 200 subscriptions when the run covers more)."""
 
     FRESHNESS = "freshness"  # last event and counts per registry and table
     LOGINS = "logins"  # attempts/failures per identity and IP, over two windows

@@ -287,6 +287,10 @@ class LogRow(Mapping[str, Any]):
     def __repr__(self) -> str:
         return f"LogRow({dict(self)!r})"
 
+    def __reduce__(self) -> tuple[type[LogRow], tuple[Mapping[str, int], tuple[Any, ...]]]:
+        # Rows pickled together share their index (pickle's memo), as they did before.
+        return (LogRow, (self._index, self._values))
+
 
 def _rows(tables: Iterable[Any]) -> tuple[LogRow, ...]:
     """The primary (first) table's rows. Strings are interned: resource ids, identities and

@@ -4,6 +4,7 @@ results, and how the SDK client is configured."""
 from __future__ import annotations
 
 import json
+import pickle
 import threading
 import time
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from auditor import kql
 from auditor.azure.logs import (
     PACER_BURST,
     PACER_RATE,
+    LogRow,
     LogsReader,
     QueryOutcome,
     parse_workspace_id,
@@ -295,3 +297,12 @@ def test_missing_or_unreadable_workspace_carries_the_reason(failure: Exception) 
 def test_a_workspace_without_customer_id_is_an_error() -> None:
     ref = resolve_workspace(FakeArm(type("W", (), {"customer_id": None})()), WS)  # type: ignore[arg-type]
     assert ref.error == "workspace has no customerId"
+
+
+def test_rows_pickled_together_come_back_equal_and_sharing_one_index() -> None:
+    index = {"_ResourceId": 0, "Attempts": 1, "LastSeen": 2}
+    rows = [LogRow(index, ("/r/a", n, NOW - timedelta(minutes=n))) for n in range(3)]
+    back = pickle.loads(pickle.dumps(rows, protocol=pickle.HIGHEST_PROTOCOL))  # noqa: S301
+    assert [dict(r) for r in back] == [dict(r) for r in rows]
+    assert back[0]["LastSeen"] == NOW and back[2].get("Missing", "x") == "x"
+    assert len({id(r._index) for r in back}) == 1
