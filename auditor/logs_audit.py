@@ -223,6 +223,7 @@ class _Answer:
 
 
 _Sent = Future[tuple[list[QueryRows], int]]
+_REGISTRY_PURPOSES = tuple(p for p in Purpose if p is not Purpose.ACTIVITY)
 _Asked = Future[tuple[list[_Answer], int]]
 
 
@@ -459,8 +460,12 @@ class EvidenceCollector:
                 build = functools.partial(self._activity_q, subs)
                 self._activity.append(self._pool.submit(self._query, ref, build))
         if registry_queries and workspace_id not in self._answers:
+            # One task per purpose: a result is packed as soon as it arrives, so at most one
+            # unpacked result per pool worker exists at a time.
             self._answers[workspace_id] = [
-                self._pool.submit(self._ask, ref, selection) for selection in self._selections
+                self._pool.submit(self._ask, ref, selection, purpose)
+                for selection in self._selections
+                for purpose in _REGISTRY_PURPOSES
             ]
 
     def _activity_q(self, subscriptions: list[str], ref: WorkspaceRef) -> list[_Request]:
@@ -475,13 +480,13 @@ class EvidenceCollector:
         return _run(self._reader, build(ref))
 
     def _ask(
-        self, ref_future: Future[WorkspaceRef], selection: kql.Selection
+        self, ref_future: Future[WorkspaceRef], selection: kql.Selection, purpose: Purpose
     ) -> tuple[list[_Answer], int]:
         ref = ref_future.result()
         if ref.customer_id is None:
             return [], 0
         requests = _registry_requests(ref, selection, self._window, self._opts, self._list_cap)
-        results, sent = _run(self._reader, requests)
+        results, sent = _run(self._reader, [r for r in requests if r.query.purpose is purpose])
         return [_index(r, self._keep) for r in results], sent
 
 
