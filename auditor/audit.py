@@ -47,7 +47,9 @@ Progress = Callable[[str], None]
 Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 
 # How often judged registries are handed to the store while the settings are still read:
-# often enough that little is left for the end of the run.
+# often enough that little is left for the end of the run. A store still writing the last
+# batch is not handed another: the registries gather into a bigger one instead of queuing
+# (each batch's rows and alerts wait in memory until written).
 WRITE_EVERY_SECONDS = 1.0
 
 
@@ -234,7 +236,8 @@ def run_audit(
                     stats.settings_reads += 1
                     if verdict.status is Status.UNKNOWN:
                         stats.read_failures += 1
-                    if time.monotonic() - last_write > WRITE_EVERY_SECONDS:
+                    due = time.monotonic() - last_write > WRITE_EVERY_SECONDS
+                    if due and not (writer is not None and writer.busy):
                         last_write = time.monotonic()
                         write_settled()
                     if progress and time.monotonic() - last_report > 2.0:

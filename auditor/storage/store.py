@@ -516,6 +516,12 @@ class RunWriter:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
 
+    @property
+    def busy(self) -> bool:
+        """A queued write is still running (one writer thread: the last one is the newest);
+        the caller can gather more registries for the next, rather than queue them up."""
+        return bool(self._pending) and not self._pending[-1].done()
+
     def write(
         self,
         verdicts: Iterable[Verdict],

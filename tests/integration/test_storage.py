@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -271,6 +272,30 @@ def test_a_registry_whose_result_changed_after_it_was_written_is_written_again(
         ("run002", "compliant", "noncompliant"),
         ("run001", "noncompliant", None),
     ]
+
+
+def test_the_writer_is_busy_while_a_batch_is_written(
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = audit_run(1, verdict("acrbusy1", Status.COMPLIANT))
+    store.start_run(run.run_id, run.started_at, run.trigger)
+    release = threading.Event()
+    with store.run_writer(run.run_id) as writer:
+        assert not writer.busy  # nothing queued yet
+        write = writer._write
+
+        def held(*args: Any) -> None:
+            release.wait(5)
+            write(*args)
+
+        monkeypatch.setattr(writer, "_write", held)
+        writer.write([verdict("acrbusy1", Status.COMPLIANT)], {}, observed_at=T0)
+        assert writer.busy
+        release.set()
+        monkeypatch.setattr(writer, "_write", write)
+        writer.finish(run)
+        assert not writer.busy
+    assert store.get_registry("acrbusy1") is not None
 
 
 def test_a_failed_background_write_fails_the_finish(
