@@ -280,11 +280,15 @@ def run_audit(
     profile: bool,
     cli_args: list[str],
     tick: Callable[[], None],
+    memory: bool = False,
 ) -> AuditProcess:
     out_path, err_path = workdir / f"audit-{tag}.json", workdir / f"audit-{tag}.stderr"
     # cProfile sees the main thread only: inventory, waiting on the pool, judgement, storage.
     prof = ["-m", "cProfile", "-o", str(workdir / f"audit-{tag}.prof")] if profile else []
     cmd = [sys.executable, *prof, "-m", "auditor", "audit", "--format", "json", "--quiet"]
+    if memory:
+        traced = str(workdir / f"audit-{tag}.memory.txt")
+        cmd = [sys.executable, str(REPO / "bench" / "memory_profile.py"), traced, *cmd[3:]]
     with open(out_path, "wb") as out, open(err_path, "wb") as err:
         started_epoch = time.time()
         started = time.perf_counter()
@@ -585,6 +589,7 @@ def run_case(case: Case, args: argparse.Namespace, root: Path) -> list[Result]:
                 tag=str(run),
                 timeout=args.timeout,
                 profile=args.profile,
+                memory=args.memory,
                 cli_args=["--no-alerts"] if args.no_alerts else [],
                 tick=tables.poll,
             )
@@ -687,8 +692,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=1800.0, help="per audit, seconds")
     parser.add_argument("--keep", action="store_true", help="keep logs, scenario, request log")
     parser.add_argument("--profile", action="store_true", help="cProfile the audit (+ --keep)")
+    parser.add_argument(
+        "--memory",
+        action="store_true",
+        help="tracemalloc the audit: top allocation sites near its peak (+ --keep; ~2x slower)",
+    )
     args = parser.parse_args(argv)
-    args.keep = args.keep or args.profile
+    args.keep = args.keep or args.profile or args.memory
     names = [c.strip() for c in args.cases.split(",") if c.strip()]
     unknown = [c for c in names if c not in CASES]
     if unknown:
@@ -724,7 +734,7 @@ def main(argv: list[str] | None = None) -> int:
         "memory_gb": round(psutil.virtual_memory().total / 1024**3, 1),
         "platform": platform.platform(),
     }
-    settings = {k: v for k, v in vars(args).items() if k not in ("keep", "profile")}
+    settings = {k: v for k, v in vars(args).items() if k not in ("keep", "profile", "memory")}
     document = {"machine": machine, "settings": settings, "results": [asdict(r) for r in results]}
     out.write_text(json.dumps(document, indent=2) + "\n")
     print(markdown(results, args.runs))
