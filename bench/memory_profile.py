@@ -18,7 +18,9 @@ import sys
 import threading
 import time
 import tracemalloc
+from pathlib import Path
 
+REPO = Path(__file__).resolve().parent.parent
 FRAMES = 6
 TOP = 40
 
@@ -57,6 +59,7 @@ def main() -> None:
 
     atexit.register(report)
     sys.argv = ["auditor", *args]
+    sys.path.insert(0, str(REPO))  # as `python -m` from the repository would have it
     runpy.run_module("auditor", run_name="__main__", alter_sys=True)
 
 
