@@ -2,7 +2,7 @@
 
     python bench/memory_profile.py OUT.txt audit --format json ...
 
-A sampler thread looks at the traced size every second and takes a snapshot each time it is 5%
+A sampler thread looks at the traced size every second and takes a snapshot each time it is 10%
 above the largest seen, so the snapshot kept is from near the peak. At exit the top allocation
 sites of that snapshot (by line, and by file) go to OUT.txt. tracemalloc slows the audit about
 2x and counts Python allocations only (not the interpreter's own, nor freed-but-kept arenas), so
@@ -21,7 +21,7 @@ import tracemalloc
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FRAMES = 6
+FRAMES = 3
 TOP = 40
 
 
@@ -34,7 +34,7 @@ def main() -> None:
     def sample() -> None:
         while True:
             current, _ = tracemalloc.get_traced_memory()
-            if current > 1.05 * int(best["size"]):  # type: ignore[call-overload]
+            if current > 1.1 * int(best["size"]):  # type: ignore[call-overload]
                 best.update(size=current, snapshot=tracemalloc.take_snapshot(), at=time.monotonic())
             time.sleep(1.0)
 
