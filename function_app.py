@@ -14,12 +14,14 @@ import azure.functions as func
 
 from auditor import telemetry
 from auditor.alerts import registry_from_event, setting_change_from_event
+from auditor.allocator import cap_malloc_arenas
 from auditor.api import create_app
 from auditor.facts import RunStatus
 from auditor.runtime import alerts_provider, audit_once, audit_registry_once, build_store
 from auditor.settings import Settings
 from auditor.storage import AuditStore
 
+cap_malloc_arenas(os.environ)  # for the arenas the runs' threads will create
 telemetry.configure()
 settings = Settings.from_env(os.environ)
 

@@ -321,6 +321,9 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     )
     env = dict(os.environ if environ is None else environ)
     from auditor import telemetry
+    from auditor.allocator import cap_malloc_arenas
+
+    cap_malloc_arenas(env)  # before any thread starts
 
     telemetry.configure(env)
     try:
