@@ -482,11 +482,11 @@ class EvidenceCollector:
     def _ask(
         self, ref_future: Future[WorkspaceRef], selection: kql.Selection, purpose: Purpose
     ) -> tuple[list[_Answer], int]:
-        ref = ref_future.result()
-        if ref.customer_id is None:
-            return [], 0
-        requests = _registry_requests(ref, selection, self._window, self._opts, self._list_cap)
-        results, sent = _run(self._reader, [r for r in requests if r.query.purpose is purpose])
+        def build(ref: WorkspaceRef) -> list[_Request]:
+            opts = self._opts
+            return [_registry_request(ref, selection, purpose, self._window, opts, self._list_cap)]
+
+        results, sent = self._query(ref_future, build)
         return [_index(r, self._keep) for r in results], sent
 
 
@@ -511,39 +511,40 @@ def _index(result: QueryRows, keep: frozenset[str] | None) -> _Answer:
     return _Answer(replace(result, rows=()), packed, len(result.rows))
 
 
-def _registry_requests(
-    ref: WorkspaceRef, ids: kql.Selection, window: Window, opts: LogOptions, list_cap: int
-) -> list[_Request]:
+def _registry_request(
+    ref: WorkspaceRef,
+    ids: kql.Selection,
+    purpose: Purpose,
+    window: Window,
+    opts: LogOptions,
+    list_cap: int,
+) -> _Request:
     assert ref.customer_id is not None
-    builders: list[tuple[Callable[[Span | None], Query], timedelta]] = [
-        (
+    builders: dict[Purpose, tuple[Callable[[Span | None], Query], timedelta]] = {
+        Purpose.FRESHNESS: (
             lambda span: kql.freshness_query(ids, window, reach_back=opts.reach(), span=span),
             _NO_OVERLAP,
         ),
-        (lambda span: kql.logins_query(ids, window, span=span), _NO_OVERLAP),
-        (
+        Purpose.LOGINS: (lambda span: kql.logins_query(ids, window, span=span), _NO_OVERLAP),
+        Purpose.BURSTS: (
             lambda span: kql.bursts_query(
                 ids, window, min_failures=opts.burst_failures, step=opts.burst_step, span=span
             ),
             # A burst across the split point must lie whole in the later part.
             opts.burst_window + opts.burst_step,
         ),
-        (lambda span: kql.repository_query(ids, window, span=span), _NO_OVERLAP),
-        (lambda span: kql.deletions_query(ids, window, cap=list_cap, span=span), _NO_OVERLAP),
-    ]
-    return [
-        _Request(
-            ref.id,
-            ref.customer_id,
-            build,
-            query,
-            opts.max_splits,
-            overlap,
-            cap=list_cap if query.purpose is Purpose.DELETIONS else None,
-        )
-        for build, overlap in builders
-        for query in [build(None)]
-    ]
+        Purpose.REPOSITORY: (
+            lambda span: kql.repository_query(ids, window, span=span),
+            _NO_OVERLAP,
+        ),
+        Purpose.DELETIONS: (
+            lambda span: kql.deletions_query(ids, window, cap=list_cap, span=span),
+            _NO_OVERLAP,
+        ),
+    }
+    build, overlap = builders[purpose]
+    cap = list_cap if purpose is Purpose.DELETIONS else None
+    return _Request(ref.id, ref.customer_id, build, build(None), opts.max_splits, overlap, cap)
 
 
 def _activity_request(
