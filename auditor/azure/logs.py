@@ -40,8 +40,8 @@ log = logging.getLogger(__name__)
 DEFAULT_ENDPOINT = "https://api.loganalytics.io"
 DEFAULT_AUDIENCE = "https://api.loganalytics.io"
 MAX_CONCURRENCY = 5
-# 40 + 5 x 30 = 190 < 200 queries in any 30 s (see the module docstring). A deep burst lets a
-# small fleet's queries, sent together at the end of its reads, go out at once.
+# 40 + 5 x 30 = 190 < 200 queries in any 30 s (see the module docstring). A deep burst lets the
+# queries of a run's workspaces, sent as each is first seen early in the reads, go out at once.
 PACER_RATE = 5.0
 PACER_BURST = 40
 PACER_KEY = "loganalytics"
