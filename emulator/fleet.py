@@ -20,7 +20,7 @@ import json
 import random
 import sys
 import uuid
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +147,7 @@ _METRICS = [{"category": "AllMetrics", "enabled": True}]
 
 
 def _settings(
-    case: str, central: str, sandbox: str, sub: str, rg: str, name: str, now: datetime
+    case: str, central: str, sandbox: str, sub: str, rg: str, name: str
 ) -> list[dict[str, Any]]:
     storage = (
         f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage"
@@ -218,8 +218,7 @@ def _settings(
     if case == "metrics_only":
         return [{"name": "metrics", "workspace": central, "metrics": _METRICS}]
     if case == "pending":
-        created = _iso(now - timedelta(minutes=30))
-        return [ws("setbypolicy", _ALL, metrics=_METRICS, createdAt=created)]
+        return [ws("setbypolicy", _ALL, metrics=_METRICS, createdAt=_ago(minutes=30))]
     return []  # no_setting
 
 
@@ -227,8 +226,15 @@ def _iso(value: datetime) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _ago(*, days: float = 0, hours: float = 0, minutes: float = 0) -> str:
+    """A time relative to the scenario's now, so a fleet anchored to the wall clock (the
+    emulator's default) shows the same cases on any date."""
+    total = f"{days * 1440 + hours * 60 + minutes:.3f}".rstrip("0").rstrip(".")
+    return f"-{total}m"
+
+
 def _events(
-    rng: random.Random, case: str, name: str, admin: bool, anonymous: bool, now: datetime
+    rng: random.Random, case: str, name: str, admin: bool, anonymous: bool
 ) -> list[dict[str, Any]]:
     team = name[3:].rstrip("0123456789")
     sp = _guid("sp", name)
@@ -255,7 +261,7 @@ def _events(
     if anonymous:
         repository["ips"] = [*ips, "198.51.100.10", "198.51.100.11", "192.0.2.17"]
     if case == "silent":
-        silent = _iso(now - timedelta(hours=rng.choice((30, 50, 72, 120))))
+        silent = _ago(hours=rng.choice((30, 50, 72, 120)))
         for gen in (logins, repository):
             gen["hours"] = 168
             gen["silentSince"] = silent
@@ -342,9 +348,9 @@ def generate(
         sub = subs[sub_index]
         region = REGIONS[rng.randrange(len(REGIONS))]
         rg = f"rg-{team}-{env}"
-        created = now - timedelta(days=rng.uniform(2, 1100))
+        created = _ago(days=rng.uniform(2, 1100))
         if case == "pending":
-            created = now - timedelta(minutes=30)
+            created = _ago(minutes=30)
         admin = rng.random() < 0.12
         anonymous = rng.random() < 0.02
         sandbox = sandboxes[sub_index // 10]
@@ -354,17 +360,15 @@ def generate(
             "resourceGroup": rg,
             "location": region,
             "sku": SKUS[rng.randrange(len(SKUS))],
-            "createdAt": _iso(created),
-            "settings": _settings(case, f"law-central-{region}", sandbox, sub, rg, name, now),
+            "createdAt": created,
+            "settings": _settings(case, f"law-central-{region}", sandbox, sub, rg, name),
         }
         if admin:
             reg["adminUserEnabled"] = True
         if anonymous and reg["sku"] != "Basic":
             reg["anonymousPullEnabled"] = True
         if events and case != "pending":
-            reg["events"] = _events(
-                rng, case, name, admin, bool(reg.get("anonymousPullEnabled")), now
-            )
+            reg["events"] = _events(rng, case, name, admin, bool(reg.get("anonymousPullEnabled")))
         regs.append(reg)
     return {
         "description": f"generated fleet: {registries} registries, {subscriptions} subscriptions, "

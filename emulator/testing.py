@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from emulator import scenario as scenario_mod
 from emulator.app import RunningEmulator, serve_in_thread
@@ -48,20 +48,36 @@ def start_emulator(
     knobs: Mapping[str, Any] | Knobs | None = None,
     port: int = 0,
     state_dir: str | Path | None = None,
-    now: datetime | None = None,
+    now: datetime | Literal["real", "scenario"] = "real",
 ) -> RunningEmulator:
     """An emulator serving `scenario` (a file or a loaded Scenario) in a background thread.
 
     `knobs` as a mapping is merged over the scenario's own ``knobs:``; a Knobs replaces them.
-    `now` (files only) replaces the scenario's `now`, e.g. the wall clock, so a client that
-    reads the real time sees the scenario's events where the scenario put them.
+    `now` (files only) is where the scenario's clock starts: "real" (the default, as for
+    ``python -m emulator``) anchors every relative time of the scenario to the wall clock, so a
+    client that reads the real time (the auditor does) sees the events where the scenario put
+    them on any date; "scenario" keeps the file's fixed `now`, only for a client that runs on
+    the emulator's clock; or a given instant.
     Raises ScenarioError for an invalid scenario or knobs."""
-    sc = scenario if isinstance(scenario, Scenario) else scenario_mod.load(scenario, now=now)
+    if isinstance(scenario, Scenario):
+        sc = scenario
+    else:
+        sc = scenario_mod.load(scenario, now=_anchor(now))
     if knobs is None or isinstance(knobs, Knobs):
         world = World(sc, knobs)
     else:
         world = World(sc, merge_knobs(sc.knobs, knobs))
     return serve_in_thread(world, port, state_dir=state_dir)
+
+
+def _anchor(now: datetime | str) -> datetime | None:
+    if isinstance(now, datetime):
+        return now
+    if now == "real":
+        return datetime.now(UTC)
+    if now == "scenario":
+        return None
+    raise ValueError(f"now must be 'real', 'scenario' or a datetime, not {now!r}")
 
 
 @contextmanager

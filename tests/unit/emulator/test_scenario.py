@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ from emulator import scenario
 from emulator.knobs import Knobs, parse_fault, parse_knobs
 from emulator.scenario import ScenarioError
 from emulator.state import World
+from emulator.testing import start_emulator
 from emulator.throttle import TokenBuckets, WindowLimiter, hhmmss
 
 SMALL = Path(__file__).resolve().parents[3] / "emulator" / "scenarios" / "small.yaml"
@@ -177,3 +179,13 @@ def test_token_bucket_and_quota_window() -> None:
     now[0] = 6.5
     assert windows.take("me", 2, 5.0)[0].remaining == 1
     assert hhmmss(4.2) == "00:00:05" and hhmmss(3725) == "01:02:05"
+
+
+def test_test_emulators_start_on_the_wall_clock_unless_told_otherwise() -> None:
+    fixed = scenario.load(SMALL).now
+    with start_emulator(SMALL) as real:
+        assert abs(real.world.now() - datetime.now(UTC)) < timedelta(minutes=1)
+    with start_emulator(SMALL, now="scenario") as kept:
+        assert kept.world.now() == fixed
+    with pytest.raises(ValueError, match="'tomorrow'"):
+        start_emulator(SMALL, now="tomorrow")  # type: ignore[arg-type]
