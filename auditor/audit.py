@@ -192,6 +192,8 @@ def run_audit(
         else:
             ready, evidence = collector.settle()
         settled = [waiting.pop(k) for k in ready if k in waiting]
+        if not settled:
+            return
         judged = apply_evidence(
             settled,
             evidence,
@@ -224,18 +226,23 @@ def run_audit(
             try:
                 for _ in range(min(max_concurrency, len(registries))):
                     pool.submit(reader)
-                for _ in registries:
-                    item = judged.get()
+                while len(verdicts) < len(registries):
+                    # Wake up without a new verdict too: a read that hangs must not hold back
+                    # registries already settled from the store and the alerts.
+                    try:
+                        item = judged.get(timeout=max(WRITE_EVERY_SECONDS, 0.05))
+                    except queue.Empty:
+                        item = None
                     if isinstance(item, BaseException):
                         raise item
-                    verdict = item
-                    verdicts.append(verdict)
-                    waiting[verdict.registry.key] = verdict
-                    if collector is not None:
-                        collector.add(verdict)
-                    stats.settings_reads += 1
-                    if verdict.status is Status.UNKNOWN:
-                        stats.read_failures += 1
+                    if item is not None:
+                        verdicts.append(item)
+                        waiting[item.registry.key] = item
+                        if collector is not None:
+                            collector.add(item)
+                        stats.settings_reads += 1
+                        if item.status is Status.UNKNOWN:
+                            stats.read_failures += 1
                     due = time.monotonic() - last_write > WRITE_EVERY_SECONDS
                     if due and not (writer is not None and writer.busy):
                         last_write = time.monotonic()
