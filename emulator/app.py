@@ -373,7 +373,9 @@ def serve_in_thread(
     """Start the HTTPS server in a daemon thread and wait until it accepts connections.
     Without `state_dir` the CA and key go to a temporary directory removed by stop()."""
     owned = state_dir is None
-    directory = Path(tempfile.mkdtemp(prefix="acr-emulator-")) if owned else Path(state_dir)  # type: ignore[arg-type]
+    directory = (
+        Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="acr-emulator-"))
+    )
     tls = make_tls(directory)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
