@@ -92,7 +92,7 @@ def _judge_one(
     return judge(registry, settings, categories, policy)
 
 
-def run_audit(
+def run_audit(  # noqa: C901
     clients: ArmClients,
     policy: Policy,
     *,

@@ -55,7 +55,7 @@ class _Route(enum.IntEnum):
     ACCEPTED = 2
 
 
-def judge(
+def judge(  # noqa: C901
     registry: Registry,
     settings: Sequence[DiagnosticSetting] | None,
     categories: Sequence[CategoryInfo],

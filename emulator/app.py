@@ -235,22 +235,7 @@ class CoreMiddleware:
             await send(message)
 
         try:
-            latency = self.world.knobs.latency_for(api)
-            delay = latency.sample_s() if latency else 0.0
-            fault = self.world.take_fault(api, path, CORE_FAULT_KINDS)
-            if fault is not None and fault.kind == "slow":
-                delay += fault.delay_s
-            if delay > 0:
-                await asyncio.sleep(delay)
-            if fault is not None and fault.kind == "status":
-                response = fault_response(
-                    api, fault, scope["method"], path, self._peek_caller(scope)
-                )
-                await response(scope, receive, send_status)
-            elif fault is not None and fault.kind == "malformed":
-                await self._malformed(scope, receive, send_status)
-            else:
-                await self.app(scope, receive, send_status)
+            await self._serve(api, path, scope, receive, send_status)
         except Exception:  # the net under every handler: log, answer 500, keep serving
             log.exception("emulator: unhandled error on %s %s", scope.get("method"), path)
             if status == 0:
@@ -259,6 +244,23 @@ class CoreMiddleware:
                 )
         finally:
             record()
+
+    async def _serve(self, api: str, path: str, scope: Scope, receive: Receive, send: Send) -> None:
+        """The request after its latency, with any injected fault in place of the handler."""
+        latency = self.world.knobs.latency_for(api)
+        delay = latency.sample_s() if latency else 0.0
+        fault = self.world.take_fault(api, path, CORE_FAULT_KINDS)
+        if fault is not None and fault.kind == "slow":
+            delay += fault.delay_s
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if fault is not None and fault.kind == "status":
+            response = fault_response(api, fault, scope["method"], path, self._peek_caller(scope))
+            await response(scope, receive, send)
+        elif fault is not None and fault.kind == "malformed":
+            await self._malformed(scope, receive, send)
+        else:
+            await self.app(scope, receive, send)
 
     def _peek_caller(self, scope: Scope) -> str | None:
         for name, value in scope.get("headers", []):
@@ -373,7 +375,9 @@ def serve_in_thread(
     """Start the HTTPS server in a daemon thread and wait until it accepts connections.
     Without `state_dir` the CA and key go to a temporary directory removed by stop()."""
     owned = state_dir is None
-    directory = Path(tempfile.mkdtemp(prefix="acr-emulator-")) if owned else Path(state_dir)  # type: ignore[arg-type]
+    directory = (
+        Path(state_dir) if state_dir is not None else Path(tempfile.mkdtemp(prefix="acr-emulator-"))
+    )
     tls = make_tls(directory)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

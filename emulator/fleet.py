@@ -20,6 +20,8 @@ import json
 import random
 import sys
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -146,80 +148,107 @@ _AUDIT = _logs(("categoryGroup", "audit", True))
 _METRICS = [{"category": "AllMetrics", "enabled": True}]
 
 
-def _settings(
-    case: str, central: str, sandbox: str, sub: str, rg: str, name: str
-) -> list[dict[str, Any]]:
-    storage = (
-        f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage"
-        f"/storageAccounts/st{name[3:][:16]}logs"
-    )
-    hub = (
-        f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.EventHub/namespaces"
-        "/evhns-siem/authorizationRules/RootManageSharedAccessKey"
-    )
+@dataclass(frozen=True)
+class _Targets:
+    """Where one registry's diagnostic settings can send its logs."""
+
+    central: str
+    sandbox: str
+    storage: str
+    hub: str
 
     def ws(
-        setting: str, logs: list[dict[str, Any]], target: str = central, **extra: Any
+        self, setting: str, logs: list[dict[str, Any]], target: str | None = None, **extra: Any
     ) -> dict[str, Any]:
-        out: dict[str, Any] = {"name": setting, "workspace": target, "logs": logs}
+        out: dict[str, Any] = {
+            "name": setting,
+            "workspace": self.central if target is None else target,
+            "logs": logs,
+        }
         out.update(extra)
         return out
 
-    if case in ("compliant_categories", "silent"):
-        return [ws("send-to-central", _BOTH, metrics=_METRICS)]
-    if case == "compliant_alllogs":
-        return [ws("setbypolicy", _ALL, metrics=_METRICS)]
-    if case == "compliant_audit":
-        return [ws("audit-to-security", _AUDIT, "law-security", metrics=_METRICS)]
-    if case == "missing_category":
-        return [ws("login-audit", _logs(("category", LOGIN, True)), metrics=_METRICS)]
-    if case == "disabled_entry":
-        entries = _logs(("category", LOGIN, True), ("category", REPOSITORY, False))
-        return [ws("send-to-central", entries, metrics=_METRICS)]
-    if case == "other_tenant":
-        return [ws("vendor-soc", _ALL, other_tenant_workspace())]
-    if case == "not_allowed_workspace":
-        return [ws("to-sandbox", _ALL, sandbox, metrics=_METRICS)]
-    if case == "storage_only":
-        return [{"name": "archive", "storageAccountId": storage, "logs": _ALL}]
-    if case == "event_hub_only":
-        return [
-            {
-                "name": "to-siem",
-                "eventHubAuthorizationRuleId": hub,
-                "eventHubName": "acr",
-                "logs": _ALL,
-            }
-        ]
-    if case == "azure_diagnostics":
-        return [ws("legacy-diag", _BOTH, logAnalyticsDestinationType="AzureDiagnostics")]
-    if case == "split_settings":
-        return [
-            ws("logins-to-central", _logs(("category", LOGIN, True))),
-            ws("repo-to-security", _logs(("category", REPOSITORY, True)), "law-security"),
-        ]
-    if case == "five_settings":
-        return [
-            {"name": "archive", "storageAccountId": storage, "logs": _ALL},
-            {
-                "name": "stream",
-                "eventHubAuthorizationRuleId": hub,
-                "eventHubName": "acr",
-                "logs": _AUDIT,
-            },
-            ws("legacy", _ALL, logAnalyticsDestinationType="AzureDiagnostics"),
-            ws(
-                "disabled",
-                _logs(("category", LOGIN, False), ("category", REPOSITORY, False)),
-                "law-security",
-            ),
-            {"name": "metrics-only", "workspace": central, "metrics": _METRICS},
-        ]
-    if case == "metrics_only":
-        return [{"name": "metrics", "workspace": central, "metrics": _METRICS}]
-    if case == "pending":
-        return [ws("setbypolicy", _ALL, metrics=_METRICS, createdAt=_ago(minutes=30))]
-    return []  # no_setting
+    def archive(self, logs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"name": "archive", "storageAccountId": self.storage, "logs": logs}
+
+    def event_hub(self, setting: str, logs: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "name": setting,
+            "eventHubAuthorizationRuleId": self.hub,
+            "eventHubName": "acr",
+            "logs": logs,
+        }
+
+
+def _five_settings(t: _Targets) -> list[dict[str, Any]]:
+    return [
+        t.archive(_ALL),
+        t.event_hub("stream", _AUDIT),
+        t.ws("legacy", _ALL, logAnalyticsDestinationType="AzureDiagnostics"),
+        t.ws(
+            "disabled",
+            _logs(("category", LOGIN, False), ("category", REPOSITORY, False)),
+            "law-security",
+        ),
+        {"name": "metrics-only", "workspace": t.central, "metrics": _METRICS},
+    ]
+
+
+# Each case's diagnostic settings; a case not listed (no_setting) has none.
+_CASE_SETTINGS: dict[str, Callable[[_Targets], list[dict[str, Any]]]] = {
+    "compliant_categories": lambda t: [t.ws("send-to-central", _BOTH, metrics=_METRICS)],
+    # Configured like compliant_categories; its events stop (see _events).
+    "silent": lambda t: [t.ws("send-to-central", _BOTH, metrics=_METRICS)],
+    "compliant_alllogs": lambda t: [t.ws("setbypolicy", _ALL, metrics=_METRICS)],
+    "compliant_audit": lambda t: [
+        t.ws("audit-to-security", _AUDIT, "law-security", metrics=_METRICS)
+    ],
+    "missing_category": lambda t: [
+        t.ws("login-audit", _logs(("category", LOGIN, True)), metrics=_METRICS)
+    ],
+    "disabled_entry": lambda t: [
+        t.ws(
+            "send-to-central",
+            _logs(("category", LOGIN, True), ("category", REPOSITORY, False)),
+            metrics=_METRICS,
+        )
+    ],
+    "other_tenant": lambda t: [t.ws("vendor-soc", _ALL, other_tenant_workspace())],
+    "not_allowed_workspace": lambda t: [t.ws("to-sandbox", _ALL, t.sandbox, metrics=_METRICS)],
+    "storage_only": lambda t: [t.archive(_ALL)],
+    "event_hub_only": lambda t: [t.event_hub("to-siem", _ALL)],
+    "azure_diagnostics": lambda t: [
+        t.ws("legacy-diag", _BOTH, logAnalyticsDestinationType="AzureDiagnostics")
+    ],
+    "split_settings": lambda t: [
+        t.ws("logins-to-central", _logs(("category", LOGIN, True))),
+        t.ws("repo-to-security", _logs(("category", REPOSITORY, True)), "law-security"),
+    ],
+    "five_settings": _five_settings,
+    "metrics_only": lambda t: [{"name": "metrics", "workspace": t.central, "metrics": _METRICS}],
+    "pending": lambda t: [t.ws("setbypolicy", _ALL, metrics=_METRICS, createdAt=_ago(minutes=30))],
+}
+
+
+def _settings(
+    case: str, central: str, sandbox: str, sub: str, rg: str, name: str
+) -> list[dict[str, Any]]:
+    build = _CASE_SETTINGS.get(case)
+    if build is None:
+        return []
+    targets = _Targets(
+        central=central,
+        sandbox=sandbox,
+        storage=(
+            f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.Storage"
+            f"/storageAccounts/st{name[3:][:16]}logs"
+        ),
+        hub=(
+            f"/subscriptions/{sub}/resourceGroups/{rg}/providers/Microsoft.EventHub/namespaces"
+            "/evhns-siem/authorizationRules/RootManageSharedAccessKey"
+        ),
+    )
+    return build(targets)
 
 
 def _iso(value: datetime) -> str:

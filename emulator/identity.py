@@ -107,12 +107,13 @@ class TokenAuthority:
     ) -> tuple[str, int]:
         """(token, expires_on epoch seconds)."""
         issued = int(now if now is not None else time.time())
+        expires = issued + lifetime_s
         claims = {
             "aud": normalize_audience(resource),
             "iss": f"https://sts.windows.net/{self.tenant_id}/",
             "iat": issued,
             "nbf": issued - 300,
-            "exp": issued + lifetime_s,
+            "exp": expires,
             "oid": oid or self.principal_id,
             "sub": oid or self.principal_id,
             "appid": client_id or self.client_id,
@@ -127,7 +128,7 @@ class TokenAuthority:
             + _b64(json.dumps(claims, separators=(",", ":")).encode())
         )
         sig = hmac.new(self._key, signing_input.encode("ascii"), hashlib.sha256).digest()
-        return f"{signing_input}.{_b64(sig)}", claims["exp"]
+        return f"{signing_input}.{_b64(sig)}", expires
 
     def verify(self, token: str, now: float | None = None) -> dict[str, Any]:
         """The token's claims; raises TokenError (code as ARM reports it)."""

@@ -355,20 +355,7 @@ def parse_fault(
     api = m.get("api", "logs" if kind == "partial" else "any")
     if api not in FAULT_APIS:
         raise p.error(f"{path}.api", f"must be one of {', '.join(FAULT_APIS)}")
-    regex = m.get("path", "")
-    if not isinstance(regex, str):
-        raise p.error(f"{path}.path", "expected a regular expression string")
-    if "subscription" in m:
-        sub = m["subscription"]
-        if not isinstance(sub, str) or not GUID_RE.match(sub):
-            raise p.error(f"{path}.subscription", "expected a subscription GUID")
-        if regex:
-            raise p.error(f"{path}.subscription", "give either path or subscription, not both")
-        regex = rf"^/+subscriptions/{re.escape(sub)}(/|$)"
-    try:
-        re.compile(regex, re.IGNORECASE)
-    except re.error as exc:
-        raise p.error(f"{path}.path", f"invalid regular expression: {exc}") from None
+    regex = _fault_path(p, m, path)
     status = p.int(m, "status", path, 500, lo=400, hi=599)
     if kind != "status" and "status" in m:
         raise p.error(f"{path}.status", f"only applies to kind status, not {kind}")
@@ -395,6 +382,26 @@ def parse_fault(
         seed=p.int(m, "seed", path, None) if "seed" in m else None,
         id=fault_id,
     )
+
+
+def _fault_path(p: _Parser, m: Mapping[str, Any], path: str) -> str:
+    """The request paths a fault matches, as a regex: given as `path`, or as `subscription`
+    for every path under that subscription."""
+    regex = m.get("path", "")
+    if not isinstance(regex, str):
+        raise p.error(f"{path}.path", "expected a regular expression string")
+    if "subscription" in m:
+        sub = m["subscription"]
+        if not isinstance(sub, str) or not GUID_RE.match(sub):
+            raise p.error(f"{path}.subscription", "expected a subscription GUID")
+        if regex:
+            raise p.error(f"{path}.subscription", "give either path or subscription, not both")
+        regex = rf"^/+subscriptions/{re.escape(sub)}(/|$)"
+    try:
+        re.compile(regex, re.IGNORECASE)
+    except re.error as exc:
+        raise p.error(f"{path}.path", f"invalid regular expression: {exc}") from None
+    return regex
 
 
 class _Parser:

@@ -184,17 +184,18 @@ def load(path: str | Path, *, now: datetime | None = None) -> Scenario:
 def parse(data: Any, *, source: str = "<memory>") -> Scenario:
     r = _Reader(source)
     top = r.mapping(data, "")
-    now = r.datetime(top.get("now"), "now", required=True)
+    now = r.moment(top.get("now"), "now", required=True)
     assert now is not None
     subs = [
         r.subscription(s, f"subscriptions[{i}]")
-        for i, s in enumerate(r.list(top, "subscriptions", required=True))
+        for i, s in enumerate(r.entries(top, "subscriptions", required=True))
     ]
     sub_ids = {s.id.lower() for s in subs}
     if len(sub_ids) != len(subs):
         raise r.error("subscriptions", "duplicate subscription id")
     workspaces = [
-        r.workspace(w, f"workspaces[{i}]", sub_ids) for i, w in enumerate(r.list(top, "workspaces"))
+        r.workspace(w, f"workspaces[{i}]", sub_ids)
+        for i, w in enumerate(r.entries(top, "workspaces"))
     ]
     ws_by_name = {w.name.lower(): w for w in workspaces}
     if len(ws_by_name) != len(workspaces):
@@ -206,7 +207,7 @@ def parse(data: Any, *, source: str = "<memory>") -> Scenario:
             )
     registries = [
         r.registry(x, f"registries[{i}]", sub_ids, ws_by_name, now)
-        for i, x in enumerate(r.list(top, "registries"))
+        for i, x in enumerate(r.entries(top, "registries"))
     ]
     seen: set[str] = set()
     for i, reg in enumerate(registries):
@@ -215,7 +216,8 @@ def parse(data: Any, *, source: str = "<memory>") -> Scenario:
         seen.add(reg.name.lower())
     by_name = {x.name.lower(): x for x in registries}
     activity = [
-        r.activity(a, f"activity[{i}]", by_name, now) for i, a in enumerate(r.list(top, "activity"))
+        r.activity(a, f"activity[{i}]", by_name, now)
+        for i, a in enumerate(r.entries(top, "activity"))
     ]
     knobs = r.mapping(top.get("knobs", {}), "knobs")
     # Validate now, so a bad knob is reported with the file name before anything starts.
@@ -248,7 +250,7 @@ class _Reader:
             raise self.error(path, f"expected a mapping, got {type(value).__name__}")
         return value
 
-    def list(self, parent: dict[str, Any], key: str, *, required: bool = False) -> list[Any]:
+    def entries(self, parent: dict[str, Any], key: str, *, required: bool = False) -> list[Any]:
         value = parent.get(key)
         if value is None:
             if required:
@@ -258,7 +260,7 @@ class _Reader:
             raise self.error(key, f"expected a list, got {type(value).__name__}")
         return value
 
-    def str(self, m: dict[str, Any], key: str, path: str, *, default: str | None = None) -> str:
+    def text(self, m: dict[str, Any], key: str, path: str, *, default: str | None = None) -> str:
         value = m.get(key, default)
         if value is None:
             raise self.error(f"{path}.{key}", "is required")
@@ -266,7 +268,7 @@ class _Reader:
             raise self.error(f"{path}.{key}", "expected a non-empty string")
         return value
 
-    def bool(self, m: dict[str, Any], key: str, path: str, default: bool) -> bool:
+    def flag(self, m: dict[str, Any], key: str, path: str, default: bool) -> bool:
         value = m.get(key, default)
         if not isinstance(value, bool):
             raise self.error(f"{path}.{key}", "expected true or false")
@@ -291,7 +293,7 @@ class _Reader:
             )
         return float(value)
 
-    def datetime(
+    def moment(
         self, value: Any, path: str, *, required: bool = False, now: datetime | None = None
     ) -> datetime | None:
         if value is None:
@@ -317,19 +319,19 @@ class _Reader:
         )
 
     def guid(self, m: dict[str, Any], key: str, path: str, *, default: str | None = None) -> str:
-        value = self.str(m, key, path, default=default)
+        value = self.text(m, key, path, default=default)
         if not GUID_RE.match(value):
             raise self.error(f"{path}.{key}", f"{value!r} is not a GUID")
         return value.lower()
 
     def subscription(self, raw: Any, path: str) -> SubscriptionSpec:
         m = self.mapping(raw, path)
-        state = self.str(m, "state", path, default="Enabled")
+        state = self.text(m, "state", path, default="Enabled")
         if state not in SUBSCRIPTION_STATES:
             raise self.error(f"{path}.state", f"must be one of {', '.join(SUBSCRIPTION_STATES)}")
         return SubscriptionSpec(
             id=self.guid(m, "id", path),
-            display_name=self.str(m, "displayName", path, default=f"Subscription {m.get('id')}"),
+            display_name=self.text(m, "displayName", path, default=f"Subscription {m.get('id')}"),
             tenant_id=self.guid(
                 m, "tenantId", path, default="72f988bf-86f1-41af-91ab-2d7cd011db47"
             ),
@@ -344,18 +346,18 @@ class _Reader:
             raise self.error(
                 f"{path}.subscription", f"{sub} is not one of the scenario's subscriptions"
             )
-        name = self.str(m, "name", path)
+        name = self.text(m, "name", path)
         default_customer = str(uuid.uuid5(uuid.NAMESPACE_URL, f"workspace/{sub}/{name}"))
         return WorkspaceSpec(
             name=name,
             subscription=sub,
             resource_group=self._rg(m, path),
             customer_id=self.guid(m, "customerId", path, default=default_customer),
-            location=self.str(m, "location", path, default="westeurope"),
+            location=self.text(m, "location", path, default="westeurope"),
         )
 
     def _rg(self, m: dict[str, Any], path: str) -> str:
-        rg = self.str(m, "resourceGroup", path)
+        rg = self.text(m, "resourceGroup", path)
         if not RG_NAME_RE.match(rg) or rg.endswith("."):
             raise self.error(f"{path}.resourceGroup", f"{rg!r} is not a valid resource group name")
         return rg
@@ -376,7 +378,7 @@ class _Reader:
         self, raw: Any, path: str, subs: set[str], ws: dict[str, WorkspaceSpec], now: datetime
     ) -> RegistrySpec:
         m = self.mapping(raw, path)
-        name = self.str(m, "name", path)
+        name = self.text(m, "name", path)
         if not REGISTRY_NAME_RE.match(name):
             raise self.error(f"{path}.name", f"{name!r} must be 5-50 letters and digits")
         sub = self.guid(m, "subscription", path)
@@ -384,12 +386,12 @@ class _Reader:
             raise self.error(
                 f"{path}.subscription", f"{sub} is not one of the scenario's subscriptions"
             )
-        sku = self.str(m, "sku", path, default="Standard")
+        sku = self.text(m, "sku", path, default="Standard")
         if sku not in ("Basic", "Standard", "Premium"):
             raise self.error(f"{path}.sku", "must be Basic, Standard or Premium")
         settings = [
             self.setting(s, f"{path}.settings[{i}]", ws, now)
-            for i, s in enumerate(self.list(m, "settings"))
+            for i, s in enumerate(self.entries(m, "settings"))
         ]
         if len(settings) > 5:
             raise self.error(
@@ -398,17 +400,18 @@ class _Reader:
         if len({s.name.lower() for s in settings}) != len(settings):
             raise self.error(f"{path}.settings", "setting names must be unique per registry")
         events = [
-            self.events(e, f"{path}.events[{i}]", now) for i, e in enumerate(self.list(m, "events"))
+            self.events(e, f"{path}.events[{i}]", now)
+            for i, e in enumerate(self.entries(m, "events"))
         ]
         return RegistrySpec(
             name=name,
             subscription=sub,
             resource_group=self._rg(m, path),
-            location=self.str(m, "location", path, default="westeurope"),
+            location=self.text(m, "location", path, default="westeurope"),
             sku=sku,
-            admin_user_enabled=self.bool(m, "adminUserEnabled", path, False),
-            anonymous_pull_enabled=self.bool(m, "anonymousPullEnabled", path, False),
-            created_at=self.datetime(m.get("createdAt"), f"{path}.createdAt", now=now),
+            admin_user_enabled=self.flag(m, "adminUserEnabled", path, False),
+            anonymous_pull_enabled=self.flag(m, "anonymousPullEnabled", path, False),
+            created_at=self.moment(m.get("createdAt"), f"{path}.createdAt", now=now),
             settings=settings,
             events=events,
         )
@@ -417,7 +420,7 @@ class _Reader:
         self, raw: Any, path: str, ws: dict[str, WorkspaceSpec], now: datetime
     ) -> SettingSpec:
         m = self.mapping(raw, path)
-        name = self.str(m, "name", path)
+        name = self.text(m, "name", path)
         props: dict[str, Any] = {}
         if "workspace" in m:
             props["workspaceId"] = self.workspace_ref(m["workspace"], f"{path}.workspace", ws)
@@ -428,7 +431,7 @@ class _Reader:
             "marketplacePartnerId",
         ):
             if key in m:
-                props[key] = self.str(m, key, path)
+                props[key] = self.text(m, key, path)
         dest_type = m.get(
             "logAnalyticsDestinationType", "Dedicated" if "workspaceId" in props else None
         )
@@ -439,18 +442,18 @@ class _Reader:
         # ARM reports AzureDiagnostics mode as null.
         props["logAnalyticsDestinationType"] = "Dedicated" if dest_type == "Dedicated" else None
         logs = []
-        for i, entry in enumerate(self.list(m, "logs")):
+        for i, entry in enumerate(self.entries(m, "logs")):
             e = self.mapping(entry, f"{path}.logs[{i}]")
             has_cat, has_group = "category" in e, "categoryGroup" in e
             if has_cat == has_group:
                 raise self.error(
                     f"{path}.logs[{i}]", "needs exactly one of category or categoryGroup"
                 )
-            out: dict[str, Any] = {"enabled": self.bool(e, "enabled", f"{path}.logs[{i}]", True)}
+            out: dict[str, Any] = {"enabled": self.flag(e, "enabled", f"{path}.logs[{i}]", True)}
             if has_cat:
-                out["category"] = self.str(e, "category", f"{path}.logs[{i}]")
+                out["category"] = self.text(e, "category", f"{path}.logs[{i}]")
             else:
-                out["categoryGroup"] = self.str(e, "categoryGroup", f"{path}.logs[{i}]")
+                out["categoryGroup"] = self.text(e, "categoryGroup", f"{path}.logs[{i}]")
             out["retentionPolicy"] = {"enabled": False, "days": 0}
             logs.append(out)
         if any("category" in x for x in logs) and any("categoryGroup" in x for x in logs):
@@ -458,14 +461,14 @@ class _Reader:
                 f"{path}.logs", "a setting uses category groups or categories, not both"
             )
         metrics = []
-        for i, entry in enumerate(self.list(m, "metrics")):
+        for i, entry in enumerate(self.entries(m, "metrics")):
             e = self.mapping(entry, f"{path}.metrics[{i}]")
             metrics.append(
                 {
-                    "category": self.str(
+                    "category": self.text(
                         e, "category", f"{path}.metrics[{i}]", default="AllMetrics"
                     ),
-                    "enabled": self.bool(e, "enabled", f"{path}.metrics[{i}]", True),
+                    "enabled": self.flag(e, "enabled", f"{path}.metrics[{i}]", True),
                     "retentionPolicy": {"enabled": False, "days": 0},
                 }
             )
@@ -482,12 +485,12 @@ class _Reader:
         ):
             raise self.error(path, "a diagnostic setting needs at least one destination")
         return SettingSpec(
-            name, props, self.datetime(m.get("createdAt"), f"{path}.createdAt", now=now)
+            name, props, self.moment(m.get("createdAt"), f"{path}.createdAt", now=now)
         )
 
     def events(self, raw: Any, path: str, now: datetime) -> EventGenerator:
         m = self.mapping(raw, path)
-        kind = self.str(m, "kind", path)
+        kind = self.text(m, "kind", path)
         if kind not in EVENT_KINDS:
             raise self.error(f"{path}.kind", f"must be one of {', '.join(EVENT_KINDS)}")
         gen = EventGenerator(
@@ -496,7 +499,7 @@ class _Reader:
             hours=self.number(m, "hours", path, 48.0, hi=24 * 90),
             failure_rate=self.number(m, "failureRate", path, 0.0, hi=1.0),
             seed=int(self.number(m, "seed", path, 0)),
-            silent_since=self.datetime(m.get("silentSince"), f"{path}.silentSince", now=now),
+            silent_since=self.moment(m.get("silentSince"), f"{path}.silentSince", now=now),
         )
         for key in ("identities", "ips", "repositories"):
             if key in m:
@@ -526,8 +529,8 @@ class _Reader:
                 "count": int(self.number(b, "count", f"{path}.burst", 20, lo=1)),
                 "minutes": self.number(b, "minutes", f"{path}.burst", 5, lo=0.1),
                 "agoHours": self.number(b, "agoHours", f"{path}.burst", 2),
-                "ip": self.str(b, "ip", f"{path}.burst", default="192.0.2.66"),
-                "identity": self.str(b, "identity", f"{path}.burst", default="admin"),
+                "ip": self.text(b, "ip", f"{path}.burst", default="192.0.2.66"),
+                "identity": self.text(b, "identity", f"{path}.burst", default="admin"),
             }
         return gen
 
@@ -535,11 +538,11 @@ class _Reader:
         self, raw: Any, path: str, regs: dict[str, RegistrySpec], now: datetime
     ) -> ActivitySpec:
         m = self.mapping(raw, path)
-        reg_name = self.str(m, "registry", path)
+        reg_name = self.text(m, "registry", path)
         reg = regs.get(reg_name.lower())
         if reg is None:
             raise self.error(f"{path}.registry", f"no registry named {reg_name!r}")
-        at = self.datetime(m.get("at"), f"{path}.at", required=True, now=now)
+        at = self.moment(m.get("at"), f"{path}.at", required=True, now=now)
         assert at is not None
         suffix = m.get("setting")
         resource = (
@@ -549,9 +552,9 @@ class _Reader:
         )
         return ActivitySpec(
             at=at,
-            operation=self.str(m, "operation", path).upper(),
+            operation=self.text(m, "operation", path).upper(),
             resource_id=resource,
-            caller=self.str(m, "caller", path, default="someone@contoso.com"),
-            status=self.str(m, "status", path, default="Succeeded"),
-            caller_ip=self.str(m, "callerIp", path, default="198.51.100.7"),
+            caller=self.text(m, "caller", path, default="someone@contoso.com"),
+            status=self.text(m, "status", path, default="Succeeded"),
+            caller_ip=self.text(m, "callerIp", path, default="198.51.100.7"),
         )

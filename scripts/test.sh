@@ -11,8 +11,8 @@ echo "== ruff check" >&2
 ruff check .
 echo "== ruff format --check" >&2
 ruff format --check .
-echo "== mypy auditor/" >&2
-mypy auditor
+echo "== mypy auditor/ emulator/" >&2
+mypy auditor emulator
 
 echo "== pytest" >&2
 set +e

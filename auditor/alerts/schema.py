@@ -58,7 +58,7 @@ def _type_ok(value: Any, name: str) -> bool:
     return isinstance(value, _TYPES[name])
 
 
-def _check(value: Any, schema: dict[str, Any], path: str, problems: list[str]) -> None:
+def _check(value: Any, schema: dict[str, Any], path: str, problems: list[str]) -> None:  # noqa: C901
     unknown = set(schema) - _KEYWORDS - _ANNOTATIONS
     if unknown:
         raise ValueError(f"schema at {path} uses unsupported keywords {sorted(unknown)}")

@@ -161,7 +161,7 @@ def _redacted(value: Any) -> Any:
     return value
 
 
-def create_app(
+def create_app(  # noqa: C901
     store_provider: Callable[[], AuditStore],
     *,
     now: Callable[[], datetime] = _utc_now,

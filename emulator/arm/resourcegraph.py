@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -132,33 +133,32 @@ def parse_query(query: str) -> QueryShape:
     return QueryShape(columns, order, descending, empty)
 
 
+# Columns read off the registry alone; the rest need the world (see _value).
+_REGISTRY_COLUMNS: dict[str, Callable[[RegistrySpec], Any]] = {
+    "id": lambda reg: reg.id,
+    "name": lambda reg: reg.name,
+    "type": lambda reg: REGISTRY_TYPE,
+    "location": lambda reg: reg.location.lower(),
+    "resourceGroup": lambda reg: reg.resource_group.lower(),  # Resource Graph lower-cases them
+    "subscriptionId": lambda reg: reg.subscription,
+    "kind": lambda reg: "",
+    "managedBy": lambda reg: "",
+    "sku": lambda reg: {"name": reg.sku, "tier": reg.sku},
+    "tags": lambda reg: {},
+    "systemData": system_data,
+}
+
+
 def _value(reg: RegistrySpec, column: str, world: World) -> Any:
-    sub = world.subscription(reg.subscription)
+    own = _REGISTRY_COLUMNS.get(column)
+    if own is not None:
+        return own(reg)
     match column:
-        case "id":
-            return reg.id
-        case "name":
-            return reg.name
-        case "type":
-            return REGISTRY_TYPE
         case "tenantId":
+            sub = world.subscription(reg.subscription)
             return sub.tenant_id if sub else world.tenant_id
-        case "location":
-            return reg.location.lower()
-        case "resourceGroup":
-            return reg.resource_group.lower()  # Resource Graph lower-cases resource groups
-        case "subscriptionId":
-            return reg.subscription
-        case "kind" | "managedBy":
-            return ""
-        case "sku":
-            return {"name": reg.sku, "tier": reg.sku}
         case "properties":
             return registry_properties(reg, world)
-        case "tags":
-            return {}
-        case "systemData":
-            return system_data(reg)
         case _:
             return None
 

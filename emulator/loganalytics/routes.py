@@ -376,6 +376,30 @@ def _warm_validator() -> None:
         pass  # reported by the first query that needs it
 
 
+def _error_response(exc: ApiError | QueryError) -> Response:
+    if isinstance(exc, ApiError):
+        return exc.response()
+    return json_response(_error_body(exc), exc.status, _ids())
+
+
+async def _batch_response(svc: LogAnalyticsService, caller: str, item: Any) -> dict[str, Any]:
+    """One request of a batch, answered on its own: a bad request fails alone."""
+    rid = str(item.get("id", "")) if isinstance(item, dict) else ""
+    try:
+        if not isinstance(item, dict) or not isinstance(item.get("body"), dict):
+            raise _bad_argument("InvalidBatch", "Each request needs an id and a body.")
+        b = item["body"]
+        headers = item.get("headers") or {}
+        prefer = str(headers.get("Prefer") or headers.get("prefer") or "")
+        req = _validated(b.get("query"), b.get("timespan"), b.get("workspaces"), prefer)
+        ws = str(item.get("workspace") or "")
+        scope = svc.workspace_scope(ws, req.workspaces)
+        status, out, _ = await svc.run(caller, scope, req, f"/v1/workspaces/{ws}/query")
+    except QueryError as exc:
+        status, out = exc.status, _error_body(exc)
+    return {"id": rid, "status": status, "body": out}
+
+
 def build_routes(world: World) -> list[BaseRoute]:
     svc = service_for(world)
     if svc._extra("validate", True) is not False:
@@ -388,10 +412,8 @@ def build_routes(world: World) -> list[BaseRoute]:
             req = await _read_request(request, world)
             scope = svc.workspace_scope(request.path_params["workspace_id"], req.workspaces)
             return await svc.execute(caller, scope, req, request.url.path)
-        except ApiError as exc:
-            return exc.response()
-        except QueryError as exc:
-            return json_response(_error_body(exc), exc.status, _ids())
+        except (ApiError, QueryError) as exc:
+            return _error_response(exc)
 
     async def resource_query(request: Request) -> Response:
         try:
@@ -406,10 +428,8 @@ def build_routes(world: World) -> list[BaseRoute]:
             req = await _read_request(request, world)
             scope = svc.resource_scope(resource, req.workspaces)
             return await svc.execute(caller, scope, req, request.url.path)
-        except ApiError as exc:
-            return exc.response()
-        except QueryError as exc:
-            return json_response(_error_body(exc), exc.status, _ids())
+        except (ApiError, QueryError) as exc:
+            return _error_response(exc)
 
     async def batch(request: Request) -> Response:
         try:
@@ -418,26 +438,9 @@ def build_routes(world: World) -> list[BaseRoute]:
             items = body.get("requests") if isinstance(body, dict) else None
             if not isinstance(items, list) or not items:
                 raise _bad_argument("InvalidBatch", "'requests' must be a non-empty list.")
-        except ApiError as exc:
-            return exc.response()
-        except QueryError as exc:
-            return json_response(_error_body(exc), exc.status, _ids())
-        responses = []
-        for item in items:
-            rid = str(item.get("id", "")) if isinstance(item, dict) else ""
-            try:
-                if not isinstance(item, dict) or not isinstance(item.get("body"), dict):
-                    raise _bad_argument("InvalidBatch", "Each request needs an id and a body.")
-                b = item["body"]
-                headers = item.get("headers") or {}
-                prefer = str(headers.get("Prefer") or headers.get("prefer") or "")
-                req = _validated(b.get("query"), b.get("timespan"), b.get("workspaces"), prefer)
-                ws = str(item.get("workspace") or "")
-                scope = svc.workspace_scope(ws, req.workspaces)
-                status, out, _ = await svc.run(caller, scope, req, f"/v1/workspaces/{ws}/query")
-            except QueryError as exc:
-                status, out = exc.status, _error_body(exc)
-            responses.append({"id": rid, "status": status, "body": out})
+        except (ApiError, QueryError) as exc:
+            return _error_response(exc)
+        responses = [await _batch_response(svc, caller, item) for item in items]
         return json_response({"responses": responses})
 
     return [

@@ -478,17 +478,7 @@ def code_sdk_calls() -> set[str]:
     found: set[str] = set()
     for path in (ROOT / "auditor").rglob("*.py"):
         tree = ast.parse(path.read_text(encoding="utf-8"))
-        bound: dict[str, str] = {}  # variable -> factory, e.g. graph = clients.resource_graph()
-        for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Assign)
-                and isinstance(node.value, ast.Call)
-                and isinstance(node.value.func, ast.Attribute)
-                and node.value.func.attr in factories
-            ):
-                for target in node.targets:
-                    if isinstance(target, ast.Name):
-                        bound[target.id] = node.value.func.attr
+        bound = _bound_clients(tree, factories)
         for node in ast.walk(tree):
             if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
                 continue
@@ -501,18 +491,39 @@ def code_sdk_calls() -> set[str]:
                 chain.append(current.attr)
                 current = current.value
             chain.reverse()
-            factory = None
-            if (
-                isinstance(current, ast.Call)
-                and isinstance(current.func, ast.Attribute)
-                and current.func.attr in factories
-            ):
-                factory = current.func.attr
-            elif isinstance(current, ast.Name) and current.id in bound:
-                factory = bound[current.id]
+            factory = _client_factory(current, factories, bound)
             if factory is not None and chain:
                 found.add(".".join([factory, *chain]))
     return found
+
+
+def _bound_clients(tree: ast.AST, factories: set[str]) -> dict[str, str]:
+    """Variable -> factory, e.g. graph = clients.resource_graph()."""
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Call)
+            and isinstance(node.value.func, ast.Attribute)
+            and node.value.func.attr in factories
+        ):
+            for target in node.targets:
+                if isinstance(target, ast.Name):
+                    bound[target.id] = node.value.func.attr
+    return bound
+
+
+def _client_factory(base: ast.expr, factories: set[str], bound: dict[str, str]) -> str | None:
+    """The ArmClients factory an attribute chain starts from: called in place or bound before."""
+    if (
+        isinstance(base, ast.Call)
+        and isinstance(base.func, ast.Attribute)
+        and base.func.attr in factories
+    ):
+        return base.func.attr
+    if isinstance(base, ast.Name):
+        return bound.get(base.id)
+    return None
 
 
 def test_every_azure_call_in_the_code_maps_to_a_role_operation() -> None:
