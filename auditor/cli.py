@@ -19,8 +19,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from auditor.errors import ConfigError
-from auditor.facts import AuditRun, RunStatus, Status
+from auditor.facts import Status
 from auditor.reasons import catalog
+from auditor.run_record import AuditRun, RunStatus
 from auditor.settings import GUID_RE, Settings
 from auditor.summary import LOGIN_OBSERVATIONS, LogCounts, registry_document, summarize
 

@@ -14,7 +14,8 @@ from typing import Any
 
 from auditor import trail
 from auditor.evidence import LogEvidence
-from auditor.facts import AuditRun, Reason, Registry, Status, Verdict
+from auditor.facts import Reason, Registry, Status, Verdict
+from auditor.run_record import AuditRun
 from auditor.storage import keys
 from auditor.summary import ComplianceSummary, StatusCounts, iso, registry_document
 

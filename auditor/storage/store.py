@@ -42,9 +42,10 @@ from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
 from auditor.evidence import LogEvidence
-from auditor.facts import AuditRun, Registry, Status, Verdict
+from auditor.facts import Registry, Status, Verdict
 from auditor.reasons import reason
 from auditor.reasons.catalog import REMOVED
+from auditor.run_record import AuditRun
 from auditor.storage import entities, keys
 from auditor.storage.errors import StorageError
 from auditor.storage.keys import InvalidContinuationToken

@@ -25,8 +25,9 @@ from auditor.evidence import (
     TrailCount,
     WorkspaceFreshness,
 )
-from auditor.facts import AuditRun, Reason, Registry, RunStatus, Status, Verdict
+from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.logs_audit import build_logs_reader
+from auditor.run_record import AuditRun, RunStatus
 from auditor.runtime import build_credential
 from auditor.settings import Settings
 from emulator.testing import RunningEmulator
