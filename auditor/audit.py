@@ -27,7 +27,8 @@ from auditor.azure.inventory import (
     read_registry,
     registry_from_id,
 )
-from auditor.evidence import LogEvidence, apply_evidence
+from auditor.evidence.judgement import apply_evidence
+from auditor.evidence.model import LogEvidence
 from auditor.facts import CategoryInfo, Registry, Status, Verdict
 from auditor.judgement import judge
 from auditor.logs_audit import EvidenceCollector, LogOptions

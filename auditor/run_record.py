@@ -1,7 +1,7 @@
 """One audit's record: what was in scope, the verdicts, the log evidence and the errors.
 
 It joins the settings verdicts (`auditor.facts`) and the log evidence
-(`auditor.evidence`), so it sits above both rather than among the facts.
+(`auditor.evidence.model`), so it sits above both rather than among the facts.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from auditor.evidence import ActivityEvent, LogEvidence
+from auditor.evidence.model import ActivityEvent, LogEvidence
 from auditor.facts import Verdict
 
 

@@ -23,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, TextIO
 
 from auditor import kql
-from auditor.evidence import (
+from auditor.evidence.build import build_evidence
+from auditor.evidence.model import (
     ActivityEvent,
     AnonymousPull,
     FailureBurst,
@@ -33,13 +34,11 @@ from auditor.evidence import (
     LoginTotals,
     Operation,
     QueryRows,
-    Route,
     TrailCount,
     TrailEntry,
     WorkspaceFreshness,
-    build_evidence,
-    plan_routes,
 )
+from auditor.evidence.routing import Route, plan_routes
 from auditor.facts import DiagnosticSetting, Reason, Registry, Status, Verdict
 from auditor.kql import Purpose, Window
 from auditor.summary import LOGIN_OBSERVATIONS, iso

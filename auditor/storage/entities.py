@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditor import trail
-from auditor.evidence import LogEvidence
+from auditor.evidence.model import LogEvidence
 from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.run_record import AuditRun
 from auditor.storage import keys

@@ -41,7 +41,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from auditor.evidence import LogEvidence
+from auditor.evidence.model import LogEvidence
 from auditor.facts import Registry, Status, Verdict
 from auditor.reasons import reason
 from auditor.reasons.catalog import REMOVED

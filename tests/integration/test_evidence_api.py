@@ -26,7 +26,7 @@ from auditor.alerts.sinks.http import HttpOptions
 from auditor.api import create_app
 from auditor.audit import run_audit
 from auditor.azure.logs import LogsReader
-from auditor.evidence import LogEvidence, Operation, TrailEntry
+from auditor.evidence.model import LogEvidence, Operation, TrailEntry
 from auditor.facts import Registry, Status, Verdict
 from auditor.logs_audit import LogOptions, build_logs_reader
 from auditor.run_record import AuditRun, RunStatus

@@ -17,7 +17,7 @@ import pytest
 
 from auditor import kql
 from auditor.cli import render_table, run_document
-from auditor.evidence import (
+from auditor.evidence.model import (
     LogEvidence,
     LoginSummary,
     Operation,

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auditor.evidence import LogEvidence
+from auditor.evidence.model import LogEvidence
 from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.run_record import AuditRun, RunStatus
 from auditor.summary import (
