@@ -16,7 +16,7 @@ from auditor import telemetry
 from auditor.alerts import registry_from_event, setting_change_from_event
 from auditor.allocator import cap_malloc_arenas
 from auditor.api import create_app
-from auditor.facts import RunStatus
+from auditor.run_record import RunStatus
 from auditor.runtime import alerts_provider, audit_once, audit_registry_once, build_store
 from auditor.settings import Settings
 from auditor.storage import AuditStore

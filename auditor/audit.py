@@ -27,12 +27,14 @@ from auditor.azure.inventory import (
     read_registry,
     registry_from_id,
 )
-from auditor.evidence import LogEvidence, apply_evidence
-from auditor.facts import AuditRun, CategoryInfo, Registry, RunStatus, Status, Verdict
+from auditor.evidence.judgement import apply_evidence
+from auditor.evidence.model import LogEvidence
+from auditor.facts import CategoryInfo, Registry, Status, Verdict
 from auditor.judgement import judge
 from auditor.logs_audit import EvidenceCollector, LogOptions
 from auditor.pacing import SubscriptionQueue
 from auditor.policy import Policy
+from auditor.run_record import AuditRun, RunStatus
 
 if TYPE_CHECKING:
     from auditor.azure.logs import LogsReader

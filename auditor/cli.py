@@ -19,14 +19,17 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
 from auditor.errors import ConfigError
-from auditor.facts import AuditRun, RunStatus, Status
+from auditor.evidence.documents import logs_document
+from auditor.facts import Status
 from auditor.reasons import catalog
+from auditor.run_record import AuditRun, RunStatus
 from auditor.settings import GUID_RE, Settings
 from auditor.summary import LOGIN_OBSERVATIONS, LogCounts, registry_document, summarize
 
 if TYPE_CHECKING:
     from auditor.azure.clients import ArmClients
     from auditor.facts import Registry
+    from auditor.trail import Trail
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
 JSON_SCHEMA_VERSION = 1
@@ -92,8 +95,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def run_document(run: AuditRun) -> dict[str, Any]:
     """The documented `--format json` output (docs/cli-json.md); keys are stable."""
-    from auditor.trail import logs_document
-
     summary = summarize(run, generated_at=run.finished_at).to_dict()
     return {
         "schemaVersion": JSON_SCHEMA_VERSION,
@@ -171,6 +172,92 @@ def render_table(run: AuditRun, out: TextIO) -> None:
         out.write(f"warning: {error}\n")
 
 
+def _stamp(value: str | None) -> str:
+    if value is None:
+        return "?"
+    moment = datetime.fromisoformat(value).astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    for row in (headers, *rows):
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _shown(value: str | None) -> str:
+    # Log values are written by callers: no control characters (escape sequences) reach the
+    # terminal.
+    text = "".join(c if c.isprintable() else "?" for c in " ".join((value or "").split()))
+    return text or "-"
+
+
+def render_trail(trail: Trail, out: TextIO) -> None:
+    doc = trail.document()
+    window = doc["window"]
+    workspaces = ", ".join(w["workspaceId"].rsplit("/", 1)[-1] for w in doc["workspaces"])
+    out.write(
+        f"Activity trail of {trail.registry.name} from {_stamp(window['start'])} "
+        f"to {_stamp(window['end'])} (workspaces: {workspaces})\n\n"
+    )
+    operations = ", ".join(f"{n} {op}" for op, n in doc["operations"].items() if n)
+    out.write(f"Operations: {operations or 'none'}\n")
+    if doc["trail"]:
+        _table(
+            out,
+            ("OPERATION", "IDENTITY", "REPOSITORY", "COUNT", "FAILED", "CALLER IPS"),
+            [
+                (
+                    _shown(t["operationName"] or t["operation"]),
+                    _shown(t["identity"]),
+                    _shown(t["repository"]),
+                    str(t["count"]),
+                    str(t["failures"]),
+                    _shown(", ".join(t["callerIps"])),
+                )
+                for t in doc["trail"]
+            ],
+        )
+    out.write(f"\nDeletes and untags: {len(doc['deletions'])}\n")
+    if doc["deletions"]:
+        _table(
+            out,
+            ("TIME", "OPERATION", "IDENTITY", "REPOSITORY", "TAG", "DIGEST", "CALLER IP", "RESULT"),
+            [
+                (
+                    _stamp(d["at"]),
+                    _shown(d["operationName"] or d["operation"]),
+                    _shown(d["identity"]),
+                    _shown(d["repository"]),
+                    _shown(d["tag"]),
+                    _shown(d["digest"]),
+                    _shown(d["callerIp"]),
+                    _shown(d["result"]),
+                )
+                for d in doc["deletions"]
+            ],
+        )
+    out.write(f"\nActivity log: {len(doc['activityLog'])}\n")
+    if doc["activityLog"]:
+        _table(
+            out,
+            ("TIME", "OPERATION", "SETTING", "CALLER", "CALLER IP"),
+            [
+                (
+                    _stamp(a["at"]),
+                    _shown(a["operation"]),
+                    _shown(a["settingName"]),
+                    _shown(a["caller"]),
+                    _shown(a["callerIp"]),
+                )
+                for a in doc["activityLog"]
+            ],
+        )
+    # Errors (failed queries) go to stderr with the exit code; a cap is worth a note here.
+    for warning in trail.warnings:
+        out.write(f"warning: {_shown(warning)}\n")
+
+
 def exit_code(run: AuditRun) -> int:
     if run.status is RunStatus.FAILED:
         return EXIT_FAILED
@@ -217,7 +304,8 @@ def cmd_trail(args: argparse.Namespace, environ: dict[str, str]) -> int:
     from auditor.kql import Window
     from auditor.logs_audit import build_logs_reader
     from auditor.runtime import build_arm_clients, build_credential
-    from auditor.trail import TrailError, parse_time_bound, read_trail, render_trail
+    from auditor.time_bounds import parse_time_bound
+    from auditor.trail import TrailError, read_trail
 
     now = datetime.now(UTC)
     try:

@@ -7,13 +7,8 @@ so the pure code can be tested without Azure and the SDK can change under it.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from auditor.evidence import ActivityEvent, LogEvidence
 
 
 def normalize_id(resource_id: str) -> str:
@@ -98,30 +93,3 @@ class Verdict:
     status: Status
     reasons: tuple[Reason, ...] = ()
     settings: tuple[DiagnosticSetting, ...] = field(default=(), compare=False)
-
-
-class RunStatus(enum.StrEnum):
-    SUCCEEDED = "succeeded"  # every registry judged
-    PARTIAL = "partial"  # finished, but some registries or subscriptions are unknown
-    FAILED = "failed"  # the audit itself could not complete
-
-
-@dataclass(frozen=True)
-class AuditRun:
-    """One audit: what was in scope, what was judged, and what went wrong on the way."""
-
-    run_id: str
-    started_at: datetime
-    finished_at: datetime
-    status: RunStatus
-    verdicts: tuple[Verdict, ...]
-    # Subscriptions whose registries were listed completely; only these may mark a
-    # previously seen registry as removed.
-    inventoried_subscriptions: frozenset[str] = frozenset()
-    errors: tuple[str, ...] = ()
-    trigger: str = "cli"  # "timer", "cli", "http", "event"
-    # What the logs themselves showed, per registry key (empty when logs were not checked).
-    evidence: Mapping[str, LogEvidence] = field(default_factory=dict, compare=False)
-    # Activity-log events of registries no longer in the inventory (deleted since).
-    orphan_activity: tuple[ActivityEvent, ...] = field(default=(), compare=False)
-    log_queries: int = 0

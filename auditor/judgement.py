@@ -55,7 +55,12 @@ class _Route(enum.IntEnum):
     ACCEPTED = 2
 
 
-def judge(  # noqa: C901
+# Destination problems are one reason each, listing every category or metric they affect:
+# code -> (subjects, quoted setting names).
+_Misrouted = dict[str, tuple[list[str], list[str]]]
+
+
+def judge(
     registry: Registry,
     settings: Sequence[DiagnosticSetting] | None,
     categories: Sequence[CategoryInfo],
@@ -91,64 +96,20 @@ def judge(  # noqa: C901
         )
 
     groups = _group_members(categories)
-    reasons: list[Reason] = []
-    # Destination problems are one reason each, listing every category/metric they affect.
-    misrouted: dict[str, tuple[list[str], list[str]]] = {
+    misrouted: _Misrouted = {
         catalog.NOT_RESOURCE_SPECIFIC: ([], []),
         catalog.DESTINATION_NOT_ALLOWED: ([], []),
     }
-
-    for category in policy.required_categories:
-        key = category.casefold()
-        enabled = [s for s in given if any(_covers(e, key, groups) for e in s.logs if e.enabled)]
-        routes = [_route(s, policy, dedicated_matters=True) for s in enabled]
-        best = max(routes, default=None)
-        if best is _Route.ACCEPTED:
-            continue
-        if best is _Route.AZURE_DIAGNOSTICS:
-            in_diag_mode = [
-                s for s, r in zip(enabled, routes, strict=True) if r is _Route.AZURE_DIAGNOSTICS
-            ]
-            _add(misrouted[catalog.NOT_RESOURCE_SPECIFIC], category, in_diag_mode)
-        elif best is _Route.REJECTED:
-            _add(misrouted[catalog.DESTINATION_NOT_ALLOWED], category, enabled)
-        else:
-            mentioned = [s for s in given if any(_covers(e, key, groups) for e in s.logs)]
-            if mentioned:
-                reasons.append(
-                    reason(
-                        f"{catalog.CATEGORY_DISABLED}:{category}",
-                        settings=_names(mentioned),
-                    )
-                )
-            else:
-                reasons.append(reason(f"{catalog.CATEGORY_MISSING}:{category}"))
-
+    reasons = [
+        found
+        for category in policy.required_categories
+        if (found := _category_reason(category, given, groups, policy, misrouted)) is not None
+    ]
     if policy.require_metrics:
-        metric = policy.metrics_category
-        enabled = [
-            s
-            for s in given
-            if any(m.enabled and m.category.casefold() == metric.casefold() for m in s.metrics)
-        ]
-        # Metrics land in the AzureMetrics table whatever logAnalyticsDestinationType says, so
-        # Dedicated mode is not required of the setting that carries them.
-        best = max((_route(s, policy, dedicated_matters=False) for s in enabled), default=None)
-        if best is None:
-            reasons.append(reason(catalog.METRICS_MISSING, metric=metric))
-        elif best is not _Route.ACCEPTED:
-            _add(misrouted[catalog.DESTINATION_NOT_ALLOWED], metric, enabled)
-
-    for code, (subjects, setting_names) in misrouted.items():
-        if subjects:
-            reasons.append(
-                reason(
-                    code,
-                    subjects=", ".join(subjects),
-                    settings=", ".join(setting_names),
-                    accepted=_accepted(policy),
-                )
-            )
+        found = _metrics_reason(given, policy, misrouted)
+        if found is not None:
+            reasons.append(found)
+    reasons += _misrouted_reasons(misrouted, policy)
 
     # Reported on top of the other reasons: it changes the fix (edit or delete a setting,
     # since a sixth cannot be added).
@@ -167,6 +128,69 @@ def judge(  # noqa: C901
         reasons=tuple(sorted(reasons, key=lambda r: r.code)),
         settings=given,
     )
+
+
+def _category_reason(
+    category: str,
+    given: Sequence[DiagnosticSetting],
+    groups: Mapping[str, frozenset[str]],
+    policy: Policy,
+    misrouted: _Misrouted,
+) -> Reason | None:
+    """The reason a required category is not covered, or None when it is covered or only
+    misrouted (then it joins the destination problem in `misrouted`)."""
+    key = category.casefold()
+    enabled = [s for s in given if any(_covers(e, key, groups) for e in s.logs if e.enabled)]
+    routes = [_route(s, policy, dedicated_matters=True) for s in enabled]
+    best = max(routes, default=None)
+    if best is _Route.ACCEPTED:
+        return None
+    if best is _Route.AZURE_DIAGNOSTICS:
+        in_diag_mode = [
+            s for s, r in zip(enabled, routes, strict=True) if r is _Route.AZURE_DIAGNOSTICS
+        ]
+        _add(misrouted[catalog.NOT_RESOURCE_SPECIFIC], category, in_diag_mode)
+        return None
+    if best is _Route.REJECTED:
+        _add(misrouted[catalog.DESTINATION_NOT_ALLOWED], category, enabled)
+        return None
+    mentioned = [s for s in given if any(_covers(e, key, groups) for e in s.logs)]
+    if mentioned:
+        return reason(f"{catalog.CATEGORY_DISABLED}:{category}", settings=_names(mentioned))
+    return reason(f"{catalog.CATEGORY_MISSING}:{category}")
+
+
+def _metrics_reason(
+    given: Sequence[DiagnosticSetting], policy: Policy, misrouted: _Misrouted
+) -> Reason | None:
+    """The reason the required metrics are not sent, as `_category_reason`."""
+    metric = policy.metrics_category
+    enabled = [
+        s
+        for s in given
+        if any(m.enabled and m.category.casefold() == metric.casefold() for m in s.metrics)
+    ]
+    # Metrics land in the AzureMetrics table whatever logAnalyticsDestinationType says, so
+    # Dedicated mode is not required of the setting that carries them.
+    best = max((_route(s, policy, dedicated_matters=False) for s in enabled), default=None)
+    if best is None:
+        return reason(catalog.METRICS_MISSING, metric=metric)
+    if best is not _Route.ACCEPTED:
+        _add(misrouted[catalog.DESTINATION_NOT_ALLOWED], metric, enabled)
+    return None
+
+
+def _misrouted_reasons(misrouted: _Misrouted, policy: Policy) -> list[Reason]:
+    return [
+        reason(
+            code,
+            subjects=", ".join(subjects),
+            settings=", ".join(setting_names),
+            accepted=_accepted(policy),
+        )
+        for code, (subjects, setting_names) in misrouted.items()
+        if subjects
+    ]
 
 
 def enabled_log_categories(

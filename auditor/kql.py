@@ -13,7 +13,7 @@ key, never one row per event. The two
 listings (deletes/untags, activity log) end in `top N`, and the caller learns from the row
 count whether the cap was hit.
 
-The column names of each result are constants below; `auditor.evidence` reads rows by them.
+The column names of each result are constants below; `auditor.evidence.build` reads rows by them.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ DEFAULT_CHUNK_SIZE = 200
 MAX_LITERAL_CHARS = 32_768
 # The listings are capped; a result with exactly this many rows may be incomplete.
 DEFAULT_LIST_CAP = 1_000
-# Granularity of the failure-burst bins; `auditor.evidence` slides the window over them.
+# Granularity of the failure-burst bins; `auditor.evidence.build` slides the window over them.
 DEFAULT_BURST_STEP = timedelta(minutes=1)
 
 # Operations that mean "logging changed" or "registry created/deleted" (azure-facts §1).
@@ -341,7 +341,7 @@ def bursts_query(
     bins of `step`, for keys with at least `min_failures` failures in the window.
 
     A burst (N failures within M minutes) is found by sliding M over the bins
-    (`auditor.evidence.find_bursts`); KQL's `prev()` would do it server-side but is not
+    (`auditor.evidence.build.find_burst`); KQL's `prev()` would do it server-side but is not
     available in every engine, and the bins keep the result to one row per noisy key.
     """
     start, end = span or (window.start, window.end)

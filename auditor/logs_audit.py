@@ -2,11 +2,11 @@
 
 Fed by the settings judgement one verdict at a time (`EvidenceCollector`, so the queries run
 while ARM's throttle paces the remaining reads), or after it with every verdict
-(`collect_evidence`); then `auditor.evidence.apply_evidence` adds the findings to the
+(`collect_evidence`); then `auditor.evidence.judgement.apply_evidence` adds the findings to the
 verdicts. No storage, no CLI.
 
 Query plan: the settings say which workspaces should receive which registries' events
-(`evidence.plan_routes`). Each workspace is resolved to its query GUID once, then gets one
+(`routing.plan_routes`). Each workspace is resolved to its query GUID once, then gets one
 query per purpose (`kql.Purpose`) selecting the run's subscriptions (`_SubscriptionId in~`, in
 chunks of `chunk_size`; a run of at most `chunk_size` registries selects them by id), so the
 number of queries grows with workspaces, not registries, and every query can go out as soon as
@@ -30,19 +30,18 @@ from typing import TYPE_CHECKING
 from auditor import kql
 from auditor.azure.logs import LogsReader, QueryOutcome, WorkspaceRef, resolve_workspace
 from auditor.errors import ConfigError
-from auditor.evidence import (
+from auditor.evidence.build import build_evidence
+from auditor.evidence.judgement import observations
+from auditor.evidence.model import (
     DEFAULT_ADMIN_IDENTITIES,
     DEFAULT_ANONYMOUS_IDENTITIES,
     ActivityEvent,
     EvidenceOptions,
     LogEvidence,
     QueryRows,
-    Route,
     Row,
-    build_evidence,
-    observations,
-    plan_routes,
 )
+from auditor.evidence.routing import Route, plan_routes
 from auditor.facts import CategoryInfo, Verdict, normalize_id
 from auditor.kql import Purpose, Query, Span, Window
 from auditor.policy import Policy

@@ -16,8 +16,8 @@ from azure.identity import DefaultAzureCredential
 from auditor import telemetry
 from auditor.audit import AuditStats, Progress, audit_registry, run_audit
 from auditor.azure.clients import ArmClients
-from auditor.facts import AuditRun
 from auditor.pacing import TokenBucketPacer
+from auditor.run_record import AuditRun
 from auditor.settings import Settings
 
 if TYPE_CHECKING:

@@ -36,8 +36,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from auditor.facts import AuditRun, Status, Verdict
+from auditor.facts import Status, Verdict
 from auditor.reasons import catalog
+from auditor.run_record import AuditRun
 
 SCHEMA_VERSION = 1
 

@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from opentelemetry import metrics, trace
 from opentelemetry.trace import Status, StatusCode
 
-from auditor.facts import AuditRun, RunStatus
+from auditor.run_record import AuditRun, RunStatus
 
 if TYPE_CHECKING:
     from auditor.audit import AuditStats

@@ -22,8 +22,9 @@ from datetime import UTC, datetime
 from auditor.alerts.dispatch import DeliveryReport
 from auditor.alerts.model import AlertState
 from auditor.alerts.service import AlertService
-from auditor.evidence import LogEvidence
-from auditor.facts import AuditRun, Verdict
+from auditor.evidence.model import LogEvidence
+from auditor.facts import Verdict
+from auditor.run_record import AuditRun
 
 log = logging.getLogger(__name__)
 

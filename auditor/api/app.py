@@ -31,7 +31,7 @@ from auditor.policy import GUID_PATTERN
 from auditor.reasons import describe
 from auditor.storage import AuditStore, StorageError
 from auditor.summary import empty_summary
-from auditor.trail import parse_time_bound
+from auditor.time_bounds import parse_time_bound
 
 if TYPE_CHECKING:
     from auditor.alerts import AlertService

@@ -12,9 +12,10 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from auditor import trail
-from auditor.evidence import LogEvidence
-from auditor.facts import AuditRun, Reason, Registry, Status, Verdict
+from auditor.evidence import documents
+from auditor.evidence.model import LogEvidence
+from auditor.facts import Reason, Registry, Status, Verdict
+from auditor.run_record import AuditRun
 from auditor.storage import keys
 from auditor.summary import ComplianceSummary, StatusCounts, iso, registry_document
 
@@ -349,8 +350,8 @@ def evidence_entities(
     `registry_key`, partitioned like the registries table."""
     rows = []
     for kind, document, lists in (
-        (keys.EVIDENCE_LOGINS, trail.logins_document(evidence), trail.LOGIN_LISTS),
-        (keys.EVIDENCE_ACTIVITY, trail.activity_document(evidence), trail.ACTIVITY_LISTS),
+        (keys.EVIDENCE_LOGINS, documents.logins_document(evidence), documents.LOGIN_LISTS),
+        (keys.EVIDENCE_ACTIVITY, documents.activity_document(evidence), documents.ACTIVITY_LISTS),
     ):
         fitted, text = fit_evidence(document, lists)
         parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]

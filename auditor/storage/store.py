@@ -8,7 +8,7 @@ Tables (all named `{prefix}<name>`):
 - `history`: one row per registry each time its status or reason codes change (first sight
   included), in the registry's partition, RowKey `<registry key>|<inverted time>|<run id>`.
 - `summary`: one entity, the materialised summary of the last finished run.
-- `evidence`: what each run's log check showed per registry (`auditor.trail` documents), two
+- `evidence`: what each run's log check showed per registry (`auditor.evidence.documents`), two
   rows per registry and run (logins, activity) in the registry's own partition (its key),
   RowKey `<kind>|<inverted observed time>_<run id>`, newest first; the JSON is split over string
   properties and its lists trimmed to fit an entity, the cut counted in `omitted`. One row per
@@ -41,10 +41,11 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient, UpdateMode
 
-from auditor.evidence import LogEvidence
-from auditor.facts import AuditRun, Registry, Status, Verdict
+from auditor.evidence.model import LogEvidence
+from auditor.facts import Registry, Status, Verdict
 from auditor.reasons import reason
 from auditor.reasons.catalog import REMOVED
+from auditor.run_record import AuditRun
 from auditor.storage import entities, keys
 from auditor.storage.errors import StorageError
 from auditor.storage.keys import InvalidContinuationToken
@@ -394,7 +395,7 @@ class AuditStore:
         limit: int = 10,
         continuation: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """The registry's login evidence per run (`auditor.trail.logins_document` with `runId`
+        """The registry's login evidence per run (`documents.logins_document` with `runId`
         and `observedAt`), newest run first, observed within [since, until]."""
         return self._evidence_page(keys.EVIDENCE_LOGINS, name, since, until, limit, continuation)
 
@@ -407,7 +408,7 @@ class AuditStore:
         limit: int = 10,
         continuation: str | None = None,
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """The registry's repository activity per run (`auditor.trail.activity_document` with
+        """The registry's repository activity per run (`documents.activity_document` with
         `runId` and `observedAt`), newest run first, observed within [since, until]."""
         return self._evidence_page(keys.EVIDENCE_ACTIVITY, name, since, until, limit, continuation)
 

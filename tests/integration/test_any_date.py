@@ -22,7 +22,7 @@ from fastapi.testclient import TestClient
 
 from auditor.alerts.sinks.logrecord import LOGGER_NAME, PREFIX
 from auditor.api import create_app
-from auditor.facts import AuditRun, RunStatus
+from auditor.run_record import AuditRun, RunStatus
 from auditor.runtime import audit_once, build_store
 from auditor.settings import Settings
 from emulator.testing import RunningEmulator

@@ -12,8 +12,9 @@ from azure.data.tables import TableServiceClient
 from fastapi.testclient import TestClient
 
 from auditor.api import create_app
-from auditor.facts import AuditRun, Reason, Registry, RunStatus, Status, Verdict
+from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.reasons import describe
+from auditor.run_record import AuditRun, RunStatus
 from auditor.storage import AuditStore
 from emulator.azurite import DEV_KEY
 

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 
 from auditor import audit as audit_module
-from auditor.facts import AuditRun, RunStatus, Status
+from auditor.facts import Status
+from auditor.run_record import AuditRun, RunStatus
 from auditor.runtime import audit_once, build_store
 from auditor.settings import Settings
 from emulator.testing import RunningEmulator

@@ -26,14 +26,15 @@ from auditor.alerts.sinks.http import HttpOptions
 from auditor.api import create_app
 from auditor.audit import run_audit
 from auditor.azure.logs import LogsReader
-from auditor.evidence import LogEvidence, Operation, TrailEntry
-from auditor.facts import AuditRun, Registry, RunStatus, Status, Verdict
+from auditor.evidence.documents import activity_document, logins_document
+from auditor.evidence.model import LogEvidence, Operation, TrailEntry
+from auditor.facts import Registry, Status, Verdict
 from auditor.logs_audit import LogOptions, build_logs_reader
+from auditor.run_record import AuditRun, RunStatus
 from auditor.runtime import build_arm_clients, build_credential, build_store
 from auditor.settings import Settings
 from auditor.storage import AuditStore
 from auditor.storage.entities import MAX_LIST_ITEMS
-from auditor.trail import activity_document, logins_document
 from emulator.testing import RunningEmulator
 
 pytestmark = pytest.mark.integration

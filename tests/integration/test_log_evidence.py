@@ -19,7 +19,8 @@ from auditor import kql
 from auditor.audit import run_audit
 from auditor.azure.clients import ArmClients
 from auditor.azure.logs import LogsReader
-from auditor.evidence import Operation, apply_evidence
+from auditor.evidence.judgement import apply_evidence
+from auditor.evidence.model import Operation
 from auditor.facts import Status, Verdict
 from auditor.logs_audit import EvidenceResult, LogOptions, collect_evidence
 from auditor.runtime import build_arm_clients, build_credential

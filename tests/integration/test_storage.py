@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from azure.data.tables import TableServiceClient
 
-from auditor.facts import AuditRun, Reason, Registry, RunStatus, Status, Verdict
+from auditor.facts import Reason, Registry, Status, Verdict
+from auditor.run_record import AuditRun, RunStatus
 from auditor.storage import AuditStore, InvalidContinuationToken, StorageError
 from auditor.storage.store import MAX_BATCH
 from auditor.summary import summarize

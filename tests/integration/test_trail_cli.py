@@ -17,7 +17,7 @@ import pytest
 
 from auditor import kql
 from auditor.cli import render_table, run_document
-from auditor.evidence import (
+from auditor.evidence.model import (
     LogEvidence,
     LoginSummary,
     Operation,
@@ -25,8 +25,9 @@ from auditor.evidence import (
     TrailCount,
     WorkspaceFreshness,
 )
-from auditor.facts import AuditRun, Reason, Registry, RunStatus, Status, Verdict
+from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.logs_audit import build_logs_reader
+from auditor.run_record import AuditRun, RunStatus
 from auditor.runtime import build_credential
 from auditor.settings import Settings
 from emulator.testing import RunningEmulator

@@ -10,19 +10,17 @@ from typing import Any
 import pytest
 
 from auditor import kql
-from auditor.evidence import (
+from auditor.evidence.build import build_evidence, find_burst
+from auditor.evidence.judgement import apply_evidence
+from auditor.evidence.model import (
     ActivityKind,
     EvidenceOptions,
     LogEvidence,
     Operation,
     QueryRows,
-    Route,
-    apply_evidence,
-    build_evidence,
     classify_operation,
-    find_burst,
-    plan_routes,
 )
+from auditor.evidence.routing import Route, plan_routes
 from auditor.facts import (
     CategoryInfo,
     DiagnosticSetting,

@@ -8,8 +8,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from auditor.evidence import LogEvidence
-from auditor.facts import AuditRun, Reason, Registry, RunStatus, Status, Verdict
+from auditor.evidence.model import LogEvidence
+from auditor.facts import Reason, Registry, Status, Verdict
+from auditor.run_record import AuditRun, RunStatus
 from auditor.summary import (
     compliance_percent,
     empty_summary,

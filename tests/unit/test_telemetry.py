@@ -28,8 +28,9 @@ from auditor import telemetry
 from auditor.audit import AuditStats
 from auditor.azure.inventory import Inventory
 from auditor.azure.logs import LogsStats
-from auditor.facts import AuditRun, Reason, Registry, RunStatus, Status, Verdict
+from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.pacing import PacingStats
+from auditor.run_record import AuditRun, RunStatus
 
 ROOT = Path(__file__).resolve().parents[2]
 SUB = "00000000-0000-0000-0000-00000000000a"
@@ -212,7 +213,7 @@ def test_console_mode_prints_the_run_span_and_metrics() -> None:
         """
         from datetime import UTC, datetime
         from auditor import telemetry
-        from auditor.facts import AuditRun, RunStatus
+        from auditor.run_record import AuditRun, RunStatus
         assert telemetry.configure() is telemetry.Mode.CONSOLE
         now = datetime.now(UTC)
         with telemetry.observe_run("cli") as observed:
