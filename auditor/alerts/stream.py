@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from auditor.alerts.dispatch import DeliveryReport
 from auditor.alerts.model import AlertState
 from auditor.alerts.service import AlertService
+from auditor.alerts.sinks.base import redact_known
 from auditor.evidence.model import LogEvidence
 from auditor.facts import Verdict
 from auditor.run_record import AuditRun
@@ -109,4 +110,4 @@ class AlertStream:
                 self._processed[verdict.registry.key] = verdict
         except Exception as exc:  # a sink or storage surprise must not lose the audit's results
             log.exception("alerting failed for run %s", run_id)
-            self._problems.append(f"alerting failed: {exc}")
+            self._problems.append(redact_known(f"alerting failed: {exc}"))

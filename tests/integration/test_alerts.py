@@ -100,7 +100,9 @@ class Receiver:
                     status = receiver.statuses.pop(0) if receiver.statuses else 200
                 self.send_response(status)
                 self.end_headers()
-                self.wfile.write(b"ok" if status < 400 else b"error")
+                # A careless receiver quotes the token it refused, on its own.
+                token = self.path.rsplit("/", 1)[-1].rsplit("sig=", 1)[-1]
+                self.wfile.write(b"ok" if status < 400 else f"bad token {token}".encode())
 
             def log_message(self, format: str, *args: Any) -> None:
                 return None
@@ -568,6 +570,21 @@ def test_failed_deliveries_stay_in_the_outbox_when_settled_in_a_transaction(
     assert document["undelivered"] == []
     assert all(n["deliveries"]["webhook"] == "delivered" for n in document["history"])
     assert sorted(r.json()["id"] for r in receiver.on("/hook/")) == sorted([*posted, *failed])
+
+
+def test_a_refused_token_never_reaches_the_outbox_history_logs_or_report(
+    make_settings: Callable[..., Settings], receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = make_settings(AUDITOR_ALERT_QUEUE="", AUDITOR_ALERT_LOG_RECORDS="false")
+    receiver.statuses = [401, 401, 401]  # webhook, Teams, Slack: each echoes its token
+    with caplog.at_level(logging.DEBUG), service(settings) as alerts:
+        report = alerts.process([failing()], now=NOW)
+        document = alerts.document(limit=50)
+    assert len(report.failures) == 3
+    shown = json.dumps(document) + caplog.text + " ".join(report.problems())
+    assert "HTTP 401: bad token [redacted]" in shown
+    for i in range(len(TOKEN) - 5):
+        assert TOKEN[i : i + 6] not in shown
 
 
 def test_every_alert_is_in_the_outbox_before_a_sink_gets_it(

@@ -139,3 +139,60 @@ def test_redact_removes_the_url_and_its_parts() -> None:
     cleaned = redact(text, [URL, None, ""])
     assert "s3cr3tT0k3nXYZ" not in cleaned and "abcdef123456" not in cleaned
     assert cleaned.count("[redacted]") == 3
+
+
+TEAMS = (
+    "https://prod.example.logic.azure.com/workflows/abc123def456/triggers/manual/paths/invoke"
+    "?api-version=2016-06-01&sp=%2Ftriggers%2Fmanual%2Frun"
+    "&sig=Zx9sIgNaTuReVaLuE0123456789abcdefGHIJKLmnop"
+)
+SIG = "Zx9sIgNaTuReVaLuE0123456789abcdefGHIJKLmnop"
+
+
+def leaks(text: str, secret: str, piece: int = 6) -> list[str]:
+    """Every `piece`-character run of `secret` found in `text`."""
+    runs = (secret[i : i + piece] for i in range(len(secret) - piece + 1))
+    return [run for run in runs if run in text]
+
+
+def test_a_receiver_echoing_its_token_alone_leaks_nothing() -> None:
+    """The receiver quotes only the query value, percent-encoded or not, so far into its
+    answer that the error snippet's cut falls inside the token."""
+    for echoed in (SIG, SIG.replace("a", "%61", 1), f"sig%3D{SIG}"):
+        for pad in range(95, 125, 4):
+            body = "x" * pad + f" invalid signature {echoed} for this flow"
+
+            def handler(request: httpx.Request, body: str = body) -> httpx.Response:
+                return httpx.Response(401, text=body)
+
+            teams = HttpPoster("teams", TEAMS, options=FAST, transport=httpx.MockTransport(handler))
+            with pytest.raises(DeliveryError) as caught:
+                teams.post(b"{}", {})
+            teams.close()
+            shown = f"{caught.value} {caught.value.problem}"
+            assert "HTTP 401" in shown
+            assert leaks(shown, SIG) == [], (echoed, pad, shown)
+
+
+def test_every_secret_part_of_a_sink_url_is_redacted_and_words_stay() -> None:
+    slack = "https://hooks.slack.com/services/T0AAAA/B0BBBB/XyZ123abcDEF456ghiJKL789"
+    connection = (
+        "DefaultEndpointsProtocol=https;AccountName=stalerts;"
+        "AccountKey=QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk=;EndpointSuffix=core.windows.net"
+    )
+    text = (
+        f"sig={SIG}; token XyZ123abcDEF456ghiJKL789;"
+        " key QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk=;"
+        " see /services/ and /workflows/ for details"
+    )
+    cleaned = redact(text, [TEAMS, slack, connection])
+    for secret in (SIG, "XyZ123abcDEF456ghiJKL789", "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk"):
+        assert leaks(cleaned, secret) == [], cleaned
+    assert "/services/ and /workflows/ for details" in cleaned  # plain words stay readable
+
+
+def test_delivery_errors_never_carry_a_registered_secret() -> None:
+    HttpPoster("teams", TEAMS, options=FAST).close()  # registers the URL, as building a sink does
+    error = DeliveryError("teams", f"upstream said: bad sig {SIG}")
+    assert leaks(f"{error} {error.problem}", SIG) == []
+    assert "upstream said: bad sig" in error.problem

@@ -12,7 +12,7 @@ import logging
 import threading
 from collections.abc import Iterable
 from typing import Protocol
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from auditor.alerts.model import Alert
 
@@ -24,6 +24,8 @@ class DeliveryError(Exception):
     (the receiver rejected the request as malformed or unauthorised)."""
 
     def __init__(self, sink: str, problem: str, *, retryable: bool = True) -> None:
+        # The last line of defence: a problem is stored in the outbox, logged and served.
+        problem = redact_known(problem)
         super().__init__(f"{sink}: {problem}")
         self.sink = sink
         self.problem = problem
@@ -43,26 +45,52 @@ class Sink(Protocol):
     def close(self) -> None: ...
 
 
-def _fragments(secret: str) -> list[str]:
-    """The secret and, for a URL, its path and query: a library may print either on its own."""
-    parts = [secret]
+def _looks_secret(part: str) -> bool:
+    """A URL part that can carry a credential on its own: long, and not a plain word (so
+    `/services/` or `/workflows/` stay readable while `T0k3n...`, `sig` values do not)."""
+    if len(part) < 8:
+        return False
+    return len(part) >= 20 or not (part.isalpha() and part.islower())
+
+
+def _fragments(secret: str) -> set[str]:
+    """Every piece of a secret that text could hold on its own: the whole of it; for a URL its
+    path, query, user info, each query value and each token-like path segment; for a
+    connection string each value; each in its plain, percent-decoded and percent-encoded
+    form. A receiver or a library may echo any of them."""
+    parts = {secret}
     try:
         url = urlsplit(secret)
     except ValueError:
-        return parts
-    if url.scheme and url.netloc:
-        parts += [p for p in (url.path, url.query) if len(p) >= 8]
-    return parts
+        url = None
+    if url is not None and url.scheme and url.netloc:
+        parts |= {url.path, url.query, url.fragment, url.password or "", url.username or ""}
+        parts |= set(url.path.split("/"))
+        parts |= {value for _, value in parse_qsl(url.query, keep_blank_values=True)}
+    elif ";" in secret or "=" in secret:
+        parts |= {value for item in secret.split(";") for _, _, value in [item.partition("=")]}
+    forms = {form for part in parts for form in (part, unquote(part), quote(part, safe=""))}
+    return {form for form in forms if form == secret or _looks_secret(form)}
 
 
 def redact(text: str, secrets: Iterable[str | None]) -> str:
-    """`text` with every secret (and a URL's path and query, which carry its token) replaced."""
+    """`text` with every secret, and every piece of it that could stand alone, replaced."""
+    fragments: set[str] = set()
     for secret in secrets:
-        if not secret:
-            continue
-        for fragment in sorted(_fragments(secret), key=len, reverse=True):
-            text = text.replace(fragment, REDACTED)
+        if secret:
+            fragments |= _fragments(secret)
+    if fragments and "%" in text:
+        # An echo may percent-encode any part of a token: compare decoded text.
+        text = unquote(text)
+    for fragment in sorted(fragments, key=len, reverse=True):
+        text = text.replace(fragment, REDACTED)
     return text
+
+
+def redact_known(text: str) -> str:
+    """`text` without any secret a sink registered: for everything stored, logged or served
+    about a delivery, whichever sink or library wrote it."""
+    return redact(text, _FILTER.secrets())
 
 
 class _RedactingFilter(logging.Filter):
@@ -78,9 +106,12 @@ class _RedactingFilter(logging.Filter):
         with self._lock:
             self._secrets.add(secret)
 
-    def filter(self, record: logging.LogRecord) -> bool:
+    def secrets(self) -> list[str]:
         with self._lock:
-            secrets = list(self._secrets)
+            return list(self._secrets)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secrets = self.secrets()
         if secrets:
             message = record.getMessage()
             cleaned = redact(message, secrets)

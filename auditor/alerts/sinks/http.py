@@ -95,8 +95,9 @@ class HttpPoster:
             text = response.text
         except (UnicodeDecodeError, httpx.HTTPError):
             return ""
-        text = "".join(ch if ch.isprintable() else " " for ch in text).strip()[:_SNIPPET]
-        text = redact(text, [self._url])
+        # Redacted whole, then cut: cutting first could leave the head of a token behind.
+        text = redact("".join(ch if ch.isprintable() else " " for ch in text), [self._url])
+        text = text.strip()[:_SNIPPET]
         return f": {text}" if text else ""
 
     def close(self) -> None:
