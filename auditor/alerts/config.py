@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
 
+from auditor.alerts.budget import DEFAULT_SINK_BUDGET_SECONDS
 from auditor.alerts.dispatch import DEFAULT_LEASE, DEFAULT_MAX_AGE
 from auditor.alerts.sinks import (
     LogRecordSink,
@@ -52,6 +53,8 @@ class AlertOptions:
     new_registry_grace: timedelta = DEFAULT_NEW_REGISTRY_GRACE
     lease: timedelta = DEFAULT_LEASE
     max_age: timedelta = DEFAULT_MAX_AGE
+    # Seconds each sink may spend delivering in one run (auditor.alerts.budget).
+    sink_budget: float = DEFAULT_SINK_BUDGET_SECONDS
 
 
 def options_from_settings(settings: Settings) -> AlertOptions:

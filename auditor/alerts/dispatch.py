@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 
 from azure.core.exceptions import AzureError
 
+from auditor.alerts.budget import BUDGET_SPENT, SinkBudget
 from auditor.alerts.model import Alert
 from auditor.alerts.outbox import Outbox, OutboxEntry
 from auditor.alerts.payload import from_document, to_document
@@ -107,6 +108,7 @@ def send_alerts(
     *,
     now: datetime,
     lease: timedelta = DEFAULT_LEASE,
+    budget: SinkBudget | None = None,
 ) -> DeliveryReport:
     """Store the plan's states and deliver the alerts this run wins; see the module doc."""
     report = DeliveryReport()
@@ -149,7 +151,7 @@ def send_alerts(
         report.claimed.append(change.alert.id)
         for name, job in zip(names, sink_jobs, strict=True):
             jobs[name].append(job)
-    report.deliveries = _deliver_all(sinks, jobs, state_store, outbox, now)
+    report.deliveries = _deliver_all(sinks, jobs, state_store, outbox, now, budget)
     return report
 
 
@@ -161,6 +163,7 @@ def flush_outbox(
     now: datetime,
     lease: timedelta = DEFAULT_LEASE,
     max_age: timedelta = DEFAULT_MAX_AGE,
+    budget: SinkBudget | None = None,
 ) -> DeliveryReport:
     """Send what earlier runs could not (call at the start of every run). Rows of sinks no
     longer configured stay until the sink is configured again or they expire."""
@@ -194,7 +197,7 @@ def flush_outbox(
                 outbox.drop(leased)
                 continue
             jobs[sink.name].append(_Job(alert, leased, leased.history_key))
-    report.deliveries += _deliver_all(sinks, jobs, state_store, outbox, now)
+    report.deliveries += _deliver_all(sinks, jobs, state_store, outbox, now, budget)
     return report
 
 
@@ -204,6 +207,7 @@ def _deliver_all(
     state_store: AlertStateStore,
     outbox: Outbox,
     now: datetime,
+    budget: SinkBudget | None,
 ) -> list[Delivery]:
     busy = [s for s in sinks if jobs.get(s.name)]
     if not busy:
@@ -211,7 +215,7 @@ def _deliver_all(
     results: list[Delivery] = []
     with ThreadPoolExecutor(max_workers=len(busy), thread_name_prefix="alert-sink") as pool:
         for delivered in pool.map(
-            lambda sink: _deliver(sink, jobs[sink.name], state_store, outbox, now), busy
+            lambda sink: _deliver(sink, jobs[sink.name], state_store, outbox, now, budget), busy
         ):
             results.extend(delivered)
     return results
@@ -272,21 +276,29 @@ def _deliver(
     state_store: AlertStateStore,
     outbox: Outbox,
     now: datetime,
+    budget: SinkBudget | None,
 ) -> list[Delivery]:
     out: list[Delivery] = []
     settler = _Settler(sink.name, state_store, outbox)
+    deadline = budget.deadline(sink.name) if budget is not None else None
     try:
         for job in jobs:
-            out.append(_deliver_one(sink, job, settler, now))
+            if budget is not None and budget.spent(sink.name):
+                # Left for the next run at once: each one tried would cost more of this run.
+                out.append(_failed(sink, job, settler, BUDGET_SPENT, now, retry_at=now))
+            else:
+                out.append(_deliver_one(sink, job, settler, now, deadline))
     finally:
         settler.flush()
     return out
 
 
-def _deliver_one(sink: Sink, job: _Job, settler: _Settler, now: datetime) -> Delivery:
+def _deliver_one(
+    sink: Sink, job: _Job, settler: _Settler, now: datetime, deadline: float | None
+) -> Delivery:
     alert = job.alert
     try:
-        sink.send(alert)
+        sink.send(alert, deadline=deadline)
     except DeliveryError as exc:
         error = exc.problem
     except Exception as exc:  # noqa: BLE001 - a sink bug must not stop the others
@@ -297,10 +309,16 @@ def _deliver_one(sink: Sink, job: _Job, settler: _Settler, now: datetime) -> Del
     else:
         settler.delivered(job)
         return Delivery(alert.id, sink.name, "delivered")
+    attempts = job.entry.attempts + 1 if job.entry is not None else 1
+    return _failed(sink, job, settler, error, now, retry_at=now + retry_delay(attempts))
+
+
+def _failed(
+    sink: Sink, job: _Job, settler: _Settler, error: str, now: datetime, *, retry_at: datetime
+) -> Delivery:
     # Without an outbox row nothing will retry it; with one, even a failed update leaves the
     # row to be retried once its lease ends.
     outcome = "lost" if job.entry is None else "queued"
-    attempts = job.entry.attempts + 1 if job.entry is not None else 1
-    settler.failed(job, error, outcome, now + retry_delay(attempts))
-    log.warning("alert %s to %s failed: %s (%s)", alert.id, sink.name, error, outcome)
-    return Delivery(alert.id, sink.name, outcome, error)
+    settler.failed(job, error, outcome, retry_at)
+    log.warning("alert %s to %s failed: %s (%s)", job.alert.id, sink.name, error, outcome)
+    return Delivery(job.alert.id, sink.name, outcome, error)

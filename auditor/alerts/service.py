@@ -19,6 +19,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError
 from azure.data.tables import TableServiceClient
 
+from auditor.alerts.budget import SinkBudget
 from auditor.alerts.config import SINK_SETTINGS, AlertOptions, build_sinks, options_from_settings
 from auditor.alerts.dispatch import DeliveryReport, flush_outbox, send_alerts
 from auditor.alerts.model import (
@@ -81,6 +82,8 @@ class AlertService:
         self.outbox = outbox
         self.options = options or AlertOptions()
         self._clock = clock
+        # A service serves one run (or one API request): its sinks' budgets are the run's.
+        self.budget = SinkBudget(self.options.sink_budget)
 
     @classmethod
     def from_settings(
@@ -163,7 +166,13 @@ class AlertService:
                 run_id=run_id,
             )
             sent = send_alerts(
-                plan, self.sinks, self.states, self.outbox, now=moment, lease=options.lease
+                plan,
+                self.sinks,
+                self.states,
+                self.outbox,
+                now=moment,
+                lease=options.lease,
+                budget=self.budget,
             )
         except AzureError as exc:
             log.error("alerting failed: %s", type(exc).__name__)
@@ -180,6 +189,7 @@ class AlertService:
                 now=now or self._clock(),
                 lease=self.options.lease,
                 max_age=self.options.max_age,
+                budget=self.budget,
             )
         except AzureError as exc:
             log.error("outbox flush failed: %s", type(exc).__name__)

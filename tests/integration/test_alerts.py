@@ -4,10 +4,12 @@ emulator."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import json
 import logging
+import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +42,7 @@ from auditor.alerts.eventgrid import registry_from_event
 from auditor.alerts.model import Alert, Topic, alert_key
 from auditor.alerts.outbox import Outbox
 from auditor.alerts.schema import validate
+from auditor.alerts.sinks import WebhookSink
 from auditor.alerts.sinks.http import HttpOptions
 from auditor.alerts.sinks.logrecord import PREFIX
 from auditor.alerts.sinks.queue import API_VERSION
@@ -403,7 +406,7 @@ def test_a_sink_that_crashes_does_not_stop_the_others(
     class Broken:
         name = "broken"
 
-        def send(self, alert: Any) -> None:
+        def send(self, alert: Any, *, deadline: float | None = None) -> None:
             raise RuntimeError(f"bug while posting to https://secret.example/{TOKEN}")
 
         def close(self) -> None:
@@ -587,6 +590,66 @@ def test_a_refused_token_never_reaches_the_outbox_history_logs_or_report(
         assert TOKEN[i : i + 6] not in shown
 
 
+class BlackHole:
+    """Accepts connections and never answers: the receiver that stalls a sink."""
+
+    def __init__(self) -> None:
+        self.accepted = 0
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self._held: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self._server.accept()
+            except OSError:
+                return
+            self.accepted += 1
+            self._held.append(conn)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self._server.getsockname()[1]}{path}"
+
+    def close(self) -> None:
+        self._server.close()
+        for conn in self._held:
+            conn.close()
+
+
+def test_a_black_hole_sink_costs_a_run_its_budget_and_loses_nothing(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    """14 alerts to a webhook that never answers, 10 s timeout and 3 retries each: the sink
+    spends its budget on the first, the rest wait in the outbox untried, and the next run,
+    with the receiver answering, delivers each alert once."""
+    hole = BlackHole()
+    settings = webhook_only(make_settings, AUDITOR_ALERT_LOG_RECORDS="false")
+    regs = [registry(f"acrhole{i:03d}") for i in range(14)]
+    slow = HttpOptions(timeout=10.0, retries=3, backoff=0.5, max_backoff=8.0)
+    base = service(settings)
+    stalled = AlertService(
+        [WebhookSink(hole.url(f"/hook/{TOKEN}"), SECRET, options=slow)],
+        base.states,
+        base.outbox,
+        options=dataclasses.replace(base.options, sink_budget=1.5),
+    )
+    try:
+        with stalled:
+            report = stalled.process([failing(r) for r in regs], now=NOW)
+    finally:
+        hole.close()
+    assert hole.accepted == 1  # one attempt, cut to the budget; nobody else waited on it
+    assert [d.outcome for d in report.failures] == ["queued"] * 14
+    assert all("time budget for this run ran out" in d.error for d in report.failures)
+
+    with base:
+        later = base.flush(now=NOW + timedelta(minutes=10))
+        assert base.document(limit=50)["undelivered"] == []
+    assert sorted(d.alert_id for d in later.delivered) == sorted(report.claimed)
+    assert sorted(r.json()["id"] for r in receiver.on("/hook/")) == sorted(report.claimed)
+
+
 def test_every_alert_is_in_the_outbox_before_a_sink_gets_it(
     make_settings: Callable[..., Settings], receiver: Receiver
 ) -> None:
@@ -599,7 +662,7 @@ def test_every_alert_is_in_the_outbox_before_a_sink_gets_it(
 
         name = "checking"
 
-        def send(self, alert: Alert) -> None:
+        def send(self, alert: Alert, *, deadline: float | None = None) -> None:
             rows = table.query_entities(
                 "PartitionKey eq @sink and RowKey eq @id",
                 parameters={"sink": self.name, "id": alert.id},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterator
 
 import httpx
@@ -196,3 +197,29 @@ def test_delivery_errors_never_carry_a_registered_secret() -> None:
     error = DeliveryError("teams", f"upstream said: bad sig {SIG}")
     assert leaks(f"{error} {error.problem}", SIG) == []
     assert "upstream said: bad sig" in error.problem
+
+
+def test_no_attempt_starts_after_the_deadline() -> None:
+    handler = answers(200)
+    with pytest.raises(DeliveryError, match="time budget for this run ran out"):
+        poster(handler).post(b"{}", {}, deadline=time.monotonic() - 0.1)
+    assert handler.calls == []  # type: ignore[attr-defined]
+
+
+def test_attempts_and_waits_are_cut_to_the_deadline() -> None:
+    timeouts: list[float] = []
+
+    def hanging_then_busy(request: httpx.Request) -> httpx.Response:
+        timeouts.append(request.extensions["timeout"]["read"])
+        if len(timeouts) == 1:
+            raise httpx.ReadTimeout("no answer", request=request)
+        return httpx.Response(429, headers={"Retry-After": "30"})
+
+    sleeps: list[float] = []
+    slow = HttpOptions(timeout=10.0, retries=3, backoff=0.01, max_backoff=0.01)
+    with pytest.raises(DeliveryError, match="time budget for this run ran out") as caught:
+        poster(hanging_then_busy, sleeps, slow).post(b"{}", {}, deadline=time.monotonic() + 2.0)
+    # Each attempt waited at most what was left, not 10 s; the 30 s Retry-After was not slept.
+    assert len(timeouts) == 2 and all(t <= 2.0 for t in timeouts)
+    assert len(sleeps) == 1 and sleeps[0] < 2.0
+    assert "HTTP 429" in caught.value.problem

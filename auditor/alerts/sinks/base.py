@@ -38,8 +38,9 @@ class Sink(Protocol):
         """Stable sink name (`webhook`, `teams`, `slack`, `queue`, `log`); keys the outbox."""
         ...
 
-    def send(self, alert: Alert) -> None:
-        """Deliver one alert, retrying transient failures; DeliveryError when it cannot."""
+    def send(self, alert: Alert, *, deadline: float | None = None) -> None:
+        """Deliver one alert, retrying transient failures; DeliveryError when it cannot.
+        `deadline` (`time.monotonic()` seconds): no attempt or wait may run past it."""
         ...
 
     def close(self) -> None: ...

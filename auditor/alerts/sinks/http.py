@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import httpx
 
+from auditor.alerts.budget import BUDGET_SPENT
 from auditor.alerts.sinks.base import DeliveryError, redact, register_secret
 
 USER_AGENT = "acr-auditor-alerts/1"
@@ -58,14 +59,22 @@ class HttpPoster:
     def __repr__(self) -> str:
         return f"HttpPoster(sink={self._sink!r}, url=[redacted])"
 
-    def post(self, body: bytes, headers: Mapping[str, str]) -> None:
-        """Send `body`; DeliveryError (naming only the sink) when every attempt failed."""
+    def post(
+        self, body: bytes, headers: Mapping[str, str], *, deadline: float | None = None
+    ) -> None:
+        """Send `body`; DeliveryError (naming only the sink) when every attempt failed, or
+        when `deadline` (`time.monotonic()` seconds) comes first: no attempt or backoff
+        runs past it."""
         options = self._options
         attempts = options.retries + 1
+        problem = ""
         for attempt in range(1, attempts + 1):
             retry_after: float | None = None
+            timeout = self._timeout_before(deadline, problem)
             try:
-                response = self._client.post(self._url, content=body, headers=dict(headers))
+                response = self._client.post(
+                    self._url, content=body, headers=dict(headers), timeout=timeout
+                )
             except httpx.TimeoutException:
                 problem = "timed out"
             except httpx.TransportError as exc:
@@ -87,8 +96,22 @@ class HttpPoster:
                 raise DeliveryError(self._sink, problem + suffix)
             delay = min(options.backoff * 2 ** (attempt - 1), options.max_backoff)
             delay = delay * (0.5 + random.random() / 2)  # noqa: S311 - jitter, not security
-            self._sleep(max(delay, retry_after or 0.0))
+            delay = max(delay, retry_after or 0.0)
+            if deadline is not None and time.monotonic() + delay >= deadline:
+                raise DeliveryError(self._sink, f"{BUDGET_SPENT} (last try: {problem})")
+            self._sleep(delay)
         raise AssertionError("unreachable")  # the loop returns or raises
+
+    def _timeout_before(self, deadline: float | None, problem: str) -> httpx.Timeout:
+        """This attempt's timeout: the configured one, cut to what the deadline leaves."""
+        seconds = self._options.timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                tried = f" (last try: {problem})" if problem else ""
+                raise DeliveryError(self._sink, BUDGET_SPENT + tried)
+            seconds = min(seconds, left)
+        return httpx.Timeout(seconds)
 
     def _snippet(self, response: httpx.Response) -> str:
         try:

@@ -27,7 +27,7 @@ class LogRecordSink:
     def __repr__(self) -> str:
         return f"LogRecordSink(logger={self._logger.name!r})"
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert, *, deadline: float | None = None) -> None:
         document = to_document(alert)
         level = logging.INFO if alert.kind is AlertKind.RESOLVED else logging.WARNING
         dimensions = {

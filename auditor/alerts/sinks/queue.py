@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
 from azure.storage.queue import QueueClient
 
+from auditor.alerts.budget import BUDGET_SPENT
 from auditor.alerts.model import Alert
 from auditor.alerts.payload import to_document
 from auditor.alerts.sinks.base import DeliveryError, redact
@@ -44,6 +46,7 @@ class QueueSink:
             raise ValueError("give exactly one of connection_string or account_url")
         self.queue_name = queue_name
         self._connection_string = connection_string
+        self._timeout = timeout
         options: dict[str, Any] = {
             "retry_total": retries,
             "connection_timeout": timeout,
@@ -64,16 +67,24 @@ class QueueSink:
     def __repr__(self) -> str:
         return f"QueueSink(queue={self.queue_name!r})"
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert, *, deadline: float | None = None) -> None:
         text = json.dumps(to_document(alert), separators=(",", ":"), ensure_ascii=False)
         if len(text.encode("utf-8")) > MAX_MESSAGE_BYTES:
             raise DeliveryError(self.name, "alert larger than 64 KiB", retryable=False)
+        limits: dict[str, Any] = {}
+        if deadline is not None:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise DeliveryError(self.name, BUDGET_SPENT)
+            # One attempt, bounded by what is left: retries would run past the deadline.
+            seconds = min(self._timeout, remaining)
+            limits = {"connection_timeout": seconds, "read_timeout": seconds, "retry_total": 0}
         try:
             try:
-                self._client.send_message(text)
+                self._client.send_message(text, **limits)
             except ResourceNotFoundError:
                 self._create()
-                self._client.send_message(text)
+                self._client.send_message(text, **limits)
         except AzureError as exc:
             raise DeliveryError(self.name, self._describe(exc)) from None
 

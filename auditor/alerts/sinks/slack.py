@@ -77,8 +77,9 @@ class SlackSink:
     def __repr__(self) -> str:
         return "SlackSink(url=[redacted])"
 
-    def send(self, alert: Alert) -> None:
-        self._poster.post(encode(message(alert)), {"Content-Type": "application/json"})
+    def send(self, alert: Alert, *, deadline: float | None = None) -> None:
+        body = encode(message(alert))
+        self._poster.post(body, {"Content-Type": "application/json"}, deadline=deadline)
 
     def close(self) -> None:
         self._poster.close()

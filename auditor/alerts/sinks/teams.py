@@ -112,8 +112,9 @@ class TeamsSink:
     def __repr__(self) -> str:
         return "TeamsSink(url=[redacted])"
 
-    def send(self, alert: Alert) -> None:
-        self._poster.post(encode(message(alert)), {"Content-Type": "application/json"})
+    def send(self, alert: Alert, *, deadline: float | None = None) -> None:
+        body = encode(message(alert))
+        self._poster.post(body, {"Content-Type": "application/json"}, deadline=deadline)
 
     def close(self) -> None:
         self._poster.close()

@@ -43,12 +43,12 @@ class WebhookSink:
     def __repr__(self) -> str:
         return f"WebhookSink(url=[redacted], signed={self._secret is not None})"
 
-    def send(self, alert: Alert) -> None:
+    def send(self, alert: Alert, *, deadline: float | None = None) -> None:
         body = encode(to_document(alert))
         headers = {"Content-Type": "application/json; charset=utf-8", ALERT_ID_HEADER: alert.id}
         if self._secret:
             headers[SIGNATURE_HEADER] = signature(self._secret, body)
-        self._poster.post(body, headers)
+        self._poster.post(body, headers, deadline=deadline)
 
     def close(self) -> None:
         self._poster.close()
