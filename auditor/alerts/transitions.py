@@ -234,6 +234,20 @@ def cause(previous: AlertState | None, verdict: Verdict, change: SettingChange |
     return Change.BECAME_NONCOMPLIANT
 
 
+# Reason codes only the logs can show: while the logs cannot be read they are unknown, not gone.
+_LOG_FINDINGS = frozenset({catalog.LOGS_SILENT, catalog.LOGGING_INTERRUPTED, catalog.PENDING})
+
+
+def _observed_codes(previous: AlertState | None, verdict: Verdict) -> tuple[str, ...]:
+    """The codes to remember: the verdict's, plus, while its logs are unreadable, the log
+    findings known before, so their return after an outage is not news."""
+    codes = tuple(r.code for r in verdict.reasons)
+    if previous is None or not any(_base(c) == catalog.LOGS_UNREADABLE for c in codes):
+        return codes
+    kept = [c for c in previous.reason_codes if _base(c) in _LOG_FINDINGS and c not in codes]
+    return (*codes, *kept)
+
+
 def _worsened(previous: AlertState, verdict: Verdict) -> bool:
     if previous.status not in (Status.COMPLIANT.value, Status.NONCOMPLIANT.value):
         return False
@@ -261,7 +275,7 @@ class _Planner:
         status = verdict.status
         registry = snapshot(verdict.registry)
         key = alert_key(registry.key, Topic.COMPLIANCE)
-        codes = tuple(r.code for r in verdict.reasons)
+        codes = _observed_codes(previous, verdict)
         base = previous or AlertState(
             key=key,
             topic=Topic.COMPLIANCE,

@@ -51,6 +51,7 @@ FIELDS = {
     "threshold": "24 hours",
     "last_event": "none found",
     "error": "HTTP 403",
+    "events": "setting 'diag' deleted",
 }
 
 
@@ -449,3 +450,18 @@ def test_reason_detail_travels_with_the_alert() -> None:
     )
     alert = only(store.run([v]))
     assert alert.reasons[0].detail == "Sends only to storage account sa1."
+
+
+def test_log_findings_back_after_an_unreadable_workspace_are_not_news() -> None:
+    """An open incident whose activity log showed the setting deleted; one run cannot read the
+    workspace, so `logging_interrupted` is missing from it; the next run sees it again. That is
+    the same incident as before, not a worsening."""
+    store = Store()
+    before = ("category_disabled:ContainerRegistryLoginEvents", "logging_interrupted")
+    assert only(store.run([failing(*before)])).kind is AlertKind.OPENED
+    outage = failing(before[0], "logs_unreadable:http_404")
+    assert store.run([outage], now=NOW + timedelta(hours=1)).alerts == ()
+    assert store.run([failing(*before)], now=NOW + timedelta(hours=2)).alerts == ()
+    # A finding that is really new after the outage still is news.
+    worse = failing(*before, "no_diagnostic_setting")
+    assert only(store.run([worse], now=NOW + timedelta(hours=3))).kind is AlertKind.REMINDER
