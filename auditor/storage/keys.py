@@ -173,6 +173,17 @@ def decode_cursor(kind: str, token: str) -> tuple[str, str]:
         or payload["k"] != kind
         or not isinstance(payload["p"], str)
         or not isinstance(payload["r"], str)
+        or not _encodable(payload["p"], payload["r"])
     ):
         raise InvalidContinuationToken()
     return payload["p"], payload["r"]
+
+
+def _encodable(*values: str) -> bool:
+    # JSON can spell a lone surrogate (\ud800) that no request to Table Storage can carry.
+    try:
+        for value in values:
+            value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

@@ -253,6 +253,12 @@ def test_runs(client: TestClient, audited: AuditStore) -> None:
         ("/api/registries/acrgood01?historyLimit=0", "historyLimit"),
         ("/api/runs?limit=101", "limit"),
         ("/api/runs?continuation=e30", "continuation"),
+        # Lone surrogates (\ud800) spelled in the token's JSON, which no key can hold.
+        (
+            "/api/registries?continuation=eyJrIjoicmVnaXN0cmllcyIsInAiOiJcdWQ4MDAiLCJyIjoieCJ9",
+            "continuation",
+        ),  # noqa: E501
+        ("/api/runs?continuation=eyJrIjoicnVucyIsInAiOiJydW4iLCJyIjoiXHVkODAwIn0", "continuation"),
     ],
 )
 def test_bad_parameters_are_400_problems(

@@ -107,6 +107,7 @@ def test_cursor_round_trip_and_kind() -> None:
         "eyJrIjoicmVnaXN0cmllcyIsInAiOjEsInIiOiJhIn0",  # p is a number
         "eyJrIjoicmVnaXN0cmllcyIsInAiOiJhIiwiciI6ImIiLCJ4IjoxfQ",  # an extra key
         "_w",  # not UTF-8
+        "eyJrIjoicmVnaXN0cmllcyIsInAiOiJcdWQ4MDAiLCJyIjoieCJ9",  # p is a lone surrogate
     ],
 )
 def test_invalid_cursors_are_rejected(token: str) -> None:
