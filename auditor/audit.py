@@ -86,7 +86,9 @@ def _judge_one(
 ) -> Verdict:
     try:
         settings = read_settings(clients, registry.id)
-    except (AzureError, MalformedSettingError) as exc:
+    except MalformedSettingError as exc:
+        return judge(registry, None, categories, policy, read_error=str(exc))
+    except AzureError as exc:
         return judge(registry, None, categories, policy, read_error=describe_error(exc))
     except Exception as exc:  # one registry's surprise must not sink the run
         log.exception("unexpected error reading settings of %s", registry.id)
@@ -153,7 +155,7 @@ def run_audit(  # noqa: C901
         try:
             categories = read_categories(clients, registries[0].id)
             stats.categories_reads += 1
-        except AzureError as exc:
+        except (AzureError, MalformedSettingError) as exc:
             # The judgement falls back to the documented groups; note it on the run.
             errors.append(f"category metadata unavailable: {describe_error(exc)}")
 
@@ -326,7 +328,7 @@ def audit_registry(
         categories: list[CategoryInfo] = []
         try:
             categories = read_categories(clients, registry.id)
-        except AzureError as exc:
+        except (AzureError, MalformedSettingError) as exc:
             errors.append(f"category metadata unavailable: {describe_error(exc)}")
         verdict = _judge_one(clients, registry, categories, policy)
     run = AuditRun(

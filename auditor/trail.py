@@ -94,13 +94,13 @@ def read_trail(
     receives its events; an Azure error reading its settings propagates."""
     from azure.core.exceptions import AzureError
 
-    from auditor.azure.diagnostics import read_categories, read_settings
+    from auditor.azure.diagnostics import MalformedSettingError, read_categories, read_settings
     from auditor.azure.logs import resolve_workspaces
 
     settings = read_settings(clients, registry.id)
     try:
         categories = read_categories(clients, registry.id)
-    except AzureError:  # the documented category groups are the fallback, as in the audit
+    except (AzureError, MalformedSettingError):  # the documented groups are the fallback
         categories = []
     verdict = Verdict(registry, Status.UNKNOWN, settings=tuple(settings))
     routes: tuple[Route, ...] = plan_routes([verdict], categories=categories)

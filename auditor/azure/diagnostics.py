@@ -3,14 +3,47 @@ api-version 2021-05-01-preview, the first with category groups)."""
 
 from __future__ import annotations
 
-from typing import Any
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from azure.core.exceptions import DecodeError, DeserializationError
 
 from auditor.azure.clients import ArmClients
 from auditor.facts import CategoryInfo, DiagnosticSetting, LogEntry, MetricEntry
 
+T = TypeVar("T")
+
+# A 200 whose body is not what ARM documents (cut short by a proxy, a half-written answer)
+# is retried like a 5xx: the next answer is usually whole.
+INVALID_ATTEMPTS = 3
+INVALID_BACKOFF_SECONDS = 0.5
+
 
 class MalformedSettingError(ValueError):
     """The service returned a setting the auditor cannot interpret."""
+
+
+def read_valid(
+    read: Callable[[], T], what: str, *, sleep: Callable[[float], None] = time.sleep
+) -> T:
+    """`read()`, again while ARM's answer cannot be parsed or interpreted; then a
+    MalformedSettingError whose text starts "invalid response" (the unknown reason's slug)."""
+    problem = ""
+    for attempt in range(1, INVALID_ATTEMPTS + 1):
+        try:
+            return read()
+        except DecodeError:
+            problem = "was not valid JSON"
+        except DeserializationError:
+            problem = "did not have the documented shape"
+        except MalformedSettingError as exc:
+            problem = f"held {exc}"
+        if attempt < INVALID_ATTEMPTS:
+            sleep(INVALID_BACKOFF_SECONDS * 2 ** (attempt - 1))
+    raise MalformedSettingError(
+        f"invalid response: ARM's answer for {what} {problem} ({INVALID_ATTEMPTS} attempts)"
+    )
 
 
 def _opt_str(value: Any) -> str | None:
@@ -20,7 +53,7 @@ def _opt_str(value: Any) -> str | None:
 def setting_from_model(model: Any) -> DiagnosticSetting:
     name = getattr(model, "name", None)
     if not isinstance(name, str) or not name:
-        raise MalformedSettingError("diagnostic setting without a name")
+        raise MalformedSettingError("a diagnostic setting without a name")
     logs = []
     for entry in getattr(model, "logs", None) or []:
         category = _opt_str(getattr(entry, "category", None))
@@ -62,11 +95,19 @@ def setting_from_model(model: Any) -> DiagnosticSetting:
 def read_settings(clients: ArmClients, registry_id: str) -> list[DiagnosticSetting]:
     """All settings of one resource (one response: the API does not page them, but the SDK
     wraps the list in a pager, so iterating is what sends the request)."""
-    pager = clients.monitor().diagnostic_settings.list(resource_uri=registry_id)
-    return [setting_from_model(v) for v in pager]
+
+    def read() -> list[DiagnosticSetting]:
+        pager = clients.monitor().diagnostic_settings.list(resource_uri=registry_id)
+        return [setting_from_model(v) for v in pager]
+
+    return read_valid(read, "the diagnostic settings")
 
 
 def read_categories(clients: ArmClients, registry_id: str) -> list[CategoryInfo]:
+    return read_valid(lambda: _categories(clients, registry_id), "the setting categories")
+
+
+def _categories(clients: ArmClients, registry_id: str) -> list[CategoryInfo]:
     pager = clients.monitor().diagnostic_settings_category.list(resource_uri=registry_id)
     out = []
     for item in pager:

@@ -257,7 +257,7 @@ def test_runs(client: TestClient, audited: AuditStore) -> None:
         (
             "/api/registries?continuation=eyJrIjoicmVnaXN0cmllcyIsInAiOiJcdWQ4MDAiLCJyIjoieCJ9",
             "continuation",
-        ),  # noqa: E501
+        ),
         ("/api/runs?continuation=eyJrIjoicnVucyIsInAiOiJydW4iLCJyIjoiXHVkODAwIn0", "continuation"),
     ],
 )

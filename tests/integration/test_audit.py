@@ -165,6 +165,27 @@ def test_failures_are_isolated_and_reported_unknown(
         assert stored is not None and stored["status"] == status, name
 
 
+def test_malformed_answers_are_retried_then_reported_invalid(local_azure: LocalAzure) -> None:
+    """A 200 whose body is cut short is read again; one that stays malformed makes its
+    registry unknown with a reason that says the response was invalid, not "HTTP 200: OK"."""
+    settings = "/providers/microsoft.insights/diagnosticsettings$"
+    emu, env = local_azure(
+        faults=[
+            {"kind": "malformed", "path": "acrstorage01" + settings, "count": 2},
+            {"kind": "malformed", "path": "acrlegacy01" + settings},
+        ]
+    )
+    run = audit(env)
+    result = outcome(run)
+    assert result["acrstorage01"] == EXPECTED["acrstorage01"]  # the third answer was whole
+    assert result["acrlegacy01"] == ("unknown", ("unknown:invalid_response",))
+    [legacy] = [v for v in run.verdicts if v.registry.name == "acrlegacy01"]
+    assert "was not valid JSON (3 attempts)" in legacy.reasons[0].detail
+    reads = [e for e in emu.world.requests() if e.path.lower().endswith("diagnosticsettings")]
+    assert sum("acrstorage01" in e.path for e in reads) == 3
+    assert sum("acrlegacy01" in e.path for e in reads) == 3
+
+
 def test_registry_that_disappeared_is_removed_not_failed(
     local_azure: LocalAzure, write_mode: str
 ) -> None:

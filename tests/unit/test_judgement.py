@@ -586,6 +586,7 @@ def test_accepts_lists_and_returns_tuples() -> None:
             "MalformedSettingError: diagnostic setting without a name",
             "malformedsettingerror_diagnostic_setting",
         ),
+        ("invalid response: ARM's answer for the settings was not valid JSON", "invalid_response"),
         ("", "unreadable"),
         (None, "unreadable"),
         ("'; drop table --", "drop_table"),
