@@ -18,9 +18,8 @@ from auditor.facts import Registry, Status
 from auditor.storage import entities, keys
 from auditor.storage.errors import guarded
 from auditor.storage.keys import InvalidContinuationToken
-from auditor.storage.tables import Tables
+from auditor.storage.tables import MAX_PAGE, Tables
 
-MAX_PAGE = 1000  # the service returns at most 1000 entities per request
 _REGISTRIES_CURSOR = "registries"
 _RUNS_CURSOR = "runs"
 

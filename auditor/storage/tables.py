@@ -26,6 +26,7 @@ from azure.data.tables import TableServiceClient
 from auditor.storage.errors import guarded
 
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,52}")  # + "registries" stays within 63 characters
+MAX_PAGE = 1000  # the service returns at most 1000 entities per request
 
 
 class Tables:

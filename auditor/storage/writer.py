@@ -30,8 +30,7 @@ from auditor.evidence import LogEvidence
 from auditor.facts import AuditRun, Verdict
 from auditor.storage import entities, keys
 from auditor.storage.errors import StorageError, guarded
-from auditor.storage.reader import MAX_PAGE
-from auditor.storage.tables import Tables
+from auditor.storage.tables import MAX_PAGE, Tables
 from auditor.storage.transactions import MAX_OPERATIONS, transactions
 from auditor.summary import summarize
 
