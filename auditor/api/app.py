@@ -1,7 +1,7 @@
 """The HTTP API (FastAPI): compliance summary, registries (with their log evidence per run),
 runs, alerts and health, all under /api.
 
-Reads only: every route is one or a few Table Storage reads through `AuditStore`; the summary
+Reads only: every route is one or a few Table Storage reads through `AuditReader`; the summary
 is a single point read of the materialised document. Before the first run has finished,
 `GET /api/compliance` answers 200 with `lastRun: null` and zero totals rather than 404, so a
 dashboard can render the empty state without special-casing an error. Errors are RFC 7807
@@ -29,7 +29,7 @@ from auditor.api import models, problems
 from auditor.facts import Status
 from auditor.policy import GUID_PATTERN
 from auditor.reasons import describe
-from auditor.storage import AuditStore, StorageError
+from auditor.storage import AuditReader, AuditStore, StorageError
 from auditor.summary import empty_summary
 from auditor.time_bounds import parse_time_bound
 
@@ -101,10 +101,10 @@ def _problem_media_types(schema: dict[str, Any]) -> dict[str, Any]:
     return schema
 
 
-def _store(request: Request) -> AuditStore:
+def _store(request: Request) -> AuditReader:
     provider: Callable[[], AuditStore] = request.app.state.store_provider
     try:
-        return provider()
+        return provider().reader
     except StorageError:
         raise
     except Exception as exc:
@@ -113,7 +113,14 @@ def _store(request: Request) -> AuditStore:
         raise StorageError("opening the store", type(exc).__name__) from exc
 
 
-Store = Annotated[AuditStore, Depends(_store)]
+def _clock(request: Request) -> Callable[[], datetime]:
+    clock: Callable[[], datetime] = request.app.state.now
+    return clock
+
+
+Store = Annotated[AuditReader, Depends(_store)]
+# The app's clock itself, not a time: a route reads it when its answer needs it.
+Clock = Annotated[Callable[[], datetime], Depends(_clock)]
 Continuation = Annotated[
     str | None,
     Query(max_length=4096, description="token from the previous page's `continuation`"),
@@ -161,7 +168,172 @@ def _redacted(value: Any) -> Any:
     return value
 
 
-def create_app(  # noqa: C901
+router = APIRouter(prefix="/api", responses=_ERRORS)
+
+
+@router.get("/compliance", response_model=models.Compliance)
+def compliance(store: Store, now: Clock) -> dict[str, Any]:
+    """The summary of the last finished run, and how old it is."""
+    document = store.get_summary()
+    moment = now()
+    if document is None:
+        return {**empty_summary(generated_at=moment).to_dict(), "dataAgeSeconds": None}
+    last_run = document.get("lastRun")
+    age = _age_seconds(last_run["finishedAt"], moment) if last_run else None
+    return {**document, "dataAgeSeconds": age}
+
+
+@router.get("/registries", response_model=models.RegistryPage)
+def registries(
+    store: Store,
+    continuation: Continuation = None,
+    status: Status | None = None,
+    subscription: Annotated[
+        str | None, Query(pattern=f"^{GUID_PATTERN}$", description="subscription id")
+    ] = None,
+    reason: Annotated[
+        str | None,
+        Query(
+            pattern=REASON_PATTERN,
+            max_length=200,
+            description="a reason code, e.g. category_missing:ContainerRegistryLoginEvents",
+        ),
+    ] = None,
+    page_size: Annotated[int, Query(alias="pageSize", ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Registries in name order, filtered; `reason` matches one code exactly."""
+    items, token = store.list_registries(
+        status=status,
+        subscription=subscription,
+        reason=reason,
+        page_size=page_size,
+        continuation=continuation,
+    )
+    return {"items": items, "continuation": token}
+
+
+@router.get(
+    "/registries/{name}",
+    response_model=models.RegistryDetail,
+    responses={404: {"model": models.Problem, "description": "No such registry"}},
+)
+def registry(
+    store: Store,
+    name: RegistryName,
+    history_limit: Annotated[int, Query(alias="historyLimit", ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    """A registry's status and reasons, each reason's explanation and fix, and history."""
+    document = _known(store, name)
+    return {
+        **document,
+        "findings": [_finding(item) for item in document["reasons"]],
+        "history": store.registry_history(name, limit=history_limit),
+    }
+
+
+def _known(store: AuditReader, name: str) -> dict[str, Any]:
+    document = store.get_registry(name)
+    if document is None:
+        raise problems.NotFound(f"No registry named '{name}' has been audited.")
+    return document
+
+
+@router.get("/registries/{name}/logins", response_model=models.LoginPage, responses=_NOT_FOUND)
+def registry_logins(
+    store: Store,
+    now: Clock,
+    name: RegistryName,
+    since: Since = None,
+    until: Until = None,
+    limit: EvidenceLimit = 10,
+    continuation: Continuation = None,
+) -> dict[str, Any]:
+    """Logins per run: attempts and failures per identity and caller IP, failure bursts,
+    first-seen identities and IPs, admin-user logins, anonymous pulls."""
+    start, end = _time_bounds(since, until, now())
+    _known(store, name)
+    items, token = store.registry_logins(
+        name, since=start, until=end, limit=limit, continuation=continuation
+    )
+    return {"items": items, "continuation": token}
+
+
+@router.get("/registries/{name}/activity", response_model=models.ActivityPage, responses=_NOT_FOUND)
+def registry_activity(
+    store: Store,
+    now: Clock,
+    name: RegistryName,
+    since: Since = None,
+    until: Until = None,
+    limit: EvidenceLimit = 10,
+    continuation: Continuation = None,
+) -> dict[str, Any]:
+    """Repository activity per run: counts per operation, identity and repository, every
+    delete/untag/purge (who, what, when, from where), activity-log events."""
+    start, end = _time_bounds(since, until, now())
+    _known(store, name)
+    items, token = store.registry_activity(
+        name, since=start, until=end, limit=limit, continuation=continuation
+    )
+    return {"items": items, "continuation": token}
+
+
+@router.get(
+    "/alerts",
+    response_model=models.Alerts,
+    responses={
+        404: {
+            "model": models.Problem,
+            "description": "Alerting is not configured, or no such registry",
+        }
+    },
+)
+def alerts(
+    request: Request,
+    limit: Annotated[int, Query(ge=1, le=500, description="history entries")] = 50,
+    registry: Annotated[
+        str | None, Query(pattern=NAME_PATTERN, description="only this registry (name)")
+    ] = None,
+) -> dict[str, Any]:
+    """Open alerts, the notice history (newest first) and undelivered notices. Sinks
+    appear by name only: no URL or secret is ever returned."""
+    alerts_provider: Callable[[], AlertService] | None = request.app.state.alerts_provider
+    if alerts_provider is None:
+        raise problems.NotFound("Alerting is not configured.")
+    registry_id = None
+    if registry is not None:
+        registry_id = _known(_store(request), registry)["id"]
+    try:
+        with alerts_provider() as service:
+            document = service.document(limit=limit, registry_id=registry_id)
+    except AzureError as exc:
+        raise StorageError.wrap("reading alerts", exc) from exc
+    return dict(_redacted(document))
+
+
+@router.get("/runs", response_model=models.RunPage)
+def runs(
+    store: Store,
+    continuation: Continuation = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+) -> dict[str, Any]:
+    """Audit runs, newest first; a run still `running` may also be one that crashed."""
+    items, token = store.list_runs(limit=limit, continuation=continuation)
+    return {"items": items, "continuation": token}
+
+
+@router.get("/health", response_model=models.Health)
+def health(request: Request) -> dict[str, str]:
+    """Always 200 while the app runs; `storage` says whether the store answers."""
+    try:
+        _store(request).ping()
+    except StorageError as exc:
+        log.warning("health: %s", exc)
+        return {"status": "degraded", "storage": "unavailable"}
+    return {"status": "ok", "storage": "ok"}
+
+
+def create_app(
     store_provider: Callable[[], AuditStore],
     *,
     now: Callable[[], datetime] = _utc_now,
@@ -181,164 +353,10 @@ def create_app(  # noqa: C901
         redoc_url=None,
     )
     problems.install(app)
-
+    # What the routes depend on, per app (see `_store`, `_clock` and `alerts`).
     app.state.store_provider = store_provider
-    router = APIRouter(prefix="/api", responses=_ERRORS)
-
-    @router.get("/compliance", response_model=models.Compliance)
-    def compliance(store: Store) -> dict[str, Any]:
-        """The summary of the last finished run, and how old it is."""
-        document = store.get_summary()
-        moment = now()
-        if document is None:
-            return {**empty_summary(generated_at=moment).to_dict(), "dataAgeSeconds": None}
-        last_run = document.get("lastRun")
-        age = _age_seconds(last_run["finishedAt"], moment) if last_run else None
-        return {**document, "dataAgeSeconds": age}
-
-    @router.get("/registries", response_model=models.RegistryPage)
-    def registries(
-        store: Store,
-        continuation: Continuation = None,
-        status: Status | None = None,
-        subscription: Annotated[
-            str | None, Query(pattern=f"^{GUID_PATTERN}$", description="subscription id")
-        ] = None,
-        reason: Annotated[
-            str | None,
-            Query(
-                pattern=REASON_PATTERN,
-                max_length=200,
-                description="a reason code, e.g. category_missing:ContainerRegistryLoginEvents",
-            ),
-        ] = None,
-        page_size: Annotated[int, Query(alias="pageSize", ge=1, le=500)] = 50,
-    ) -> dict[str, Any]:
-        """Registries in name order, filtered; `reason` matches one code exactly."""
-        items, token = store.list_registries(
-            status=status,
-            subscription=subscription,
-            reason=reason,
-            page_size=page_size,
-            continuation=continuation,
-        )
-        return {"items": items, "continuation": token}
-
-    @router.get(
-        "/registries/{name}",
-        response_model=models.RegistryDetail,
-        responses={404: {"model": models.Problem, "description": "No such registry"}},
-    )
-    def registry(
-        store: Store,
-        name: RegistryName,
-        history_limit: Annotated[int, Query(alias="historyLimit", ge=1, le=100)] = 20,
-    ) -> dict[str, Any]:
-        """A registry's status and reasons, each reason's explanation and fix, and history."""
-        document = store.get_registry(name)
-        if document is None:
-            raise problems.NotFound(f"No registry named '{name}' has been audited.")
-        return {
-            **document,
-            "findings": [_finding(item) for item in document["reasons"]],
-            "history": store.registry_history(name, limit=history_limit),
-        }
-
-    def _known(store: AuditStore, name: str) -> dict[str, Any]:
-        document = store.get_registry(name)
-        if document is None:
-            raise problems.NotFound(f"No registry named '{name}' has been audited.")
-        return document
-
-    @router.get("/registries/{name}/logins", response_model=models.LoginPage, responses=_NOT_FOUND)
-    def registry_logins(
-        store: Store,
-        name: RegistryName,
-        since: Since = None,
-        until: Until = None,
-        limit: EvidenceLimit = 10,
-        continuation: Continuation = None,
-    ) -> dict[str, Any]:
-        """Logins per run: attempts and failures per identity and caller IP, failure bursts,
-        first-seen identities and IPs, admin-user logins, anonymous pulls."""
-        start, end = _time_bounds(since, until, now())
-        _known(store, name)
-        items, token = store.registry_logins(
-            name, since=start, until=end, limit=limit, continuation=continuation
-        )
-        return {"items": items, "continuation": token}
-
-    @router.get(
-        "/registries/{name}/activity", response_model=models.ActivityPage, responses=_NOT_FOUND
-    )
-    def registry_activity(
-        store: Store,
-        name: RegistryName,
-        since: Since = None,
-        until: Until = None,
-        limit: EvidenceLimit = 10,
-        continuation: Continuation = None,
-    ) -> dict[str, Any]:
-        """Repository activity per run: counts per operation, identity and repository, every
-        delete/untag/purge (who, what, when, from where), activity-log events."""
-        start, end = _time_bounds(since, until, now())
-        _known(store, name)
-        items, token = store.registry_activity(
-            name, since=start, until=end, limit=limit, continuation=continuation
-        )
-        return {"items": items, "continuation": token}
-
-    @router.get(
-        "/alerts",
-        response_model=models.Alerts,
-        responses={
-            404: {
-                "model": models.Problem,
-                "description": "Alerting is not configured, or no such registry",
-            }
-        },
-    )
-    def alerts(
-        request: Request,
-        limit: Annotated[int, Query(ge=1, le=500, description="history entries")] = 50,
-        registry: Annotated[
-            str | None, Query(pattern=NAME_PATTERN, description="only this registry (name)")
-        ] = None,
-    ) -> dict[str, Any]:
-        """Open alerts, the notice history (newest first) and undelivered notices. Sinks
-        appear by name only: no URL or secret is ever returned."""
-        if alerts_provider is None:
-            raise problems.NotFound("Alerting is not configured.")
-        registry_id = None
-        if registry is not None:
-            registry_id = _known(_store(request), registry)["id"]
-        try:
-            with alerts_provider() as service:
-                document = service.document(limit=limit, registry_id=registry_id)
-        except AzureError as exc:
-            raise StorageError.wrap("reading alerts", exc) from exc
-        return dict(_redacted(document))
-
-    @router.get("/runs", response_model=models.RunPage)
-    def runs(
-        store: Store,
-        continuation: Continuation = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    ) -> dict[str, Any]:
-        """Audit runs, newest first; a run still `running` may also be one that crashed."""
-        items, token = store.list_runs(limit=limit, continuation=continuation)
-        return {"items": items, "continuation": token}
-
-    @router.get("/health", response_model=models.Health)
-    def health(request: Request) -> dict[str, str]:
-        """Always 200 while the app runs; `storage` says whether the store answers."""
-        try:
-            _store(request).ping()
-        except StorageError as exc:
-            log.warning("health: %s", exc)
-            return {"status": "degraded", "storage": "unavailable"}
-        return {"status": "ok", "storage": "ok"}
-
+    app.state.now = now
+    app.state.alerts_provider = alerts_provider
     app.include_router(router)
 
     def openapi() -> dict[str, Any]:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from auditor.changes import StoredState, reason_codes
 from auditor.evidence import documents
 from auditor.evidence.model import LogEvidence
 from auditor.facts import Reason, Registry, Status, Verdict
@@ -99,11 +100,6 @@ def parse_reasons(text: str | None) -> tuple[Reason, ...]:
     )
 
 
-def reason_codes(reasons: Sequence[Reason]) -> tuple[str, ...]:
-    """What makes a change worth a history entry, with the status: order does not matter."""
-    return tuple(sorted({r.code for r in reasons}))
-
-
 def registry_entity(
     key: str,
     verdict: Verdict,
@@ -160,6 +156,32 @@ def registry_from_entity(row: Mapping[str, Any]) -> Registry:
         subscription_id=row.get("SubscriptionId", ""),
         resource_group=row.get("ResourceGroup", ""),
         location=row.get("Location", ""),
+    )
+
+
+# What the writer reads of the stored registry rows to find changes and removals: a fleet's
+# full rows (reasons with their details) would be the largest thing a run holds while writing.
+STATE_COLUMNS = (
+    "RowKey",
+    "Status",
+    "Reasons",
+    "StatusSince",
+    "LastRunId",
+    "ResourceId",
+    "Name",
+    "SubscriptionId",
+    "ResourceGroup",
+    "Location",
+)
+
+
+def stored_state(row: Mapping[str, Any]) -> StoredState:
+    return StoredState(
+        registry=registry_from_entity(row),
+        status=row.get("Status"),
+        reason_codes=reason_codes(parse_reasons(row.get("Reasons"))),
+        status_since=parse_time(row.get("StatusSince")),
+        last_run_id=row.get("LastRunId"),
     )
 
 

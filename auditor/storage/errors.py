@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -40,3 +43,12 @@ class StorageError(RuntimeError):
     @classmethod
     def wrap(cls, action: str, exc: AzureError) -> StorageError:
         return cls(action, describe(exc))
+
+
+@contextmanager
+def guarded(action: str) -> Iterator[None]:
+    """Azure errors inside become StorageError naming `action`."""
+    try:
+        yield
+    except AzureError as exc:
+        raise StorageError.wrap(action, exc) from exc

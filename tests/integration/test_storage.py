@@ -14,7 +14,7 @@ from azure.data.tables import TableServiceClient
 from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.run_record import AuditRun, RunStatus
 from auditor.storage import AuditStore, InvalidContinuationToken, StorageError
-from auditor.storage.store import MAX_BATCH
+from auditor.storage.writer import MAX_BATCH
 from auditor.summary import summarize
 from emulator.azurite import DEV_KEY
 
@@ -324,7 +324,7 @@ def test_an_out_of_band_run_reads_only_its_own_registries(
         audit_run(1, verdict("acrmany1", Status.COMPLIANT), verdict("acrmany2", Status.COMPLIANT)),
     )
     listed: list[Any] = []
-    table = store._registries
+    table = store.tables.registries
     real = table.list_entities
 
     def spy(*args: Any, **kwargs: Any) -> Any:
