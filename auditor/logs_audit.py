@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
     from auditor.azure.clients import ArmClients
-    from auditor.settings import Settings
+    from auditor.settings import LogsSettings, Settings
 
 log = logging.getLogger(__name__)
 
@@ -101,13 +101,13 @@ class LogOptions:
             raise ConfigError("burst_step", "must be a whole number of seconds")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LogOptions:
+    def from_settings(cls, logs: LogsSettings) -> LogOptions:
         return cls(
-            lookback=timedelta(hours=settings.logs_lookback_hours),
-            silent_after=timedelta(hours=settings.silent_after_hours),
-            pending_window=timedelta(minutes=settings.pending_minutes),
-            burst_failures=settings.burst_failures,
-            burst_window=timedelta(minutes=settings.burst_minutes),
+            lookback=logs.lookback,
+            silent_after=logs.silent_after,
+            pending_window=logs.pending_window,
+            burst_failures=logs.burst_failures,
+            burst_window=logs.burst_window,
         )
 
     @property
@@ -129,10 +129,10 @@ def build_logs_reader(settings: Settings, credential: TokenCredential) -> LogsRe
     """The Log Analytics reader for a run, from the validated settings."""
     return LogsReader(
         credential,
-        endpoint=settings.logs_endpoint,
-        audience=settings.logs_audience,
-        max_concurrency=settings.logs_concurrency,
-        retries=settings.http_retries,
+        endpoint=settings.logs.endpoint,
+        audience=settings.logs.audience,
+        max_concurrency=settings.logs.concurrency,
+        retries=settings.arm.http_retries,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -35,16 +36,16 @@ def load(**env: str) -> Settings:
 def test_defaults() -> None:
     s = load()
     assert s.policy == Policy()
-    assert s.subscriptions == ()
-    assert s.schedule == "0 0 * * * *"
-    assert s.arm_endpoint == "https://management.azure.com"
-    assert s.arm_audience == "https://management.azure.com"
-    assert s.logs_endpoint == "https://api.loganalytics.io"
-    assert s.logs_audience == "https://api.loganalytics.io"
-    assert s.storage_connection_string == "UseDevelopmentStorage=true"
-    assert s.storage_table_endpoint is None
-    assert s.table_prefix == "acraudit"
-    assert (s.max_concurrency, s.arm_reads_per_second, s.arm_burst, s.http_retries) == (
+    assert s.audit.subscriptions == ()
+    assert s.audit.schedule == "0 0 * * * *"
+    assert s.arm.endpoint == "https://management.azure.com"
+    assert s.arm.audience == "https://management.azure.com"
+    assert s.logs.endpoint == "https://api.loganalytics.io"
+    assert s.logs.audience == "https://api.loganalytics.io"
+    assert s.storage.connection_string == "UseDevelopmentStorage=true"
+    assert s.storage.table_endpoint is None
+    assert s.storage.table_prefix == "acraudit"
+    assert (s.arm.max_concurrency, s.arm.reads_per_second, s.arm.burst, s.arm.http_retries) == (
         16,
         25.0,
         250,
@@ -74,7 +75,7 @@ def test_every_variable_is_read() -> None:
             "AUDITOR_HTTP_RETRIES": "0",
         }
     )
-    assert s.subscriptions == (SUB, OTHER_SUB)
+    assert s.audit.subscriptions == (SUB, OTHER_SUB)
     assert s.policy == Policy(
         required_categories=("ContainerRegistryLoginEvents",),
         require_metrics=False,
@@ -82,14 +83,14 @@ def test_every_variable_is_read() -> None:
         accepted_workspaces=frozenset({WS}),
         require_dedicated=False,
     )
-    assert s.schedule == "0 */15 * * * 1-5"
-    assert s.arm_endpoint == "https://127.0.0.1:8443"
-    assert s.arm_audience == "https://management.chinacloudapi.cn"
-    assert s.logs_endpoint == "https://127.0.0.1:8444"
-    assert s.logs_audience == "https://api.loganalytics.azure.cn"
-    assert s.storage_connection_string == CONNECTION_STRING
-    assert s.table_prefix == "audit2"
-    assert (s.max_concurrency, s.arm_reads_per_second, s.arm_burst, s.http_retries) == (
+    assert s.audit.schedule == "0 */15 * * * 1-5"
+    assert s.arm.endpoint == "https://127.0.0.1:8443"
+    assert s.arm.audience == "https://management.chinacloudapi.cn"
+    assert s.logs.endpoint == "https://127.0.0.1:8444"
+    assert s.logs.audience == "https://api.loganalytics.azure.cn"
+    assert s.storage.connection_string == CONNECTION_STRING
+    assert s.storage.table_prefix == "audit2"
+    assert (s.arm.max_concurrency, s.arm.reads_per_second, s.arm.burst, s.arm.http_retries) == (
         256,
         2.5,
         1,
@@ -171,13 +172,13 @@ def test_storage_precedence(
     env: dict[str, str], expected_connection: str | None, expected_endpoint: str | None
 ) -> None:
     s = Settings.from_env(env)
-    assert s.storage_connection_string == expected_connection
-    assert s.storage_table_endpoint == expected_endpoint
+    assert s.storage.connection_string == expected_connection
+    assert s.storage.table_endpoint == expected_endpoint
 
 
 def test_storage_can_be_optional() -> None:
     s = Settings.from_env({}, require_storage=False)
-    assert (s.storage_connection_string, s.storage_table_endpoint) == (None, None)
+    assert (s.storage.connection_string, s.storage.table_endpoint) == (None, None)
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"AzureWebJobsStorage__accountName": "Bad_Name"}, require_storage=False)
     assert caught.value.setting == "AzureWebJobsStorage__accountName"
@@ -268,7 +269,7 @@ def test_bad_values_name_the_variable(name: str, value: str, words: str) -> None
     ],
 )
 def test_valid_schedules(schedule: str) -> None:
-    assert load(AUDITOR_SCHEDULE=schedule).schedule == schedule
+    assert load(AUDITOR_SCHEDULE=schedule).audit.schedule == schedule
 
 
 @pytest.mark.parametrize(
@@ -289,11 +290,47 @@ def test_storage_errors_never_echo_the_value(name: str, value: str) -> None:
     assert name in str(caught.value)
 
 
-def test_repr_hides_the_connection_string() -> None:
-    s = load(AUDITOR_STORAGE=CONNECTION_STRING)
+@pytest.mark.parametrize("name", ["AUDITOR_STORAGE", "AzureWebJobsStorage"])
+def test_repr_hides_the_connection_string(name: str) -> None:
+    s = Settings.from_env({name: CONNECTION_STRING})
     assert ACCOUNT_KEY not in repr(s)
-    assert "storage_connection_string" not in repr(s)
-    assert s.storage_connection_string == CONNECTION_STRING
+    assert s.storage.connection_string == CONNECTION_STRING
+
+
+def test_missing_storage_is_reported_before_other_mistakes() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"AUDITOR_TABLE_PREFIX": "1audit", "AUDITOR_HTTP_RETRIES": "99"})
+    assert caught.value.setting == "AUDITOR_STORAGE"
+
+
+def test_only_the_chosen_storage_is_read() -> None:
+    # The Functions host reads the first one set; the others may hold anything.
+    s = load(AUDITOR_STORAGE=CONNECTION_STRING, AzureWebJobsStorage__accountName="Not_A_Name")
+    assert (s.storage.connection_string, s.storage.table_endpoint) == (CONNECTION_STRING, None)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"AzureWebJobsStorage__accountName": "Not_A_Name"})
+    assert caught.value.setting == "AzureWebJobsStorage__accountName"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "AUDITOR_SUBSCRIPTIONS",
+        "AUDITOR_REQUIRED_CATEGORIES",
+        "AUDITOR_ACCEPTED_DESTINATIONS",
+        "AUDITOR_ACCEPTED_WORKSPACES",
+    ],
+)
+def test_a_list_of_nothing_is_unset(name: str) -> None:
+    assert load(**{name: " , ,"}) == load()
+
+
+def test_log_settings_are_durations() -> None:
+    s = load(AUDITOR_LOGS_LOOKBACK_HOURS="1.5", AUDITOR_PENDING_MINUTES="0")
+    assert s.logs.lookback == timedelta(hours=1.5)
+    assert s.logs.pending_window == timedelta(0)
+    assert s.logs.silent_after == timedelta(hours=24)
+    assert s.logs.burst_window == timedelta(minutes=5)
 
 
 def test_policy_errors_are_relabelled_with_the_variable() -> None:
@@ -302,22 +339,23 @@ def test_policy_errors_are_relabelled_with_the_variable() -> None:
     assert caught.value.setting == "AUDITOR_ACCEPTED_WORKSPACES"
 
 
-def _names_read_by_settings_module() -> set[str]:
+def _names_in_settings_module() -> list[str]:
     """String constants that look like variable names, found in settings.py's source."""
     tree = ast.parse(Path(settings_module.__file__).read_text(encoding="utf-8"))
-    return {
+    return [
         node.value
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)
         and (node.value.startswith("AUDITOR_") or node.value.startswith("AzureWebJobsStorage"))
         and " " not in node.value
-    }
+    ]
 
 
-def test_setting_names_lists_every_variable_read() -> None:
-    assert len(set(SETTING_NAMES)) == len(SETTING_NAMES)
-    assert _names_read_by_settings_module() == set(SETTING_NAMES)
+def test_each_variable_is_spelled_once() -> None:
+    names = _names_in_settings_module()
+    assert sorted(names) == sorted(SETTING_NAMES)
+    assert len(set(names)) == len(names)
 
 
 def test_sample_lists_every_setting_and_nothing_else() -> None:
