@@ -2,12 +2,12 @@
 
 A variable is one field of a group (policy, audit, ARM, Log Analytics, storage, alerts): its
 name, type, accepted format and bounds, default and description sit in that one declaration.
-The names are a contract with deployments: docs/settings.md documents each one and
-local.settings.sample.json lists them all (a unit test keeps them in step through
-`SETTING_NAMES`). An empty value counts as unset,
-because app settings and the sample file cannot leave a variable out. Every bad value raises
-`ConfigError` naming the variable; secret values (connection strings, sink URLs, the webhook
-key) are never quoted in an error nor shown in a repr.
+The names are a contract with deployments. docs/settings.md's tables and
+local.settings.sample.json are rendered from the declarations by `python -m
+auditor.settings_docs`, and a unit test fails while they differ. An empty value counts as
+unset, because app settings and the sample file cannot leave a variable out. Every bad value
+raises `ConfigError` naming the variable; secret values (connection strings, sink URLs, the
+webhook key) are never quoted in an error nor shown in a repr.
 
 The groups are pydantic models, not pydantic-settings: the values come from a mapping the
 caller passes (the CLI, tests and the demo pass their own), lists are comma-separated rather
@@ -35,6 +35,7 @@ from pydantic import (
     ValidationInfo,
     model_validator,
 )
+from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, PydanticUseDefault, core_schema
 
 from auditor.errors import ConfigError
@@ -337,6 +338,10 @@ class SettingsGroup(BaseModel):
         return alias
 
     @classmethod
+    def declared(cls) -> tuple[Variable, ...]:
+        return tuple(_declared(cls.variable(name), info) for name, info in cls.model_fields.items())
+
+    @classmethod
     def read(cls, given: Mapping[str, str], **context: bool) -> Self:
         """The group from the set variables (`given`: stripped, non-blank values)."""
         values = {name: given[name] for name in cls.variables() if name in given}
@@ -344,6 +349,30 @@ class SettingsGroup(BaseModel):
             return cls.model_validate(values, context=context)
         except ValidationError as error:
             raise _config_error(error) from None
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A variable as docs/settings.md and local.settings.sample.json show it."""
+
+    name: str
+    default: str  # as the variable's text; "" when unset
+    accepts: str
+    description: str
+    sample: str  # its value in the sample
+
+
+def _declared(name: str, info: FieldInfo) -> Variable:
+    kind = next(item for item in info.metadata if isinstance(item, _Kind))
+    default = "" if info.default is None else kind.show(info.default)
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return Variable(
+        name=name,
+        default=default,
+        accepts=kind.accepts(),
+        description=info.description or "",
+        sample=str(extra.get("sample", default)),
+    )
 
 
 def _config_error(error: ValidationError) -> ConfigError:

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from auditor import settings as settings_module
+from auditor import settings_docs
 from auditor.errors import ConfigError
 from auditor.policy import Destination, Policy
-from auditor.settings import GUID_RE, SETTING_NAMES, Settings
+from auditor.settings import GROUPS, GUID_RE, SETTING_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SUB = "0000aaaa-0000-0000-0000-000000000001"
@@ -358,6 +359,30 @@ def test_each_variable_is_spelled_once() -> None:
     assert len(set(names)) == len(names)
 
 
+def test_every_variable_has_a_description_and_a_format() -> None:
+    for group in GROUPS:
+        for variable in group.declared():
+            assert variable.description.endswith("."), variable.name
+            assert variable.accepts, variable.name
+
+
+def test_sample_is_rendered_from_the_declarations() -> None:
+    # If this fails, run `python -m auditor.settings_docs`.
+    assert settings_docs.SAMPLE.read_text(encoding="utf-8") == settings_docs.render_sample()
+
+
+def test_docs_tables_are_rendered_from_the_declarations() -> None:
+    # If this fails, run `python -m auditor.settings_docs`.
+    docs = settings_docs.DOCS.read_text(encoding="utf-8")
+    assert settings_docs.render_docs(docs) == docs
+
+
+def test_docs_need_a_table_for_each_group() -> None:
+    docs = settings_docs.DOCS.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="AlertSettings"):
+        settings_docs.render_docs(docs.replace("<!-- table AlertSettings -->", ""))
+
+
 def test_sample_lists_every_setting_and_nothing_else() -> None:
     sample = json.loads((ROOT / "local.settings.sample.json").read_text(encoding="utf-8"))
     assert sample["IsEncrypted"] is False
@@ -374,11 +399,16 @@ def test_sample_values_are_valid_and_match_the_defaults() -> None:
     assert Settings.from_env(sample["Values"]) == load()
 
 
-def test_docs_describe_every_setting() -> None:
+def test_docs_describe_every_setting_with_its_default() -> None:
     docs = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
     rows = {
-        line.split("|")[1].strip().strip("`")
-        for line in docs.splitlines()
-        if line.startswith("| `")
+        cells[1].strip().strip("`"): cells[2].strip()
+        for cells in (line.split("|") for line in docs.splitlines() if line.startswith("| `"))
     }
-    assert set(SETTING_NAMES) <= rows
+    assert set(rows) == set(SETTING_NAMES)
+    assert rows["AUDITOR_MAX_CONCURRENCY"] == "`16`"
+    assert rows["AUDITOR_LOGS_LOOKBACK_HOURS"] == "`24`"
+    assert rows["AUDITOR_SUBSCRIPTIONS"] == "unset"
+    for group in GROUPS:
+        for variable in group.declared():
+            assert rows[variable.name] == (f"`{variable.default}`" if variable.default else "unset")
