@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Annotated, Any, ClassVar, Self
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 
 from pydantic import (
     BaseModel,
@@ -184,16 +184,21 @@ class _HttpsUrl(_Kind):
 
     def parse(self, text: str) -> str:
         shown = "the value" if self.secret else repr(text)
-        try:
-            parts = urlsplit(text)
-            _ = parts.port  # raises ValueError for a bad port
-        except ValueError:
-            raise ValueError(f"{shown} is not a URL") from None
+        parts = _split_url(text, shown)
         if parts.scheme.lower() != "https" or not parts.hostname:
             raise ValueError(f"{shown} must be an https:// URL with a host")
         if parts.query or parts.fragment or parts.username or parts.password:
             raise ValueError(f"{shown} must not contain credentials, a query or a fragment")
         return text.rstrip("/")
+
+
+def _split_url(text: str, shown: str) -> SplitResult:
+    try:
+        parts = urlsplit(text)
+        _ = parts.port  # raises ValueError for a bad port
+    except ValueError:
+        raise ValueError(f"{shown} is not a URL") from None
+    return parts
 
 
 class _AlertUrl(_Kind):
@@ -206,11 +211,7 @@ class _AlertUrl(_Kind):
         return "an `https://` URL (`http://` only for `127.0.0.1`, `localhost` or `::1`)"
 
     def parse(self, text: str) -> str:
-        try:
-            parts = urlsplit(text)
-            _ = parts.port  # raises ValueError for a bad port
-        except ValueError:
-            raise ValueError("the value is not a URL") from None
+        parts = _split_url(text, "the value")
         scheme = parts.scheme.lower()
         host = (parts.hostname or "").lower()
         if not host or not (scheme == "https" or (scheme == "http" and host in _LOOPBACK_HOSTS)):
