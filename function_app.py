@@ -36,7 +36,7 @@ api = create_app(_store, alerts_provider=alerts_provider(settings))
 app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.FUNCTION)
 
 
-@app.timer_trigger(schedule=settings.schedule, arg_name="timer", run_on_startup=False)
+@app.timer_trigger(schedule=settings.audit.schedule, arg_name="timer", run_on_startup=False)
 def audit_timer(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logging.warning("audit timer is past due; running now")

@@ -349,12 +349,16 @@ def _find_registry(clients: ArmClients, settings: Settings, name: str) -> Regist
 
     if name.strip().lower().startswith("/subscriptions/"):
         return read_registry(clients, name.strip())
-    inventory = discover(clients, settings.subscriptions)
+    inventory = discover(clients, settings.audit.subscriptions)
     wanted = name.strip().casefold()
     for registry in inventory.registries:
         if registry.name.casefold() == wanted:
             return registry
-    where = "the configured subscriptions" if settings.subscriptions else "any visible subscription"
+    where = (
+        "the configured subscriptions"
+        if settings.audit.subscriptions
+        else "any visible subscription"
+    )
     message = f"no registry named {name!r} in {where}"
     if inventory.failed:
         message += f" ({len(inventory.failed)} subscriptions could not be listed)"
@@ -388,7 +392,7 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
     scheduler = None
     if not args.no_schedule:
         scheduler = Scheduler(
-            settings.schedule,
+            settings.audit.schedule,
             lambda: audit_once(settings, trigger="timer", progress=_progress(False)),
         )
         scheduler.start()

@@ -45,6 +45,7 @@ from auditor.evidence.routing import Route, plan_routes
 from auditor.facts import CategoryInfo, Verdict, normalize_id
 from auditor.kql import Purpose, Query, Span, Window
 from auditor.policy import Policy
+from auditor.settings import LogsSettings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -57,17 +58,21 @@ log = logging.getLogger(__name__)
 Progress = Callable[[str], None]
 
 _NO_OVERLAP = timedelta(0)
+_DECLARED = LogsSettings()  # the settings' declared defaults
 
 
 @dataclass(frozen=True)
 class LogOptions:
-    """How far back to look and what counts as silent, a burst, a listing's cap..."""
+    """How far back to look and what counts as silent, a burst, a listing's cap...
 
-    lookback: timedelta = timedelta(hours=24)
-    silent_after: timedelta = timedelta(hours=24)
-    pending_window: timedelta = timedelta(minutes=90)
-    burst_failures: int = 10
-    burst_window: timedelta = timedelta(minutes=5)
+    The first five come from the validated `LogsSettings` and are checked there, not here.
+    """
+
+    lookback: timedelta = _DECLARED.lookback
+    silent_after: timedelta = _DECLARED.silent_after
+    pending_window: timedelta = _DECLARED.pending_window
+    burst_failures: int = _DECLARED.burst_failures
+    burst_window: timedelta = _DECLARED.burst_window
     burst_step: timedelta = kql.DEFAULT_BURST_STEP
     # How far back the freshness query looks for a registry's last event.
     reach_back: timedelta = timedelta(days=7)
@@ -80,14 +85,9 @@ class LogOptions:
     activity_workspaces: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
-        positive = ("lookback", "silent_after", "burst_window", "burst_step", "reach_back")
-        for name in positive:
+        for name in ("burst_step", "reach_back"):
             if getattr(self, name) <= timedelta(0):
                 raise ConfigError(name, "must be longer than zero")
-        if self.pending_window < timedelta(0):
-            raise ConfigError("pending_window", "must not be negative")
-        if self.burst_failures < 1:
-            raise ConfigError("burst_failures", "must be at least 1")
         if self.burst_window < self.burst_step:
             raise ConfigError("burst_window", "must be at least one burst step (1 minute)")
         if not 1 <= self.chunk_size <= 1000:
@@ -100,13 +100,13 @@ class LogOptions:
             raise ConfigError("burst_step", "must be a whole number of seconds")
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> LogOptions:
+    def from_settings(cls, logs: LogsSettings) -> LogOptions:
         return cls(
-            lookback=timedelta(hours=settings.logs_lookback_hours),
-            silent_after=timedelta(hours=settings.silent_after_hours),
-            pending_window=timedelta(minutes=settings.pending_minutes),
-            burst_failures=settings.burst_failures,
-            burst_window=timedelta(minutes=settings.burst_minutes),
+            lookback=logs.lookback,
+            silent_after=logs.silent_after,
+            pending_window=logs.pending_window,
+            burst_failures=logs.burst_failures,
+            burst_window=logs.burst_window,
         )
 
     @property
@@ -128,10 +128,10 @@ def build_logs_reader(settings: Settings, credential: TokenCredential) -> LogsRe
     """The Log Analytics reader for a run, from the validated settings."""
     return LogsReader(
         credential,
-        endpoint=settings.logs_endpoint,
-        audience=settings.logs_audience,
-        max_concurrency=settings.logs_concurrency,
-        retries=settings.http_retries,
+        endpoint=settings.logs.endpoint,
+        audience=settings.logs.audience,
+        max_concurrency=settings.logs.concurrency,
+        retries=settings.arm.http_retries,
     )
 
 

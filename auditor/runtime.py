@@ -44,31 +44,31 @@ def build_arm_clients(settings: Settings, credential: TokenCredential) -> ArmCli
     # margin of a few tokens covers any run length; a rate margin would instead cost its
     # share of every run (3% cost 3% of the throttle bound in the benchmark).
     pacer = TokenBucketPacer(
-        rate=settings.arm_reads_per_second,
-        burst=max(1, settings.arm_burst - ARM_BURST_MARGIN),
+        rate=settings.arm.reads_per_second,
+        burst=max(1, settings.arm.burst - ARM_BURST_MARGIN),
     )
     return ArmClients(
         credential=credential,
-        endpoint=settings.arm_endpoint,
-        audience=settings.arm_audience,
+        endpoint=settings.arm.endpoint,
+        audience=settings.arm.audience,
         pacer=pacer,
-        pool_size=max(8, settings.max_concurrency * 2),
-        retries=settings.http_retries,
+        pool_size=max(8, settings.arm.max_concurrency * 2),
+        retries=settings.arm.http_retries,
     )
 
 
 def build_store(settings: Settings, credential: TokenCredential | None = None) -> AuditStore:
     from auditor.storage import AuditStore
 
-    if settings.storage_connection_string:
+    if settings.storage.connection_string:
         return AuditStore.from_connection_string(
-            settings.storage_connection_string, prefix=settings.table_prefix
+            settings.storage.connection_string, prefix=settings.storage.table_prefix
         )
-    if settings.storage_table_endpoint:
+    if settings.storage.table_endpoint:
         return AuditStore.from_endpoint(
-            settings.storage_table_endpoint,
+            settings.storage.table_endpoint,
             credential or build_credential(),
-            prefix=settings.table_prefix,
+            prefix=settings.storage.table_prefix,
         )
     raise RuntimeError("no storage configured")  # Settings validation makes this unreachable
 
@@ -101,15 +101,15 @@ def audit_once(
                 clients,
                 settings.policy,
                 subscriptions=(
-                    subscriptions if subscriptions is not None else settings.subscriptions
+                    subscriptions if subscriptions is not None else settings.audit.subscriptions
                 ),
                 store=store,
-                max_concurrency=settings.max_concurrency,
+                max_concurrency=settings.arm.max_concurrency,
                 trigger=trigger,
                 progress=progress,
                 stats=stats,
                 logs_reader=reader,
-                log_options=LogOptions.from_settings(settings) if check_logs else None,
+                log_options=LogOptions.from_settings(settings.logs) if check_logs else None,
                 on_judged=stream.submit if stream is not None else None,
             )
             if stream is not None:

@@ -1,10 +1,18 @@
-"""The auditor's settings, read once from environment variables (Functions app settings).
+"""The auditor's settings: each environment variable declared once, read and checked once.
 
-The variable names are a contract with deployments: docs/settings.md documents each one and
-local.settings.sample.json lists them all (a unit test keeps the three in step through
-`SETTING_NAMES`). An empty value counts as unset, because app settings and the sample file
-cannot leave a variable out. Every bad value raises `ConfigError` naming the variable; values
-are never echoed for storage settings, whose connection strings carry account keys.
+A variable is one field of a group (policy, audit, ARM, Log Analytics, storage, alerts): its
+name, type, accepted format and bounds, default and description sit in that one declaration.
+The names are a contract with deployments. docs/settings.md's tables and
+local.settings.sample.json are rendered from the declarations by `python -m
+auditor.settings_docs`, and a unit test fails while they differ. An empty value counts as
+unset, because app settings and the sample file cannot leave a variable out. Every bad value
+raises `ConfigError` naming the variable; secret values (connection strings, sink URLs, the
+webhook key) are never quoted in an error nor shown in a repr.
+
+The groups are pydantic models, not pydantic-settings: the values come from a mapping the
+caller passes (the CLI, tests and the demo pass their own), lists are comma-separated rather
+than JSON, booleans are exactly true/false, 1/0 or yes/no, and a blank value is unset, so
+pydantic-settings' environment source would have to be replaced or disabled piece by piece.
 """
 
 from __future__ import annotations
@@ -12,440 +20,244 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import TypeVar
-from urllib.parse import urlsplit
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, ClassVar, Self
+from urllib.parse import SplitResult, urlsplit
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    GetCoreSchemaHandler,
+    PrivateAttr,
+    ValidationError,
+    ValidationInfo,
+    model_validator,
+)
+from pydantic.fields import FieldInfo
+from pydantic_core import CoreSchema, PydanticUseDefault, core_schema
 
 from auditor.errors import ConfigError
-from auditor.policy import ACR_LOG_CATEGORIES, GUID_PATTERN, Destination, Policy, parse_destinations
-
-SUBSCRIPTIONS = "AUDITOR_SUBSCRIPTIONS"
-REQUIRED_CATEGORIES = "AUDITOR_REQUIRED_CATEGORIES"
-REQUIRE_METRICS = "AUDITOR_REQUIRE_METRICS"
-ACCEPTED_DESTINATIONS = "AUDITOR_ACCEPTED_DESTINATIONS"
-ACCEPTED_WORKSPACES = "AUDITOR_ACCEPTED_WORKSPACES"
-REQUIRE_DEDICATED = "AUDITOR_REQUIRE_DEDICATED"
-SCHEDULE = "AUDITOR_SCHEDULE"
-ARM_ENDPOINT = "AUDITOR_ARM_ENDPOINT"
-ARM_AUDIENCE = "AUDITOR_ARM_AUDIENCE"
-LOGS_ENDPOINT = "AUDITOR_LOGS_ENDPOINT"
-LOGS_AUDIENCE = "AUDITOR_LOGS_AUDIENCE"
-STORAGE = "AUDITOR_STORAGE"
-WEBJOBS_STORAGE = "AzureWebJobsStorage"
-WEBJOBS_STORAGE_ACCOUNT = "AzureWebJobsStorage__accountName"
-WEBJOBS_STORAGE_TABLE_URI = "AzureWebJobsStorage__tableServiceUri"
-TABLE_PREFIX = "AUDITOR_TABLE_PREFIX"
-MAX_CONCURRENCY = "AUDITOR_MAX_CONCURRENCY"
-ARM_READS_PER_SECOND = "AUDITOR_ARM_READS_PER_SECOND"
-ARM_BURST = "AUDITOR_ARM_BURST"
-HTTP_RETRIES = "AUDITOR_HTTP_RETRIES"
-LOGS_LOOKBACK_HOURS = "AUDITOR_LOGS_LOOKBACK_HOURS"
-SILENT_AFTER_HOURS = "AUDITOR_SILENT_AFTER_HOURS"
-PENDING_MINUTES = "AUDITOR_PENDING_MINUTES"
-BURST_FAILURES = "AUDITOR_BURST_FAILURES"
-BURST_MINUTES = "AUDITOR_BURST_MINUTES"
-LOGS_CONCURRENCY = "AUDITOR_LOGS_CONCURRENCY"
-ALERT_WEBHOOK_URL = "AUDITOR_ALERT_WEBHOOK_URL"
-ALERT_WEBHOOK_SECRET = "AUDITOR_ALERT_WEBHOOK_SECRET"  # noqa: S105 - a variable name
-ALERT_TEAMS_URL = "AUDITOR_ALERT_TEAMS_URL"
-ALERT_SLACK_URL = "AUDITOR_ALERT_SLACK_URL"
-ALERT_QUEUE = "AUDITOR_ALERT_QUEUE"
-ALERT_LOG_RECORDS = "AUDITOR_ALERT_LOG_RECORDS"
-ALERT_REMIND_HOURS = "AUDITOR_ALERT_REMIND_HOURS"
-ALERT_LOGIN = "AUDITOR_ALERT_LOGIN"
-ALERT_ON_UNKNOWN = "AUDITOR_ALERT_ON_UNKNOWN"
-
-# Every variable this module reads.
-SETTING_NAMES: tuple[str, ...] = (
-    SUBSCRIPTIONS,
-    REQUIRED_CATEGORIES,
-    REQUIRE_METRICS,
-    ACCEPTED_DESTINATIONS,
-    ACCEPTED_WORKSPACES,
-    REQUIRE_DEDICATED,
-    SCHEDULE,
-    ARM_ENDPOINT,
-    ARM_AUDIENCE,
-    LOGS_ENDPOINT,
-    LOGS_AUDIENCE,
-    STORAGE,
-    WEBJOBS_STORAGE,
-    WEBJOBS_STORAGE_ACCOUNT,
-    WEBJOBS_STORAGE_TABLE_URI,
-    TABLE_PREFIX,
-    MAX_CONCURRENCY,
-    ARM_READS_PER_SECOND,
-    ARM_BURST,
-    HTTP_RETRIES,
-    LOGS_LOOKBACK_HOURS,
-    SILENT_AFTER_HOURS,
-    PENDING_MINUTES,
-    BURST_FAILURES,
-    BURST_MINUTES,
-    LOGS_CONCURRENCY,
-    ALERT_WEBHOOK_URL,
-    ALERT_WEBHOOK_SECRET,
-    ALERT_TEAMS_URL,
-    ALERT_SLACK_URL,
-    ALERT_QUEUE,
-    ALERT_LOG_RECORDS,
-    ALERT_REMIND_HOURS,
-    ALERT_LOGIN,
-    ALERT_ON_UNKNOWN,
-)
-
-DEFAULT_SCHEDULE = "0 0 * * * *"
-DEFAULT_ARM_ENDPOINT = "https://management.azure.com"
-# Token audience for ARM; stays the public cloud's when the endpoint points at an emulator.
-DEFAULT_ARM_AUDIENCE = "https://management.azure.com"
-DEFAULT_LOGS_ENDPOINT = "https://api.loganalytics.io"
-DEFAULT_LOGS_AUDIENCE = "https://api.loganalytics.io"
-DEFAULT_TABLE_PREFIX = "acraudit"
-DEFAULT_MAX_CONCURRENCY = 16
-# ARM's read bucket per subscription and principal: refilled at 25/s, 250 burst (azure-facts §5).
-DEFAULT_ARM_READS_PER_SECOND = 25.0
-DEFAULT_ARM_BURST = 250
-DEFAULT_HTTP_RETRIES = 4
-# Log evidence (auditor.logs_audit): how far back to query, when a registry counts as silent,
-# how long after a setting change to wait (Azure needs up to 90 minutes), what is a burst.
-DEFAULT_LOGS_LOOKBACK_HOURS = 24.0
-DEFAULT_SILENT_AFTER_HOURS = 24.0
-DEFAULT_PENDING_MINUTES = 90.0
-DEFAULT_BURST_FAILURES = 10
-DEFAULT_BURST_MINUTES = 5.0
-# Log Analytics runs at most 5 concurrent queries per user (azure-facts §4).
-DEFAULT_LOGS_CONCURRENCY = 5
-DEFAULT_ALERT_REMIND_HOURS = 24.0
-# An HMAC key much shorter than this is guessable offline from one signed body.
-MIN_WEBHOOK_SECRET_LENGTH = 16
-
-# Maps Policy field names to the variable that sets them, to re-label Policy's errors.
-_POLICY_VARIABLES = {
-    "required_categories": REQUIRED_CATEGORIES,
-    "require_metrics": REQUIRE_METRICS,
-    "accepted_destinations": ACCEPTED_DESTINATIONS,
-    "accepted_workspaces": ACCEPTED_WORKSPACES,
-    "require_dedicated": REQUIRE_DEDICATED,
-}
+from auditor.policy import GUID_PATTERN, Destination, Policy, parse_destinations
 
 # Anchored at both ends, so `.match` is as strict as `.fullmatch`.
 GUID_RE = re.compile(rf"{GUID_PATTERN}\Z")
-_TABLE_PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}")
-_ACCOUNT_NAME = re.compile(r"[a-z0-9]{3,24}")
-# Azure queue names: 3-63 lower-case letters, digits and single hyphens, no hyphen at either end.
-_QUEUE_NAME = re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(?:-[a-z0-9]+)*")
 _LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 _TRUE = frozenset({"true", "1", "yes"})
 _FALSE = frozenset({"false", "0", "no"})
 
-_T = TypeVar("_T", int, float)
+
+# ------------------------------------------------------------------ how a value is read
+
+
+class _Kind:
+    """How a variable's text becomes its value.
+
+    Used as `Annotated` metadata, so pydantic runs `parse` before it checks the field's type.
+    `parse` raises ValueError with a message that never quotes a secret value; `accepts` and
+    `show` describe the format and the default in docs/settings.md and the sample. A value that
+    is not text (a group built in code) passes unparsed.
+    """
+
+    def parse(self, text: str) -> Any:
+        raise NotImplementedError
+
+    def accepts(self) -> str:
+        raise NotImplementedError
+
+    def show(self, value: Any) -> str:
+        return str(value)
+
+    def _validate(self, value: Any) -> Any:
+        return self.parse(value) if isinstance(value, str) else value
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.no_info_before_validator_function(self._validate, handler(source))
+
+
+class _Flag(_Kind):
+    def accepts(self) -> str:
+        return "`true`/`false`, `1`/`0` or `yes`/`no`, any case"
+
+    def parse(self, text: str) -> bool:
+        if text.lower() in _TRUE:
+            return True
+        if text.lower() in _FALSE:
+            return False
+        raise ValueError(f"{text!r} is not a boolean (use true/false, 1/0 or yes/no)")
+
+    def show(self, value: Any) -> str:
+        return "true" if value else "false"
+
+
+_FLAG = _Flag()
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Validated settings. Build with `Settings.from_env(os.environ)`."""
+class _Number(_Kind):
+    """An int or a float within bounds; with a `unit`, a duration counted in that unit."""
 
-    policy: Policy
-    storage_connection_string: str | None = field(repr=False)  # holds an account key
-    storage_table_endpoint: str | None
-    subscriptions: tuple[str, ...] = ()  # lower-case GUIDs; empty means every visible one
-    schedule: str = DEFAULT_SCHEDULE
-    arm_endpoint: str = DEFAULT_ARM_ENDPOINT
-    arm_audience: str = DEFAULT_ARM_AUDIENCE
-    logs_endpoint: str = DEFAULT_LOGS_ENDPOINT
-    logs_audience: str = DEFAULT_LOGS_AUDIENCE
-    table_prefix: str = DEFAULT_TABLE_PREFIX
-    max_concurrency: int = DEFAULT_MAX_CONCURRENCY
-    arm_reads_per_second: float = DEFAULT_ARM_READS_PER_SECOND
-    arm_burst: int = DEFAULT_ARM_BURST
-    http_retries: int = DEFAULT_HTTP_RETRIES
-    logs_lookback_hours: float = DEFAULT_LOGS_LOOKBACK_HOURS
-    silent_after_hours: float = DEFAULT_SILENT_AFTER_HOURS
-    pending_minutes: float = DEFAULT_PENDING_MINUTES
-    burst_failures: int = DEFAULT_BURST_FAILURES
-    burst_minutes: float = DEFAULT_BURST_MINUTES
-    logs_concurrency: int = DEFAULT_LOGS_CONCURRENCY
-    # Alert sinks (docs/alerts.md). Webhook URLs carry their own credentials (Slack and Teams
-    # put a token in the path or query), so they are as secret as the HMAC key: never in repr.
-    alert_webhook_url: str | None = field(default=None, repr=False)
-    alert_webhook_secret: str | None = field(default=None, repr=False)
-    alert_teams_url: str | None = field(default=None, repr=False)
-    alert_slack_url: str | None = field(default=None, repr=False)
-    alert_queue: str | None = None
-    alert_log_records: bool = True
-    alert_remind_hours: float = DEFAULT_ALERT_REMIND_HOURS  # 0: no reminders
-    alert_login: bool = False
-    alert_on_unknown: bool = False
+    kind: type[int] | type[float]
+    low: float | None = None
+    high: float | None = None
+    above: float | None = None
+    unit: str | None = None  # a timedelta keyword: "hours", "minutes"
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str], *, require_storage: bool = True) -> Settings:
-        """Read and check every setting; ConfigError names the first bad variable.
+    def accepts(self) -> str:
+        noun = "an integer" if self.kind is int else "a number"
+        noun = f"{noun} of {self.unit}" if self.unit else noun
+        if self.above is not None:
+            return f"{noun} above {self.above:g}"
+        if self.high is None:
+            return f"{noun}, at least {self.low:g}"
+        return f"{noun} from {self.low:g} to {self.high:g}"
 
-        `require_storage=False` (a CLI run that stores nothing) lets both storage fields be None
-        when no storage is configured; a configured but malformed value is still an error.
-        """
-        env = _Env(environ)
-        connection_string, table_endpoint = _storage(env, required=require_storage)
-        return cls(
-            policy=_policy(env),
-            storage_connection_string=connection_string,
-            storage_table_endpoint=table_endpoint,
-            subscriptions=_subscriptions(env),
-            schedule=_schedule(env.get(SCHEDULE) or DEFAULT_SCHEDULE),
-            arm_endpoint=_https_url(ARM_ENDPOINT, env.get(ARM_ENDPOINT) or DEFAULT_ARM_ENDPOINT),
-            arm_audience=_https_url(ARM_AUDIENCE, env.get(ARM_AUDIENCE) or DEFAULT_ARM_AUDIENCE),
-            logs_endpoint=_https_url(
-                LOGS_ENDPOINT, env.get(LOGS_ENDPOINT) or DEFAULT_LOGS_ENDPOINT
-            ),
-            logs_audience=_https_url(
-                LOGS_AUDIENCE, env.get(LOGS_AUDIENCE) or DEFAULT_LOGS_AUDIENCE
-            ),
-            table_prefix=_table_prefix(env.get(TABLE_PREFIX) or DEFAULT_TABLE_PREFIX),
-            max_concurrency=_number(
-                env, MAX_CONCURRENCY, int, DEFAULT_MAX_CONCURRENCY, low=1, high=256
-            ),
-            arm_reads_per_second=_number(
-                env, ARM_READS_PER_SECOND, float, DEFAULT_ARM_READS_PER_SECOND, above=0.0
-            ),
-            arm_burst=_number(env, ARM_BURST, int, DEFAULT_ARM_BURST, low=1),
-            http_retries=_number(env, HTTP_RETRIES, int, DEFAULT_HTTP_RETRIES, low=0, high=10),
-            logs_lookback_hours=_number(
-                env, LOGS_LOOKBACK_HOURS, float, DEFAULT_LOGS_LOOKBACK_HOURS, low=1.0, high=720.0
-            ),
-            silent_after_hours=_number(
-                env, SILENT_AFTER_HOURS, float, DEFAULT_SILENT_AFTER_HOURS, low=1.0, high=720.0
-            ),
-            pending_minutes=_number(
-                env, PENDING_MINUTES, float, DEFAULT_PENDING_MINUTES, low=0.0, high=1440.0
-            ),
-            burst_failures=_number(
-                env, BURST_FAILURES, int, DEFAULT_BURST_FAILURES, low=1, high=100_000
-            ),
-            burst_minutes=_number(
-                env, BURST_MINUTES, float, DEFAULT_BURST_MINUTES, low=1.0, high=1440.0
-            ),
-            logs_concurrency=_number(
-                env, LOGS_CONCURRENCY, int, DEFAULT_LOGS_CONCURRENCY, low=1, high=5
-            ),
-            alert_webhook_url=_alert_url(env, ALERT_WEBHOOK_URL),
-            alert_webhook_secret=_webhook_secret(env),
-            alert_teams_url=_alert_url(env, ALERT_TEAMS_URL),
-            alert_slack_url=_alert_url(env, ALERT_SLACK_URL),
-            alert_queue=_queue_name(env.get(ALERT_QUEUE)),
-            alert_log_records=_bool(env, ALERT_LOG_RECORDS, default=True),
-            alert_remind_hours=_number(
-                env, ALERT_REMIND_HOURS, float, DEFAULT_ALERT_REMIND_HOURS, low=0.0, high=8760.0
-            ),
-            alert_login=_bool(env, ALERT_LOGIN, default=False),
-            alert_on_unknown=_bool(env, ALERT_ON_UNKNOWN, default=False),
-        )
+    def parse(self, text: str) -> Any:
+        noun = "an integer" if self.kind is int else "a number"
+        try:
+            value = self.kind(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not {noun}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{text!r} is not a finite number")
+        low, high = self.low, self.high
+        if (low is not None and value < low) or (high is not None and value > high):
+            bounds = f"at least {low}" if high is None else f"between {low} and {high}"
+            raise ValueError(f"{text!r} must be {bounds}")
+        if self.above is not None and value <= self.above:
+            raise ValueError(f"{text!r} must be greater than {self.above:g}")
+        return timedelta(**{self.unit: value}) if self.unit else value
+
+    def show(self, value: Any) -> str:
+        if self.unit:
+            value = value / timedelta(**{self.unit: 1})
+        return f"{value:g}"
 
 
-class _Env:
-    """The environment with blank values treated as unset."""
+@dataclass(frozen=True)
+class _Items(_Kind):
+    """A comma-separated list; one that lists nothing (`,`) is unset, like a blank value."""
 
-    def __init__(self, environ: Mapping[str, str]) -> None:
-        self._environ = environ
+    convert: Callable[[list[str]], Any]
+    what: str
 
-    def get(self, name: str) -> str | None:
-        value = self._environ.get(name)
-        if value is None or not value.strip():
-            return None
-        return value.strip()
+    def accepts(self) -> str:
+        return f"comma-separated {self.what}"
 
-    def items(self, name: str) -> list[str] | None:
-        """A comma list; None when unset."""
-        value = self.get(name)
-        if value is None:
-            return None
-        return [item.strip() for item in value.split(",") if item.strip()]
+    def parse(self, text: str) -> Any:
+        items = [item.strip() for item in text.split(",") if item.strip()]
+        if not items:
+            raise PydanticUseDefault
+        return self.convert(items)
+
+    def show(self, value: Any) -> str:
+        items = [str(item) for item in value]
+        return ",".join(items if isinstance(value, tuple) else sorted(items))
 
 
-def _policy(env: _Env) -> Policy:
-    categories = env.items(REQUIRED_CATEGORIES)
-    destinations = env.items(ACCEPTED_DESTINATIONS)
+@dataclass(frozen=True)
+class _Pattern(_Kind):
+    pattern: re.Pattern[str]
+    problem: str  # `{!r}` stands for the value, where it may be quoted
+    described: str
+
+    def accepts(self) -> str:
+        return self.described
+
+    def parse(self, text: str) -> str:
+        if not self.pattern.fullmatch(text):
+            raise ValueError(self.problem.format(text))
+        return text
+
+
+@dataclass(frozen=True)
+class _HttpsUrl(_Kind):
+    """An https:// URL with no credentials, query or fragment; trailing slashes dropped."""
+
+    secret: bool = False  # a storage URI may carry a SAS token: describe it, never quote it
+
+    def accepts(self) -> str:
+        return "an `https://` URL without credentials, query or fragment"
+
+    def parse(self, text: str) -> str:
+        shown = "the value" if self.secret else repr(text)
+        parts = _split_url(text, shown)
+        if parts.scheme.lower() != "https" or not parts.hostname:
+            raise ValueError(f"{shown} must be an https:// URL with a host")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError(f"{shown} must not contain credentials, a query or a fragment")
+        return text.rstrip("/")
+
+
+def _split_url(text: str, shown: str) -> SplitResult:
     try:
-        return Policy(
-            required_categories=tuple(categories) if categories else ACR_LOG_CATEGORIES,
-            require_metrics=_bool(env, REQUIRE_METRICS, default=True),
-            accepted_destinations=parse_destinations(destinations or [Destination.WORKSPACE]),
-            accepted_workspaces=frozenset(env.items(ACCEPTED_WORKSPACES) or ()),
-            require_dedicated=_bool(env, REQUIRE_DEDICATED, default=True),
-        )
-    except ConfigError as error:
-        variable = _POLICY_VARIABLES.get(error.setting, error.setting)
-        raise ConfigError(variable, error.problem) from None
-
-
-def _bool(env: _Env, name: str, *, default: bool) -> bool:
-    value = env.get(name)
-    if value is None:
-        return default
-    if value.lower() in _TRUE:
-        return True
-    if value.lower() in _FALSE:
-        return False
-    raise ConfigError(name, f"{value!r} is not a boolean (use true/false, 1/0 or yes/no)")
-
-
-def _subscriptions(env: _Env) -> tuple[str, ...]:
-    ids: list[str] = []
-    for item in env.items(SUBSCRIPTIONS) or ():
-        if not GUID_RE.match(item):
-            raise ConfigError(SUBSCRIPTIONS, f"{item!r} is not a subscription id (a GUID)")
-        if item.lower() not in ids:
-            ids.append(item.lower())
-    return tuple(ids)
-
-
-def _storage(env: _Env, *, required: bool) -> tuple[str | None, str | None]:
-    """(connection string, table endpoint): one of them, or neither when not `required`."""
-    for name in (STORAGE, WEBJOBS_STORAGE):
-        value = env.get(name)
-        if value is not None:
-            _check_connection_string(name, value)
-            return value, None
-    uri = env.get(WEBJOBS_STORAGE_TABLE_URI)
-    if uri is not None:  # more specific than the account name (e.g. sovereign clouds)
-        return None, _https_url(WEBJOBS_STORAGE_TABLE_URI, uri, secret=True)
-    account = env.get(WEBJOBS_STORAGE_ACCOUNT)
-    if account is not None:
-        if not _ACCOUNT_NAME.fullmatch(account):
-            raise ConfigError(
-                WEBJOBS_STORAGE_ACCOUNT,
-                "is not a storage account name (3-24 lower-case letters and digits)",
-            )
-        return None, f"https://{account}.table.core.windows.net"
-    if not required:
-        return None, None
-    raise ConfigError(
-        STORAGE,
-        f"no Table Storage configured: set {STORAGE} or {WEBJOBS_STORAGE} to a connection "
-        f"string, or {WEBJOBS_STORAGE_ACCOUNT} or {WEBJOBS_STORAGE_TABLE_URI} for "
-        "identity-based access",
-    )
-
-
-def _check_connection_string(name: str, value: str) -> None:
-    # Never include `value` in the message: it normally contains AccountKey.
-    pairs = [part for part in value.split(";") if part.strip()]
-    keys = set()
-    for pair in pairs:
-        key, sep, _ = pair.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(
-                name,
-                "is not a storage connection string (expected Key=Value pairs separated by ';')",
-            )
-        keys.add(key.strip().lower())
-    if not keys & {"usedevelopmentstorage", "accountname", "tableendpoint"}:
-        raise ConfigError(
-            name,
-            "is not a storage connection string (it needs AccountName, TableEndpoint or "
-            "UseDevelopmentStorage)",
-        )
-
-
-def _https_url(name: str, value: str, *, secret: bool = False) -> str:
-    # A storage URI may carry a SAS token in its query: describe it, never quote it.
-    shown = "the value" if secret else repr(value)
-    try:
-        parts = urlsplit(value)
+        parts = urlsplit(text)
         _ = parts.port  # raises ValueError for a bad port
     except ValueError:
-        raise ConfigError(name, f"{shown} is not a URL") from None
-    if parts.scheme.lower() != "https" or not parts.hostname:
-        raise ConfigError(name, f"{shown} must be an https:// URL with a host")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigError(name, f"{shown} must not contain credentials, a query or a fragment")
-    return value.rstrip("/")
+        raise ValueError(f"{shown} is not a URL") from None
+    return parts
 
 
-def _alert_url(env: _Env, name: str) -> str | None:
+class _AlertUrl(_Kind):
     """An alert destination: https, or http to a loopback receiver for local testing.
 
-    The value is never quoted in errors: Slack and Teams URLs are bearer credentials.
+    Never quoted: Slack and Teams URLs are bearer credentials.
     """
-    value = env.get(name)
-    if value is None:
-        return None
-    try:
-        parts = urlsplit(value)
-        _ = parts.port  # raises ValueError for a bad port
-    except ValueError:
-        raise ConfigError(name, "the value is not a URL") from None
-    scheme = parts.scheme.lower()
-    host = (parts.hostname or "").lower()
-    if not host or not (scheme == "https" or (scheme == "http" and host in _LOOPBACK_HOSTS)):
-        raise ConfigError(
-            name,
-            "the value must be an https:// URL with a host "
-            "(http:// only for 127.0.0.1 or localhost)",
-        )
-    if parts.username or parts.password or parts.fragment:
-        raise ConfigError(name, "the value must not contain user:password@ or a #fragment")
-    return value
+
+    def accepts(self) -> str:
+        return "an `https://` URL (`http://` only for `127.0.0.1`, `localhost` or `::1`)"
+
+    def parse(self, text: str) -> str:
+        parts = _split_url(text, "the value")
+        scheme = parts.scheme.lower()
+        host = (parts.hostname or "").lower()
+        if not host or not (scheme == "https" or (scheme == "http" and host in _LOOPBACK_HOSTS)):
+            raise ValueError(
+                "the value must be an https:// URL with a host "
+                "(http:// only for 127.0.0.1 or localhost)"
+            )
+        if parts.username or parts.password or parts.fragment:
+            raise ValueError("the value must not contain user:password@ or a #fragment")
+        return text
 
 
-def _webhook_secret(env: _Env) -> str | None:
-    secret = env.get(ALERT_WEBHOOK_SECRET)
-    if secret is None:
-        return None
-    if env.get(ALERT_WEBHOOK_URL) is None:
-        raise ConfigError(ALERT_WEBHOOK_SECRET, f"is set but {ALERT_WEBHOOK_URL} is not")
-    if len(secret) < MIN_WEBHOOK_SECRET_LENGTH:
-        raise ConfigError(
-            ALERT_WEBHOOK_SECRET, f"must be at least {MIN_WEBHOOK_SECRET_LENGTH} characters"
-        )
-    return secret
+class _ConnectionString(_Kind):
+    """Never quoted: a connection string normally contains AccountKey."""
+
+    def accepts(self) -> str:
+        return "a storage connection string"
+
+    def parse(self, text: str) -> str:
+        keys = set()
+        for pair in (part for part in text.split(";") if part.strip()):
+            key, sep, _ = pair.partition("=")
+            if not sep or not key.strip():
+                raise ValueError(
+                    "is not a storage connection string (expected Key=Value pairs separated by ';')"
+                )
+            keys.add(key.strip().lower())
+        if not keys & {"usedevelopmentstorage", "accountname", "tableendpoint"}:
+            raise ValueError(
+                "is not a storage connection string (it needs AccountName, TableEndpoint or "
+                "UseDevelopmentStorage)"
+            )
+        return text
 
 
-def _queue_name(value: str | None) -> str | None:
-    if value is not None and not _QUEUE_NAME.fullmatch(value):
-        raise ConfigError(
-            ALERT_QUEUE,
-            f"{value!r} is not a queue name (3-63 lower-case letters, digits and single "
-            "hyphens, starting and ending with a letter or digit)",
-        )
-    return value
+@dataclass(frozen=True)
+class _Secret(_Kind):
+    min_length: int
 
+    def accepts(self) -> str:
+        return f"at least {self.min_length} characters"
 
-def _table_prefix(value: str) -> str:
-    if not _TABLE_PREFIX.fullmatch(value):
-        raise ConfigError(
-            TABLE_PREFIX,
-            f"{value!r} must start with a letter and hold only letters and digits, "
-            "at most 40 characters (Azure table names are alphanumeric)",
-        )
-    return value
-
-
-def _number(
-    env: _Env,
-    name: str,
-    kind: Callable[[str], _T],
-    default: _T,
-    *,
-    low: _T | None = None,
-    high: _T | None = None,
-    above: _T | None = None,
-) -> _T:
-    text = env.get(name)
-    if text is None:
-        return default
-    noun = "an integer" if kind is int else "a number"
-    try:
-        value = kind(text)
-    except ValueError:
-        raise ConfigError(name, f"{text!r} is not {noun}") from None
-    if isinstance(value, float) and not math.isfinite(value):
-        raise ConfigError(name, f"{text!r} is not a finite number")
-    if (low is not None and value < low) or (high is not None and value > high):
-        bounds = f"at least {low}" if high is None else f"between {low} and {high}"
-        raise ConfigError(name, f"{text!r} must be {bounds}")
-    if above is not None and value <= above:
-        raise ConfigError(name, f"{text!r} must be greater than {above:g}")
-    return value
+    def parse(self, text: str) -> str:
+        if len(text) < self.min_length:
+            raise ValueError(f"must be at least {self.min_length} characters")
+        return text
 
 
 # NCRONTAB: second minute hour day month day-of-week, as Azure Functions timer triggers use.
@@ -460,30 +272,508 @@ _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
 _CRON_ITEM = re.compile(r"(?P<range>\*|(?P<a>\w+)(?:-(?P<b>\w+))?)(?:/(?P<step>\d+))?")
 
 
-def _schedule(value: str) -> str:
-    fields = value.split()
-    if len(fields) != len(_CRON_FIELDS):
-        raise ConfigError(
-            SCHEDULE,
-            f"{value!r} has {len(fields)} fields; NCRONTAB needs 6: "
-            "second minute hour day month day-of-week (e.g. '0 0 * * * *')",
-        )
-    for text, (label, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
-        for item in text.split(","):
-            match = _CRON_ITEM.fullmatch(item)
-            ok = match is not None
-            if match is not None:
-                bounds = [b for b in (match["a"], match["b"]) if b is not None]
-                ok = all(_cron_value(b, low, high, names) for b in bounds)
-                ok = ok and (match["step"] is None or int(match["step"]) >= 1)
-            if not ok:
-                raise ConfigError(
-                    SCHEDULE, f"{value!r}: {item!r} is not a valid {label} ({low}-{high})"
-                )
-    return " ".join(fields)
+class _Schedule(_Kind):
+    def accepts(self) -> str:
+        return "NCRONTAB, 6 fields: second minute hour day month day-of-week"
+
+    def parse(self, text: str) -> str:
+        fields = text.split()
+        if len(fields) != len(_CRON_FIELDS):
+            raise ValueError(
+                f"{text!r} has {len(fields)} fields; NCRONTAB needs 6: "
+                "second minute hour day month day-of-week (e.g. '0 0 * * * *')"
+            )
+        for field_text, (label, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
+            for item in field_text.split(","):
+                if not _cron_item_ok(item, low, high, names):
+                    raise ValueError(f"{text!r}: {item!r} is not a valid {label} ({low}-{high})")
+        return " ".join(fields)
+
+
+def _cron_item_ok(item: str, low: int, high: int, names: tuple[str, ...]) -> bool:
+    match = _CRON_ITEM.fullmatch(item)
+    if match is None:
+        return False
+    bounds = [b for b in (match["a"], match["b"]) if b is not None]
+    step_ok = match["step"] is None or int(match["step"]) >= 1
+    return step_ok and all(_cron_value(b, low, high, names) for b in bounds)
 
 
 def _cron_value(text: str, low: int, high: int, names: tuple[str, ...]) -> bool:
     if text.isdigit():
         return low <= int(text) <= high
     return text.lower() in names
+
+
+def _subscription_ids(items: list[str]) -> tuple[str, ...]:
+    for item in items:
+        if not GUID_RE.match(item):
+            raise ValueError(f"{item!r} is not a subscription id (a GUID)")
+    return tuple(dict.fromkeys(item.lower() for item in items))
+
+
+_HTTPS_URL = _HttpsUrl()
+_ALERT_URL = _AlertUrl()
+_CONNECTION_STRING = _ConnectionString()
+_ARM = "https://management.azure.com"
+_LOGS = "https://api.loganalytics.io"
+
+
+# ------------------------------------------------------------------------------ groups
+
+
+class SettingsGroup(BaseModel):
+    """One group of variables; a field's validation alias is its variable's name."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def variables(cls) -> tuple[str, ...]:
+        return tuple(cls.variable(name) for name in cls.model_fields)
+
+    @classmethod
+    def variable(cls, field: str) -> str:
+        """The environment variable that sets `field`."""
+        alias = cls.model_fields[field].validation_alias
+        assert isinstance(alias, str), f"{cls.__name__}.{field} declares no variable"
+        return alias
+
+    @classmethod
+    def declared(cls) -> tuple[Variable, ...]:
+        return tuple(_declared(cls.variable(name), info) for name, info in cls.model_fields.items())
+
+    @classmethod
+    def read(cls, given: Mapping[str, str], **context: bool) -> Self:
+        """The group from the set variables (`given`: stripped, non-blank values)."""
+        values = {name: given[name] for name in cls.variables() if name in given}
+        try:
+            return cls.model_validate(values, context=context)
+        except ValidationError as error:
+            raise _config_error(error) from None
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A variable as docs/settings.md and local.settings.sample.json show it."""
+
+    name: str
+    default: str  # as the variable's text; "" when unset
+    accepts: str
+    description: str
+    sample: str  # its value in the sample
+
+
+def _declared(name: str, info: FieldInfo) -> Variable:
+    kind = next(item for item in info.metadata if isinstance(item, _Kind))
+    default = "" if info.default is None else kind.show(info.default)
+    extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
+    return Variable(
+        name=name,
+        default=default,
+        accepts=kind.accepts(),
+        description=info.description or "",
+        sample=str(extra.get("sample", default)),
+    )
+
+
+def _config_error(error: ValidationError) -> ConfigError:
+    """The first problem as a ConfigError naming its variable (pydantic's input left out)."""
+    first = error.errors(include_input=False)[0]
+    cause = first.get("ctx", {}).get("error")
+    if isinstance(cause, ConfigError) and not first["loc"]:
+        return cause  # a rule across variables names the variable itself
+    problem = cause.problem if isinstance(cause, ConfigError) else str(cause or first["msg"])
+    return ConfigError(str(first["loc"][0]), problem)
+
+
+_POLICY = Policy()  # the judgement's own defaults
+
+
+class PolicySettings(SettingsGroup):
+    """What counts as compliant: read into the judgement's `Policy`, which checks it."""
+
+    required_categories: Annotated[tuple[str, ...], _Items(tuple, "category names")] = Field(
+        default=_POLICY.required_categories,
+        validation_alias="AUDITOR_REQUIRED_CATEGORIES",
+        description="Log categories every registry must send. A category counts when a setting "
+        "enables it by name or through an enabled category group that contains it (`allLogs`, "
+        "`audit`). Group names are not accepted here: list the categories.",
+    )
+    require_metrics: Annotated[bool, _FLAG] = Field(
+        default=_POLICY.require_metrics,
+        validation_alias="AUDITOR_REQUIRE_METRICS",
+        description="Whether the `AllMetrics` metrics category must be enabled too. The "
+        "Dedicated requirement does not apply to metrics: they land in the `AzureMetrics` table "
+        "in either mode.",
+    )
+    accepted_destinations: Annotated[
+        frozenset[Destination],
+        _Items(parse_destinations, "kinds: " + ", ".join(f"`{d}`" for d in Destination)),
+    ] = Field(
+        default=_POLICY.accepted_destinations,
+        validation_alias="AUDITOR_ACCEPTED_DESTINATIONS",
+        description="Destination kinds that count: `workspace` (Log Analytics), `storage` "
+        "(storage account), `eventhub`. A setting with several destinations counts if any one "
+        "is accepted. Partner (marketplace) destinations never count.",
+    )
+    accepted_workspaces: Annotated[frozenset[str], _Items(frozenset, "workspace ids")] = Field(
+        default=_POLICY.accepted_workspaces,
+        validation_alias="AUDITOR_ACCEPTED_WORKSPACES",
+        description="Allow-list of Log Analytics workspace ARM ids, `/subscriptions/<guid>/"
+        "resourceGroups/<rg>/providers/Microsoft.OperationalInsights/workspaces/<name>`, "
+        "compared case-insensitively; unset accepts any workspace. Only valid when `workspace` "
+        "is an accepted destination.",
+    )
+    require_dedicated: Annotated[bool, _FLAG] = Field(
+        default=_POLICY.require_dedicated,
+        validation_alias="AUDITOR_REQUIRE_DEDICATED",
+        description="Whether a workspace destination must use resource-specific tables "
+        "(`logAnalyticsDestinationType` = `Dedicated`). In Azure diagnostics mode the logs go "
+        "to the shared `AzureDiagnostics` table and the `ContainerRegistry*` tables stay empty.",
+    )
+    _policy: Policy = PrivateAttr(_POLICY)
+
+    @model_validator(mode="after")
+    def _build_policy(self) -> Self:
+        try:
+            self._policy = Policy(**{name: getattr(self, name) for name in type(self).model_fields})
+        except ConfigError as error:  # names a Policy field: these fields share its names
+            fields = type(self).model_fields
+            setting = self.variable(error.setting) if error.setting in fields else error.setting
+            raise ConfigError(setting, error.problem) from None
+        return self
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy
+
+
+class AuditSettings(SettingsGroup):
+    """What is audited and when."""
+
+    subscriptions: Annotated[tuple[str, ...], _Items(_subscription_ids, "GUIDs")] = Field(
+        default=(),
+        validation_alias="AUDITOR_SUBSCRIPTIONS",
+        description="Subscription ids to audit (stored lower-case); unset audits every "
+        "subscription the identity can see.",
+    )
+    schedule: Annotated[str, _Schedule()] = Field(
+        default="0 0 * * * *",
+        validation_alias="AUDITOR_SCHEDULE",
+        description="When the timer trigger runs (the default: hourly, on the hour).",
+    )
+
+
+class ArmSettings(SettingsGroup):
+    """Where Azure Resource Manager is and how fast to read it."""
+
+    endpoint: Annotated[str, _HTTPS_URL] = Field(
+        default=_ARM,
+        validation_alias="AUDITOR_ARM_ENDPOINT",
+        description="Azure Resource Manager endpoint (registries, diagnostic settings, Resource "
+        "Graph); change it for a sovereign cloud or a local emulator.",
+    )
+    audience: Annotated[str, _HTTPS_URL] = Field(
+        default=_ARM,
+        validation_alias="AUDITOR_ARM_AUDIENCE",
+        description="Token audience for ARM calls (the scope requested is `<audience>/.default`)."
+        " Change it with the endpoint for a sovereign cloud; keep it when the endpoint points at "
+        "a local emulator.",
+    )
+    max_concurrency: Annotated[int, _Number(int, low=1, high=256)] = Field(
+        default=16,
+        validation_alias="AUDITOR_MAX_CONCURRENCY",
+        description="Most ARM requests in flight at once.",
+    )
+    # azure-facts §5
+    reads_per_second: Annotated[float, _Number(float, above=0.0)] = Field(
+        default=25.0,
+        validation_alias="AUDITOR_ARM_READS_PER_SECOND",
+        description="Steady rate of ARM reads per subscription. ARM refills its read bucket at 25 "
+        "per second per subscription and principal; pacing at that rate avoids 429 responses.",
+    )
+    burst: Annotated[int, _Number(int, low=1)] = Field(
+        default=250,
+        validation_alias="AUDITOR_ARM_BURST",
+        description="ARM reads allowed in a burst before pacing starts (ARM's bucket holds 250).",
+    )
+    http_retries: Annotated[int, _Number(int, low=0, high=10)] = Field(
+        default=4,
+        validation_alias="AUDITOR_HTTP_RETRIES",
+        description="Retries of a failed or throttled request, to ARM and to Log Analytics.",
+    )
+
+
+class LogsSettings(SettingsGroup):
+    """Where Log Analytics is, and the windows and thresholds of the log evidence."""
+
+    endpoint: Annotated[str, _HTTPS_URL] = Field(
+        default=_LOGS,
+        validation_alias="AUDITOR_LOGS_ENDPOINT",
+        description="Log Analytics query endpoint.",
+    )
+    audience: Annotated[str, _HTTPS_URL] = Field(
+        default=_LOGS,
+        validation_alias="AUDITOR_LOGS_AUDIENCE",
+        description="Token audience for Log Analytics queries. Without it the SDK asks for a "
+        "token for the endpoint's own host, which fails against an emulator or proxy.",
+    )
+    lookback: Annotated[timedelta, _Number(float, low=1.0, high=720.0, unit="hours")] = Field(
+        default=timedelta(hours=24),
+        validation_alias="AUDITOR_LOGS_LOOKBACK_HOURS",
+        description='Window of the log queries (logins, activity trail, activity log). "First '
+        'seen" identities and IPs compare this window with the one before it.',
+    )
+    silent_after: Annotated[timedelta, _Number(float, low=1.0, high=720.0, unit="hours")] = Field(
+        default=timedelta(hours=24),
+        validation_alias="AUDITOR_SILENT_AFTER_HOURS",
+        description="A registry whose settings send events to a workspace, but whose last "
+        "event there is older than this, is `noncompliant` with `logs_silent`.",
+    )
+    pending_window: Annotated[timedelta, _Number(float, low=0.0, high=1440.0, unit="minutes")] = (
+        Field(
+            default=timedelta(minutes=90),
+            validation_alias="AUDITOR_PENDING_MINUTES",
+            description="A registry created, or whose diagnostic setting was created or changed, "
+            "less than this long ago is `pending` instead of silent (Azure needs up to 90 minutes "
+            "to start sending).",
+        )
+    )
+    burst_failures: Annotated[int, _Number(int, low=1, high=100_000)] = Field(
+        default=10,
+        validation_alias="AUDITOR_BURST_FAILURES",
+        description="Failed logins from one caller IP or one identity within the burst window "
+        "(next row) that count as a burst.",
+    )
+    burst_window: Annotated[timedelta, _Number(float, low=1.0, high=1440.0, unit="minutes")] = (
+        Field(
+            default=timedelta(minutes=5),
+            validation_alias="AUDITOR_BURST_MINUTES",
+            description="Length of the burst window, measured at one-minute resolution.",
+        )
+    )
+    # azure-facts §4
+    concurrency: Annotated[int, _Number(int, low=1, high=5)] = Field(
+        default=5,
+        validation_alias="AUDITOR_LOGS_CONCURRENCY",
+        description="Log Analytics queries in flight at once (Log Analytics runs at most 5 per "
+        "user; queries are also paced under 200 per 30 seconds).",
+    )
+
+
+class StorageSettings(SettingsGroup):
+    """Where the auditor's tables are: a connection string, or identity-based access."""
+
+    # In order of precedence: the first one set is the only one read, as the Functions host does.
+    _SOURCES: ClassVar[tuple[str, ...]] = (
+        "auditor_storage",
+        "host_storage",
+        "host_table_uri",
+        "host_account",
+    )
+
+    auditor_storage: Annotated[str | None, _CONNECTION_STRING] = Field(
+        default=None,
+        validation_alias="AUDITOR_STORAGE",
+        repr=False,  # holds an account key
+        description="Table Storage connection string for the auditor's tables, when they live "
+        "in another account than the Functions host's.",
+    )
+    host_storage: Annotated[str | None, _CONNECTION_STRING] = Field(
+        default=None,
+        validation_alias="AzureWebJobsStorage",
+        repr=False,
+        description="The Functions host's storage connection string (`UseDevelopmentStorage="
+        "true` is Azurite).",
+        json_schema_extra={"sample": "UseDevelopmentStorage=true"},
+    )
+    host_table_uri: Annotated[str | None, _HttpsUrl(secret=True)] = Field(
+        default=None,
+        validation_alias="AzureWebJobsStorage__tableServiceUri",
+        description="Identity-based access: the Table service URI, e.g. "
+        "`https://<account>.table.core.windows.net` (needed outside the public cloud).",
+    )
+    host_account: Annotated[
+        str | None,
+        _Pattern(
+            re.compile(r"[a-z0-9]{3,24}"),
+            "is not a storage account name (3-24 lower-case letters and digits)",
+            described="3-24 lower-case letters and digits",
+        ),
+    ] = Field(
+        default=None,
+        validation_alias="AzureWebJobsStorage__accountName",
+        description="Identity-based access: the storage account name; the table endpoint "
+        "becomes `https://<account>.table.core.windows.net`.",
+    )
+    table_prefix: Annotated[
+        str,
+        _Pattern(
+            re.compile(r"[A-Za-z][A-Za-z0-9]{0,39}"),
+            "{!r} must start with a letter and hold only letters and digits, at most 40 "
+            "characters (Azure table names are alphanumeric)",
+            described="a letter, then letters and digits, at most 40 characters",
+        ),
+    ] = Field(
+        default="acraudit",
+        validation_alias="AUDITOR_TABLE_PREFIX",
+        description="Prefix of the auditor's table names.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_source_wins(cls, data: Any, info: ValidationInfo) -> Any:
+        if not isinstance(data, dict):
+            return data
+        names = [cls.variable(name) for name in cls._SOURCES]
+        chosen = next((name for name in names if name in data), None)
+        # `require_storage=False`: a CLI run that stores nothing.
+        if chosen is None and (info.context or {}).get("require_storage", True):
+            raise ConfigError(
+                names[0],
+                f"no Table Storage configured: set {names[0]} or {names[1]} to a connection "
+                f"string, or {names[3]} or {names[2]} for identity-based access",
+            )
+        return {k: v for k, v in data.items() if k not in names or k == chosen}
+
+    @property
+    def connection_string(self) -> str | None:
+        return self.auditor_storage or self.host_storage
+
+    @property
+    def table_endpoint(self) -> str | None:
+        """For identity-based access: the table service URI, or the account's public one."""
+        if self.host_table_uri is not None or self.host_account is None:
+            return self.host_table_uri
+        return f"https://{self.host_account}.table.core.windows.net"
+
+
+class AlertSettings(SettingsGroup):
+    """Sink URLs carry their own credentials (Slack and Teams put a token in the path or query),
+    so they are as secret as the HMAC key: never in a repr."""
+
+    webhook_url: Annotated[str | None, _ALERT_URL] = Field(
+        default=None,
+        validation_alias="AUDITOR_ALERT_WEBHOOK_URL",
+        repr=False,
+        description="Generic webhook: each alert is POSTed as one JSON document (schema in "
+        "alerts.md).",
+    )
+    # An HMAC key much shorter than 16 characters is guessable offline from one signed body.
+    webhook_secret: Annotated[str | None, _Secret(min_length=16)] = Field(
+        default=None,
+        validation_alias="AUDITOR_ALERT_WEBHOOK_SECRET",
+        repr=False,
+        description="HMAC-SHA256 key for the webhook; when set, each request carries "
+        "`X-Auditor-Signature: sha256=<hex HMAC of the raw body>`. Only valid with the webhook "
+        "URL.",
+    )
+    teams_url: Annotated[str | None, _ALERT_URL] = Field(
+        default=None,
+        validation_alias="AUDITOR_ALERT_TEAMS_URL",
+        repr=False,
+        description='Microsoft Teams Workflows webhook ("When a Teams webhook request is '
+        'received"); alerts arrive as Adaptive Cards.',
+    )
+    slack_url: Annotated[str | None, _ALERT_URL] = Field(
+        default=None,
+        validation_alias="AUDITOR_ALERT_SLACK_URL",
+        repr=False,
+        description="Slack incoming webhook; alerts arrive as Block Kit messages.",
+    )
+    queue: Annotated[
+        str | None,
+        _Pattern(
+            # 3-63 lower-case letters, digits and single hyphens, no hyphen at either end.
+            re.compile(r"(?=.{3,63}\Z)[a-z0-9]+(?:-[a-z0-9]+)*"),
+            "{!r} is not a queue name (3-63 lower-case letters, digits and single hyphens, "
+            "starting and ending with a letter or digit)",
+            described="an Azure queue name: 3-63 lower-case letters, digits and single hyphens",
+        ),
+    ] = Field(
+        default=None,
+        validation_alias="AUDITOR_ALERT_QUEUE",
+        description="Name of an Azure Storage queue in the auditor's storage account (see the "
+        "storage settings) that receives each alert as a plain JSON message, for Logic Apps and "
+        "other consumers; created on first use.",
+    )
+    log_records: Annotated[bool, _FLAG] = Field(
+        default=True,
+        validation_alias="AUDITOR_ALERT_LOG_RECORDS",
+        description="Write each alert as a log record starting with `ACR_AUDITOR_ALERT`, for an "
+        "Azure Monitor log alert rule on Application Insights (query in alerts.md).",
+    )
+    remind_after: Annotated[timedelta, _Number(float, low=0.0, high=8760.0, unit="hours")] = Field(
+        default=timedelta(hours=24),
+        validation_alias="AUDITOR_ALERT_REMIND_HOURS",
+        description="Time between reminders while a registry keeps failing; `0` sends no "
+        "reminders.",
+    )
+    login: Annotated[bool, _FLAG] = Field(
+        default=False,
+        validation_alias="AUDITOR_ALERT_LOGIN",
+        description="Alert on suspicious sign-ins (bursts of failed logins, anonymous pulls) "
+        "when login evidence is available.",
+    )
+    on_unknown: Annotated[bool, _FLAG] = Field(
+        default=False,
+        validation_alias="AUDITOR_ALERT_ON_UNKNOWN",
+        description="Treat a registry whose settings could not be read (`unknown`) as failing. "
+        "Off by default: `unknown` is usually the auditor's own access or throttling problem, "
+        "not the registry's.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_needs_webhook(cls, data: Any) -> Any:
+        # Checked before the secret's own length, as it is the more basic mistake.
+        secret, url = cls.variable("webhook_secret"), cls.variable("webhook_url")
+        if isinstance(data, dict) and secret in data and url not in data:
+            raise ConfigError(secret, f"is set but {url} is not")
+        return data
+
+
+# In docs/settings.md's order.
+GROUPS: tuple[type[SettingsGroup], ...] = (
+    PolicySettings,
+    AuditSettings,
+    ArmSettings,
+    LogsSettings,
+    StorageSettings,
+    AlertSettings,
+)
+# Every variable this module reads.
+SETTING_NAMES: tuple[str, ...] = tuple(name for group in GROUPS for name in group.variables())
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated settings, by group. Build with `Settings.from_env(os.environ)`."""
+
+    policy: Policy
+    audit: AuditSettings
+    arm: ArmSettings
+    logs: LogsSettings
+    storage: StorageSettings
+    alerts: AlertSettings
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str], *, require_storage: bool = True) -> Settings:
+        """Read and check every setting; ConfigError names the first bad variable.
+
+        `require_storage=False` (a CLI run that stores nothing) lets storage be unset; a
+        configured but malformed value is still an error.
+        """
+        given = {
+            name: value.strip()
+            for name in SETTING_NAMES
+            if (value := environ.get(name)) is not None and value.strip()
+        }
+        return cls(  # storage first: with nothing set, its absence is the error to report
+            storage=StorageSettings.read(given, require_storage=require_storage),
+            policy=PolicySettings.read(given).policy,
+            audit=AuditSettings.read(given),
+            arm=ArmSettings.read(given),
+            logs=LogsSettings.read(given),
+            alerts=AlertSettings.read(given),
+        )

@@ -25,24 +25,18 @@ from auditor.alerts.sinks import (
 from auditor.alerts.sinks.http import HttpOptions
 from auditor.alerts.transitions import DEFAULT_NEW_REGISTRY_GRACE
 from auditor.errors import ConfigError
-from auditor.settings import (
-    ALERT_LOG_RECORDS,
-    ALERT_QUEUE,
-    ALERT_SLACK_URL,
-    ALERT_TEAMS_URL,
-    ALERT_WEBHOOK_URL,
-    STORAGE,
-    Settings,
-)
+from auditor.settings import AlertSettings, Settings, StorageSettings
 
 # Sink name -> the setting that configures it (for messages such as "not configured").
 SINK_SETTINGS: dict[str, str] = {
-    "webhook": ALERT_WEBHOOK_URL,
-    "teams": ALERT_TEAMS_URL,
-    "slack": ALERT_SLACK_URL,
-    "queue": ALERT_QUEUE,
-    "log": ALERT_LOG_RECORDS,
+    "webhook": AlertSettings.variable("webhook_url"),
+    "teams": AlertSettings.variable("teams_url"),
+    "slack": AlertSettings.variable("slack_url"),
+    "queue": AlertSettings.variable("queue"),
+    "log": AlertSettings.variable("log_records"),
 }
+ALERT_QUEUE = SINK_SETTINGS["queue"]
+STORAGE = StorageSettings.variable("auditor_storage")
 
 
 @dataclass(frozen=True)
@@ -58,11 +52,11 @@ class AlertOptions:
 
 
 def options_from_settings(settings: Settings) -> AlertOptions:
-    hours = settings.alert_remind_hours
+    remind_after = settings.alerts.remind_after
     return AlertOptions(
-        remind_after=timedelta(hours=hours) if hours > 0 else None,
-        login_alerts=settings.alert_login,
-        alert_on_unknown=settings.alert_on_unknown,
+        remind_after=remind_after if remind_after > timedelta(0) else None,
+        login_alerts=settings.alerts.login,
+        alert_on_unknown=settings.alerts.on_unknown,
     )
 
 
@@ -91,32 +85,31 @@ def build_sinks(
     """Every configured sink, in a fixed order. `credential` is needed only for a queue in an
     account reached by managed identity."""
     sinks: list[Sink] = []
-    if settings.alert_webhook_url:
-        sinks.append(
-            WebhookSink(settings.alert_webhook_url, settings.alert_webhook_secret, options=http)
-        )
-    if settings.alert_teams_url:
-        sinks.append(TeamsSink(settings.alert_teams_url, options=http))
-    if settings.alert_slack_url:
-        sinks.append(SlackSink(settings.alert_slack_url, options=http))
-    if settings.alert_queue:
+    alerts = settings.alerts
+    if alerts.webhook_url:
+        sinks.append(WebhookSink(alerts.webhook_url, alerts.webhook_secret, options=http))
+    if alerts.teams_url:
+        sinks.append(TeamsSink(alerts.teams_url, options=http))
+    if alerts.slack_url:
+        sinks.append(SlackSink(alerts.slack_url, options=http))
+    if alerts.queue:
         sinks.append(_queue(settings, credential))
-    if settings.alert_log_records:
+    if alerts.log_records:
         sinks.append(LogRecordSink())
     return sinks
 
 
 def _queue(settings: Settings, credential: TokenCredential | None) -> QueueSink:
-    name = settings.alert_queue
+    name = settings.alerts.queue
     assert name is not None
-    if settings.storage_connection_string:
-        return QueueSink(name, connection_string=settings.storage_connection_string)
-    if settings.storage_table_endpoint:
+    if settings.storage.connection_string:
+        return QueueSink(name, connection_string=settings.storage.connection_string)
+    if settings.storage.table_endpoint:
         if credential is None:
             raise ConfigError(ALERT_QUEUE, "identity-based storage needs a credential")
         return QueueSink(
             name,
-            account_url=queue_account_url(settings.storage_table_endpoint),
+            account_url=queue_account_url(settings.storage.table_endpoint),
             credential=credential,
         )
     raise ConfigError(ALERT_QUEUE, f"needs a storage account: set {STORAGE}")

@@ -20,7 +20,13 @@ from azure.core.exceptions import AzureError
 from azure.data.tables import TableServiceClient
 
 from auditor.alerts.budget import SinkBudget
-from auditor.alerts.config import SINK_SETTINGS, AlertOptions, build_sinks, options_from_settings
+from auditor.alerts.config import (
+    SINK_SETTINGS,
+    STORAGE,
+    AlertOptions,
+    build_sinks,
+    options_from_settings,
+)
 from auditor.alerts.dispatch import DeliveryReport, flush_outbox, send_alerts
 from auditor.alerts.model import (
     LOGIN_TOPICS,
@@ -42,7 +48,7 @@ from auditor.errors import ConfigError
 from auditor.facts import Reason, Registry, Verdict, normalize_id
 from auditor.reasons import catalog
 from auditor.reasons.catalog import reason
-from auditor.settings import STORAGE, Settings
+from auditor.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -58,12 +64,13 @@ TEST_REGISTRY = Registry(
 
 
 def table_service(settings: Settings, credential: TokenCredential | None) -> TableServiceClient:
-    if settings.storage_connection_string:
-        return TableServiceClient.from_connection_string(settings.storage_connection_string)
-    if settings.storage_table_endpoint:
+    storage = settings.storage
+    if storage.connection_string:
+        return TableServiceClient.from_connection_string(storage.connection_string)
+    if storage.table_endpoint:
         if credential is None:
             raise ConfigError(STORAGE, "identity-based table access needs a credential")
-        return TableServiceClient(endpoint=settings.storage_table_endpoint, credential=credential)
+        return TableServiceClient(endpoint=storage.table_endpoint, credential=credential)
     raise ConfigError(STORAGE, "alerts keep their state in Table Storage: configure storage")
 
 
@@ -97,8 +104,8 @@ class AlertService:
         service = table_service(settings, credential)
         return cls(
             build_sinks(settings, credential=credential) if sinks is None else sinks,
-            AlertStateStore(service, prefix=settings.table_prefix),
-            Outbox(service, prefix=settings.table_prefix),
+            AlertStateStore(service, prefix=settings.storage.table_prefix),
+            Outbox(service, prefix=settings.storage.table_prefix),
             options=options_from_settings(settings),
         )
 

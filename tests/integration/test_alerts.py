@@ -462,14 +462,14 @@ class TableRequests:
 
 def counted(settings: Settings, requests: TableRequests, sinks: Any = None) -> AlertService:
     """An AlertService whose table requests are counted."""
-    assert settings.storage_connection_string is not None
+    assert settings.storage.connection_string is not None
     tables = TableServiceClient.from_connection_string(
-        settings.storage_connection_string, raw_response_hook=requests
+        settings.storage.connection_string, raw_response_hook=requests
     )
     return AlertService(
         build_sinks(settings, http=FAST) if sinks is None else sinks,
-        AlertStateStore(tables, prefix=settings.table_prefix),
-        Outbox(tables, prefix=settings.table_prefix),
+        AlertStateStore(tables, prefix=settings.storage.table_prefix),
+        Outbox(tables, prefix=settings.storage.table_prefix),
         options=options_from_settings(settings),
     )
 
@@ -481,9 +481,9 @@ def webhook_only(make_settings: Callable[..., Settings], **more: str) -> Setting
 
 
 def outbox_table(settings: Settings) -> TableClient:
-    assert settings.storage_connection_string is not None
+    assert settings.storage.connection_string is not None
     return TableClient.from_connection_string(
-        settings.storage_connection_string, f"{settings.table_prefix}outbox"
+        settings.storage.connection_string, f"{settings.storage.table_prefix}outbox"
     )
 
 

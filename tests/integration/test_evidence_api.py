@@ -74,7 +74,7 @@ class Estate:
                 settings.policy,
                 store=self.store,
                 logs_reader=self.reader,
-                log_options=LogOptions.from_settings(settings),
+                log_options=LogOptions.from_settings(settings.logs),
                 clock=self.emu.world.now,
                 trigger="test",
             )

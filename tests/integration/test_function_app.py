@@ -196,4 +196,4 @@ def test_event_grid_ignores_other_resources(
 
 
 def _world_of(module: ModuleType) -> Any:
-    return WORLDS[module.settings.arm_endpoint]
+    return WORLDS[module.settings.arm.endpoint]

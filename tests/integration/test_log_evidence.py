@@ -100,8 +100,8 @@ def _estate(knobs: dict[str, Any] | None = None, **reader: Any) -> Iterator[Esta
             clients = build_arm_clients(settings, credential)
             logs = LogsReader(
                 credential,
-                endpoint=settings.logs_endpoint,
-                audience=settings.logs_audience,
+                endpoint=settings.logs.endpoint,
+                audience=settings.logs.audience,
                 **{"backoff": 0.05, **reader},
             )
             try:

@@ -23,11 +23,11 @@ def load(**env: str) -> Settings:
 
 def test_defaults() -> None:
     s = load()
-    assert (s.alert_webhook_url, s.alert_webhook_secret, s.alert_teams_url) == (None,) * 3
-    assert (s.alert_slack_url, s.alert_queue) == (None, None)
-    assert s.alert_log_records is True
-    assert s.alert_remind_hours == 24.0
-    assert (s.alert_login, s.alert_on_unknown) == (False, False)
+    assert (s.alerts.webhook_url, s.alerts.webhook_secret, s.alerts.teams_url) == (None,) * 3
+    assert (s.alerts.slack_url, s.alerts.queue) == (None, None)
+    assert s.alerts.log_records is True
+    assert s.alerts.remind_after == timedelta(hours=24)
+    assert (s.alerts.login, s.alerts.on_unknown) == (False, False)
     assert [sink.name for sink in build_sinks(s)] == ["log"]
     options = options_from_settings(s)
     assert options.remind_after == timedelta(hours=24)
@@ -46,9 +46,9 @@ def test_every_alert_variable_is_read() -> None:
         AUDITOR_ALERT_LOGIN="yes",
         AUDITOR_ALERT_ON_UNKNOWN="1",
     )
-    assert s.alert_webhook_url == "https://hooks.example.com/acr"
-    assert s.alert_webhook_secret == SECRET
-    assert (s.alert_teams_url, s.alert_slack_url, s.alert_queue) == (TEAMS, SLACK, "acr-alerts")
+    assert s.alerts.webhook_url == "https://hooks.example.com/acr"
+    assert s.alerts.webhook_secret == SECRET
+    assert (s.alerts.teams_url, s.alerts.slack_url, s.alerts.queue) == (TEAMS, SLACK, "acr-alerts")
     sinks = build_sinks(s)
     assert [sink.name for sink in sinks] == ["webhook", "teams", "slack", "queue"]
     for sink in sinks:
@@ -68,7 +68,7 @@ def test_every_alert_variable_is_read() -> None:
     ],
 )
 def test_accepted_urls(url: str) -> None:
-    assert load(AUDITOR_ALERT_WEBHOOK_URL=url).alert_webhook_url == url
+    assert load(AUDITOR_ALERT_WEBHOOK_URL=url).alerts.webhook_url == url
 
 
 BAD = [
@@ -101,10 +101,12 @@ def test_bad_values_name_the_variable_and_hide_urls(name: str, value: str, words
 
 
 def test_secret_needs_the_webhook_and_a_real_length() -> None:
-    with pytest.raises(ConfigError) as caught:
-        load(AUDITOR_ALERT_WEBHOOK_SECRET=SECRET)
-    assert caught.value.setting == "AUDITOR_ALERT_WEBHOOK_SECRET"
-    assert SECRET not in str(caught.value)
+    for secret in (SECRET, "short"):
+        with pytest.raises(ConfigError) as caught:
+            load(AUDITOR_ALERT_WEBHOOK_SECRET=secret)
+        assert caught.value.setting == "AUDITOR_ALERT_WEBHOOK_SECRET"
+        assert "AUDITOR_ALERT_WEBHOOK_URL is not" in str(caught.value)
+        assert secret not in str(caught.value)
     with pytest.raises(ConfigError) as caught:
         load(AUDITOR_ALERT_WEBHOOK_URL="https://h/x", AUDITOR_ALERT_WEBHOOK_SECRET="short")
     assert "at least 16" in str(caught.value) and "short" not in str(caught.value)

@@ -26,7 +26,7 @@ from pycep import BicepParser
 
 from auditor import kql
 from auditor.azure.clients import ArmClients
-from auditor.settings import SETTING_NAMES, WEBJOBS_STORAGE, Settings
+from auditor.settings import SETTING_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 INFRA = ROOT / "infra"
@@ -34,7 +34,7 @@ OPERATIONS = json.loads((INFRA / "operations.json").read_text(encoding="utf-8"))
 ROLES = ("reader", "workspaceReader", "remediator")
 # Settings the code reads that the deployment must NOT set, and why.
 DELIBERATELY_UNSET = {
-    WEBJOBS_STORAGE: "a connection string carries an account key; the deployment uses "
+    "AzureWebJobsStorage": "a connection string carries an account key; the deployment uses "
     "identity-based host storage (AzureWebJobsStorage__accountName, __credential, __clientId)",
 }
 ALERT_CREDENTIALS = (

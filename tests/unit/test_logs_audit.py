@@ -282,10 +282,6 @@ def test_no_routes_no_queries() -> None:
 @pytest.mark.parametrize(
     "bad",
     [
-        {"lookback": timedelta(0)},
-        {"silent_after": timedelta(hours=-1)},
-        {"pending_window": timedelta(minutes=-1)},
-        {"burst_failures": 0},
         {"burst_window": timedelta(seconds=30)},
         {"chunk_size": 0},
         {"list_cap": 0},
@@ -310,12 +306,12 @@ def test_options_from_settings() -> None:
         },
         require_storage=False,
     )
-    options = LogOptions.from_settings(settings)
+    options = LogOptions.from_settings(settings.logs)
     assert options.lookback == timedelta(hours=12)
     assert options.silent_after == timedelta(hours=6)
     assert options.pending_window == timedelta(minutes=45)
     assert options.burst_failures == 3 and options.burst_window == timedelta(minutes=2)
-    assert settings.logs_concurrency == 2
+    assert settings.logs.concurrency == 2
     assert options.reach() == timedelta(days=7)
 
 
@@ -336,9 +332,9 @@ def test_bad_log_settings_name_the_variable(name: str, value: str) -> None:
 
 def test_defaults() -> None:
     settings = Settings.from_env({}, require_storage=False)
-    options = LogOptions.from_settings(settings)
+    options = LogOptions.from_settings(settings.logs)
     assert options == LogOptions()
-    assert settings.logs_concurrency == 5
+    assert settings.logs.concurrency == 5
     assert kql.DEFAULT_CHUNK_SIZE == options.chunk_size == 200
 
 

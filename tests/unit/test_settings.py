@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import ast
 import json
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 
 from auditor import settings as settings_module
+from auditor import settings_docs
 from auditor.errors import ConfigError
 from auditor.policy import Destination, Policy
-from auditor.settings import GUID_RE, SETTING_NAMES, Settings
+from auditor.settings import GROUPS, GUID_RE, SETTING_NAMES, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 SUB = "0000aaaa-0000-0000-0000-000000000001"
@@ -35,16 +37,16 @@ def load(**env: str) -> Settings:
 def test_defaults() -> None:
     s = load()
     assert s.policy == Policy()
-    assert s.subscriptions == ()
-    assert s.schedule == "0 0 * * * *"
-    assert s.arm_endpoint == "https://management.azure.com"
-    assert s.arm_audience == "https://management.azure.com"
-    assert s.logs_endpoint == "https://api.loganalytics.io"
-    assert s.logs_audience == "https://api.loganalytics.io"
-    assert s.storage_connection_string == "UseDevelopmentStorage=true"
-    assert s.storage_table_endpoint is None
-    assert s.table_prefix == "acraudit"
-    assert (s.max_concurrency, s.arm_reads_per_second, s.arm_burst, s.http_retries) == (
+    assert s.audit.subscriptions == ()
+    assert s.audit.schedule == "0 0 * * * *"
+    assert s.arm.endpoint == "https://management.azure.com"
+    assert s.arm.audience == "https://management.azure.com"
+    assert s.logs.endpoint == "https://api.loganalytics.io"
+    assert s.logs.audience == "https://api.loganalytics.io"
+    assert s.storage.connection_string == "UseDevelopmentStorage=true"
+    assert s.storage.table_endpoint is None
+    assert s.storage.table_prefix == "acraudit"
+    assert (s.arm.max_concurrency, s.arm.reads_per_second, s.arm.burst, s.arm.http_retries) == (
         16,
         25.0,
         250,
@@ -74,7 +76,7 @@ def test_every_variable_is_read() -> None:
             "AUDITOR_HTTP_RETRIES": "0",
         }
     )
-    assert s.subscriptions == (SUB, OTHER_SUB)
+    assert s.audit.subscriptions == (SUB, OTHER_SUB)
     assert s.policy == Policy(
         required_categories=("ContainerRegistryLoginEvents",),
         require_metrics=False,
@@ -82,14 +84,14 @@ def test_every_variable_is_read() -> None:
         accepted_workspaces=frozenset({WS}),
         require_dedicated=False,
     )
-    assert s.schedule == "0 */15 * * * 1-5"
-    assert s.arm_endpoint == "https://127.0.0.1:8443"
-    assert s.arm_audience == "https://management.chinacloudapi.cn"
-    assert s.logs_endpoint == "https://127.0.0.1:8444"
-    assert s.logs_audience == "https://api.loganalytics.azure.cn"
-    assert s.storage_connection_string == CONNECTION_STRING
-    assert s.table_prefix == "audit2"
-    assert (s.max_concurrency, s.arm_reads_per_second, s.arm_burst, s.http_retries) == (
+    assert s.audit.schedule == "0 */15 * * * 1-5"
+    assert s.arm.endpoint == "https://127.0.0.1:8443"
+    assert s.arm.audience == "https://management.chinacloudapi.cn"
+    assert s.logs.endpoint == "https://127.0.0.1:8444"
+    assert s.logs.audience == "https://api.loganalytics.azure.cn"
+    assert s.storage.connection_string == CONNECTION_STRING
+    assert s.storage.table_prefix == "audit2"
+    assert (s.arm.max_concurrency, s.arm.reads_per_second, s.arm.burst, s.arm.http_retries) == (
         256,
         2.5,
         1,
@@ -171,13 +173,13 @@ def test_storage_precedence(
     env: dict[str, str], expected_connection: str | None, expected_endpoint: str | None
 ) -> None:
     s = Settings.from_env(env)
-    assert s.storage_connection_string == expected_connection
-    assert s.storage_table_endpoint == expected_endpoint
+    assert s.storage.connection_string == expected_connection
+    assert s.storage.table_endpoint == expected_endpoint
 
 
 def test_storage_can_be_optional() -> None:
     s = Settings.from_env({}, require_storage=False)
-    assert (s.storage_connection_string, s.storage_table_endpoint) == (None, None)
+    assert (s.storage.connection_string, s.storage.table_endpoint) == (None, None)
     with pytest.raises(ConfigError) as caught:
         Settings.from_env({"AzureWebJobsStorage__accountName": "Bad_Name"}, require_storage=False)
     assert caught.value.setting == "AzureWebJobsStorage__accountName"
@@ -268,7 +270,7 @@ def test_bad_values_name_the_variable(name: str, value: str, words: str) -> None
     ],
 )
 def test_valid_schedules(schedule: str) -> None:
-    assert load(AUDITOR_SCHEDULE=schedule).schedule == schedule
+    assert load(AUDITOR_SCHEDULE=schedule).audit.schedule == schedule
 
 
 @pytest.mark.parametrize(
@@ -289,11 +291,47 @@ def test_storage_errors_never_echo_the_value(name: str, value: str) -> None:
     assert name in str(caught.value)
 
 
-def test_repr_hides_the_connection_string() -> None:
-    s = load(AUDITOR_STORAGE=CONNECTION_STRING)
+@pytest.mark.parametrize("name", ["AUDITOR_STORAGE", "AzureWebJobsStorage"])
+def test_repr_hides_the_connection_string(name: str) -> None:
+    s = Settings.from_env({name: CONNECTION_STRING})
     assert ACCOUNT_KEY not in repr(s)
-    assert "storage_connection_string" not in repr(s)
-    assert s.storage_connection_string == CONNECTION_STRING
+    assert s.storage.connection_string == CONNECTION_STRING
+
+
+def test_missing_storage_is_reported_before_other_mistakes() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"AUDITOR_TABLE_PREFIX": "1audit", "AUDITOR_HTTP_RETRIES": "99"})
+    assert caught.value.setting == "AUDITOR_STORAGE"
+
+
+def test_only_the_chosen_storage_is_read() -> None:
+    # The Functions host reads the first one set; the others may hold anything.
+    s = load(AUDITOR_STORAGE=CONNECTION_STRING, AzureWebJobsStorage__accountName="Not_A_Name")
+    assert (s.storage.connection_string, s.storage.table_endpoint) == (CONNECTION_STRING, None)
+    with pytest.raises(ConfigError) as caught:
+        Settings.from_env({"AzureWebJobsStorage__accountName": "Not_A_Name"})
+    assert caught.value.setting == "AzureWebJobsStorage__accountName"
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "AUDITOR_SUBSCRIPTIONS",
+        "AUDITOR_REQUIRED_CATEGORIES",
+        "AUDITOR_ACCEPTED_DESTINATIONS",
+        "AUDITOR_ACCEPTED_WORKSPACES",
+    ],
+)
+def test_a_list_of_nothing_is_unset(name: str) -> None:
+    assert load(**{name: " , ,"}) == load()
+
+
+def test_log_settings_are_durations() -> None:
+    s = load(AUDITOR_LOGS_LOOKBACK_HOURS="1.5", AUDITOR_PENDING_MINUTES="0")
+    assert s.logs.lookback == timedelta(hours=1.5)
+    assert s.logs.pending_window == timedelta(0)
+    assert s.logs.silent_after == timedelta(hours=24)
+    assert s.logs.burst_window == timedelta(minutes=5)
 
 
 def test_policy_errors_are_relabelled_with_the_variable() -> None:
@@ -302,22 +340,47 @@ def test_policy_errors_are_relabelled_with_the_variable() -> None:
     assert caught.value.setting == "AUDITOR_ACCEPTED_WORKSPACES"
 
 
-def _names_read_by_settings_module() -> set[str]:
+def _names_in_settings_module() -> list[str]:
     """String constants that look like variable names, found in settings.py's source."""
     tree = ast.parse(Path(settings_module.__file__).read_text(encoding="utf-8"))
-    return {
+    return [
         node.value
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant)
         and isinstance(node.value, str)
         and (node.value.startswith("AUDITOR_") or node.value.startswith("AzureWebJobsStorage"))
         and " " not in node.value
-    }
+    ]
 
 
-def test_setting_names_lists_every_variable_read() -> None:
-    assert len(set(SETTING_NAMES)) == len(SETTING_NAMES)
-    assert _names_read_by_settings_module() == set(SETTING_NAMES)
+def test_each_variable_is_spelled_once() -> None:
+    names = _names_in_settings_module()
+    assert sorted(names) == sorted(SETTING_NAMES)
+    assert len(set(names)) == len(names)
+
+
+def test_every_variable_has_a_description_and_a_format() -> None:
+    for group in GROUPS:
+        for variable in group.declared():
+            assert variable.description.endswith("."), variable.name
+            assert variable.accepts, variable.name
+
+
+def test_sample_is_rendered_from_the_declarations() -> None:
+    # If this fails, run `python -m auditor.settings_docs`.
+    assert settings_docs.SAMPLE.read_text(encoding="utf-8") == settings_docs.render_sample()
+
+
+def test_docs_tables_are_rendered_from_the_declarations() -> None:
+    # If this fails, run `python -m auditor.settings_docs`.
+    docs = settings_docs.DOCS.read_text(encoding="utf-8")
+    assert settings_docs.render_docs(docs) == docs
+
+
+def test_docs_need_a_table_for_each_group() -> None:
+    docs = settings_docs.DOCS.read_text(encoding="utf-8")
+    with pytest.raises(ValueError, match="AlertSettings"):
+        settings_docs.render_docs(docs.replace("<!-- table AlertSettings -->", ""))
 
 
 def test_sample_lists_every_setting_and_nothing_else() -> None:
@@ -336,11 +399,16 @@ def test_sample_values_are_valid_and_match_the_defaults() -> None:
     assert Settings.from_env(sample["Values"]) == load()
 
 
-def test_docs_describe_every_setting() -> None:
+def test_docs_describe_every_setting_with_its_default() -> None:
     docs = (ROOT / "docs" / "settings.md").read_text(encoding="utf-8")
     rows = {
-        line.split("|")[1].strip().strip("`")
-        for line in docs.splitlines()
-        if line.startswith("| `")
+        cells[1].strip().strip("`"): cells[2].strip()
+        for cells in (line.split("|") for line in docs.splitlines() if line.startswith("| `"))
     }
-    assert set(SETTING_NAMES) <= rows
+    assert set(rows) == set(SETTING_NAMES)
+    assert rows["AUDITOR_MAX_CONCURRENCY"] == "`16`"
+    assert rows["AUDITOR_LOGS_LOOKBACK_HOURS"] == "`24`"
+    assert rows["AUDITOR_SUBSCRIPTIONS"] == "unset"
+    for group in GROUPS:
+        for variable in group.declared():
+            assert rows[variable.name] == (f"`{variable.default}`" if variable.default else "unset")
