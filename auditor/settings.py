@@ -715,6 +715,13 @@ class AlertSettings(SettingsGroup):
         description="Alert on suspicious sign-ins (bursts of failed logins, anonymous pulls) "
         "when login evidence is available.",
     )
+    sink_budget_seconds: Annotated[float, _Number(float, low=1.0, high=600.0)] = Field(
+        default=60.0,
+        validation_alias="AUDITOR_ALERT_SINK_BUDGET_SECONDS",
+        description="Seconds each sink may spend delivering in one run, from its first alert; "
+        "what it has not sent by then waits in the outbox for the next run, so a receiver that "
+        "never answers cannot stall the run.",
+    )
     on_unknown: Annotated[bool, _FLAG] = Field(
         default=False,
         validation_alias="AUDITOR_ALERT_ON_UNKNOWN",

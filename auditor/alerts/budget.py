@@ -12,7 +12,6 @@ import threading
 import time
 from collections.abc import Callable
 
-DEFAULT_SINK_BUDGET_SECONDS = 60.0
 BUDGET_SPENT = "not sent: the sink's time budget for this run ran out"
 
 

@@ -12,7 +12,6 @@ from urllib.parse import urlsplit
 
 from azure.core.credentials import TokenCredential
 
-from auditor.alerts.budget import DEFAULT_SINK_BUDGET_SECONDS
 from auditor.alerts.dispatch import DEFAULT_LEASE, DEFAULT_MAX_AGE
 from auditor.alerts.sinks import (
     LogRecordSink,
@@ -37,6 +36,7 @@ SINK_SETTINGS: dict[str, str] = {
 }
 ALERT_QUEUE = SINK_SETTINGS["queue"]
 STORAGE = StorageSettings.variable("auditor_storage")
+_DECLARED = AlertSettings()  # the settings' declared defaults
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class AlertOptions:
     lease: timedelta = DEFAULT_LEASE
     max_age: timedelta = DEFAULT_MAX_AGE
     # Seconds each sink may spend delivering in one run (auditor.alerts.budget).
-    sink_budget: float = DEFAULT_SINK_BUDGET_SECONDS
+    sink_budget: float = _DECLARED.sink_budget_seconds
 
 
 def options_from_settings(settings: Settings) -> AlertOptions:
@@ -57,6 +57,7 @@ def options_from_settings(settings: Settings) -> AlertOptions:
         remind_after=remind_after if remind_after > timedelta(0) else None,
         login_alerts=settings.alerts.login,
         alert_on_unknown=settings.alerts.on_unknown,
+        sink_budget=settings.alerts.sink_budget_seconds,
     )
 
 

@@ -32,6 +32,7 @@ def test_defaults() -> None:
     options = options_from_settings(s)
     assert options.remind_after == timedelta(hours=24)
     assert not options.login_alerts and not options.alert_on_unknown
+    assert options.sink_budget == 60.0
 
 
 def test_every_alert_variable_is_read() -> None:
@@ -45,6 +46,7 @@ def test_every_alert_variable_is_read() -> None:
         AUDITOR_ALERT_REMIND_HOURS="0",
         AUDITOR_ALERT_LOGIN="yes",
         AUDITOR_ALERT_ON_UNKNOWN="1",
+        AUDITOR_ALERT_SINK_BUDGET_SECONDS="7.5",
     )
     assert s.alerts.webhook_url == "https://hooks.example.com/acr"
     assert s.alerts.webhook_secret == SECRET
@@ -56,6 +58,7 @@ def test_every_alert_variable_is_read() -> None:
     options = options_from_settings(s)
     assert options.remind_after is None
     assert options.login_alerts and options.alert_on_unknown
+    assert options.sink_budget == 7.5
 
 
 @pytest.mark.parametrize(
@@ -88,6 +91,8 @@ BAD = [
     ("AUDITOR_ALERT_REMIND_HOURS", "-1", "between"),
     ("AUDITOR_ALERT_REMIND_HOURS", "9000", "between"),
     ("AUDITOR_ALERT_REMIND_HOURS", "soon", "not a number"),
+    ("AUDITOR_ALERT_SINK_BUDGET_SECONDS", "0", "between"),
+    ("AUDITOR_ALERT_SINK_BUDGET_SECONDS", "1e9", "between"),
 ]
 
 
