@@ -48,7 +48,7 @@ def audit_timer(timer: func.TimerRequest) -> None:
         len(run.verdicts),
         len(run.errors),
     )
-    if run.status is RunStatus.FAILED:
+    if run.status is RunStatus.FAILED or run.storage_error is not None:
         # Raising marks the invocation failed in the host and Application Insights.
         raise RuntimeError(f"audit {run.run_id} failed: {'; '.join(run.errors)[:500]}")
 

@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
@@ -31,10 +31,11 @@ from auditor.evidence.judgement import apply_evidence
 from auditor.evidence.model import LogEvidence
 from auditor.facts import CategoryInfo, Registry, Status, Verdict
 from auditor.judgement import judge
-from auditor.logs_audit import EvidenceCollector, LogOptions
+from auditor.logs_audit import EvidenceCollector, EvidenceResult, LogOptions
 from auditor.pacing import SubscriptionQueue
 from auditor.policy import Policy
 from auditor.run_record import AuditRun, RunStatus
+from auditor.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from auditor.azure.logs import LogsReader
@@ -96,7 +97,7 @@ def _judge_one(
     return judge(registry, settings, categories, policy)
 
 
-def run_audit(  # noqa: C901
+def run_audit(
     clients: ArmClients,
     policy: Policy,
     *,
@@ -112,123 +113,262 @@ def run_audit(  # noqa: C901
     on_judged: Judged | None = None,
 ) -> AuditRun:
     """`logs_reader` given: the logs are checked too (do events arrive?), which can make a
-    registry `logs_silent` (noncompliant), `pending`, or unknown when its workspace fails."""
-    stats = stats if stats is not None else AuditStats()
+    registry `logs_silent` (noncompliant), `pending`, or unknown when its workspace fails.
+
+    Storage that fails never costs the run its verdicts: the run finishes, the returned record
+    names the failure (`AuditRun.storage_error`), and the next run stores what this one could
+    not. A run that dies for any other reason is recorded as failed before the error goes on.
+    """
     started = clock()
     run_id = new_run_id(started)
-    errors: list[str] = []
-    if store is not None:
-        store.start_run(run_id, started, trigger)
-
-    known = store.known_registries() if store is not None else []
-    in_scope = {s.lower() for s in subscriptions}
-    if in_scope:
-        known = [r for r in known if r.subscription_id in in_scope]
+    storage = _Storage(store, run_id)
+    storage.start(started, trigger)
+    audit = _Audit(
+        clients=clients,
+        policy=policy,
+        subscriptions=tuple(subscriptions),
+        max_concurrency=max_concurrency,
+        trigger=trigger,
+        progress=progress,
+        clock=clock,
+        stats=stats if stats is not None else AuditStats(),
+        logs_reader=logs_reader,
+        options=log_options or LogOptions(),
+        on_judged=on_judged,
+        storage=storage,
+        run_id=run_id,
+        started=started,
+    )
     try:
-        inventory = discover(
-            clients,
-            subscriptions,
-            expected={r.subscription_id for r in known},
-            progress=progress,
+        return audit.run()
+    except BaseException as exc:
+        storage.mark_failed(started, trigger, clock(), exc)
+        raise
+
+
+class _Storage:
+    """The run's side of the store. The first failure is kept and nothing more is written:
+    the verdicts stay in memory for the caller, and the next run compares with what is
+    stored and writes what this one could not."""
+
+    def __init__(self, store: RunStore | None, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+        self.error: str | None = None
+        self.writer: RunWriter | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self._store is not None and self.error is None
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.error is None:
+            detail = str(exc) if isinstance(exc, StorageError) else describe_error(exc)
+            self.error = f"{detail}; this run's results were not stored (the next run stores them)"
+            log.error("run %s: %s", self._run_id, self.error)
+
+    def start(self, started: datetime, trigger: str) -> None:
+        if self._store is not None:
+            try:
+                self._store.start_run(self._run_id, started, trigger)
+            except (StorageError, AzureError) as exc:
+                self._failed(exc)
+
+    def known_registries(self, subscriptions: Sequence[str]) -> list[Registry]:
+        if self._store is None or not self.usable:
+            return []
+        try:
+            known = self._store.known_registries()
+        except (StorageError, AzureError) as exc:
+            self._failed(exc)
+            return []
+        in_scope = {s.lower() for s in subscriptions}
+        return [r for r in known if not in_scope or r.subscription_id in in_scope]
+
+    def open_writer(self) -> None:
+        if self._store is not None and self.usable:
+            try:
+                self.writer = self._store.run_writer(self._run_id)
+            except (StorageError, AzureError) as exc:
+                self._failed(exc)
+
+    @property
+    def busy(self) -> bool:
+        return self.writer is not None and self.writer.busy
+
+    def write(
+        self, verdicts: Sequence[Verdict], evidence: Mapping[str, LogEvidence], at: datetime
+    ) -> None:
+        if self.writer is not None and self.usable:
+            self.writer.write(verdicts, evidence, observed_at=at)
+
+    def finish(self, run: AuditRun) -> AuditRun:
+        """The run as stored (removed registries added), or as judged with the failure."""
+        try:
+            if self.writer is not None and self.usable:
+                return self.writer.finish(run)
+            if self._store is not None and self.usable:
+                return self._store.finish_run(run)
+        except (StorageError, AzureError) as exc:
+            self._failed(exc)
+        if self.error is None:
+            return run
+        return replace(run, errors=(*run.errors, self.error), storage_error=self.error)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def mark_failed(
+        self, started: datetime, trigger: str, finished: datetime, exc: BaseException
+    ) -> None:
+        """Best effort: the run row says failed instead of running forever."""
+        if self._store is None or not self.usable:
+            return
+        why = f"the run died: {describe_error(exc)}"
+        failed = AuditRun(self._run_id, started, finished, RunStatus.FAILED, (), errors=(why,))
+        try:
+            self._store.finish_run(replace(failed, trigger=trigger), update_summary=False)
+        except Exception:  # the original error matters more; this one is only logged
+            log.exception("run %s could not be recorded as failed", self._run_id)
+
+
+@dataclass
+class _Audit:
+    """One full run's stages, in order: inventory, categories, paced settings reads and their
+    judgement, log evidence per workspace, registries settled and handed to the store and the
+    alerts as they go, then the run record."""
+
+    clients: ArmClients
+    policy: Policy
+    subscriptions: tuple[str, ...]
+    max_concurrency: int
+    trigger: str
+    progress: Progress | None
+    clock: Callable[[], datetime]
+    stats: AuditStats
+    logs_reader: LogsReader | None
+    options: LogOptions
+    on_judged: Judged | None
+    storage: _Storage
+    run_id: str
+    started: datetime
+    errors: list[str] = field(default_factory=list)
+
+    def run(self) -> AuditRun:
+        known = self.storage.known_registries(self.subscriptions)
+        try:
+            inventory = discover(
+                self.clients,
+                self.subscriptions,
+                expected={r.subscription_id for r in known},
+                progress=self.progress,
+            )
+        except (AzureError, InventoryError) as exc:
+            return self._inventory_failed(known, exc)
+        self.stats.inventory = inventory
+        self.errors.extend(inventory.errors)
+        self.errors.extend(
+            f"subscription {s}: {why}" for s, why in sorted(inventory.failed.items())
         )
-    except (AzureError, InventoryError) as exc:
+        registries = inventory.registries
+        self.stats.registries = len(registries)
+        categories = self._categories(registries)
+        # Registries of subscriptions that could not be listed are not dropped: the last known
+        # ones are reported unknown with the reason.
+        unreadable = [
+            judge(reg, None, categories, self.policy, read_error=f"subscription unreadable: {why}")
+            for reg in known
+            if (why := inventory.failed.get(reg.subscription_id)) is not None
+        ]
+        collector = self._collector(registries, unreadable, categories)
+        self.storage.open_writer()
+        settling = _Settling(self, collector)
+        try:
+            read = self._read_settings(registries, categories, settling)
+            return self._finish(inventory, [*read, *unreadable], collector, settling)
+        finally:
+            if collector is not None:
+                collector.close()
+            self.storage.close()
+
+    def _inventory_failed(self, known: Sequence[Registry], exc: Exception) -> AuditRun:
         # Without an inventory nothing can be judged; the run is recorded as failed.
         message = f"inventory failed: {describe_error(exc)}"
         failed = AuditRun(
-            run_id=run_id,
-            started_at=started,
-            finished_at=clock(),
+            run_id=self.run_id,
+            started_at=self.started,
+            finished_at=self.clock(),
             status=RunStatus.FAILED,
-            verdicts=tuple(judge(r, None, (), policy, read_error=message) for r in known),
+            verdicts=tuple(judge(r, None, (), self.policy, read_error=message) for r in known),
             errors=(message,),
-            trigger=trigger,
+            trigger=self.trigger,
         )
-        return store.finish_run(failed) if store is not None else failed
-    stats.inventory = inventory
-    errors.extend(inventory.errors)
-    errors.extend(f"subscription {s}: {why}" for s, why in sorted(inventory.failed.items()))
+        return self.storage.finish(failed)
 
-    registries = inventory.registries
-    stats.registries = len(registries)
-    categories: list[CategoryInfo] = []
-    if registries:
+    def _categories(self, registries: Sequence[Registry]) -> list[CategoryInfo]:
+        if not registries:
+            return []
         try:
-            categories = read_categories(clients, registries[0].id)
-            stats.categories_reads += 1
+            categories = read_categories(self.clients, registries[0].id)
         except (AzureError, MalformedSettingError) as exc:
             # The judgement falls back to the documented groups; note it on the run.
-            errors.append(f"category metadata unavailable: {describe_error(exc)}")
+            self.errors.append(f"category metadata unavailable: {describe_error(exc)}")
+            return []
+        self.stats.categories_reads += 1
+        return categories
 
-    # Registries of subscriptions that could not be listed are not dropped: the last known
-    # ones are reported unknown with the reason.
-    unreadable = [
-        judge(reg, None, categories, policy, read_error=f"subscription unreadable: {why}")
-        for reg in known
-        if (why := inventory.failed.get(reg.subscription_id)) is not None
-    ]
-    options = log_options or LogOptions()
-    collector = None
-    if logs_reader is not None:
-        collector = EvidenceCollector(
-            clients,
-            logs_reader,
-            now=clock(),
+    def _collector(
+        self,
+        registries: Sequence[Registry],
+        unreadable: Sequence[Verdict],
+        categories: Sequence[CategoryInfo],
+    ) -> EvidenceCollector | None:
+        if self.logs_reader is None:
+            return None
+        return EvidenceCollector(
+            self.clients,
+            self.logs_reader,
+            now=self.clock(),
             subscriptions={r.subscription_id for r in registries}
             | {v.registry.subscription_id for v in unreadable},
             registries=[r.key for r in registries] + [v.registry.key for v in unreadable],
-            options=options,
+            options=self.options,
             categories=categories,
-            policy=policy,
-            progress=progress,
+            policy=self.policy,
+            progress=self.progress,
         )
-    writer = store.run_writer(run_id) if store is not None else None
-    # Final verdicts (evidence applied) already handed to the writer, by registry key, and
-    # the read ones still waiting for their log evidence.
-    final: dict[str, Verdict] = {}
-    waiting: dict[str, Verdict] = {}
 
-    def write_settled() -> None:
-        if writer is None:
-            return
-        evidence: Mapping[str, LogEvidence] = {}
-        if collector is None:
-            ready = list(waiting)
-        else:
-            ready, evidence = collector.settle()
-        settled = [waiting.pop(k) for k in ready if k in waiting]
-        if not settled:
-            return
-        judged = apply_evidence(
-            settled,
-            evidence,
-            now=clock(),
-            silent_after=options.silent_after,
-            pending_window=options.pending_window,
+    def _read_settings(
+        self,
+        registries: Sequence[Registry],
+        categories: Sequence[CategoryInfo],
+        settling: _Settling,
+    ) -> list[Verdict]:
+        """Every registry's settings, read by `max_concurrency` readers paced per subscription,
+        judged as they arrive; settled registries go to the store on the way."""
+        # Which registry to read next is decided as the run goes (whose ARM budget has a token
+        # now), so readers take them from a shared queue rather than in a fixed order.
+        reads = SubscriptionQueue(
+            ((r.subscription_id, r) for r in registries), self.clients.pacer.due_in
         )
-        final.update((v.registry.key, v) for v in judged)
-        writer.write(judged, evidence, observed_at=clock())
-        if on_judged is not None:
-            on_judged(run_id, judged, evidence)
+        judged: queue.SimpleQueue[Verdict | BaseException] = queue.SimpleQueue()
 
-    verdicts: list[Verdict] = []
-    # Which registry to read next is decided as the run goes (whose ARM budget has a token
-    # now), so readers take them from a shared queue rather than in a fixed order.
-    reads = SubscriptionQueue(((r.subscription_id, r) for r in registries), clients.pacer.due_in)
-    judged: queue.SimpleQueue[Verdict | BaseException] = queue.SimpleQueue()
+        def reader() -> None:
+            while (registry := reads.next()) is not None:
+                try:
+                    judged.put(_judge_one(self.clients, registry, categories, self.policy))
+                except BaseException as exc:  # noqa: BLE001 - handed to the run, which re-raises
+                    judged.put(exc)
+                    return
 
-    def reader() -> None:
-        while (registry := reads.next()) is not None:
+        verdicts: list[Verdict] = []
+        workers = min(self.max_concurrency, len(registries))
+        with ThreadPoolExecutor(
+            max_workers=self.max_concurrency, thread_name_prefix="audit"
+        ) as pool:
             try:
-                judged.put(_judge_one(clients, registry, categories, policy))
-            except BaseException as exc:  # noqa: BLE001 - handed to the run, which re-raises it
-                judged.put(exc)
-                return
-
-    last_report = last_write = time.monotonic()
-    try:
-        with ThreadPoolExecutor(max_workers=max_concurrency, thread_name_prefix="audit") as pool:
-            try:
-                for _ in range(min(max_concurrency, len(registries))):
+                for _ in range(workers):
                     pool.submit(reader)
                 while len(verdicts) < len(registries):
                     # Wake up without a new verdict too: a read that hangs must not hold back
@@ -241,62 +381,115 @@ def run_audit(  # noqa: C901
                         raise item
                     if item is not None:
                         verdicts.append(item)
-                        waiting[item.registry.key] = item
-                        if collector is not None:
-                            collector.add(item)
-                        stats.settings_reads += 1
-                        if item.status is Status.UNKNOWN:
-                            stats.read_failures += 1
-                    due = time.monotonic() - last_write > WRITE_EVERY_SECONDS
-                    if due and not (writer is not None and writer.busy):
-                        last_write = time.monotonic()
-                        write_settled()
-                    if progress and time.monotonic() - last_report > 2.0:
-                        last_report = time.monotonic()
-                        progress(f"settings: {len(verdicts)}/{len(registries)} registries read")
+                        settling.add(item)
+                    settling.tick(f"settings: {len(verdicts)}/{len(registries)} registries read")
             finally:
                 reads.close()  # readers stop after their current registry
-        verdicts.extend(unreadable)
+        return verdicts
+
+    def _finish(
+        self,
+        inventory: Inventory,
+        verdicts: list[Verdict],
+        collector: EvidenceCollector | None,
+        settling: _Settling,
+    ) -> AuditRun:
         verdicts.sort(key=lambda v: v.registry.key)
-        evidence_result = None
-        if collector is not None:
-            evidence_result = collector.finish(verdicts)
-            errors.extend(evidence_result.errors)
-            revised = evidence_result.revised
-            rest = [v for v in verdicts if v.registry.key not in final or v.registry.key in revised]
-            final.update(
-                (v.registry.key, v)
-                for v in apply_evidence(
-                    rest,
-                    evidence_result.evidence,
-                    now=clock(),
-                    silent_after=options.silent_after,
-                    pending_window=options.pending_window,
-                )
-            )
-            verdicts = [final[v.registry.key] for v in verdicts]
+        result = collector.finish(verdicts) if collector is not None else None
+        if result is not None:
+            self.errors.extend(result.errors)
+            verdicts = settling.settle_rest(verdicts, result)
         any_unknown = any(v.status is Status.UNKNOWN for v in verdicts)
         run = AuditRun(
-            run_id=run_id,
-            started_at=started,
-            finished_at=clock(),
+            run_id=self.run_id,
+            started_at=self.started,
+            finished_at=self.clock(),
             status=RunStatus.PARTIAL if (any_unknown or inventory.failed) else RunStatus.SUCCEEDED,
             verdicts=tuple(verdicts),
             inventoried_subscriptions=frozenset(inventory.complete),
-            errors=tuple(errors),
-            trigger=trigger,
-            evidence=evidence_result.evidence if evidence_result else {},
-            orphan_activity=tuple(evidence_result.orphan_activity) if evidence_result else (),
-            log_queries=evidence_result.queries if evidence_result else 0,
+            errors=tuple(self.errors),
+            trigger=self.trigger,
+            evidence=result.evidence if result else {},
+            orphan_activity=tuple(result.orphan_activity) if result else (),
+            log_queries=result.queries if result else 0,
         )
-        if progress:
-            progress(f"audit: {len(verdicts)} registries judged")
-        return writer.finish(run) if writer is not None else run
-    finally:
-        if collector is not None:
-            collector.close()
-        if writer is not None:
-            writer.close()
+        if self.progress:
+            self.progress(f"audit: {len(verdicts)} registries judged")
+        return self.storage.finish(run)
+
+
+class _Settling:
+    """Judged registries waiting for their log evidence, and those settled: evidence applied
+    and handed to the store and the alerts, at most every `WRITE_EVERY_SECONDS` and never
+    while the store is still writing the last batch (the registries gather into a bigger one
+    instead of queuing)."""
+
+    def __init__(self, audit: _Audit, collector: EvidenceCollector | None) -> None:
+        self._audit = audit
+        self._collector = collector
+        self.final: dict[str, Verdict] = {}  # evidence applied, handed out, by registry key
+        self._waiting: dict[str, Verdict] = {}
+        self._last_write = self._last_report = time.monotonic()
+
+    def add(self, verdict: Verdict) -> None:
+        self._waiting[verdict.registry.key] = verdict
+        if self._collector is not None:
+            self._collector.add(verdict)
+        stats = self._audit.stats
+        stats.settings_reads += 1
+        if verdict.status is Status.UNKNOWN:
+            stats.read_failures += 1
+
+    def tick(self, progress: str) -> None:
+        now = time.monotonic()
+        if now - self._last_write > WRITE_EVERY_SECONDS and not self._audit.storage.busy:
+            self._last_write = now
+            self._hand_over()
+        if self._audit.progress and now - self._last_report > 2.0:
+            self._last_report = now
+            self._audit.progress(progress)
+
+    def _hand_over(self) -> None:
+        if not self._audit.storage.usable:
+            return  # registries stay waiting: the end of the run returns them all
+        evidence: Mapping[str, LogEvidence] = {}
+        if self._collector is None:
+            ready = list(self._waiting)
+        else:
+            ready, evidence = self._collector.settle()
+        settled = [self._waiting.pop(k) for k in ready if k in self._waiting]
+        if not settled:
+            return
+        judged = self._apply(settled, evidence)
+        audit = self._audit
+        audit.storage.write(judged, evidence, audit.clock())
+        if audit.on_judged is not None:
+            audit.on_judged(audit.run_id, judged, evidence)
+
+    def _apply(
+        self, verdicts: Sequence[Verdict], evidence: Mapping[str, LogEvidence]
+    ) -> tuple[Verdict, ...]:
+        options = self._audit.options
+        judged = apply_evidence(
+            verdicts,
+            evidence,
+            now=self._audit.clock(),
+            silent_after=options.silent_after,
+            pending_window=options.pending_window,
+        )
+        self.final.update((v.registry.key, v) for v in judged)
+        return judged
+
+    def settle_rest(self, verdicts: Sequence[Verdict], result: EvidenceResult) -> list[Verdict]:
+        """Every registry's final verdict: those not handed out yet, and those whose evidence
+        a late activity query changed, get their evidence now."""
+        rest = [
+            v
+            for v in verdicts
+            if v.registry.key not in self.final or v.registry.key in result.revised
+        ]
+        self._apply(rest, result.evidence)
+        return [self.final[v.registry.key] for v in verdicts]
 
 
 def audit_registry(

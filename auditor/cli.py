@@ -259,7 +259,8 @@ def render_trail(trail: Trail, out: TextIO) -> None:
 
 
 def exit_code(run: AuditRun) -> int:
-    if run.status is RunStatus.FAILED:
+    # Results that could not be stored are printed in full, but the run did not do its job.
+    if run.status is RunStatus.FAILED or run.storage_error is not None:
         return EXIT_FAILED
     failing = any(v.status in (Status.NONCOMPLIANT, Status.UNKNOWN) for v in run.verdicts)
     return EXIT_FINDINGS if failing else EXIT_OK

@@ -40,3 +40,6 @@ class AuditRun:
     # Activity-log events of registries no longer in the inventory (deleted since).
     orphan_activity: tuple[ActivityEvent, ...] = field(default=(), compare=False)
     log_queries: int = 0
+    # Why the run's results could not be stored (they are in this record, and the next run
+    # stores them); None when they were, or when the run had no store.
+    storage_error: str | None = None

@@ -197,6 +197,7 @@ var defaultSettings = {
   AUDITOR_ALERT_REMIND_HOURS: alertRemindHours
   AUDITOR_ALERT_LOGIN: alertLogin ? 'true' : 'false'
   AUDITOR_ALERT_ON_UNKNOWN: alertOnUnknown ? 'true' : 'false'
+  AUDITOR_ALERT_SINK_BUDGET_SECONDS: ''
 }
 
 // ---------------------------------------------------------------------------- resources

@@ -9,10 +9,12 @@ from typing import Any
 import pytest
 
 from auditor import audit as audit_module
+from auditor.audit import run_audit
 from auditor.facts import Status
 from auditor.run_record import AuditRun, RunStatus
-from auditor.runtime import audit_once, build_store
+from auditor.runtime import audit_once, build_arm_clients, build_credential, build_store
 from auditor.settings import Settings
+from emulator import azurite
 from emulator.testing import RunningEmulator
 
 LocalAzure = Callable[..., tuple[RunningEmulator, dict[str, str]]]
@@ -258,3 +260,57 @@ def test_a_failing_log_analytics_makes_routed_registries_unknown(
     assert run.status is RunStatus.PARTIAL
     stored = build_store(Settings.from_env(env)).get_registry("acrcompliant01")
     assert stored is not None and stored["status"] == "unknown"
+
+
+def test_a_run_that_dies_is_recorded_failed_not_running(
+    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_module, "WRITE_EVERY_SECONDS", 0.0)
+    _, env = local_azure(latency={"arm": 300})
+    settings = Settings.from_env(env)
+    store = build_store(settings)
+
+    def crash(run_id: str, verdicts: Any, evidence: Any) -> None:
+        raise RuntimeError("a bug on the way")
+
+    clients = build_arm_clients(settings, build_credential())
+    try:
+        with pytest.raises(RuntimeError, match="a bug on the way"):
+            run_audit(clients, settings.policy, store=store, on_judged=crash, trigger="test")
+    finally:
+        clients.close()
+    [row], _ = store.list_runs()
+    assert row["status"] == "failed"
+    assert row["errors"] == ["the run died: RuntimeError: a bug on the way"]
+
+
+def test_storage_lost_mid_run_costs_no_verdict(
+    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Azurite goes away after the first registries are stored: the run still judges every
+    registry, returns them all and says that its results were not stored."""
+    monkeypatch.setattr(audit_module, "WRITE_EVERY_SECONDS", 0.0)
+    _, env = local_azure(latency={"arm": 300})
+    private = azurite.start()
+    settings = Settings.from_env({**env, "AUDITOR_STORAGE": private.connection_string})
+    stopped: list[str] = []
+
+    def outage(run_id: str, verdicts: Any, evidence: Any) -> None:
+        if not stopped:
+            private.stop()
+            stopped.append(run_id)
+
+    clients = build_arm_clients(settings, build_credential())
+    try:
+        run = run_audit(
+            clients, settings.policy, store=build_store(settings), on_judged=outage, trigger="t"
+        )
+    finally:
+        clients.close()
+        private.stop()
+    assert stopped == [run.run_id]
+    # Every registry judged as usual (this run reads no logs, so no logs_silent).
+    statuses = {name: status for name, (status, _) in outcome(run).items()}
+    assert statuses == {name: status for name, (status, _) in EXPECTED.items()}
+    assert run.storage_error is not None and "Table Storage" in run.storage_error
+    assert run.errors[-1] == run.storage_error

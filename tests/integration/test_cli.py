@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -134,3 +135,32 @@ def test_serve_answers_health_and_the_summary(local_azure: LocalAzure) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+    return port
+
+
+def test_storage_down_still_prints_every_verdict_and_exits_two(local_azure: LocalAzure) -> None:
+    """Table Storage unreachable for the whole run: the audit still runs, the document has
+    every registry, the run says why nothing was stored, and the exit code says it failed."""
+    _, env = local_azure()
+    port = closed_port()
+    dead = (
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        "AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/"
+        f"KBHBeksoGMGw==;TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+        f"QueueEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
+    )
+    result = run_cli({**env, "AUDITOR_STORAGE": dead}, "audit", "--format", "json")
+    assert result.returncode == 2, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["totals"]["compliant"] == 2 and doc["totals"]["noncompliant"] == 4
+    assert len(doc["registries"]) == 6
+    stored = [e for e in doc["run"]["errors"] if "results were not stored" in e]
+    assert len(stored) == 1 and "Table Storage" in stored[0]
+    assert "AccountKey" not in result.stdout + result.stderr
+    assert "Eby8vdM02xNOcqFl" not in result.stdout + result.stderr
