@@ -33,8 +33,9 @@ from auditor.facts import CategoryInfo, Registry, Status, Verdict
 from auditor.judgement import judge
 from auditor.logs_audit import EvidenceCollector, EvidenceResult, LogOptions
 from auditor.pacing import SubscriptionQueue
-from auditor.policy import Policy
+from auditor.policy import ACR_LOG_CATEGORIES, Policy, unknown_categories
 from auditor.run_record import AuditRun, RunStatus
+from auditor.settings import PolicySettings
 from auditor.storage.errors import StorageError
 
 if TYPE_CHECKING:
@@ -80,6 +81,22 @@ class AuditStats:
 def new_run_id(started_at: datetime) -> str:
     # Sortable by time, unique across overlapping runs.
     return started_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def _category_problem(policy: Policy, categories: Sequence[CategoryInfo]) -> str | None:
+    """Why the policy's required categories cannot be judged, if they cannot: a name the
+    registry resource type does not have (per the categories API, else the documented ones)."""
+    logs = [c.name for c in categories if c.category_type.casefold() == "logs"]
+    source = "the categories API" if logs else "the documented categories"
+    names = logs or list(ACR_LOG_CATEGORIES)
+    unknown = unknown_categories(policy, names)
+    if not unknown:
+        return None
+    setting = PolicySettings.variable("required_categories")
+    return (
+        f"configuration error: {setting} names {', '.join(repr(n) for n in unknown)}, which "
+        f"container registries do not have; valid log categories ({source}): {', '.join(names)}"
+    )
 
 
 def _judge_one(
@@ -274,6 +291,9 @@ class _Audit:
         registries = inventory.registries
         self.stats.registries = len(registries)
         categories = self._categories(registries)
+        misconfigured = _category_problem(self.policy, categories)
+        if misconfigured is not None:
+            return self._not_judged([*known, *registries], inventory, misconfigured)
         # Registries of subscriptions that could not be listed are not dropped: the last known
         # ones are reported unknown with the reason.
         unreadable = [
@@ -302,6 +322,26 @@ class _Audit:
             status=RunStatus.FAILED,
             verdicts=tuple(judge(r, None, (), self.policy, read_error=message) for r in known),
             errors=(message,),
+            trigger=self.trigger,
+        )
+        return self.storage.finish(failed)
+
+    def _not_judged(
+        self, registries: Sequence[Registry], inventory: Inventory, message: str
+    ) -> AuditRun:
+        """A configuration the registries cannot be judged under: each is unknown with the
+        reason, and the run failed, rather than a fleet of false findings and alerts."""
+        unique = {r.key: r for r in registries}
+        failed = AuditRun(
+            run_id=self.run_id,
+            started_at=self.started,
+            finished_at=self.clock(),
+            status=RunStatus.FAILED,
+            verdicts=tuple(
+                judge(r, None, (), self.policy, read_error=message) for r in unique.values()
+            ),
+            inventoried_subscriptions=frozenset(inventory.complete),
+            errors=(*self.errors, message),
             trigger=self.trigger,
         )
         return self.storage.finish(failed)
@@ -523,12 +563,18 @@ def audit_registry(
             categories = read_categories(clients, registry.id)
         except (AzureError, MalformedSettingError) as exc:
             errors.append(f"category metadata unavailable: {describe_error(exc)}")
-        verdict = _judge_one(clients, registry, categories, policy)
+        misconfigured = _category_problem(policy, categories)
+        if misconfigured is not None:
+            errors.append(misconfigured)
+            verdict = judge(registry, None, (), policy, read_error=misconfigured)
+        else:
+            verdict = _judge_one(clients, registry, categories, policy)
+    status = RunStatus.PARTIAL if verdict.status is Status.UNKNOWN else RunStatus.SUCCEEDED
     run = AuditRun(
         run_id=run_id,
         started_at=started,
         finished_at=clock(),
-        status=RunStatus.PARTIAL if verdict.status is Status.UNKNOWN else RunStatus.SUCCEEDED,
+        status=RunStatus.FAILED if any(e.startswith("configuration") for e in errors) else status,
         verdicts=(verdict,),
         errors=tuple(errors),
         trigger=trigger,

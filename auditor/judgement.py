@@ -224,6 +224,7 @@ _KNOWN_PREFIXES = (
     ("inventory failed", "inventory_failed"),
     ("connection failed", "connection"),
     ("invalid response", "invalid_response"),
+    ("configuration error", "configuration"),
 )
 
 

@@ -96,6 +96,14 @@ class Policy:
         )
 
 
+def unknown_categories(policy: Policy, log_categories: Iterable[str]) -> tuple[str, ...]:
+    """The required categories that are not among `log_categories` (the registry resource
+    type's, from the categories API or the documented ones), compared case-insensitively:
+    a misspelt name would otherwise make every registry noncompliant."""
+    known = {name.casefold() for name in log_categories}
+    return tuple(name for name in policy.required_categories if name.casefold() not in known)
+
+
 def _categories(value: Iterable[str]) -> tuple[str, ...]:
     if isinstance(value, str):
         raise ConfigError("required_categories", "must be a list of category names, not a string")

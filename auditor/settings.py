@@ -21,10 +21,11 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any, ClassVar, Self
 from urllib.parse import SplitResult, urlsplit
 
+from croniter import CroniterError
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -40,6 +41,7 @@ from pydantic_core import CoreSchema, PydanticUseDefault, core_schema
 
 from auditor.errors import ConfigError
 from auditor.policy import GUID_PATTERN, Destination, Policy, parse_destinations
+from auditor.schedule import next_fire
 
 # Anchored at both ends, so `.match` is as strict as `.fullmatch`.
 GUID_RE = re.compile(rf"{GUID_PATTERN}\Z")
@@ -120,15 +122,15 @@ class _Number(_Kind):
         try:
             value = self.kind(text)
         except ValueError:
-            raise ValueError(f"{text!r} is not {noun}") from None
+            raise ValueError(f"{_shown(text)} is not {noun}") from None
         if not math.isfinite(value):
-            raise ValueError(f"{text!r} is not a finite number")
+            raise ValueError(f"{_shown(text)} is not a finite number")
         low, high = self.low, self.high
         if (low is not None and value < low) or (high is not None and value > high):
             bounds = f"at least {low}" if high is None else f"between {low} and {high}"
-            raise ValueError(f"{text!r} must be {bounds}")
+            raise ValueError(f"{_shown(text)} must be {bounds}")
         if self.above is not None and value <= self.above:
-            raise ValueError(f"{text!r} must be greater than {self.above:g}")
+            raise ValueError(f"{_shown(text)} must be greater than {self.above:g}")
         return timedelta(**{self.unit: value}) if self.unit else value
 
     def show(self, value: Any) -> str:
@@ -183,11 +185,14 @@ class _HttpsUrl(_Kind):
         return "an `https://` URL without credentials, query or fragment"
 
     def parse(self, text: str) -> str:
-        shown = "the value" if self.secret else repr(text)
+        shown = "the value" if self.secret else _shown(text)
         parts = _split_url(text, shown)
+        if parts.username or parts.password:
+            # Never quoted: the value holds a password.
+            raise ValueError("the value must not contain credentials (user:password@)")
         if parts.scheme.lower() != "https" or not parts.hostname:
             raise ValueError(f"{shown} must be an https:// URL with a host")
-        if parts.query or parts.fragment or parts.username or parts.password:
+        if parts.query or parts.fragment:
             raise ValueError(f"{shown} must not contain credentials, a query or a fragment")
         return text.rstrip("/")
 
@@ -269,7 +274,12 @@ _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
     ("month", 1, 12, tuple("jan feb mar apr may jun jul aug sep oct nov dec".split())),
     ("day-of-week", 0, 6, tuple("sun mon tue wed thu fri sat".split())),
 )
-_CRON_ITEM = re.compile(r"(?P<range>\*|(?P<a>\w+)(?:-(?P<b>\w+))?)(?:/(?P<step>\d+))?")
+# A step has at most 3 digits: none of the fields has more than 60 values.
+_CRON_ITEM = re.compile(r"(?P<range>\*|(?P<a>\w+)(?:-(?P<b>\w+))?)(?:/(?P<step>\d{1,3}))?")
+# Whether an expression ever fires is a property of the expression: looked for from a fixed
+# instant over 8 years (two leap cycles, so 29 February counts), not from the wall clock.
+_FIRES_FROM = datetime(2000, 1, 1, tzinfo=UTC)
+_FIRES_WITHIN = timedelta(days=8 * 366)
 
 
 class _Schedule(_Kind):
@@ -286,8 +296,26 @@ class _Schedule(_Kind):
         for field_text, (label, low, high, names) in zip(fields, _CRON_FIELDS, strict=True):
             for item in field_text.split(","):
                 if not _cron_item_ok(item, low, high, names):
-                    raise ValueError(f"{text!r}: {item!r} is not a valid {label} ({low}-{high})")
-        return " ".join(fields)
+                    item_shown = _shown(item)
+                    raise ValueError(
+                        f"{_shown(text)}: {item_shown} is not a valid {label} ({low}-{high})"
+                    )
+        expression = " ".join(fields)
+        if not _fires(expression):
+            raise ValueError(f"{_shown(text)} never fires (no such date)")
+        return expression
+
+
+def _fires(expression: str) -> bool:
+    try:
+        return next_fire(expression, _FIRES_FROM) - _FIRES_FROM <= _FIRES_WITHIN
+    except (CroniterError, ValueError):
+        return False
+
+
+def _shown(text: str, limit: int = 60) -> str:
+    """A value quoted in an error, cut short: a 5,000-character value helps nobody."""
+    return repr(text) if len(text) <= limit else repr(text[:limit]) + "..."
 
 
 def _cron_item_ok(item: str, low: int, high: int, names: tuple[str, ...]) -> bool:
@@ -397,7 +425,9 @@ class PolicySettings(SettingsGroup):
         validation_alias="AUDITOR_REQUIRED_CATEGORIES",
         description="Log categories every registry must send. A category counts when a setting "
         "enables it by name or through an enabled category group that contains it (`allLogs`, "
-        "`audit`). Group names are not accepted here: list the categories.",
+        "`audit`). Group names are not accepted here: list the categories. A name container "
+        "registries do not have (per the categories API, else the documented ones) fails the "
+        "run with the valid names, rather than making every registry noncompliant.",
     )
     require_metrics: Annotated[bool, _FLAG] = Field(
         default=_POLICY.require_metrics,
@@ -486,13 +516,13 @@ class ArmSettings(SettingsGroup):
         description="Most ARM requests in flight at once.",
     )
     # azure-facts §5
-    reads_per_second: Annotated[float, _Number(float, above=0.0)] = Field(
+    reads_per_second: Annotated[float, _Number(float, low=0.1, high=10_000.0)] = Field(
         default=25.0,
         validation_alias="AUDITOR_ARM_READS_PER_SECOND",
         description="Steady rate of ARM reads per subscription. ARM refills its read bucket at 25 "
         "per second per subscription and principal; pacing at that rate avoids 429 responses.",
     )
-    burst: Annotated[int, _Number(int, low=1)] = Field(
+    burst: Annotated[int, _Number(int, low=1, high=100_000)] = Field(
         default=250,
         validation_alias="AUDITOR_ARM_BURST",
         description="ARM reads allowed in a burst before pacing starts (ARM's bucket holds 250).",

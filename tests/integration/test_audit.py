@@ -314,3 +314,32 @@ def test_storage_lost_mid_run_costs_no_verdict(
     assert statuses == {name: status for name, (status, _) in EXPECTED.items()}
     assert run.storage_error is not None and "Table Storage" in run.storage_error
     assert run.errors[-1] == run.storage_error
+
+
+def test_a_misspelt_required_category_fails_the_run_instead_of_the_fleet(
+    local_azure: LocalAzure, caplog: pytest.LogCaptureFixture
+) -> None:
+    """`ContainerRegistryLoginEvent` (no s) would make every registry noncompliant and send
+    an alert for each: the run fails instead, naming the setting and the valid names, every
+    registry unknown with that reason, and no alert goes out."""
+    _, env = local_azure()
+    settings = Settings.from_env(
+        {
+            **env,
+            "AUDITOR_REQUIRED_CATEGORIES": "ContainerRegistryLoginEvent",
+            "AUDITOR_ALERT_LOG_RECORDS": "true",
+        }
+    )
+    with caplog.at_level("INFO"):
+        run = audit_once(settings, trigger="test")
+    assert run.status is RunStatus.FAILED
+    [error] = [e for e in run.errors if e.startswith("configuration error")]
+    assert "AUDITOR_REQUIRED_CATEGORIES" in error and "'ContainerRegistryLoginEvent'" in error
+    assert "ContainerRegistryLoginEvents, ContainerRegistryRepositoryEvents" in error
+    assert "categories API" in error
+    assert {status for status, _ in outcome(run).values()} == {"unknown"}
+    assert {codes for _, codes in outcome(run).values()} == {("unknown:configuration",)}
+    assert len(run.verdicts) == len(EXPECTED)
+    assert "ACR_AUDITOR_ALERT" not in caplog.text  # no alert for a fleet of false findings
+    stored = build_store(settings).get_registry("acrcompliant01")
+    assert stored is not None and stored["status"] == "unknown"

@@ -8,7 +8,13 @@ from typing import Any
 import pytest
 
 from auditor.errors import ConfigError
-from auditor.policy import Destination, Policy, is_workspace_id, parse_destinations
+from auditor.policy import (
+    Destination,
+    Policy,
+    is_workspace_id,
+    parse_destinations,
+    unknown_categories,
+)
 
 SUB = "00000000-0000-0000-0000-000000000001"
 WS = (
@@ -173,3 +179,12 @@ def test_parse_destinations() -> None:
     assert parse_destinations(["EVENTHUB", Destination.STORAGE]) == frozenset(
         {Destination.EVENTHUB, Destination.STORAGE}
     )
+
+
+def test_unknown_categories_are_the_required_names_the_type_does_not_have() -> None:
+    known = ["ContainerRegistryLoginEvents", "ContainerRegistryRepositoryEvents"]
+    assert unknown_categories(Policy(), known) == ()
+    lower = Policy(required_categories=("containerregistryloginevents",))
+    assert unknown_categories(lower, known) == ()
+    typo = Policy(required_categories=("ContainerRegistryLoginEvent", known[1]))
+    assert unknown_categories(typo, known) == ("ContainerRegistryLoginEvent",)

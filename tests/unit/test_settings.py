@@ -225,6 +225,8 @@ BAD = [
     ("AUDITOR_ARM_ENDPOINT", "management.azure.com", "https://"),
     ("AUDITOR_ARM_ENDPOINT", "https://host:99999", "not a URL"),
     ("AUDITOR_LOGS_ENDPOINT", "https://api.loganalytics.io?x=1", "query"),
+    ("AUDITOR_ARM_ENDPOINT", "https://user:pa55w0rd@management.azure.com", "credentials"),
+    ("AUDITOR_LOGS_ENDPOINT", "http://u:pa55w0rd@api.loganalytics.io", "credentials"),
     ("AUDITOR_LOGS_AUDIENCE", "api.loganalytics.io", "https://"),
     ("AUDITOR_ARM_AUDIENCE", "http://management.azure.com", "https://"),
     ("AUDITOR_TABLE_PREFIX", "1audit", "start with a letter"),
@@ -233,11 +235,18 @@ BAD = [
     ("AUDITOR_MAX_CONCURRENCY", "0", "between 1 and 256"),
     ("AUDITOR_MAX_CONCURRENCY", "257", "between 1 and 256"),
     ("AUDITOR_MAX_CONCURRENCY", "1.5", "not an integer"),
-    ("AUDITOR_ARM_READS_PER_SECOND", "0", "greater than 0"),
-    ("AUDITOR_ARM_READS_PER_SECOND", "-1", "greater than 0"),
+    ("AUDITOR_ARM_READS_PER_SECOND", "0", "between 0.1 and 10000"),
+    ("AUDITOR_ARM_READS_PER_SECOND", "-1", "between 0.1 and 10000"),
+    # 1e-300 overflowed the pacer, 0.0001 waited hours per read.
+    ("AUDITOR_ARM_READS_PER_SECOND", "1e-300", "between 0.1 and 10000"),
+    ("AUDITOR_ARM_READS_PER_SECOND", "0.0001", "between 0.1 and 10000"),
     ("AUDITOR_ARM_READS_PER_SECOND", "nan", "not a finite number"),
     ("AUDITOR_ARM_READS_PER_SECOND", "fast", "not a number"),
-    ("AUDITOR_ARM_BURST", "0", "at least 1"),
+    ("AUDITOR_ARM_BURST", "0", "between 1 and 100000"),
+    ("AUDITOR_SCHEDULE", "0 0 0 31 2 *", "never fires"),
+    ("AUDITOR_SCHEDULE", "0 */² * * * *", "not a valid minute"),
+    ("AUDITOR_SCHEDULE", "0 */" + "9" * 5000 + " * * * *", "not a valid minute"),
+    ("AUDITOR_MAX_CONCURRENCY", "9" * 5000, "not an integer"),
     ("AUDITOR_HTTP_RETRIES", "11", "between 0 and 10"),
     ("AUDITOR_HTTP_RETRIES", "-1", "between 0 and 10"),
     ("AzureWebJobsStorage__accountName", "Audit_SA", "storage account name"),
@@ -257,6 +266,8 @@ def test_bad_values_name_the_variable(name: str, value: str, words: str) -> None
     assert caught.value.setting == name
     assert str(caught.value).startswith(f"{name}: ")
     assert words in str(caught.value)
+    assert len(str(caught.value)) < 300  # a huge value is not echoed whole
+    assert "pa55w0rd" not in str(caught.value)
 
 
 @pytest.mark.parametrize(
