@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
@@ -34,11 +34,11 @@ from auditor.judgement import judge
 from auditor.logs_audit import EvidenceCollector, LogOptions
 from auditor.pacing import SubscriptionQueue
 from auditor.policy import Policy
+from auditor.ports import RunStore
 from auditor.run_record import AuditRun, RunStatus
 
 if TYPE_CHECKING:
     from auditor.azure.logs import LogsReader
-    from auditor.storage.store import RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -53,18 +53,6 @@ Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 # batch is not handed another: the registries gather into a bigger one instead of queuing
 # (each batch's rows and alerts wait in memory until written).
 WRITE_EVERY_SECONDS = 1.0
-
-
-class RunStore(Protocol):
-    """What the audit needs from storage (auditor.storage.AuditStore provides it)."""
-
-    def start_run(self, run_id: str, started_at: datetime, trigger: str) -> None: ...
-
-    def finish_run(self, run: AuditRun, *, update_summary: bool = True) -> AuditRun: ...
-
-    def known_registries(self) -> list[Registry]: ...
-
-    def run_writer(self, run_id: str) -> RunWriter: ...
 
 
 @dataclass
