@@ -1,6 +1,7 @@
-"""What the use cases need from the adapters, as Protocols: the run, the log evidence and the
-trail are written against these, so a test passes a plain fake and mypy checks the real
-adapters where they are passed in.
+"""What the use cases need from the adapters, as Protocols. The log evidence (`logs_audit`),
+the trail and the run's store take these rather than the concrete adapters, so a test passes
+a plain fake; mypy checks the real adapters where they are passed in, and
+`tests/unit/test_ports.py` that they have every member.
 
 ARM reads go through `auditor.azure.clients.ArmClients`, the one factory of the Azure SDK
 clients; each Protocol below names only the SDK calls one concern makes through it, in the
@@ -11,7 +12,8 @@ adapters read them tolerantly (`getattr`) and turn them into facts.
 Log Analytics is `auditor.azure.logs.LogsReader`, storage `auditor.storage.AuditStore`.
 Alert sinks keep theirs beside the error every sink raises: `auditor.alerts.sinks.base.Sink`.
 
-Nothing here imports an adapter: the adapters import this module to name what they accept.
+No adapter of the project is imported here: the adapters import this module to name what
+they accept, and the import graph stays free of loops.
 """
 
 from __future__ import annotations
