@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
@@ -34,13 +34,13 @@ from auditor.judgement import judge
 from auditor.logs_audit import EvidenceCollector, EvidenceResult, LogOptions
 from auditor.pacing import SubscriptionQueue
 from auditor.policy import ACR_LOG_CATEGORIES, Policy, unknown_categories
+from auditor.ports import RunStore, VerdictWriter
 from auditor.run_record import AuditRun, RunStatus
 from auditor.settings import PolicySettings
 from auditor.storage.errors import StorageError
 
 if TYPE_CHECKING:
     from auditor.azure.logs import LogsReader
-    from auditor.storage.store import RunWriter
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +55,6 @@ Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 # batch is not handed another: the registries gather into a bigger one instead of queuing
 # (each batch's rows and alerts wait in memory until written).
 WRITE_EVERY_SECONDS = 1.0
-
-
-class RunStore(Protocol):
-    """What the audit needs from storage (auditor.storage.AuditStore provides it)."""
-
-    def start_run(self, run_id: str, started_at: datetime, trigger: str) -> None: ...
-
-    def finish_run(self, run: AuditRun, *, update_summary: bool = True) -> AuditRun: ...
-
-    def known_registries(self) -> list[Registry]: ...
-
-    def run_writer(self, run_id: str) -> RunWriter: ...
 
 
 @dataclass
@@ -172,7 +160,7 @@ class _Storage:
         self._store = store
         self._run_id = run_id
         self.error: str | None = None
-        self.writer: RunWriter | None = None
+        self.writer: VerdictWriter | None = None
 
     @property
     def usable(self) -> bool:

@@ -28,7 +28,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from auditor import kql
-from auditor.azure.logs import LogsReader, QueryOutcome, WorkspaceRef, resolve_workspace
+from auditor.azure.logs import LogsReader, WorkspaceRef, resolve_workspace
 from auditor.errors import ConfigError
 from auditor.evidence.build import build_evidence
 from auditor.evidence.judgement import observations
@@ -45,12 +45,12 @@ from auditor.evidence.routing import Route, plan_routes
 from auditor.facts import CategoryInfo, Verdict, normalize_id
 from auditor.kql import Purpose, Query, Span, Window
 from auditor.policy import Policy
+from auditor.ports import LogQueries, QueryAnswer, WorkspaceReads
 from auditor.settings import LogsSettings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
 
-    from auditor.azure.clients import ArmClients
     from auditor.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -163,8 +163,8 @@ class _Request:
 
 
 def collect_evidence(
-    arm_clients: ArmClients,
-    logs_reader: LogsReader,
+    arm_clients: WorkspaceReads,
+    logs_reader: LogQueries,
     verdicts: Sequence[Verdict],
     *,
     now: datetime,
@@ -245,8 +245,8 @@ class EvidenceCollector:
 
     def __init__(
         self,
-        arm_clients: ArmClients,
-        logs_reader: LogsReader,
+        arm_clients: WorkspaceReads,
+        logs_reader: LogQueries,
         *,
         now: datetime,
         subscriptions: Iterable[str],
@@ -282,7 +282,7 @@ class EvidenceCollector:
         # Workspace reads are ARM calls (paced elsewhere); queries are bounded by the reader.
         self._resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="logs-ws")
         self._pool = ThreadPoolExecutor(
-            max_workers=getattr(logs_reader, "max_concurrency", 5), thread_name_prefix="logs-q"
+            max_workers=logs_reader.max_concurrency, thread_name_prefix="logs-q"
         )
         for workspace in self._opts.activity_workspaces:
             self._workspace(normalize_id(workspace), registry_queries=False)
@@ -557,7 +557,7 @@ def _activity_request(
     return _Request(ref.id, ref.customer_id, build, build(None), opts.max_splits, cap=opts.list_cap)
 
 
-def _run(reader: LogsReader, requests: list[_Request]) -> tuple[list[QueryRows], int]:
+def _run(reader: LogQueries, requests: list[_Request]) -> tuple[list[QueryRows], int]:
     """Run the requests; split the ones that were too big and run the halves."""
     results: list[QueryRows] = []
     sent = 0
@@ -589,7 +589,7 @@ def _halves(request: _Request) -> list[_Request]:
     ]
 
 
-def _as_rows(request: _Request, outcome: QueryOutcome) -> QueryRows:
+def _as_rows(request: _Request, outcome: QueryAnswer) -> QueryRows:
     capped = request.cap is not None and len(outcome.rows) >= request.cap
     return QueryRows(
         workspace_id=request.workspace_id,

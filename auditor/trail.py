@@ -19,10 +19,10 @@ from auditor.evidence.model import LogEvidence, QueryRows
 from auditor.evidence.routing import Route, plan_routes
 from auditor.facts import DiagnosticSetting, Registry, Status, Verdict
 from auditor.kql import Purpose, Window
+from auditor.ports import LogQueries, TrailReads
 
 if TYPE_CHECKING:
-    from auditor.azure.clients import ArmClients
-    from auditor.azure.logs import LogsReader, WorkspaceRef
+    from auditor.azure.logs import WorkspaceRef
 
 
 class TrailError(Exception):
@@ -82,8 +82,8 @@ def no_workspace_message(registry: Registry, settings: Sequence[DiagnosticSettin
 
 
 def read_trail(
-    clients: ArmClients,
-    reader: LogsReader,
+    clients: TrailReads,
+    reader: LogQueries,
     registry: Registry,
     *,
     window: Window,

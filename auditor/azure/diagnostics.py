@@ -9,8 +9,8 @@ from typing import Any, TypeVar
 
 from azure.core.exceptions import DecodeError, DeserializationError
 
-from auditor.azure.clients import ArmClients
 from auditor.facts import CategoryInfo, DiagnosticSetting, LogEntry, MetricEntry
+from auditor.ports import SettingsReads
 
 T = TypeVar("T")
 
@@ -92,7 +92,7 @@ def setting_from_model(model: Any) -> DiagnosticSetting:
     )
 
 
-def read_settings(clients: ArmClients, registry_id: str) -> list[DiagnosticSetting]:
+def read_settings(clients: SettingsReads, registry_id: str) -> list[DiagnosticSetting]:
     """All settings of one resource (one response: the API does not page them, but the SDK
     wraps the list in a pager, so iterating is what sends the request)."""
 
@@ -103,11 +103,11 @@ def read_settings(clients: ArmClients, registry_id: str) -> list[DiagnosticSetti
     return read_valid(read, "the diagnostic settings")
 
 
-def read_categories(clients: ArmClients, registry_id: str) -> list[CategoryInfo]:
+def read_categories(clients: SettingsReads, registry_id: str) -> list[CategoryInfo]:
     return read_valid(lambda: _categories(clients, registry_id), "the setting categories")
 
 
-def _categories(clients: ArmClients, registry_id: str) -> list[CategoryInfo]:
+def _categories(clients: SettingsReads, registry_id: str) -> list[CategoryInfo]:
     pager = clients.monitor().diagnostic_settings_category.list(resource_uri=registry_id)
     out = []
     for item in pager:

@@ -13,9 +13,9 @@ from typing import Any
 from azure.core.exceptions import AzureError
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
-from auditor.azure.clients import ArmClients
 from auditor.azure.errors import describe_error
 from auditor.facts import Registry
+from auditor.ports import InventoryReads
 
 log = logging.getLogger(__name__)
 
@@ -121,7 +121,7 @@ def registry_from_id(resource_id: str) -> Registry:
     )
 
 
-def read_registry(clients: ArmClients, resource_id: str) -> Registry:
+def read_registry(clients: InventoryReads, resource_id: str) -> Registry:
     known = registry_from_id(resource_id)
     model = clients.registries(known.subscription_id).registries.get(
         known.resource_group, known.name
@@ -133,7 +133,7 @@ def _bool_or_none(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def list_subscriptions(clients: ArmClients) -> list[str]:
+def list_subscriptions(clients: InventoryReads) -> list[str]:
     subs: list[str] = []
     for sub in clients.subscriptions().subscriptions.list():
         state = str(getattr(sub, "state", "") or "")
@@ -150,7 +150,7 @@ def _batches(items: Sequence[str], size: int) -> Iterable[list[str]]:
         yield list(items[start : start + size])
 
 
-def _graph_batch(clients: ArmClients, subs: list[str], inv: Inventory) -> list[Registry]:
+def _graph_batch(clients: InventoryReads, subs: list[str], inv: Inventory) -> list[Registry]:
     graph = clients.resource_graph()
     found: list[Registry] = []
     skip: str | None = None
@@ -174,7 +174,7 @@ def _graph_batch(clients: ArmClients, subs: list[str], inv: Inventory) -> list[R
             return found
 
 
-def _arm_list(clients: ArmClients, sub: str, inv: Inventory) -> list[Registry]:
+def _arm_list(clients: InventoryReads, sub: str, inv: Inventory) -> list[Registry]:
     inv.arm_list_calls += 1
     found = []
     for model in clients.registries(sub).registries.list():
@@ -186,7 +186,7 @@ def _arm_list(clients: ArmClients, sub: str, inv: Inventory) -> list[Registry]:
 
 
 def discover(
-    clients: ArmClients,
+    clients: InventoryReads,
     subscriptions: Sequence[str],
     *,
     expected: set[str] | frozenset[str] = frozenset(),

@@ -29,11 +29,11 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
 from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsQueryResult
 
-from auditor.azure.clients import ArmClients
 from auditor.azure.errors import describe_error
 from auditor.facts import normalize_id
 from auditor.kql import Query
 from auditor.pacing import TokenBucketPacer
+from auditor.ports import WorkspaceReads
 
 log = logging.getLogger(__name__)
 
@@ -357,7 +357,7 @@ def parse_workspace_id(workspace_id: str) -> tuple[str, str, str] | None:
     return match["sub"], match["rg"], match["name"]
 
 
-def resolve_workspace(arm: ArmClients, workspace_id: str) -> WorkspaceRef:
+def resolve_workspace(arm: WorkspaceReads, workspace_id: str) -> WorkspaceRef:
     """The workspace's customerId (query GUID) from ARM; missing (404) or unreadable (403)
     workspaces come back with the error instead."""
     key = normalize_id(workspace_id)
@@ -379,7 +379,7 @@ def resolve_workspace(arm: ArmClients, workspace_id: str) -> WorkspaceRef:
 
 
 def resolve_workspaces(
-    arm: ArmClients, workspace_ids: Iterable[str], *, max_concurrency: int = 8
+    arm: WorkspaceReads, workspace_ids: Iterable[str], *, max_concurrency: int = 8
 ) -> dict[str, WorkspaceRef]:
     """`resolve_workspace` for each distinct workspace, once, keyed by normalized id."""
     ids = sorted({normalize_id(w) for w in workspace_ids})

@@ -134,7 +134,7 @@ def test_values_that_cannot_be_sent_are_refused(bad: str) -> None:
 @pytest.mark.parametrize("bad", [None, 1, b"bytes", ["list"]])
 def test_non_strings_are_refused(bad: object) -> None:
     with pytest.raises(ValueError):
-        kql_string(bad)  # type: ignore[arg-type]
+        kql_string(bad)  # type: ignore[arg-type]  # a wrong type on purpose: refused at run time
 
 
 # --------------------------------------------------------------------------- Microsoft's lexer
@@ -213,13 +213,13 @@ def test_timespan_literal(value: timedelta, text: str) -> None:
 )
 def test_bad_timespans_are_refused(bad: object) -> None:
     with pytest.raises(ValueError):
-        kql_timespan(bad)  # type: ignore[arg-type]
+        kql_timespan(bad)  # type: ignore[arg-type]  # wrong on purpose, `60` included
 
 
 @pytest.mark.parametrize("bad", [True, -1, 2**53, 1.5, "10"])
 def test_bad_integers_are_refused(bad: object) -> None:
     with pytest.raises(ValueError):
-        kql_int(bad)  # type: ignore[arg-type]
+        kql_int(bad)  # type: ignore[arg-type]  # wrong on purpose, `True` and `1.5` included
 
 
 def test_integer_literal() -> None:

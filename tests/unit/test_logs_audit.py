@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from azure.core.credentials import AccessToken
 
 from auditor import kql
 from auditor.azure.logs import QueryOutcome
@@ -38,19 +39,35 @@ GUIDS = {
 }
 
 
+@dataclass(frozen=True)
+class Workspace:
+    customer_id: str | None
+
+
+@dataclass(frozen=True)
+class WorkspaceOperations:
+    """Reads a workspace: the names in GUIDS have a customer id, any other has none."""
+
+    reads: list[str]
+
+    def get(self, group: str, name: str, /) -> Workspace:
+        self.reads.append(name)
+        return Workspace(GUIDS.get(name))
+
+
+@dataclass(frozen=True)
+class LogAnalyticsClient:
+    workspaces: WorkspaceOperations
+
+
+@dataclass
 class FakeArm:
-    def __init__(self) -> None:
-        self.reads: list[str] = []
+    """ARM as workspace resolution reads it: `workspaces(sub).workspaces.get(group, name)`."""
 
-    def workspaces(self, subscription: str) -> Any:
-        arm = self
+    reads: list[str] = field(default_factory=list)  # workspace names, one per read
 
-        class Ops:
-            def get(self, group: str, name: str) -> Any:
-                arm.reads.append(name)
-                return type("W", (), {"customer_id": GUIDS.get(name)})()
-
-        return type("C", (), {"workspaces": Ops()})()
+    def workspaces(self, subscription_id: str, /) -> LogAnalyticsClient:
+        return LogAnalyticsClient(WorkspaceOperations(self.reads))
 
 
 @dataclass
@@ -59,6 +76,7 @@ class FakeReader:
 
     answer: Any = None
     sent: list[tuple[str, Query]] = field(default_factory=list)
+    max_concurrency: int = 5
 
     def run(self, requests: Sequence[tuple[str, Query]]) -> list[QueryOutcome]:
         self.sent.extend(requests)
@@ -104,7 +122,7 @@ def test_one_query_per_workspace_and_purpose_whatever_the_number_of_registries()
     verdicts += [verdict(f"acrb{i:04d}", "law-b") for i in range(3)]
     reader = FakeReader()
     arm = FakeArm()
-    result = collect_evidence(arm, reader, verdicts, now=NOW)  # type: ignore[arg-type]
+    result = collect_evidence(arm, reader, verdicts, now=NOW)
     assert result.queries == len(reader.sent) == 2 * len(Purpose)
     assert sorted(arm.reads) == ["law-a", "law-b"]  # each workspace resolved once
     per = {(c, q.purpose) for c, q in reader.sent}
@@ -120,7 +138,7 @@ def test_a_fleet_larger_than_a_chunk_is_selected_by_subscription() -> None:
     # subscriptions, whatever the number of registries, and the deletions cap grows with it.
     verdicts = [verdict(f"acr{i:04d}", "law-a", sub=f"sub-{i % 250:03d}") for i in range(450)]
     reader = FakeReader()
-    result = collect_evidence(FakeArm(), reader, verdicts, now=NOW)  # type: ignore[arg-type]
+    result = collect_evidence(FakeArm(), reader, verdicts, now=NOW)
     assert result.queries == len(reader.sent) == 2 * len(Purpose)
     logins = [q.text for _, q in reader.sent if q.purpose is Purpose.LOGINS]
     assert all("/registries/" not in t and "_SubscriptionId in~ (" in t for t in logins)
@@ -141,7 +159,7 @@ def test_rows_of_registries_outside_the_run_are_dropped() -> None:
             return QueryOutcome(rows=(fresh_row(stranger), fresh_row(seen)))
         return QueryOutcome()
 
-    result = collect_evidence(FakeArm(), FakeReader(answer), verdicts, now=NOW)  # type: ignore[arg-type]
+    result = collect_evidence(FakeArm(), FakeReader(answer), verdicts, now=NOW)
     assert verdict("acrstranger").registry.key not in result.evidence
     first = result.evidence[verdicts[0].registry.key].workspaces[0]
     assert first.per_table[0].events == 3 and not first.unknown
@@ -151,7 +169,7 @@ def test_rows_of_registries_outside_the_run_are_dropped() -> None:
 def test_a_workspace_that_does_not_resolve_is_not_queried_and_is_reported() -> None:
     verdicts = [verdict("acrone", "law-a"), verdict("acrtwo", "law-missing")]
     reader = FakeReader()
-    result = collect_evidence(FakeArm(), reader, verdicts, now=NOW)  # type: ignore[arg-type]
+    result = collect_evidence(FakeArm(), reader, verdicts, now=NOW)
     assert {c for c, _ in reader.sent} == {GUIDS["law-a"]}
     assert any("law-missing" in e and "customerId" in e for e in result.errors)
     two = result.evidence[verdicts[1].registry.key]
@@ -162,8 +180,8 @@ def test_an_allow_list_limits_the_workspaces() -> None:
     policy = Policy(accepted_workspaces=frozenset({ws_id("law-a")}))
     reader = FakeReader()
     collect_evidence(
-        FakeArm(),  # type: ignore[arg-type]
-        reader,  # type: ignore[arg-type]
+        FakeArm(),
+        reader,
         [verdict("acrone", "law-a", "law-b")],
         now=NOW,
         policy=policy,
@@ -175,8 +193,8 @@ def test_extra_activity_workspaces_get_only_the_activity_query() -> None:
     reader = FakeReader()
     options = LogOptions(activity_workspaces=(ws_id("law-b"),))
     collect_evidence(
-        FakeArm(),  # type: ignore[arg-type]
-        reader,  # type: ignore[arg-type]
+        FakeArm(),
+        reader,
         [verdict("acrone", "law-a")],
         now=NOW,
         options=options,
@@ -194,8 +212,8 @@ def test_too_big_queries_are_split_into_halves_with_burst_overlap() -> None:
 
     reader = FakeReader(answer)
     result = collect_evidence(
-        FakeArm(),  # type: ignore[arg-type]
-        reader,  # type: ignore[arg-type]
+        FakeArm(),
+        reader,
         [verdict("acrone", "law-a")],
         now=NOW,
         options=LogOptions(burst_window=timedelta(minutes=5)),
@@ -222,8 +240,8 @@ def test_splitting_stops_after_max_splits_and_keeps_the_failure() -> None:
     reader = FakeReader(answer)
     v = verdict("acrone", "law-a")
     result = collect_evidence(
-        FakeArm(),  # type: ignore[arg-type]
-        reader,  # type: ignore[arg-type]
+        FakeArm(),
+        reader,
         [v],
         now=NOW,
         options=LogOptions(max_splits=2),
@@ -241,8 +259,8 @@ def test_throttling_is_never_split() -> None:
 
     reader = FakeReader(answer)
     result = collect_evidence(
-        FakeArm(),  # type: ignore[arg-type]
-        reader,  # type: ignore[arg-type]
+        FakeArm(),
+        reader,
         [verdict("acrone", "law-a")],
         now=NOW,
     )
@@ -256,8 +274,8 @@ def test_capped_listing_is_reported() -> None:
         return QueryOutcome()
 
     result = collect_evidence(
-        FakeArm(),  # type: ignore[arg-type]
-        FakeReader(answer),  # type: ignore[arg-type]
+        FakeArm(),
+        FakeReader(answer),
         [verdict("acrone", "law-a")],
         now=NOW,
         options=LogOptions(list_cap=3),
@@ -272,7 +290,7 @@ def test_no_routes_no_queries() -> None:
         status=Status.NONCOMPLIANT,
         settings=(DiagnosticSetting(id="x", name="x", storage_account_id="/st"),),
     )
-    result = collect_evidence(FakeArm(), reader, [v], now=NOW)  # type: ignore[arg-type]
+    result = collect_evidence(FakeArm(), reader, [v], now=NOW)
     assert reader.sent == [] and result.queries == 0 and result.evidence == {}
 
 
@@ -338,6 +356,13 @@ def test_defaults() -> None:
     assert kql.DEFAULT_CHUNK_SIZE == options.chunk_size == 200
 
 
+class NoToken:
+    """A credential that is never asked: building the client asks for no token."""
+
+    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        raise AssertionError("no token is asked for")
+
+
 def test_reader_from_settings() -> None:
     settings = Settings.from_env(
         {
@@ -347,7 +372,7 @@ def test_reader_from_settings() -> None:
         },
         require_storage=False,
     )
-    reader = build_logs_reader(settings, object())  # type: ignore[arg-type]
+    reader = build_logs_reader(settings, NoToken())
     try:
         assert (reader.max_concurrency, reader.retries) == (3, 2)
         assert reader._client._config.endpoint == "https://127.0.0.1:8443"
@@ -392,8 +417,8 @@ def test_a_workspace_is_queried_once_at_first_sight_and_later_registries_use_its
 
     reader = FakeReader(answer)
     with EvidenceCollector(
-        FakeArm(),  # type: ignore[arg-type]
-        reader,  # type: ignore[arg-type]
+        FakeArm(),
+        reader,
         now=NOW,
         subscriptions=[SUB],
         registries=[v.registry.key for v in (first, later, other)],
@@ -440,8 +465,8 @@ def test_activity_found_after_a_registry_settled_is_added_to_its_evidence() -> N
         return QueryOutcome()
 
     with EvidenceCollector(
-        FakeArm(),  # type: ignore[arg-type]
-        FakeReader(answer),  # type: ignore[arg-type]
+        FakeArm(),
+        FakeReader(answer),
         now=NOW,
         subscriptions=[SUB],
     ) as collector:

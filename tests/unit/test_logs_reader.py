@@ -38,6 +38,7 @@ class _Response:
     headers: dict[str, str] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)
     reason: str = "Error"
+    request: object = None
 
     def text(self) -> str:
         return json.dumps(self.body)
@@ -46,7 +47,7 @@ class _Response:
 def http_error(status: int, code: str = "Err", retry_after: str | None = None) -> HttpResponseError:
     headers = {"Retry-After": retry_after} if retry_after is not None else {}
     body = {"error": {"code": code, "message": f"{code} happened"}}
-    return HttpResponseError(response=_Response(status, headers, body))  # type: ignore[arg-type]
+    return HttpResponseError(response=_Response(status, headers, body))
 
 
 def table(rows: list[list[Any]]) -> LogsTable:
@@ -224,7 +225,7 @@ def test_client_uses_the_audience_for_its_token_scope() -> None:
 
     r = LogsReader(
         Cred(), endpoint="https://127.0.0.1:8443", audience="https://api.loganalytics.io"
-    )  # type: ignore[arg-type]
+    )
     config = r._client._config
     assert config.credential_scopes == ["https://api.loganalytics.io/.default"]
     assert config.endpoint == "https://127.0.0.1:8443"
@@ -240,26 +241,40 @@ WS = (
 )
 
 
+@dataclass(frozen=True)
+class Workspace:
+    customer_id: str | None
+
+
 class FakeWorkspaces:
-    def __init__(self, result: Any) -> None:
+    """A subscription's `workspaces` operations: `get` answers `result`, or raises it."""
+
+    def __init__(self, result: Workspace | Exception) -> None:
         self.result = result
         self.calls: list[tuple[str, str]] = []
 
-    def get(self, group: str, name: str) -> Any:
+    def get(self, group: str, name: str, /) -> Workspace:
         self.calls.append((group, name))
-        if isinstance(self.result, BaseException):
+        if isinstance(self.result, Exception):
             raise self.result
         return self.result
 
 
+@dataclass(frozen=True)
+class LogAnalyticsClient:
+    workspaces: FakeWorkspaces
+
+
 class FakeArm:
-    def __init__(self, result: Any) -> None:
+    """ARM as workspace resolution reads it: `workspaces(sub).workspaces.get(group, name)`."""
+
+    def __init__(self, result: Workspace | Exception) -> None:
         self.ops = FakeWorkspaces(result)
         self.subscriptions: list[str] = []
 
-    def workspaces(self, subscription: str) -> Any:
-        self.subscriptions.append(subscription)
-        return type("C", (), {"workspaces": self.ops})()
+    def workspaces(self, subscription_id: str, /) -> LogAnalyticsClient:
+        self.subscriptions.append(subscription_id)
+        return LogAnalyticsClient(self.ops)
 
 
 def test_workspace_id_parsing() -> None:
@@ -272,8 +287,8 @@ def test_workspace_id_parsing() -> None:
 
 
 def test_workspace_resolves_to_its_customer_id() -> None:
-    arm = FakeArm(type("W", (), {"customer_id": GUID.upper()})())
-    ref = resolve_workspace(arm, WS)  # type: ignore[arg-type]
+    arm = FakeArm(Workspace(GUID.upper()))
+    ref = resolve_workspace(arm, WS)
     assert ref.customer_id == GUID and ref.error is None and ref.id == WS.lower()
     assert arm.ops.calls == [("rg-mon", "law-central")]
 
@@ -283,19 +298,19 @@ def test_workspace_resolves_to_its_customer_id() -> None:
     [
         ResourceNotFoundError(
             response=_Response(404, body={"error": {"code": "ResourceNotFound", "message": "gone"}})
-        ),  # type: ignore[arg-type]
+        ),
         http_error(403, "AuthorizationFailed"),
     ],
     ids=["missing", "forbidden"],
 )
 def test_missing_or_unreadable_workspace_carries_the_reason(failure: Exception) -> None:
-    ref = resolve_workspace(FakeArm(failure), WS)  # type: ignore[arg-type]
+    ref = resolve_workspace(FakeArm(failure), WS)
     assert ref.customer_id is None
     assert ref.error is not None and ref.error.startswith("workspace unreadable: HTTP 40")
 
 
 def test_a_workspace_without_customer_id_is_an_error() -> None:
-    ref = resolve_workspace(FakeArm(type("W", (), {"customer_id": None})()), WS)  # type: ignore[arg-type]
+    ref = resolve_workspace(FakeArm(Workspace(None)), WS)
     assert ref.error == "workspace has no customerId"
 
 

@@ -38,10 +38,13 @@ def test_defaults() -> None:
 
 def test_is_frozen() -> None:
     with pytest.raises(dataclasses.FrozenInstanceError):
+        # Assigning is the error under test.
         Policy().require_metrics = False  # type: ignore[misc]
 
 
 def test_normalises_iterables_names_and_ids() -> None:
+    # Lists and raw strings where the fields say tuple and frozenset, on purpose: the policy
+    # normalises whatever iterable it is given.
     policy = Policy(
         required_categories=["ContainerRegistryLoginEvents"],  # type: ignore[arg-type]
         accepted_destinations=["Workspace", " storage "],  # type: ignore[arg-type]
