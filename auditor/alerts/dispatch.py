@@ -15,6 +15,7 @@ the history outcomes after delivery (every 100 alerts or `SETTLE_EVERY`, whichev
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import traceback
@@ -196,6 +197,8 @@ def flush_outbox(
                 log.error("outbox row %s/%s is unreadable; dropped", sink.name, entry.alert_id)
                 outbox.drop(leased)
                 continue
+            # At least once: sent again, but a person is told it may be a repeat.
+            alert = dataclasses.replace(alert, repeat=entry.maybe_sent)
             jobs[sink.name].append(_Job(alert, leased, leased.history_key))
     report.deliveries += _deliver_all(sinks, jobs, state_store, outbox, now, budget)
     return report

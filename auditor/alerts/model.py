@@ -134,6 +134,9 @@ class Alert:
     setting_change: SettingChange | None = None
     run_id: str = ""
     test: bool = False
+    # Sent again after an earlier hand-over whose outcome was never recorded (storage failed
+    # or the run died): receivers that cannot deduplicate on `id` show it as a repeat.
+    repeat: bool = False
 
 
 def notice_id(incident_id: str, notice: int) -> str:

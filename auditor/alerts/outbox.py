@@ -49,6 +49,13 @@ class OutboxEntry:
     attempts: int = 0
     last_error: str = ""
     etag: str | None = None
+    # Times the row was handed to a sink (created or leased for sending). More hand-overs
+    # than recorded failures means one ended unrecorded: that alert may have gone out.
+    handovers: int = 1
+
+    @property
+    def maybe_sent(self) -> bool:
+        return self.handovers > self.attempts
 
 
 class Outbox:
@@ -141,13 +148,14 @@ class Outbox:
 
     def lease(self, entry: OutboxEntry, until: datetime) -> OutboxEntry | None:
         """Take a due row for sending; None if another run took or finished it meanwhile."""
-        return self._replace(replace(entry, not_before=until), entry.etag)
+        leased = replace(entry, not_before=until, handovers=entry.handovers + 1)
+        return self._replace(leased, entry.etag)
 
     def lease_many(
         self, entries: Sequence[OutboxEntry], until: datetime
     ) -> list[OutboxEntry | None]:
         """`lease` for each row, 100 to a transaction."""
-        leased = [replace(e, not_before=until) for e in entries]
+        leased = [replace(e, not_before=until, handovers=e.handovers + 1) for e in entries]
         return write_all(
             self._table.client,
             [_update(e, entries[i].etag) for i, e in enumerate(leased)],
@@ -256,6 +264,7 @@ def _to_entity(entry: OutboxEntry) -> dict[str, Any]:
             "CreatedAt": entry.created_at,
             "NotBefore": entry.not_before,
             "Attempts": entry.attempts,
+            "Handovers": entry.handovers,
             "LastError": entry.last_error or None,
         }
     )
@@ -275,6 +284,8 @@ def _to_entry(entity: Any) -> OutboxEntry:
         attempts=int(entity.get("Attempts", 0)),
         last_error=entity.get("LastError", ""),
         etag=etag_of(entity),
+        # Rows written before hand-overs were counted: taken as recorded.
+        handovers=int(entity.get("Handovers", entity.get("Attempts", 0))),
     )
 
 

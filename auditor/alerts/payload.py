@@ -123,7 +123,8 @@ def summary(alert: Alert) -> str:
         Change.REGISTRY_REMOVED: f"{name} no longer exists; its alert is closed",
         Change.TEST: f"Test alert from {SOURCE}: {name} (not a real registry)",
     }
-    return lines[alert.change].rstrip(": ")
+    line = lines[alert.change].rstrip(": ")
+    return f"Possible repeat of alert {alert.id}: {line}" if alert.repeat else line
 
 
 def _detail(alert: Alert) -> str:

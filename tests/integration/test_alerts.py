@@ -779,6 +779,8 @@ def test_receiver_down_then_back_delivers_once_from_the_outbox(
             assert alerts.process([failing()], now=NOW + timedelta(hours=1)).deliveries == []
         [hook] = down.requests
         assert verify(hook) and hook.json()["kind"] == "opened"
+        # Its failure was recorded: a retry, not a possible repeat.
+        assert "repeat" not in hook.json()["summary"]
         assert len(receiver.on("/slack/")) == 1
     finally:
         down.stop()
@@ -825,6 +827,9 @@ def test_a_run_that_died_mid_delivery_is_finished_by_the_next(
     report = alerts.process([failing()], now=NOW + timedelta(minutes=6))
     assert [(d.alert_id, d.outcome) for d in report.deliveries] == [(alert.id, "delivered")]
     assert [r.json()["id"] for r in receiver.requests] == [alert.id]
+    # The dead run may have sent it before dying: the same id, and a person is told.
+    [resent] = receiver.requests
+    assert resent.json()["summary"].startswith(f"Possible repeat of alert {alert.id}: ")
     alerts.close()
 
 
