@@ -9,18 +9,27 @@ from azure.data.tables import TableServiceClient
 
 from auditor.storage.errors import StorageError
 from auditor.storage.reader import AuditReader
+from auditor.storage.retry import StorageRetry
 from auditor.storage.tables import Tables
 from auditor.storage.writer import AuditWriter, RunWriter
 
-__all__ = ["AuditStore", "RunWriter"]
+__all__ = ["AuditStore", "RunWriter", "StorageRetry"]
 
 
 class AuditStore:
     """Composes `AuditWriter` and `AuditReader`; their methods are this store's, by name.
     Thread-safe as the SDK clients it holds are."""
 
-    def __init__(self, table_service: TableServiceClient, *, prefix: str) -> None:
-        self.tables = Tables(table_service, prefix=prefix)
+    def __init__(
+        self,
+        table_service: TableServiceClient,
+        *,
+        prefix: str,
+        retry: StorageRetry | None = None,
+    ) -> None:
+        """`retry`: how long a run's reads and writes ride out an outage (default
+        `StorageRetry()`: 30 s) before StorageError."""
+        self.tables = Tables(table_service, prefix=prefix, retry=retry)
         self.writer = AuditWriter(self.tables)
         self.reader = AuditReader(self.tables)
         # What a run calls.
@@ -39,17 +48,27 @@ class AuditStore:
         self.registry_activity = self.reader.registry_activity
 
     @classmethod
-    def from_connection_string(cls, connection_string: str, prefix: str) -> AuditStore:
+    def from_connection_string(
+        cls, connection_string: str, prefix: str, *, retry: StorageRetry | None = None
+    ) -> AuditStore:
         try:
             service = TableServiceClient.from_connection_string(connection_string)
         except ValueError:
             # The SDK's message may quote the string, and with it the account key.
             raise StorageError("reading the connection string", "it is malformed") from None
-        return cls(service, prefix=prefix)
+        return cls(service, prefix=prefix, retry=retry)
 
     @classmethod
-    def from_endpoint(cls, endpoint: str, credential: TokenCredential, prefix: str) -> AuditStore:
+    def from_endpoint(
+        cls,
+        endpoint: str,
+        credential: TokenCredential,
+        prefix: str,
+        *,
+        retry: StorageRetry | None = None,
+    ) -> AuditStore:
         """Identity-based access: `endpoint` is the account's table URL
         (`https://<account>.table.core.windows.net`); the identity needs the
         "Storage Table Data Contributor" role."""
-        return cls(TableServiceClient(endpoint=endpoint, credential=credential), prefix=prefix)
+        service = TableServiceClient(endpoint=endpoint, credential=credential)
+        return cls(service, prefix=prefix, retry=retry)

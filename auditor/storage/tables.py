@@ -23,19 +23,23 @@ import threading
 
 from azure.data.tables import TableServiceClient
 
-from auditor.storage.errors import guarded
+from auditor.storage.retry import StorageRetry
 
 _PREFIX = re.compile(r"[A-Za-z][A-Za-z0-9]{0,52}")  # + "registries" stays within 63 characters
 MAX_PAGE = 1000  # the service returns at most 1000 entities per request
 
 
 class Tables:
-    """Table clients named `{prefix}<table>`. Thread-safe as the SDK clients it holds are."""
+    """Table clients named `{prefix}<table>`, and how a run's operations on them are retried
+    (`retry`). Thread-safe as the SDK clients it holds are."""
 
-    def __init__(self, table_service: TableServiceClient, *, prefix: str) -> None:
+    def __init__(
+        self, table_service: TableServiceClient, *, prefix: str, retry: StorageRetry | None = None
+    ) -> None:
         if not _PREFIX.fullmatch(prefix):
             raise ValueError("table prefix must be a letter then up to 52 letters or digits")
         self._service = table_service
+        self.retry = retry or StorageRetry()
         self.runs = table_service.get_table_client(f"{prefix}runs")
         self.registries = table_service.get_table_client(f"{prefix}registries")
         self.history = table_service.get_table_client(f"{prefix}history")
@@ -50,13 +54,16 @@ class Tables:
         with self._lock:
             if self._ready:
                 return
-            with guarded("creating the tables"):
-                for table in (
-                    self.runs,
-                    self.registries,
-                    self.history,
-                    self.summary,
-                    self.evidence,
-                ):
-                    self._service.create_table_if_not_exists(table.table_name)
+            for table in (
+                self.runs,
+                self.registries,
+                self.history,
+                self.summary,
+                self.evidence,
+            ):
+                self.retry.call(
+                    "creating the tables",
+                    self._service.create_table_if_not_exists,
+                    table.table_name,
+                )
             self._ready = True

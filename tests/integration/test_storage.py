@@ -13,7 +13,7 @@ from azure.data.tables import TableServiceClient
 
 from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.run_record import AuditRun, RunStatus
-from auditor.storage import AuditStore, InvalidContinuationToken, StorageError
+from auditor.storage import AuditStore, InvalidContinuationToken, StorageError, StorageRetry
 from auditor.storage.writer import MAX_BATCH
 from auditor.summary import summarize
 from emulator.azurite import DEV_KEY
@@ -563,7 +563,8 @@ def test_errors_are_wrapped_without_secrets(table_prefix: str) -> None:
         f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
     )
     service = TableServiceClient.from_connection_string(connection_string, retry_total=0)
-    store = AuditStore(service, prefix=table_prefix)
+    # A run's writes ride out an outage (see test_storage_retry); a short one here.
+    store = AuditStore(service, prefix=table_prefix, retry=StorageRetry(0.3, first_delay=0.1))
     for call in (store.get_summary, store.ping, lambda: store.start_run("r", T0, "cli")):
         with pytest.raises(StorageError) as caught:
             call()
