@@ -7,7 +7,9 @@ Tables (all named `{prefix}<name>`):
   first). `start_run` writes it as `running`; `finish_run` replaces it with the outcome.
 - `registries`: the current state of each registry, keyed by its name (see `keys`).
 - `history`: one row per registry each time its status or reason codes change (first sight
-  included), in the registry's partition, RowKey `<registry key>|<inverted time>|<run id>`.
+  included), in the registry's partition, RowKey `<registry key>|<inverted time>|<change id>`
+  named by the change, not the run (`keys.history_row_key`): overlapping runs that find the
+  same change write one row.
 - `summary`: one entity, the materialised summary of the last finished run.
 - `evidence`: what each run's log check showed per registry (`auditor.evidence.documents`), two
   rows per registry and run (logins, activity) in the registry's own partition (its key),

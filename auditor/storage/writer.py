@@ -265,7 +265,7 @@ class RunWriter:
                         stored_reasons,
                         run_id=self._run_id,
                         observed_at=observed_at,
-                        previous_status=before.status if before else None,
+                        change=changes.Change(before, verdict.status, codes),
                     )
                 )
                 # A registry written again in `finish` (its result changed) compares with
