@@ -88,6 +88,11 @@ def run_row_key(run_id: str, started_at: datetime) -> str:
     return f"{inverted_timestamp(started_at)}_{run_key(run_id)}"
 
 
+def runs_started_before(moment: datetime) -> str:
+    """The runs started before `moment` are the RowKeys above this one (newest sort first)."""
+    return inverted_timestamp(_clamped(moment)) + _AFTER_RUN_SEPARATOR
+
+
 def history_row_key(registry: str, ended: datetime | None, change_id: str) -> str:
     """RowKey of the change `change_id` (`changes.Change.id`) of `registry` (its
     `registry_key`) that ended a state begun at `ended` (None: first sight).

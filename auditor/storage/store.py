@@ -4,10 +4,13 @@ should find; the API's provider hands it out and the API only reads."""
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
 
 from auditor.storage.errors import StorageError
+from auditor.storage.pruning import Deadline, Pruned, prune_audit_tables
 from auditor.storage.reader import AuditReader
 from auditor.storage.retry import StorageRetry
 from auditor.storage.tables import Tables
@@ -46,6 +49,23 @@ class AuditStore:
         self.list_runs = self.reader.list_runs
         self.registry_logins = self.reader.registry_logins
         self.registry_activity = self.reader.registry_activity
+
+    def prune(
+        self,
+        *,
+        evidence_before: datetime,
+        runs_before: datetime,
+        history_before: datetime,
+        deadline: Deadline,
+    ) -> list[Pruned]:
+        """Delete expired evidence, runs and history rows (see `pruning`)."""
+        return prune_audit_tables(
+            self.tables,
+            evidence_before=evidence_before,
+            runs_before=runs_before,
+            history_before=history_before,
+            deadline=deadline,
+        )
 
     @classmethod
     def from_connection_string(

@@ -40,7 +40,8 @@ class Tables:
     ) -> None:
         if not _PREFIX.fullmatch(prefix):
             raise ValueError("table prefix must be a letter then up to 52 letters or digits")
-        self._service = table_service
+        self.service = table_service  # for tables of the same account kept elsewhere (alerts)
+        self.prefix = prefix
         self.retry = retry or StorageRetry()
         self.runs = table_service.get_table_client(f"{prefix}runs")
         self.registries = table_service.get_table_client(f"{prefix}registries")
@@ -65,7 +66,7 @@ class Tables:
             ):
                 self.retry.call(
                     "creating the tables",
-                    self._service.create_table_if_not_exists,
+                    self.service.create_table_if_not_exists,
                     table.table_name,
                 )
             self._ready = True
