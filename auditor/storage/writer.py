@@ -5,10 +5,12 @@ A run's registries are written as they are judged (`RunWriter.write`, during an 
 at its end (`finish_run`); each row carries when its registry was judged (`observedAt`,
 `checkedAt`). Per batch the evidence goes first, then history, then registries; the run row
 and then the summary come last, so a run that dies on the way leaves the previous summary in
-place; the next run repeats any history entry whose registry row was not updated (at least
-once, never lost). Every write is an upsert (replace) in transactions of at most 100
-operations per partition, so finishing the same run twice writes the same rows again and no
-new history.
+place; the next run repeats any history entry whose registry row was not updated, into the
+same row (a history row is named by its change, `changes.Change`: never lost, never twice,
+also when two runs overlap). Every write is an upsert (replace) in transactions of at most
+100 operations per partition, so finishing the same run twice writes the same rows again and
+no new history. Each write rides out a short outage (`Tables.retry`, see `retry`); a storage
+that stays down past its budget is a StorageError naming what was being written.
 """
 
 from __future__ import annotations
@@ -125,7 +127,7 @@ class RunWriter:
     being read under ARM's throttle. `finish` waits for them, writes what was not written or
     has changed since, the registries found removed, then the run row, then the summary: a
     run that dies on the way leaves the previous summary in place, and the next run repeats
-    any history entry whose registry row was not updated (at least once, never lost).
+    any history entry whose registry row was not updated, into the same row.
     Per batch, evidence goes first, then history, then status rows.
 
     Rows carry when their registry was judged (`observed_at`): the run's end for those
