@@ -121,31 +121,19 @@ def prune_audit_tables(
 ) -> list[Pruned]:
     """Delete the evidence, runs and history rows observed (or, for runs, started) before the
     given times; the registries' current rows and the summary stay. Evidence first: it is the
-    bulk of what grows."""
-    pruned = [
-        delete_matching(
-            tables.evidence,
-            "ObservedAt lt @before",
-            {"before": iso(evidence_before)},
-            deadline=deadline,
-        )
-    ]
-    if pruned[-1].complete:
-        pruned.append(
-            delete_matching(
-                tables.runs,
-                "PartitionKey eq @pk and RowKey gt @low",
-                {"pk": keys.RUNS_PARTITION, "low": keys.runs_started_before(runs_before)},
-                deadline=deadline,
-            )
-        )
-    if pruned[-1].complete:
-        pruned.append(
-            delete_matching(
-                tables.history,
-                "ObservedAt lt @before",
-                {"before": iso(history_before)},
-                deadline=deadline,
-            )
-        )
+    bulk of what grows. A table not reached before the deadline is left for the next prune."""
+    expired = (
+        (tables.evidence, "ObservedAt lt @before", {"before": iso(evidence_before)}),
+        (
+            tables.runs,
+            "PartitionKey eq @pk and RowKey gt @low",
+            {"pk": keys.RUNS_PARTITION, "low": keys.runs_started_before(runs_before)},
+        ),
+        (tables.history, "ObservedAt lt @before", {"before": iso(history_before)}),
+    )
+    pruned: list[Pruned] = []
+    for table, query, parameters in expired:
+        pruned.append(delete_matching(table, query, parameters, deadline=deadline))
+        if not pruned[-1].complete:
+            break
     return pruned
