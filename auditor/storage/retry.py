@@ -12,7 +12,8 @@ one that did reach the service changes nothing.
 The budget is per outage, not per operation: once storage has failed for `budget` seconds
 without a success in between, every further operation gets one attempt until one succeeds.
 A run meeting a storage that stays down therefore learns it within the budget, instead of
-spending the budget again on each of its transactions.
+spending the budget again on each of its transactions. A failure after more than `budget`
+seconds without any begins a new outage.
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class StorageRetry:
         self._clock = clock
         self._lock = threading.Lock()
         self._failing_since: float | None = None  # no success since: an outage going on
+        self._failed_at = 0.0  # the last failure of that outage
 
     def call(self, action: str, operation: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """`operation(*args, **kwargs)` with per-attempt options added (no SDK retries, the
@@ -123,8 +125,10 @@ class StorageRetry:
 
     def _deadline(self, started: float) -> float:
         with self._lock:
-            since = self._failing_since
-        return (started if since is None else min(started, since)) + self.budget
+            since, failed_at = self._failing_since, self._failed_at
+        if since is None or started - failed_at > self.budget:
+            return started + self.budget  # no outage, or one long past: this is a new one
+        return min(started, since) + self.budget
 
     def _attempt_options(self, left: float) -> dict[str, Any]:
         return {
@@ -139,10 +143,11 @@ class StorageRetry:
             self._succeeded()  # the service answered: it is up
             return None
         now = self._clock()
-        with self._lock:
-            if self._failing_since is None:
-                self._failing_since = now
         left = self._deadline(started) - now
+        with self._lock:
+            if self._failing_since is None or now - self._failed_at > self.budget:
+                self._failing_since = now
+            self._failed_at = now
         if left <= 0:
             return None
         backoff = min(self._max_delay, self._first_delay * 2.0 ** (attempts - 1))

@@ -155,6 +155,18 @@ def test_a_lasting_outage_costs_the_budget_once_not_per_operation() -> None:
     assert sum(clock.sleeps) > waited
 
 
+def test_an_outage_long_past_does_not_shorten_the_next_one() -> None:
+    clock = Clock()
+    retry = retry_on(clock, budget=30)
+    with pytest.raises(StorageError):
+        retry.call("writing registry history", failing([ServiceRequestError("down")] * 99, []))
+    clock.now += 3600  # the next run, an hour later, meets a new blip: no success in between
+    waited = sum(clock.sleeps)
+    calls: list[dict[str, Any]] = []
+    assert retry.call("recording the run start", failing([ServiceRequestError("blip")], calls))
+    assert len(calls) == 2 and sum(clock.sleeps) > waited
+
+
 def test_attempts_near_the_end_of_the_budget_get_shorter_timeouts() -> None:
     clock = Clock()
     calls: list[dict[str, Any]] = []
