@@ -4,6 +4,7 @@ and the HTTP API (through the ASGI bridge), against the emulator and Azurite."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import sys
@@ -38,6 +39,9 @@ def function_app(
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AUDITOR_SCHEDULE", "0 */30 * * * *")
     sys.modules.pop("function_app", None)
+    # The previous test's app shuts down here, with no event loop running (its __del__ runs
+    # one): left to chance, it would go in a run's thread that has one, and warn.
+    gc.collect()
     module = importlib.import_module("function_app")
     # get_functions() may be called once per app object, as the host does.
     functions = {f.get_function_name(): f for f in module.app.get_functions()}
