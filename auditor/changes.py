@@ -4,9 +4,11 @@ writes out what these rules decide."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.reasons import reason
@@ -36,6 +38,43 @@ def changed(before: StoredState | None, status: Status, codes: Sequence[str]) ->
     if before is None:
         return True
     return before.status != status.value or before.reason_codes != tuple(codes)
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One history entry's worth: a registry's stored state (None on first sight) and the
+    status and reason codes that replace it.
+
+    A change is named by what it changed from and to, never by the run that found it, so
+    every run that finds it names it the same: two overlapping runs that read the same stored
+    state, or a run repeating an entry whose registry row was not written, write one entry.
+    """
+
+    before: StoredState | None
+    status: Status
+    codes: tuple[str, ...]
+
+    @property
+    def ended(self) -> datetime | None:
+        """When the state this change ended began (every run read the same); None on first
+        sight or when the stored state does not say."""
+        return self.before.status_since if self.before is not None else None
+
+    @property
+    def id(self) -> str:
+        before = self.before
+        ended = None
+        if before is not None:
+            since = _utc_text(before.status_since) if before.status_since else None
+            ended = [before.status, list(before.reason_codes), since]
+        text = json.dumps([ended, self.status.value, list(self.codes)], separators=(",", ":"))
+        return hashlib.sha256(text.encode("utf-8")).hexdigest()[:32]
+
+
+def _utc_text(moment: datetime) -> str:
+    # One instant, one text: however the stored time came back, with whatever offset.
+    aware = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return aware.astimezone(UTC).isoformat()
 
 
 def status_since(before: StoredState | None, *, changed: bool, observed_at: datetime) -> datetime:

@@ -384,6 +384,7 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
     import uvicorn
 
     from auditor.api import create_app
+    from auditor.retention import prune_after_run
     from auditor.runtime import alerts_provider, audit_once, build_store
     from auditor.schedule import Scheduler
 
@@ -392,10 +393,12 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
     app = create_app(lambda: store, alerts_provider=alerts_provider(settings))
     scheduler = None
     if not args.no_schedule:
-        scheduler = Scheduler(
-            settings.audit.schedule,
-            lambda: audit_once(settings, trigger="timer", progress=_progress(False)),
-        )
+
+        def scheduled() -> None:
+            audit_once(settings, trigger="timer", progress=_progress(False))
+            prune_after_run(store, settings)  # as the Functions timer does
+
+        scheduler = Scheduler(settings.audit.schedule, scheduled)
         scheduler.start()
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")

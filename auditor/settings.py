@@ -649,6 +649,23 @@ class StorageSettings(SettingsGroup):
         validation_alias="AUDITOR_TABLE_PREFIX",
         description="Prefix of the auditor's table names.",
     )
+    retention_evidence_days: Annotated[int, _Number(int, low=1, high=3650)] = Field(
+        default=30,
+        validation_alias="AUDITOR_RETENTION_EVIDENCE_DAYS",
+        description="Days each run's log evidence is kept (about 6 KiB per registry and run); "
+        "older rows are deleted after each timer run.",
+    )
+    retention_runs_days: Annotated[int, _Number(int, low=1, high=3650)] = Field(
+        default=400,
+        validation_alias="AUDITOR_RETENTION_RUNS_DAYS",
+        description="Days run records are kept (400: a yearly review still sees the same month "
+        "of the year before).",
+    )
+    retention_history_days: Annotated[int, _Number(int, low=1, high=3650)] = Field(
+        default=400,
+        validation_alias="AUDITOR_RETENTION_HISTORY_DAYS",
+        description="Days registry history and alert history are kept.",
+    )
 
     @model_validator(mode="before")
     @classmethod

@@ -198,6 +198,9 @@ var defaultSettings = {
   AUDITOR_ALERT_LOGIN: alertLogin ? 'true' : 'false'
   AUDITOR_ALERT_ON_UNKNOWN: alertOnUnknown ? 'true' : 'false'
   AUDITOR_ALERT_SINK_BUDGET_SECONDS: ''
+  AUDITOR_RETENTION_EVIDENCE_DAYS: ''
+  AUDITOR_RETENTION_RUNS_DAYS: ''
+  AUDITOR_RETENTION_HISTORY_DAYS: ''
 }
 
 // ---------------------------------------------------------------------------- resources

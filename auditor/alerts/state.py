@@ -40,6 +40,7 @@ from auditor.alerts.payload import severity, summary, timestamp
 from auditor.alerts.tables import LazyTable, Operation, etag_of, utc, without_none, write_all
 from auditor.alerts.transitions import StateChange
 from auditor.facts import Registry
+from auditor.storage.pruning import Deadline, Pruned, delete_matching
 
 log = logging.getLogger(__name__)
 
@@ -190,6 +191,16 @@ class AlertStateStore:
         if failures:
             log.warning("could not record %d deliveries in history: %s", len(failures), failures[0])
 
+    def prune_history(self, before: datetime, *, deadline: Deadline) -> Pruned:
+        """Delete the notices detected before `before` (oldest sort last: one key range)."""
+        low = f"{_MAX_MS - _millis(before) + 1:015d}"
+        return delete_matching(
+            self._table.client,
+            "PartitionKey eq @pk and RowKey ge @low",
+            {"pk": HISTORY, "low": low},
+            deadline=deadline,
+        )
+
     def history(self, *, limit: int = 50, registry_key: str | None = None) -> list[dict[str, Any]]:
         """Notices, newest first, as API documents."""
         query = "PartitionKey eq @pk"
@@ -208,11 +219,14 @@ class AlertStateStore:
         return out
 
 
+def _millis(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
+
+
 def _history_entity(alert: Alert, sinks: Iterable[str]) -> dict[str, Any]:
-    millis = int(alert.detected_at.timestamp() * 1000)
     entity: dict[str, Any] = {
         "PartitionKey": HISTORY,
-        "RowKey": f"{_MAX_MS - millis:015d}-{alert.id}",
+        "RowKey": f"{_MAX_MS - _millis(alert.detected_at):015d}-{alert.id}",
         "AlertId": alert.id,
         "IncidentId": alert.incident_id,
         "Key": alert.key,

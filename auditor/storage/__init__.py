@@ -4,6 +4,7 @@ back, over the `tables` (what each holds) with the `keys` (how rows are found)."
 from auditor.storage.errors import StorageError
 from auditor.storage.keys import InvalidContinuationToken
 from auditor.storage.reader import AuditReader
+from auditor.storage.retry import StorageRetry
 from auditor.storage.store import AuditStore
 from auditor.storage.writer import AuditWriter, RunWriter
 
@@ -14,4 +15,5 @@ __all__ = [
     "InvalidContinuationToken",
     "RunWriter",
     "StorageError",
+    "StorageRetry",
 ]

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from auditor.changes import StoredState, reason_codes
+from auditor.changes import Change, StoredState, reason_codes
 from auditor.evidence import documents
 from auditor.evidence.model import LogEvidence
 from auditor.facts import Reason, Registry, Status, Verdict
@@ -133,16 +133,17 @@ def history_entity(
     *,
     run_id: str,
     observed_at: datetime,
-    previous_status: str | None,
+    change: Change,
 ) -> dict[str, Any]:
+    """The row of `change`; the run and time are those of whichever run wrote it last."""
     registry = verdict.registry
     return {
         "PartitionKey": keys.registry_partition(key),
-        "RowKey": keys.history_row_key(key, observed_at, run_id),
+        "RowKey": keys.history_row_key(key, change.ended, change.id),
         "ResourceId": clip(registry.id),
         "SubscriptionId": clip(registry.subscription_id.strip().lower()),
         "Status": verdict.status.value,
-        "PreviousStatus": previous_status,
+        "PreviousStatus": change.before.status if change.before is not None else None,
         "Reasons": reasons,
         "RunId": clip(run_id),
         "ObservedAt": iso(observed_at),

@@ -88,10 +88,23 @@ def run_row_key(run_id: str, started_at: datetime) -> str:
     return f"{inverted_timestamp(started_at)}_{run_key(run_id)}"
 
 
-def history_row_key(registry: str, observed_at: datetime, run_id: str) -> str:
-    """`registry` is the `registry_key`; newest first within one registry."""
+def runs_started_before(moment: datetime) -> str:
+    """The runs started before `moment` are the RowKeys above this one (newest sort first)."""
+    return inverted_timestamp(_clamped(moment)) + _AFTER_RUN_SEPARATOR
+
+
+def history_row_key(registry: str, ended: datetime | None, change_id: str) -> str:
+    """RowKey of the change `change_id` (`changes.Change.id`) of `registry` (its
+    `registry_key`) that ended a state begun at `ended` (None: first sight).
+
+    Derived from the change alone, so whoever writes it writes one row. It sorts just after
+    the state it ended began, which is at or after the previous change of the registry: newest
+    first within the registry, after rows keyed by when their change was observed too (those
+    written by earlier versions). First sight sorts as the oldest.
+    """
+    moment = ended + _MICROSECOND if ended is not None else _EPOCH
     sep = HISTORY_SEPARATOR
-    return f"{registry}{sep}{inverted_timestamp(observed_at)}{sep}{run_key(run_id)}"
+    return f"{registry}{sep}{inverted_timestamp(_clamped(moment))}{sep}{change_id}"
 
 
 def history_range(registry: str) -> tuple[str, str]:

@@ -38,15 +38,22 @@ class AuditReader:
         self._tables = tables
 
     def known_registries(self) -> list[Registry]:
-        """Registries stored as present (not removed): what the next inventory should find."""
-        rows = _query(
-            self._tables.registries,
-            "Status ne @removed",
-            {"removed": Status.REMOVED.value},
-            page_size=MAX_PAGE,
-            action="reading registry status",
-        )
-        return [entities.registry_from_entity(row) for row in rows]
+        """Registries stored as present (not removed): what the next inventory should find.
+        A run reads it, so it rides out a short outage as the run's writes do."""
+
+        def read(**options: Any) -> list[Registry]:
+            try:
+                rows = self._tables.registries.query_entities(
+                    "Status ne @removed",
+                    parameters={"removed": Status.REMOVED.value},
+                    results_per_page=MAX_PAGE,
+                    **options,
+                )
+                return [entities.registry_from_entity(row) for row in rows]
+            except ResourceNotFoundError:
+                return []
+
+        return self._tables.retry.call("reading registry status", read)
 
     def get_summary(self) -> dict[str, Any] | None:
         """The materialised summary document (see `auditor.summary`), or None before any run

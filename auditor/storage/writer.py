@@ -5,10 +5,12 @@ A run's registries are written as they are judged (`RunWriter.write`, during an 
 at its end (`finish_run`); each row carries when its registry was judged (`observedAt`,
 `checkedAt`). Per batch the evidence goes first, then history, then registries; the run row
 and then the summary come last, so a run that dies on the way leaves the previous summary in
-place; the next run repeats any history entry whose registry row was not updated (at least
-once, never lost). Every write is an upsert (replace) in transactions of at most 100
-operations per partition, so finishing the same run twice writes the same rows again and no
-new history.
+place; the next run repeats any history entry whose registry row was not updated, into the
+same row (a history row is named by its change, `changes.Change`: never lost, never twice,
+also when two runs overlap). Every write is an upsert (replace) in transactions of at most
+100 operations per partition, so finishing the same run twice writes the same rows again and
+no new history. Each write rides out a short outage (`Tables.retry`, see `retry`); a storage
+that stays down past its budget is a StorageError naming what was being written.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from auditor.evidence.model import LogEvidence
 from auditor.facts import Verdict
 from auditor.run_record import AuditRun
 from auditor.storage import entities, keys
-from auditor.storage.errors import StorageError, guarded
+from auditor.storage.errors import StorageError
 from auditor.storage.tables import MAX_PAGE, Tables
 from auditor.storage.transactions import MAX_OPERATIONS, transactions
 from auditor.summary import summarize
@@ -55,16 +57,21 @@ class AuditWriter:
 
     def start_run(self, run_id: str, started_at: datetime, trigger: str) -> None:
         self._tables.ensure_tables()
-        with guarded("recording the run start"):
-            self._tables.runs.upsert_entity(
-                entities.started_run_entity(run_id, started_at, trigger), mode=UpdateMode.REPLACE
-            )
+        self._tables.retry.call(
+            "recording the run start",
+            self._tables.runs.upsert_entity,
+            entities.started_run_entity(run_id, started_at, trigger),
+            mode=UpdateMode.REPLACE,
+        )
 
     def run_writer(self, run_id: str, *, only: Collection[str] | None = None) -> RunWriter:
         """Writes `run_id`'s registries while the run goes on; see `RunWriter`. `only`: the
         registry keys of a run that judges a few registries and removes none."""
         self._tables.ensure_tables()
-        return RunWriter(self._tables, run_id, stored_states(self._tables.registries, only))
+        stored = self._tables.retry.call(
+            "reading registry status", stored_states, self._tables.registries, only
+        )
+        return RunWriter(self._tables, run_id, stored)
 
     def finish_run(self, run: AuditRun, *, update_summary: bool = True) -> AuditRun:
         """Store a finished run whose registries were not written as it went; returns it with
@@ -78,33 +85,34 @@ class AuditWriter:
 
 
 def stored_states(
-    registries: TableClient, only: Collection[str] | None = None
+    registries: TableClient, only: Collection[str] | None = None, **options: Any
 ) -> dict[str, StoredState]:
     """The stored state of every registry (or of the keys in `only`) by key: what a run's
-    results are compared with."""
-    with guarded("reading registry status"):
-        if only is not None and len(only) <= _POINT_READS:
-            return {
-                key: entities.stored_state(row)
-                for key in only
-                if (row := _registry_row(registries, key))
-            }
-        try:
-            return {
-                row["RowKey"]: entities.stored_state(row)
-                for row in registries.list_entities(
-                    results_per_page=MAX_PAGE, select=list(entities.STATE_COLUMNS)
-                )
-                if only is None or row["RowKey"] in only
-            }
-        except ResourceNotFoundError:
-            return {}
+    results are compared with. `options` go to every request (see `StorageRetry`)."""
+    if only is not None and len(only) <= _POINT_READS:
+        return {
+            key: entities.stored_state(row)
+            for key in only
+            if (row := _registry_row(registries, key, options))
+        }
+    try:
+        return {
+            row["RowKey"]: entities.stored_state(row)
+            for row in registries.list_entities(
+                results_per_page=MAX_PAGE, select=list(entities.STATE_COLUMNS), **options
+            )
+            if only is None or row["RowKey"] in only
+        }
+    except ResourceNotFoundError:
+        return {}
 
 
-def _registry_row(registries: TableClient, key: str) -> Mapping[str, Any] | None:
+def _registry_row(
+    registries: TableClient, key: str, options: Mapping[str, Any]
+) -> Mapping[str, Any] | None:
     try:
         row: Mapping[str, Any] = registries.get_entity(
-            keys.registry_partition(key), key, select=list(entities.STATE_COLUMNS)
+            keys.registry_partition(key), key, select=list(entities.STATE_COLUMNS), **options
         )
     except ResourceNotFoundError:
         return None
@@ -119,7 +127,7 @@ class RunWriter:
     being read under ARM's throttle. `finish` waits for them, writes what was not written or
     has changed since, the registries found removed, then the run row, then the summary: a
     run that dies on the way leaves the previous summary in place, and the next run repeats
-    any history entry whose registry row was not updated (at least once, never lost).
+    any history entry whose registry row was not updated, into the same row.
     Per batch, evidence goes first, then history, then status rows.
 
     Rows carry when their registry was judged (`observed_at`): the run's end for those
@@ -188,18 +196,23 @@ class RunWriter:
         final = replace(run, verdicts=tuple(current.values()) + tuple(removed.values()))
         self._write(self._unwritten([*current.items(), *removed.items()], run), run.finished_at)
 
-        with guarded("recording the run"):
-            self._tables.runs.upsert_entity(
-                entities.finished_run_entity(final), mode=UpdateMode.REPLACE
-            )
+        retry = self._tables.retry
+        retry.call(
+            "recording the run",
+            self._tables.runs.upsert_entity,
+            entities.finished_run_entity(final),
+            mode=UpdateMode.REPLACE,
+        )
         if not update_summary:
             return final
         # Last, and from memory: the summary never mixes this run with an earlier one.
         summary = summarize(final, generated_at=run.finished_at)
-        with guarded("writing the summary"):
-            self._tables.summary.upsert_entity(
-                entities.summary_entity(summary), mode=UpdateMode.REPLACE
-            )
+        retry.call(
+            "writing the summary",
+            self._tables.summary.upsert_entity,
+            entities.summary_entity(summary),
+            mode=UpdateMode.REPLACE,
+        )
         return final
 
     def _wait_for_writes(self) -> None:
@@ -254,7 +267,7 @@ class RunWriter:
                         stored_reasons,
                         run_id=self._run_id,
                         observed_at=observed_at,
-                        previous_status=before.status if before else None,
+                        change=changes.Change(before, verdict.status, codes),
                     )
                 )
                 # A registry written again in `finish` (its result changed) compares with
@@ -268,10 +281,10 @@ class RunWriter:
                 )
         # First: once the run row says finished, its evidence is there to read.
         self._write_evidence(items, observed_at)
-        _upsert_all(
+        self._upsert_all(
             self._tables.history, history_rows, "writing registry history", workers=_WRITE_WORKERS
         )
-        _upsert_all(
+        self._upsert_all(
             self._tables.registries,
             registry_rows,
             "writing registry status",
@@ -300,11 +313,35 @@ class RunWriter:
                 rows += entities.evidence_entities(
                     key, verdict.registry, found, run_id=self._run_id, observed_at=observed_at
                 )
-            _upsert_all(self._tables.evidence, rows, "writing log evidence")
+            self._upsert_all(self._tables.evidence, rows, "writing log evidence")
 
         with ThreadPoolExecutor(max_workers=_WRITE_WORKERS, thread_name_prefix="store") as pool:
             # list(): the first failure is raised here, after every partition was tried.
             list(pool.map(write, tasks))
+
+    def _upsert_all(
+        self,
+        table: TableClient,
+        rows: Sequence[dict[str, Any]],
+        action: str,
+        *,
+        workers: int = 1,
+    ) -> None:
+        def submit(batch: list[dict[str, Any]]) -> None:
+            self._tables.retry.call(
+                action,
+                table.submit_transaction,
+                [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch],
+            )
+
+        batches = list(_batches(rows))
+        if workers <= 1 or len(batches) <= 1:
+            for batch in batches:
+                submit(batch)
+            return
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store") as pool:
+            # list(): the first failure is raised here, after every batch was tried.
+            list(pool.map(submit, batches))
 
 
 def _by_key(run: AuditRun) -> dict[str, Verdict]:
@@ -316,29 +353,6 @@ def _by_key(run: AuditRun) -> dict[str, Verdict]:
             log.warning("run %s judged registry %r twice; keeping the last", run.run_id, key)
         current[key] = verdict
     return current
-
-
-def _upsert_all(
-    table: TableClient,
-    rows: Sequence[dict[str, Any]],
-    action: str,
-    *,
-    workers: int = 1,
-) -> None:
-    def submit(batch: list[dict[str, Any]]) -> None:
-        with guarded(action):
-            table.submit_transaction(
-                [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch]
-            )
-
-    batches = list(_batches(rows))
-    if workers <= 1 or len(batches) <= 1:
-        for batch in batches:
-            submit(batch)
-        return
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store") as pool:
-        # list(): the first failure is raised here, after every batch was tried.
-        list(pool.map(submit, batches))
 
 
 def _batches(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:

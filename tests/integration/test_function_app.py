@@ -4,11 +4,12 @@ and the HTTP API (through the ASGI bridge), against the emulator and Azurite."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import importlib
 import json
 import sys
 from collections.abc import Callable, Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -17,6 +18,10 @@ import azure.functions as func
 import pytest
 from azure.functions.timer import TimerRequest
 
+from auditor.evidence.model import LogEvidence
+from auditor.facts import Registry, Status, Verdict
+from auditor.run_record import AuditRun, RunStatus
+from auditor.storage import StorageError
 from emulator.testing import RunningEmulator
 
 LocalAzure = Callable[..., tuple[RunningEmulator, dict[str, str]]]
@@ -34,6 +39,9 @@ def function_app(
         monkeypatch.setenv(key, value)
     monkeypatch.setenv("AUDITOR_SCHEDULE", "0 */30 * * * *")
     sys.modules.pop("function_app", None)
+    # The previous test's app shuts down here, with no event loop running (its __del__ runs
+    # one): left to chance, it would go in a run's thread that has one, and warn.
+    gc.collect()
     module = importlib.import_module("function_app")
     # get_functions() may be called once per app object, as the host does.
     functions = {f.get_function_name(): f for f in module.app.get_functions()}
@@ -197,3 +205,90 @@ def test_event_grid_ignores_other_resources(
 
 def _world_of(module: ModuleType) -> Any:
     return WORLDS[module.settings.arm.endpoint]
+
+
+def _store_an_expired_run(store: Any, age: timedelta) -> Registry:
+    """A run, its registry's history and evidence, and an alert notice, `age` old (anchored
+    to the wall clock) for a registry of a subscription the timer does not audit."""
+    from auditor.alerts.model import Alert, AlertKind, Change, Topic
+    from auditor.alerts.state import AlertStateStore
+
+    finished = datetime.now(UTC) - age
+    registry = Registry(
+        id="/subscriptions/00000000-0000-0000-0000-00000000000a/resourceGroups/rg"
+        "/providers/Microsoft.ContainerRegistry/registries/acrexpired01",
+        name="acrexpired01",
+        subscription_id="00000000-0000-0000-0000-00000000000a",
+        resource_group="rg",
+    )
+    run = AuditRun(
+        run_id="expired",
+        started_at=finished - timedelta(minutes=2),
+        finished_at=finished,
+        status=RunStatus.SUCCEEDED,
+        verdicts=(Verdict(registry, Status.COMPLIANT),),
+        trigger="timer",
+        evidence={registry.key: LogEvidence(registry.key, finished - timedelta(hours=1), finished)},
+    )
+    store.start_run(run.run_id, run.started_at, run.trigger)
+    store.finish_run(run, update_summary=False)
+    AlertStateStore(store.tables.service, prefix=store.tables.prefix).append_history(
+        Alert(
+            id="expired-notice",
+            incident_id="expired-incident",
+            key="compliance:acrexpired01",
+            kind=AlertKind.OPENED,
+            topic=Topic.COMPLIANCE,
+            change=Change.NEW_REGISTRY,
+            registry=registry,
+            status="noncompliant",
+            reasons=(),
+            detected_at=finished,
+            opened_at=finished,
+        ),
+        ["log"],
+    )
+    return registry
+
+
+def test_the_timer_prunes_expired_rows_after_its_run(
+    function_app: tuple[ModuleType, dict[str, Any]],
+) -> None:
+    module, functions = function_app
+    store = module._store()
+    expired = _store_an_expired_run(store, timedelta(days=401))
+    assert store.registry_history(expired.name) != []
+
+    functions["audit_timer"].get_user_function()(TimerRequest(past_due=False))
+
+    runs, _ = store.list_runs()
+    assert [r["trigger"] for r in runs] == ["timer"]  # the timer's own run, not the expired one
+    assert store.registry_history(expired.name) == []
+    assert store.registry_logins(expired.name) == ([], None)
+    alert_history = module.alerts_provider(module.settings)().states.history()
+    assert "expired-notice" not in {a["id"] for a in alert_history}
+    # What the timer's run stored stays, and so does the registry's current row.
+    assert store.registry_history("acrnosetting01") != []
+    assert store.get_registry(expired.name) is not None
+
+
+def test_a_pruning_failure_does_not_fail_the_timer(
+    function_app: tuple[ModuleType, dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    module, functions = function_app
+    store = module._store()
+    expired = _store_an_expired_run(store, timedelta(days=401))
+
+    def storage_down(**_: Any) -> None:
+        raise StorageError("pruning evidence", "the service could not be reached")
+
+    monkeypatch.setattr(store, "prune", storage_down)
+    caplog.set_level("INFO")
+    functions["audit_timer"].get_user_function()(TimerRequest(past_due=False))
+
+    # The audit was stored, and nothing was pruned.
+    assert [r["id"] for r in store.list_runs()[0]][1:] == ["expired"]
+    assert store.registry_history(expired.name) != []
+    assert any(r.levelname == "WARNING" and "retention" in r.getMessage() for r in caplog.records)

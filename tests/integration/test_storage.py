@@ -13,7 +13,7 @@ from azure.data.tables import TableServiceClient
 
 from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.run_record import AuditRun, RunStatus
-from auditor.storage import AuditStore, InvalidContinuationToken, StorageError
+from auditor.storage import AuditStore, InvalidContinuationToken, StorageError, StorageRetry
 from auditor.storage.writer import MAX_BATCH
 from auditor.summary import summarize
 from emulator.azurite import DEV_KEY
@@ -191,6 +191,68 @@ def test_finishing_the_same_run_twice_changes_nothing(store: AuditStore, table_r
         "unknown": 1,
         "removed": 1,
     }
+
+
+def race(stores: list[AuditStore], runs: list[AuditRun]) -> None:
+    """Overlapping runs: each reads the stored state before any of them writes, then all
+    write at once."""
+    for store, run in zip(stores, runs, strict=True):
+        store.start_run(run.run_id, run.started_at, run.trigger)
+    writers = [s.run_writer(r.run_id) for s, r in zip(stores, runs, strict=True)]
+    together = threading.Barrier(len(runs))
+    failures: list[BaseException] = []
+
+    def finish_one(writer: Any, run: AuditRun) -> None:
+        try:
+            together.wait()
+            with writer:
+                writer.finish(run)
+        except BaseException as exc:
+            failures.append(exc)
+
+    threads = [
+        threading.Thread(target=finish_one, args=(w, r)) for w, r in zip(writers, runs, strict=True)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert failures == []
+
+
+def test_two_overlapping_runs_write_each_change_once(
+    storage_connection_string: str, table_prefix: str, table_rows: Any
+) -> None:
+    stores = [
+        AuditStore.from_connection_string(storage_connection_string, prefix=table_prefix)
+        for _ in range(2)
+    ]
+    names = [f"acrrace{i:02d}" for i in range(29)]
+    failing = [verdict(n, Status.NONCOMPLIANT, LOGIN_MISSING) for n in names]
+    race(stores, [audit_run(1, *failing), audit_run(2, *failing)])
+    # First sight of 29 registries: 29 changes, whichever run wrote them.
+    assert len(table_rows("history")) == 29
+
+    fixed = [verdict(n, Status.COMPLIANT) for n in names]
+    race(stores, [audit_run(3, *fixed), audit_run(4, *fixed)])
+    assert len(table_rows("history")) == 58
+    for name in names:
+        history = stores[0].registry_history(name)
+        assert [(h["status"], h["previousStatus"]) for h in history] == [
+            ("compliant", "noncompliant"),
+            ("noncompliant", None),
+        ]
+
+    # Two runs that judged differently record both changes: neither is lost.
+    race(
+        stores,
+        [
+            audit_run(5, verdict(names[0], Status.UNKNOWN, "unknown:HTTP 429")),
+            audit_run(6, verdict(names[0], Status.NONCOMPLIANT, LOGIN_MISSING)),
+        ],
+    )
+    latest = {h["status"] for h in stores[0].registry_history(names[0])[:2]}
+    assert latest == {"unknown", "noncompliant"}
 
 
 def test_history_only_on_change(store: AuditStore) -> None:
@@ -563,7 +625,8 @@ def test_errors_are_wrapped_without_secrets(table_prefix: str) -> None:
         f"TableEndpoint=http://127.0.0.1:{port}/devstoreaccount1;"
     )
     service = TableServiceClient.from_connection_string(connection_string, retry_total=0)
-    store = AuditStore(service, prefix=table_prefix)
+    # A run's writes ride out an outage (see test_storage_retry); a short one here.
+    store = AuditStore(service, prefix=table_prefix, retry=StorageRetry(0.3, first_delay=0.1))
     for call in (store.get_summary, store.ping, lambda: store.start_run("r", T0, "cli")):
         with pytest.raises(StorageError) as caught:
             call()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 
-from auditor.changes import StoredState, changed, reason_codes, removed, status_since
+from auditor.changes import Change, StoredState, changed, reason_codes, removed, status_since
 from auditor.facts import Reason, Registry, Status
 
 SUB_A = "00000000-0000-0000-0000-00000000000a"
@@ -112,3 +113,36 @@ def test_removed_once_then_again_only_by_the_same_run() -> None:
 def test_nothing_is_removed_when_no_subscription_was_listed() -> None:
     previous = {"acrsuba1": stored("acrsuba1"), "acrsubb1": stored("acrsubb1", sub=SUB_B)}
     assert removed(previous, (), listed_subscriptions=(), run_id="run002") == {}
+
+
+def test_a_change_is_named_by_what_it_changed_not_by_who_found_it() -> None:
+    # Two runs read the same stored row (their own objects, another run id in neither).
+    seen_by_one = stored("acrrace1", Status.NONCOMPLIANT, LOGIN_MISSING, run_id="run007")
+    seen_by_two = stored("acrrace1", Status.NONCOMPLIANT, LOGIN_MISSING, run_id="run007")
+    one = Change(seen_by_one, Status.COMPLIANT, ())
+    two = Change(seen_by_two, Status.COMPLIANT, ())
+    assert one.id == two.id
+    assert one.ended == two.ended == T0
+    # The same instant with another offset is the same stored state.
+    elsewhere = stored(
+        "acrrace1",
+        Status.NONCOMPLIANT,
+        LOGIN_MISSING,
+        since=T0.astimezone(timezone(timedelta(hours=2))),
+    )
+    assert Change(elsewhere, Status.COMPLIANT, ()).id == one.id
+
+
+def test_other_changes_have_other_names() -> None:
+    before = stored("acrrace1", Status.NONCOMPLIANT, LOGIN_MISSING)
+    ids = {
+        Change(before, Status.COMPLIANT, ()).id,
+        Change(before, Status.UNKNOWN, ("unknown:HTTP 429",)).id,
+        Change(before, Status.NONCOMPLIANT, ("metrics_missing",)).id,
+        # The same step again later (back and forth): it ends a later state.
+        Change(replace(before, status_since=T0 + timedelta(hours=5)), Status.COMPLIANT, ()).id,
+        Change(None, Status.COMPLIANT, ()).id,  # first sight
+        Change(replace(before, status_since=None), Status.COMPLIANT, ()).id,
+    }
+    assert len(ids) == 6
+    assert Change(None, Status.COMPLIANT, ()).ended is None

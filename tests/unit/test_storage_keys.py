@@ -40,7 +40,7 @@ HOSTILE_NAMES = [
 def test_hostile_names_give_valid_keys(name: str) -> None:
     key = keys.registry_key(name)
     partition = keys.registry_partition(key)
-    for value in (key, partition, keys.history_row_key(key, datetime.now(UTC), "run/1")):
+    for value in (key, partition, keys.history_row_key(key, datetime.now(UTC), "0" * 32)):
         assert not FORBIDDEN.search(value)
         assert len(value) <= 300
     assert key.startswith("~")
@@ -79,12 +79,24 @@ def test_run_keys_sort_newest_first() -> None:
 def test_history_range_holds_only_that_registry() -> None:
     low, high = keys.history_range("abcde")
     now = datetime.now(UTC)
-    own = keys.history_row_key("abcde", now, "run1")
-    longer = keys.history_row_key("abcdef", now, "run1")
-    shorter = keys.history_row_key("abcd", now, "run1")
+    own = keys.history_row_key("abcde", now, "c1")
+    longer = keys.history_row_key("abcdef", now, "c1")
+    shorter = keys.history_row_key("abcd", now, "c1")
     assert low <= own < high
     assert not low <= longer < high
     assert not low <= shorter < high
+
+
+def test_history_keys_sort_newest_change_first() -> None:
+    began = datetime(2024, 5, 1, 12, tzinfo=UTC)
+    later = began + timedelta(hours=3)
+    first_sight = keys.history_row_key("abcde", None, "f" * 32)
+    # Each change ended the state the previous one began; ids vary, order does not.
+    second = keys.history_row_key("abcde", began, "0" * 32)
+    third = keys.history_row_key("abcde", later, "f" * 32)
+    # A row of an earlier version, keyed by when its change was seen, with its run id.
+    seen = f"abcde|{keys.inverted_timestamp(later)}|run0042"
+    assert sorted([first_sight, seen, second, third]) == [third, seen, second, first_sight]
 
 
 def test_cursor_round_trip_and_kind() -> None:
