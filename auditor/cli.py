@@ -24,7 +24,7 @@ from auditor.facts import Status
 from auditor.reasons import catalog
 from auditor.run_record import AuditRun, RunStatus
 from auditor.settings import GUID_RE, Settings
-from auditor.summary import LOGIN_OBSERVATIONS, LogCounts, registry_document, summarize
+from auditor.summary import LOGIN_OBSERVATIONS, log_counts, registry_document, summarize
 
 if TYPE_CHECKING:
     from auditor.azure.clients import ArmClients
@@ -134,7 +134,7 @@ def render_logs(run: AuditRun, out: TextIO) -> None:
         if (evidence := run.evidence.get(v.registry.key)) is not None
         and {r.code for r in evidence.observations} & LOGIN_OBSERVATIONS
     ]
-    checked = LogCounts.of(run).checked
+    checked = log_counts(run)["checked"]
     out.write(f"\nLogs ({checked} registries checked, {run.log_queries} queries):\n")
     for label, names in (
         ("silent", by_code.get(catalog.LOGS_SILENT, [])),
