@@ -6,8 +6,11 @@ one side only fails here, for a realistic `LogEvidence` and run."""
 from __future__ import annotations
 
 import json
+import re
+import types
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, get_origin, get_type_hints
 
 import pytest
@@ -42,6 +45,7 @@ from auditor.summary import (
     summarize,
 )
 
+CLI_JSON_DOC = Path(__file__).resolve().parents[2] / "docs" / "cli-json.md"
 SUB = "00000000-0000-0000-0000-00000000000a"
 STARTED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 FINISHED = STARTED + timedelta(minutes=3, seconds=30)
@@ -258,3 +262,27 @@ def test_what_the_store_serves_back_is_its_definition() -> None:
     )
     conforms(LoginEntry, entities.evidence_doc(logins))
     conforms(ActivityEntry, entities.evidence_doc(activity))
+
+
+def documented_type(definition: Any, path: str) -> Any:
+    """The type `path` (`registries[].logs.tables[]`, as docs/cli-json.md spells keys) names
+    in `definition`; KeyError or AssertionError when the definition has no such key."""
+    current = definition
+    for part in path.split("."):
+        name = part.removesuffix("[]")
+        current = get_type_hints(current)[name]
+        if isinstance(current, types.UnionType):  # `X | None`: the document when present
+            (current,) = [t for t in current.__args__ if t is not type(None)]
+        assert (get_origin(current) is list) == part.endswith("[]"), path
+        if part.endswith("[]"):
+            (current,) = current.__args__
+    return current
+
+
+def test_the_keys_docs_cli_json_explains_are_keys_of_the_definitions() -> None:
+    audit, trail = CLI_JSON_DOC.read_text(encoding="utf-8").split("## `python -m auditor trail")
+    for definition, text in ((AuditDocument, audit), (TrailDocument, trail)):
+        keys = re.findall(r"^\| `([A-Za-z.\[\]]+)` \|", text, flags=re.MULTILINE)
+        assert keys
+        for key in keys:
+            documented_type(definition, key)
