@@ -47,6 +47,7 @@ from auditor.summary import (
 
 CLI_JSON_DOC = Path(__file__).resolve().parents[2] / "docs" / "cli-json.md"
 SUB = "00000000-0000-0000-0000-00000000000a"
+REGISTRIES = "Microsoft.ContainerRegistry/registries"
 STARTED = datetime(2024, 5, 1, 12, 0, 0, tzinfo=UTC)
 FINISHED = STARTED + timedelta(minutes=3, seconds=30)
 WINDOW_START = FINISHED - timedelta(hours=24)
@@ -56,14 +57,9 @@ LAW = (
 
 
 def registry(name: str) -> Registry:
-    return Registry(
-        id=f"/subscriptions/{SUB}/resourceGroups/rg/providers/"
-        f"Microsoft.ContainerRegistry/registries/{name}",
-        name=name,
-        subscription_id=SUB,
-        resource_group="rg",
-        location="westeurope",
-    )
+    group = f"rg-{name}"
+    arm_id = f"/subscriptions/{SUB}/resourceGroups/{group}/providers/{REGISTRIES}/{name}"
+    return Registry(arm_id, name, SUB, group, "westeurope")
 
 
 def realistic_evidence(key: str) -> model.LogEvidence:
@@ -173,17 +169,9 @@ def realistic_run() -> AuditRun:
         Verdict(registry("acrdark01"), Status.UNKNOWN, (Reason("unknown:HTTP 403", "denied"),)),
         Verdict(registry("acrgone01"), Status.REMOVED, (Reason("removed", "gone"),)),
     )
-    return AuditRun(
-        run_id="20240501T120000Z-0a1b2c3d",
-        started_at=STARTED,
-        finished_at=FINISHED,
-        status=RunStatus.PARTIAL,
-        verdicts=verdicts,
-        errors=("subscription x: throttled",),
-        trigger="timer",
-        evidence={checked.registry.key: realistic_evidence(checked.registry.key)},
-        log_queries=6,
-    )
+    evidence = {checked.registry.key: realistic_evidence(checked.registry.key)}
+    run = AuditRun("20240501T120000Z-0a1b2c3d", STARTED, FINISHED, RunStatus.PARTIAL, verdicts)
+    return replace(run, errors=("subscription x: throttled",), evidence=evidence, log_queries=6)
 
 
 def conforms(definition: Any, document: object) -> None:
