@@ -18,13 +18,13 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TextIO
 
+from auditor.cli_json import run_document
 from auditor.errors import ConfigError
-from auditor.evidence.documents import logs_document
 from auditor.facts import Status
 from auditor.reasons import catalog
 from auditor.run_record import AuditRun, RunStatus
 from auditor.settings import GUID_RE, Settings
-from auditor.summary import LOGIN_OBSERVATIONS, LogCounts, registry_document, summarize
+from auditor.summary import LOGIN_OBSERVATIONS, log_counts
 
 if TYPE_CHECKING:
     from auditor.azure.clients import ArmClients
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
     from auditor.trail import Trail
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
-JSON_SCHEMA_VERSION = 1
 
 
 def _subscription(value: str) -> str:
@@ -93,28 +92,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def run_document(run: AuditRun) -> dict[str, Any]:
-    """The documented `--format json` output (docs/cli-json.md); keys are stable."""
-    summary = summarize(run, generated_at=run.finished_at).to_dict()
-    return {
-        "schemaVersion": JSON_SCHEMA_VERSION,
-        "run": {
-            "id": run.run_id,
-            "startedAt": run.started_at.isoformat(),
-            "finishedAt": run.finished_at.isoformat(),
-            "status": run.status.value,
-            "trigger": run.trigger,
-            "errors": list(run.errors),
-        },
-        "totals": summary["totals"],
-        "registries": [
-            {**registry_document(v), "logs": logs_document(run.evidence.get(v.registry.key))}
-            for v in run.verdicts
-        ],
-        "logs": summary["logs"],
-    }
-
-
 def _names(names: list[str], limit: int = 10) -> str:
     shown = ", ".join(names[:limit])
     return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
@@ -134,7 +111,7 @@ def render_logs(run: AuditRun, out: TextIO) -> None:
         if (evidence := run.evidence.get(v.registry.key)) is not None
         and {r.code for r in evidence.observations} & LOGIN_OBSERVATIONS
     ]
-    checked = LogCounts.of(run).checked
+    checked = log_counts(run)["checked"]
     out.write(f"\nLogs ({checked} registries checked, {run.log_queries} queries):\n")
     for label, names in (
         ("silent", by_code.get(catalog.LOGS_SILENT, [])),

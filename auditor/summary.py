@@ -1,40 +1,22 @@
 """Compliance summaries and the registry JSON shape: pure functions over an `AuditRun`.
 
-The summary document (`ComplianceSummary.to_dict()`, schema version 1) has these keys:
-
-- `schemaVersion`: 1.
-- `generatedAt`: ISO 8601 time the summary describes (the store passes the run's finish time).
-- `lastRun`: `{id, startedAt, finishedAt, status, trigger, errorCount}` of the run summarised,
-  or null in the empty state (no run yet).
-- `totals`: `{total, compliant, noncompliant, unknown, removed}`; `total` is their sum.
-  `removed` counts registries that disappeared in this run (earlier removals are not repeated).
-- `compliancePercent`: compliant / (compliant + noncompliant) * 100, rounded DOWN to one
-  decimal so 100.0 means every judged registry is compliant; null when none was judged.
-  Unknown and removed registries are left out: neither is a judgement on the registry.
-- `bySubscription`: `[{subscriptionId, total, compliant, noncompliant, unknown, removed,
-  compliancePercent}]` sorted by subscription id (lower case).
-- `byReason`: `[{code, count}]`, the number of registries having each reason code, codes as
-  they are (`category_missing:ContainerRegistryLoginEvents` is its own entry), most frequent
-  first, then by code.
-- `omitted`: `{subscriptions, reasons}`: entries left out of the two lists by `trimmed()` to
-  fit a size limit (0 normally); the totals always cover everything.
-- `logs`: what the run's log check found, as registry counts (all 0 when logs were not
-  checked; a summary stored before log checks existed has no `logs` key):
-  `checked` (registries with log evidence), `silent` (reason `logs_silent`), `pending`
-  (reason `pending`), `unknown` (any `logs_unreadable:*` reason), `interrupted` (reason
-  `logging_interrupted`), `loginAlerts` (registries with at least one login observation:
-  `login_failure_burst`, `anonymous_pull`, `admin_user_login` or `new_login_source`),
-  `byObservation` (`[{code, count}]`, registries per observation code, most first, then by
-  code; `artifact_deleted` included) and `logQueries` (Log Analytics queries the run sent).
+Each document is defined once here as a `TypedDict`, its keys described where they are
+declared: `ComplianceDocument` (`ComplianceSummary.to_dict()`, schema version 1, served by
+`GET /api/compliance`), `RegistryDocument` (the CLI's and the API's registry) and what the
+store serves back about registries and runs. mypy checks the builders against them, and the
+API serves them as its response schemas (`auditor.api.models` refers to these classes).
 """
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, NotRequired
+
+from pydantic import Field
+from typing_extensions import TypedDict
 
 from auditor.facts import Status, Verdict
 from auditor.reasons import catalog
@@ -52,6 +34,185 @@ LOGIN_OBSERVATIONS = frozenset(
         catalog.NEW_LOGIN_SOURCE,
     }
 )
+
+# The documents: plain dicts at run time, so building one costs what a dict costs. Their
+# docstrings and field descriptions are the OpenAPI schema's. `typing_extensions.TypedDict`:
+# Pydantic reads the standard one only from Python 3.12 on.
+
+
+class ReasonItem(TypedDict):
+    code: str
+    detail: str
+
+
+class Totals(TypedDict):
+    total: Annotated[int, Field(description="the sum of the four counts")]
+    compliant: int
+    noncompliant: int
+    unknown: int
+    removed: Annotated[
+        int,
+        Field(description="registries gone since the run before (earlier removals not repeated)"),
+    ]
+
+
+class SubscriptionTotals(Totals):
+    subscriptionId: Annotated[str, Field(description="lower case")]
+    compliancePercent: float | None
+
+
+class LastRun(TypedDict):
+    id: str
+    startedAt: str
+    finishedAt: str
+    status: str
+    trigger: str
+    errorCount: int
+
+
+class ReasonCount(TypedDict):
+    code: str
+    count: int
+
+
+class Omitted(TypedDict):
+    """Entries left out of `bySubscription` and `byReason` to fit the store's size limit
+    (0 normally); the totals always cover everything."""
+
+    subscriptions: int
+    reasons: int
+
+
+class ObservationCount(TypedDict):
+    code: str
+    count: int
+
+
+class LogCounts(TypedDict):
+    """Registry counts of the last run's log check; all 0 when logs were not checked."""
+
+    checked: Annotated[int, Field(description="registries whose logs were checked")]
+    silent: Annotated[int, Field(description="registries with `logs_silent`")]
+    pending: Annotated[
+        int, Field(description="registries with `pending`: too new to expect events")
+    ]
+    unknown: Annotated[int, Field(description="registries with a `logs_unreadable:*` reason")]
+    interrupted: Annotated[int, Field(description="registries with `logging_interrupted`")]
+    loginAlerts: Annotated[
+        int,
+        Field(
+            description="registries with a login observation: failure burst, anonymous pull, "
+            "admin-user login or new login source"
+        ),
+    ]
+    byObservation: Annotated[
+        list[ObservationCount],
+        Field(
+            description="registries per observation code (`artifact_deleted` included), "
+            "most first, then by code"
+        ),
+    ]
+    logQueries: Annotated[int, Field(description="Log Analytics queries the run sent")]
+
+
+class ComplianceDocument(TypedDict):
+    """The compliance summary of a run, as stored (the API adds `dataAgeSeconds`)."""
+
+    schemaVersion: Annotated[int, Field(description="1")]
+    generatedAt: Annotated[
+        str, Field(description="the time the summary describes: its run's finish (ISO 8601)")
+    ]
+    lastRun: Annotated[
+        LastRun | None,
+        Field(description="the run summarised; null until the first run has finished"),
+    ]
+    totals: Totals
+    compliancePercent: Annotated[
+        float | None,
+        Field(
+            description="compliant / (compliant + noncompliant) x 100, rounded down to one "
+            "decimal (100.0 only when every judged registry is compliant); unknown and removed "
+            "registries are not judgements and are left out; null when none was judged"
+        ),
+    ]
+    bySubscription: Annotated[
+        list[SubscriptionTotals], Field(description="by subscription id (lower case)")
+    ]
+    byReason: Annotated[
+        list[ReasonCount],
+        Field(
+            description="registries per reason code, codes as they are "
+            "(`category_missing:ContainerRegistryLoginEvents` is its own entry), most first, "
+            "then by code"
+        ),
+    ]
+    omitted: Omitted
+    # Absent from a summary stored before logs were checked; read back as null.
+    logs: NotRequired[
+        Annotated[
+            LogCounts | None,
+            Field(
+                default=None, description="null only for a summary stored before logs were checked"
+            ),
+        ]
+    ]
+
+
+class RegistryDocument(TypedDict):
+    """A registry and its verdict: the CLI's JSON and the base of the API's registries."""
+
+    id: str
+    name: str
+    subscriptionId: str
+    resourceGroup: str
+    location: str
+    status: Status
+    reasons: list[ReasonItem]
+
+
+# What the store serves back (`auditor.storage.entities`: `registry_doc`, `history_doc`,
+# `run_doc`).
+
+
+class RegistryRecord(RegistryDocument):
+    """A registry as last checked: its verdict, by which run and when."""
+
+    lastRunId: str | None
+    checkedAt: str | None
+    statusSince: Annotated[
+        str | None, Field(description="since when the status and reasons are as now")
+    ]
+
+
+class HistoryEntry(TypedDict):
+    """A change of a registry's status or reasons."""
+
+    runId: str | None
+    observedAt: str | None
+    subscriptionId: str | None
+    status: str | None
+    previousStatus: str | None
+    reasons: list[ReasonItem]
+
+
+class Run(TypedDict):
+    """An audit run: its status, totals and errors."""
+
+    id: str | None
+    status: Annotated[
+        str | None,
+        Field(
+            description="running, succeeded, partial or failed; abandoned: still running a day "
+            "after it started (its process stopped)"
+        ),
+    ]
+    trigger: str | None
+    startedAt: str | None
+    finishedAt: str | None
+    totals: Totals | None
+    errorCount: int
+    errors: list[str]
+    errorsOmitted: Annotated[int, Field(description="errors counted but too long to keep")]
 
 
 def iso(moment: datetime) -> str:
@@ -94,7 +255,7 @@ class StatusCounts:
     def compliance_percent(self) -> float | None:
         return compliance_percent(self.compliant, self.noncompliant)
 
-    def to_dict(self) -> dict[str, int]:
+    def to_dict(self) -> Totals:
         return {
             "total": self.total,
             "compliant": self.compliant,
@@ -124,7 +285,7 @@ class RunInfo:
             error_count=len(run.errors),
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> LastRun:
         return {
             "id": self.id,
             "startedAt": iso(self.started_at),
@@ -139,57 +300,36 @@ def _base(code: str) -> str:
     return code.partition(catalog.SEPARATOR)[0]
 
 
-@dataclass(frozen=True)
-class LogCounts:
-    """Registry counts of the run's log findings (see the module docstring, `logs`)."""
-
-    checked: int = 0
-    silent: int = 0
-    pending: int = 0
-    unknown: int = 0
-    interrupted: int = 0
-    login_alerts: int = 0
-    by_observation: tuple[tuple[str, int], ...] = ()
-    log_queries: int = 0
-
-    @classmethod
-    def of(cls, run: AuditRun) -> LogCounts:
-        by_reason: Counter[str] = Counter()
-        for verdict in run.verdicts:
-            by_reason.update({_base(r.code) for r in verdict.reasons})
-        observed: Counter[str] = Counter()
-        login_alerts = 0
-        checked = 0
-        for verdict in run.verdicts:
-            evidence = run.evidence.get(verdict.registry.key)
-            if evidence is None or verdict.status is Status.REMOVED:
-                continue
-            checked += 1
-            codes = {_base(r.code) for r in evidence.observations}
-            observed.update(codes)
-            login_alerts += bool(codes & LOGIN_OBSERVATIONS)
-        return cls(
-            checked=checked,
-            silent=by_reason[catalog.LOGS_SILENT],
-            pending=by_reason[catalog.PENDING],
-            unknown=by_reason[catalog.LOGS_UNREADABLE],
-            interrupted=by_reason[catalog.LOGGING_INTERRUPTED],
-            login_alerts=login_alerts,
-            by_observation=tuple(sorted(observed.items(), key=lambda item: (-item[1], item[0]))),
-            log_queries=run.log_queries,
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "checked": self.checked,
-            "silent": self.silent,
-            "pending": self.pending,
-            "unknown": self.unknown,
-            "interrupted": self.interrupted,
-            "loginAlerts": self.login_alerts,
-            "byObservation": [{"code": c, "count": n} for c, n in self.by_observation],
-            "logQueries": self.log_queries,
-        }
+def log_counts(run: AuditRun | None = None) -> LogCounts:
+    """Registry counts of the run's log findings (see the module docstring, `logs`); all 0
+    without a run."""
+    verdicts = run.verdicts if run is not None else ()
+    found = run.evidence if run is not None else {}
+    by_reason: Counter[str] = Counter()
+    observed: Counter[str] = Counter()
+    login_alerts = checked = 0
+    for verdict in verdicts:
+        by_reason.update({_base(r.code) for r in verdict.reasons})
+        evidence = found.get(verdict.registry.key)
+        if evidence is None or verdict.status is Status.REMOVED:
+            continue
+        checked += 1
+        codes = {_base(r.code) for r in evidence.observations}
+        observed.update(codes)
+        login_alerts += bool(codes & LOGIN_OBSERVATIONS)
+    return {
+        "checked": checked,
+        "silent": by_reason[catalog.LOGS_SILENT],
+        "pending": by_reason[catalog.PENDING],
+        "unknown": by_reason[catalog.LOGS_UNREADABLE],
+        "interrupted": by_reason[catalog.LOGGING_INTERRUPTED],
+        "loginAlerts": login_alerts,
+        "byObservation": [
+            {"code": code, "count": count}
+            for code, count in sorted(observed.items(), key=lambda item: (-item[1], item[0]))
+        ],
+        "logQueries": run.log_queries if run is not None else 0,
+    }
 
 
 @dataclass(frozen=True)
@@ -201,7 +341,7 @@ class ComplianceSummary:
     by_reason: tuple[tuple[str, int], ...] = ()
     omitted_subscriptions: int = 0
     omitted_reasons: int = 0
-    logs: LogCounts = LogCounts()
+    logs: LogCounts = field(default_factory=log_counts)
 
     @property
     def compliance_percent(self) -> float | None:
@@ -221,7 +361,7 @@ class ComplianceSummary:
             omitted_reasons=self.omitted_reasons + cut_reasons,
         )
 
-    def to_dict(self) -> dict[str, Any]:
+    def to_dict(self) -> ComplianceDocument:
         return {
             "schemaVersion": SCHEMA_VERSION,
             "generatedAt": iso(self.generated_at),
@@ -241,7 +381,7 @@ class ComplianceSummary:
                 "subscriptions": self.omitted_subscriptions,
                 "reasons": self.omitted_reasons,
             },
-            "logs": self.logs.to_dict(),
+            "logs": self.logs,
         }
 
 
@@ -263,7 +403,7 @@ def summarize(run: AuditRun, *, generated_at: datetime) -> ComplianceSummary:
             for subscription, statuses in sorted(by_subscription.items())
         ),
         by_reason=tuple(sorted(by_reason.items(), key=lambda item: (-item[1], item[0]))),
-        logs=LogCounts.of(run),
+        logs=log_counts(run),
     )
 
 
@@ -272,7 +412,11 @@ def empty_summary(*, generated_at: datetime) -> ComplianceSummary:
     return ComplianceSummary(generated_at=generated_at, last_run=None, totals=StatusCounts())
 
 
-def registry_document(verdict: Verdict) -> dict[str, Any]:
+def reason_items(verdict: Verdict) -> list[ReasonItem]:
+    return [{"code": r.code, "detail": r.detail} for r in verdict.reasons]
+
+
+def registry_document(verdict: Verdict) -> RegistryDocument:
     """The one JSON shape of a registry, shared by the CLI's JSON output and the API."""
     registry = verdict.registry
     return {
@@ -281,6 +425,6 @@ def registry_document(verdict: Verdict) -> dict[str, Any]:
         "subscriptionId": registry.subscription_id,
         "resourceGroup": registry.resource_group,
         "location": registry.location,
-        "status": verdict.status.value,
-        "reasons": [{"code": r.code, "detail": r.detail} for r in verdict.reasons],
+        "status": verdict.status,
+        "reasons": reason_items(verdict),
     }

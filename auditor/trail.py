@@ -2,19 +2,19 @@
 
 Not from storage: the trail shows what the workspaces hold now, for any time range. The
 settings say which workspaces receive the registry's events (`auditor.evidence.routing`);
-the rows become evidence as in an audit (`auditor.evidence.build`), shown as the activity
-document (`auditor.evidence.documents`).
+the rows become evidence as in an audit (`auditor.evidence.build`), shown as the trail
+document (`auditor.cli_json`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from auditor import kql
+from auditor.cli_json import TrailDocument, trail_document
 from auditor.evidence.build import build_evidence
-from auditor.evidence.documents import activity_document
 from auditor.evidence.model import LogEvidence, QueryRows
 from auditor.evidence.routing import Route, plan_routes
 from auditor.facts import DiagnosticSetting, Registry, Status, Verdict
@@ -45,26 +45,14 @@ class Trail:
     errors: tuple[str, ...] = ()  # queries failed or partial: the trail may be incomplete
     warnings: tuple[str, ...] = ()  # listings that hit their cap
 
-    def document(self) -> dict[str, Any]:
-        activity = activity_document(self.evidence)
-        for key in ("workspaces", "lastEvent", "omitted"):
-            activity.pop(key)  # arrival is not checked here; nothing is trimmed
-        return {
-            "schemaVersion": 1,
-            "registry": {
-                "id": self.registry.id,
-                "name": self.registry.name,
-                "subscriptionId": self.registry.subscription_id,
-                "resourceGroup": self.registry.resource_group,
-            },
-            **activity,
-            "workspaces": [
-                {"workspaceId": w.id, "error": w.error}
-                for w in sorted(self.workspaces, key=lambda w: w.id)
-            ],
-            "errors": list(self.errors),
-            "warnings": list(self.warnings),
-        }
+    def document(self) -> TrailDocument:
+        return trail_document(
+            self.registry,
+            self.evidence,
+            workspaces=[(w.id, w.error) for w in self.workspaces],
+            errors=self.errors,
+            warnings=self.warnings,
+        )
 
 
 def no_workspace_message(registry: Registry, settings: Sequence[DiagnosticSetting]) -> str:

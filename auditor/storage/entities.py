@@ -338,7 +338,7 @@ def _clip_strings(value: Any) -> Any:
 
 
 def fit_evidence(
-    document: dict[str, Any], lists: Sequence[str], capacity: int = EVIDENCE_PARTS * MAX_STRING
+    document: Mapping[str, Any], lists: Sequence[str], capacity: int = EVIDENCE_PARTS * MAX_STRING
 ) -> tuple[dict[str, Any], str]:
     """The document and its ASCII JSON within `capacity` characters: each of `lists` is cut
     to MAX_LIST_ITEMS, then the biggest one halved until the whole fits, keeping each list's
