@@ -16,6 +16,7 @@ from typing import Any, get_origin, get_type_hints
 import pytest
 from pydantic import TypeAdapter
 
+from auditor import changes
 from auditor.cli_json import AuditDocument, TrailDocument, run_document, trail_document
 from auditor.evidence import model
 from auditor.evidence.documents import (
@@ -235,8 +236,9 @@ def test_what_the_store_serves_back_is_its_definition() -> None:
             key, verdict, reasons, run_id=run.run_id, observed_at=FINISHED, status_since=STARTED
         )
         conforms(RegistryRecord, entities.registry_doc(row))
+        first_sight = changes.Change(None, verdict.status, changes.reason_codes(verdict.reasons))
         change = entities.history_entity(
-            key, verdict, reasons, run_id=run.run_id, observed_at=FINISHED, previous_status=None
+            key, verdict, reasons, run_id=run.run_id, observed_at=FINISHED, change=first_sight
         )
         conforms(HistoryEntry, entities.history_doc(change))
     started = entities.started_run_entity(run.run_id, STARTED, run.trigger)
