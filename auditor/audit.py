@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from azure.core.exceptions import AzureError
+from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
 
 from auditor.azure.clients import ArmClients
 from auditor.azure.diagnostics import MalformedSettingError, read_categories, read_settings
@@ -85,6 +85,60 @@ def _category_problem(policy: Policy, categories: Sequence[CategoryInfo]) -> str
         f"configuration error: {setting} names {', '.join(repr(n) for n in unknown)}, which "
         f"container registries do not have; valid log categories ({source}): {', '.join(names)}"
     )
+
+
+# Answers worth asking again: throttled, timed out, or the service's own failure.
+_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_RETRY_BACKOFF_SECONDS = 0.5  # doubling per attempt, as the SDK's own policy here
+_MAX_RETRY_WAIT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class _RetryIn:
+    seconds: float
+
+
+def _read_once(
+    clients: ArmClients,
+    registry: Registry,
+    categories: Sequence[CategoryInfo],
+    policy: Policy,
+    *,
+    last: bool,
+    attempt: int = 0,
+) -> Verdict | _RetryIn:
+    """One attempt at a registry's settings: its verdict, or, for a failure worth another
+    try that is not the `last`, when to try again. The SDK does not retry this read itself,
+    so a registry that keeps failing waits in the queue, not in a reader."""
+    try:
+        settings = read_settings(clients, registry.id, retry_total=0)
+    except MalformedSettingError as exc:
+        return judge(registry, None, categories, policy, read_error=str(exc))
+    except AzureError as exc:
+        wait = None if last else _retry_wait(exc, attempt)
+        if wait is not None:
+            return _RetryIn(wait)
+        return judge(registry, None, categories, policy, read_error=describe_error(exc))
+    except Exception as exc:  # one registry's surprise must not sink the run
+        log.exception("unexpected error reading settings of %s", registry.id)
+        return judge(registry, None, categories, policy, read_error=describe_error(exc))
+    return judge(registry, settings, categories, policy)
+
+
+def _retry_wait(exc: AzureError, attempt: int) -> float | None:
+    """Seconds before the next try of a read that failed with `exc`; None if it cannot help."""
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status_code", None)
+    connection = isinstance(exc, (ServiceRequestError, ServiceResponseError))
+    if not connection and status not in _RETRYABLE_STATUS:
+        return None
+    after = response.headers.get("Retry-After") if response is not None else None
+    try:
+        asked = float(after) if after is not None else None
+    except ValueError:
+        asked = None  # an HTTP date: our own backoff
+    backoff = _RETRY_BACKOFF_SECONDS * 2**attempt
+    return min(max(asked, 0.0) if asked is not None else backoff, _MAX_RETRY_WAIT_SECONDS)
 
 
 def _judge_one(
@@ -377,18 +431,31 @@ class _Audit:
         judged as they arrive; settled registries go to the store on the way."""
         # Which registry to read next is decided as the run goes (whose ARM budget has a token
         # now), so readers take them from a shared queue rather than in a fixed order.
-        reads = SubscriptionQueue(
-            ((r.subscription_id, r) for r in registries), self.clients.pacer.due_in
+        reads: SubscriptionQueue[tuple[Registry, int]] = SubscriptionQueue(
+            ((r.subscription_id, (r, 0)) for r in registries), self.clients.pacer.due_in
         )
         judged: queue.SimpleQueue[Verdict | BaseException] = queue.SimpleQueue()
+        retries = self.clients.retries
 
         def reader() -> None:
-            while (registry := reads.next()) is not None:
+            while (item := reads.next()) is not None:
+                registry, attempt = item
                 try:
-                    judged.put(_judge_one(self.clients, registry, categories, self.policy))
+                    read = _read_once(
+                        self.clients,
+                        registry,
+                        categories,
+                        self.policy,
+                        attempt=attempt,
+                        last=attempt >= retries,
+                    )
                 except BaseException as exc:  # noqa: BLE001 - handed to the run, which re-raises
                     judged.put(exc)
                     return
+                if isinstance(read, Verdict):
+                    judged.put(read)
+                else:  # tried again later: the other reads go on meanwhile
+                    reads.later(registry.subscription_id, (registry, attempt + 1), read.seconds)
 
         verdicts: list[Verdict] = []
         workers = min(self.max_concurrency, len(registries))

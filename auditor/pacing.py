@@ -9,6 +9,8 @@ estimate when another client shares the budget, and a 429's Retry-After pauses t
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 import time
 from collections import deque
@@ -123,9 +125,18 @@ class SubscriptionQueue(Generic[T]):
     A fixed round-robin fails skewed fleets: a subscription holding half of them got one turn
     in twenty while its bucket was full, and the refill it could not spend then was lost to
     the whole run (about 10 s of 200 at 5,000 of 10,000 registries, in the benchmark).
+
+    An item handed back with `later` (a read to try again) comes out again once its wait is
+    over, so its retries overlap the other reads instead of holding a reader in a backoff.
     """
 
-    def __init__(self, items: Iterable[tuple[str, T]], due_in: Callable[[str], float]) -> None:
+    def __init__(
+        self,
+        items: Iterable[tuple[str, T]],
+        due_in: Callable[[str], float],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._queues: dict[str, deque[T]] = {}
         for key, item in items:
             self._queues.setdefault(key.lower(), deque()).append(item)
@@ -133,40 +144,73 @@ class SubscriptionQueue(Generic[T]):
         # usual pick costs one look, not one per subscription.
         self._order = sorted(self._queues, key=lambda k: (-len(self._queues[k]), k))
         self._due_in = due_in
-        self._lock = threading.Lock()
+        self._clock = clock
+        self._waiting: list[tuple[float, int, str, T]] = []  # (ready at, seq, key, item)
+        self._seq = itertools.count()
+        self._closed = False
+        self._cond = threading.Condition()
 
     def __len__(self) -> int:
-        with self._lock:
-            return sum(len(q) for q in self._queues.values())
+        with self._cond:
+            return sum(len(q) for q in self._queues.values()) + len(self._waiting)
 
     def next(self) -> T | None:
-        """The next item, or None when there is none left (or after `close`)."""
-        with self._lock:
-            best: str | None = None
-            best_due = 0.0
-            for key in self._order:
-                if key not in self._queues:
-                    continue
-                due = self._due_in(key)
-                if due <= 0.0:
-                    best = key
-                    break
-                if best is None or due < best_due:
-                    best, best_due = key, due
-            if best is None:
-                return None
-            queue = self._queues[best]
-            item = queue.popleft()
-            if not queue:
-                del self._queues[best]
-                self._order.remove(best)
-            return item
+        """The next item, or None when there is none left and none waiting (or after
+        `close`); while only waiting items are left, waits for the first to be ready."""
+        with self._cond:
+            while not self._closed:
+                self._release_ready()
+                item = self._pick()
+                if item is not None:
+                    return item
+                if not self._waiting:
+                    return None
+                self._cond.wait(timeout=max(0.0, self._waiting[0][0] - self._clock()))
+            return None
+
+    def later(self, key: str, item: T, delay: float) -> None:
+        """Hand `item` out again, from `key`'s queue, once `delay` seconds have passed."""
+        with self._cond:
+            entry = (self._clock() + delay, next(self._seq), key.lower(), item)
+            heapq.heappush(self._waiting, entry)
+            self._cond.notify_all()
 
     def close(self) -> None:
         """Hand out nothing more (the run is stopping)."""
-        with self._lock:
+        with self._cond:
+            self._closed = True
             self._queues.clear()
             self._order.clear()
+            self._waiting.clear()
+            self._cond.notify_all()
+
+    def _release_ready(self) -> None:
+        now = self._clock()
+        while self._waiting and self._waiting[0][0] <= now:
+            _, _, key, item = heapq.heappop(self._waiting)
+            if key not in self._queues:
+                self._queues[key] = deque()
+                self._order.append(key)
+            self._queues[key].append(item)
+
+    def _pick(self) -> T | None:
+        best: str | None = None
+        best_due = 0.0
+        for key in self._order:
+            due = self._due_in(key)
+            if due <= 0.0:
+                best = key
+                break
+            if best is None or due < best_due:
+                best, best_due = key, due
+        if best is None:
+            return None
+        queue = self._queues[best]
+        item = queue.popleft()
+        if not queue:
+            del self._queues[best]
+            self._order.remove(best)
+        return item
 
 
 def throttle_bound_seconds(reads_per_key: dict[str, int], *, rate: float, burst: int) -> float:

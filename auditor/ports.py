@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from azure.mgmt.resourcegraph.models import QueryRequest
@@ -54,7 +54,7 @@ class Listing(Protocol):
 class ByResource(Protocol):
     """A resource's diagnostic settings, or their categories."""
 
-    def list(self, resource_uri: str) -> Iterable[object]: ...
+    def list(self, resource_uri: str, **options: Any) -> Iterable[object]: ...
 
 
 @runtime_checkable

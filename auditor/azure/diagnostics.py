@@ -92,12 +92,15 @@ def setting_from_model(model: Any) -> DiagnosticSetting:
     )
 
 
-def read_settings(clients: SettingsReads, registry_id: str) -> list[DiagnosticSetting]:
+def read_settings(
+    clients: SettingsReads, registry_id: str, **options: Any
+) -> list[DiagnosticSetting]:
     """All settings of one resource (one response: the API does not page them, but the SDK
-    wraps the list in a pager, so iterating is what sends the request)."""
+    wraps the list in a pager, so iterating is what sends the request). `options` go to the
+    SDK call, e.g. `retry_total=0` for a caller that schedules its own retries."""
 
     def read() -> list[DiagnosticSetting]:
-        pager = clients.monitor().diagnostic_settings.list(resource_uri=registry_id)
+        pager = clients.monitor().diagnostic_settings.list(resource_uri=registry_id, **options)
         return [setting_from_model(v) for v in pager]
 
     return read_valid(read, "the diagnostic settings")

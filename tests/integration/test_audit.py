@@ -343,3 +343,28 @@ def test_a_misspelt_required_category_fails_the_run_instead_of_the_fleet(
     assert "ACR_AUDITOR_ALERT" not in caplog.text  # no alert for a fleet of false findings
     stored = build_store(settings).get_registry("acrcompliant01")
     assert stored is not None and stored["status"] == "unknown"
+
+
+def test_a_registry_that_keeps_failing_retries_between_the_other_reads(
+    local_azure: LocalAzure,
+) -> None:
+    """One reader, one registry answering 500 every time: its retries wait in the queue, so
+    the other registries are read between its attempts instead of after its backoff."""
+    settings_path = "/providers/microsoft.insights/diagnosticsettings$"
+    emu, env = local_azure(
+        faults=[
+            {"kind": "status", "status": 500, "api": "arm", "path": "acrgroups01" + settings_path}
+        ]
+    )
+    run = audit({**env, "AUDITOR_MAX_CONCURRENCY": "1", "AUDITOR_HTTP_RETRIES": "2"})
+    assert outcome(run)["acrgroups01"] == ("unknown", ("unknown:http_500",))
+    reads = [
+        e.path.split("/registries/")[1].split("/")[0]
+        for e in emu.world.requests()
+        if e.path.lower().endswith("/diagnosticsettings")
+    ]
+    failing = [i for i, name in enumerate(reads) if name == "acrgroups01"]
+    assert len(failing) == 3  # the first try and AUDITOR_HTTP_RETRIES more, no SDK retries
+    between = reads[failing[0] : failing[-1]]
+    assert set(between) - {"acrgroups01"}, reads  # others were read meanwhile
+    assert sorted(set(reads)) == sorted(EXPECTED)

@@ -4,6 +4,7 @@ margin against ARM's own bucket (the emulator's)."""
 from __future__ import annotations
 
 import random
+import threading
 from collections.abc import Callable
 
 import pytest
@@ -188,3 +189,31 @@ def test_the_burst_margin_absorbs_arrival_jitter_over_a_whole_run(seed: int) -> 
 def test_without_a_burst_margin_jitter_draws_refusals() -> None:
     late = ARM_BURST_MARGIN / 25.0
     assert _refusals(0, lambda i: late if i < 250 else 0.0) > 0
+
+
+def test_an_item_handed_back_comes_out_after_the_others_then_none() -> None:
+    reads = SubscriptionQueue([("s", "a"), ("s", "b"), ("s", "c")], lambda _: 0.0)
+    assert reads.next() == "a"
+    reads.later("s", "a again", 0.0)
+    assert [reads.next(), reads.next(), reads.next(), reads.next()] == [
+        "b",
+        "c",
+        "a again",
+        None,
+    ]
+
+
+def test_next_waits_for_an_item_handed_back_and_close_ends_the_wait() -> None:
+    reads = SubscriptionQueue([("s", "a")], lambda _: 0.0)
+    assert reads.next() == "a"
+    reads.later("other", "a again", 0.05)
+    assert len(reads) == 1
+    assert reads.next() == "a again"  # nothing else to do: the reader waits for it
+    assert reads.next() is None
+    reads.later("s", "never", 3600.0)
+    waiter = threading.Thread(target=lambda: results.append(reads.next()))
+    results: list[str | None] = []
+    waiter.start()
+    reads.close()
+    waiter.join(timeout=10)
+    assert results == [None] and not waiter.is_alive()
