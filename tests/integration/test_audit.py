@@ -7,9 +7,13 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from azure.identity import DefaultAzureCredential
 
 from auditor import audit as audit_module
+from auditor.audit import run_audit
+from auditor.azure.clients import ArmClients
 from auditor.facts import Status
+from auditor.pacing import TokenBucketPacer
 from auditor.run_record import AuditRun, RunStatus
 from auditor.runtime import audit_once, build_store
 from auditor.settings import Settings
@@ -184,6 +188,51 @@ def test_malformed_answers_are_retried_then_reported_invalid(local_azure: LocalA
     reads = [e for e in emu.world.requests() if e.path.lower().endswith("diagnosticsettings")]
     assert sum("acrstorage01" in e.path for e in reads) == 3
     assert sum("acrlegacy01" in e.path for e in reads) == 3
+
+
+def test_a_read_that_never_answers_times_out_and_the_rest_are_judged(
+    local_azure: LocalAzure,
+) -> None:
+    """One registry's settings answer after 100 s. With a read timeout of a fraction of
+    a second and one retry given to the client builder, that registry costs the run two
+    attempts of the timeout: it is unknown with a timeout reason, the others are judged."""
+    settings_read = "/providers/microsoft.insights/diagnosticsettings$"
+    emu, env = local_azure(
+        faults=[
+            {"kind": "slow", "delay_s": 100, "api": "arm", "path": "acrgroups01" + settings_read}
+        ]
+    )
+    settings = Settings.from_env(env)
+    clients = ArmClients(
+        credential=DefaultAzureCredential(),
+        endpoint=settings.arm_endpoint,
+        audience=settings.arm_audience,
+        pacer=TokenBucketPacer(rate=25, burst=100),
+        retries=1,
+        read_timeout=0.5,
+    )
+    try:
+        run = run_audit(clients, settings.policy)  # settings only: no log queries
+    finally:
+        clients.close()
+    result = outcome(run)
+    assert result.pop("acrgroups01") == ("unknown", ("unknown:timeout",))
+    on_settings_alone = {
+        **EXPECTED,
+        "acrdisabled01": ("noncompliant", EXPECTED["acrdisabled01"][1][:1]),  # no logs_silent
+    }
+    del on_settings_alone["acrgroups01"]
+    assert result == on_settings_alone
+    [slow] = [v for v in run.verdicts if v.registry.name == "acrgroups01"]
+    assert "read timeout" in slow.reasons[0].detail
+    assert run.status is RunStatus.PARTIAL
+    # Two attempts reached the slow registry and neither was answered; every other registry's
+    # settings were read once.
+    [fault] = emu.world.knobs.faults
+    assert fault.fired == 2
+    reads = [e for e in emu.world.requests() if e.path.lower().endswith("/diagnosticsettings")]
+    assert not [e for e in reads if "acrgroups01" in e.path]
+    assert sorted(e.path.split("/")[-4] for e in reads) == sorted(set(EXPECTED) - {"acrgroups01"})
 
 
 def test_registry_that_disappeared_is_removed_not_failed(
