@@ -43,6 +43,7 @@ from auditor.facts import Reason, Registry, Verdict, normalize_id
 from auditor.reasons import catalog
 from auditor.reasons.catalog import reason
 from auditor.settings import STORAGE, Settings
+from auditor.storage.connect import table_service_client
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +60,11 @@ TEST_REGISTRY = Registry(
 
 def table_service(settings: Settings, credential: TokenCredential | None) -> TableServiceClient:
     if settings.storage_connection_string:
-        return TableServiceClient.from_connection_string(settings.storage_connection_string)
+        return table_service_client(connection_string=settings.storage_connection_string)
     if settings.storage_table_endpoint:
         if credential is None:
             raise ConfigError(STORAGE, "identity-based table access needs a credential")
-        return TableServiceClient(endpoint=settings.storage_table_endpoint, credential=credential)
+        return table_service_client(endpoint=settings.storage_table_endpoint, credential=credential)
     raise ConfigError(STORAGE, "alerts keep their state in Table Storage: configure storage")
 
 

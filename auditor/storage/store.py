@@ -7,6 +7,7 @@ from __future__ import annotations
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
 
+from auditor.storage.connect import table_service_client
 from auditor.storage.errors import StorageError
 from auditor.storage.reader import AuditReader
 from auditor.storage.tables import Tables
@@ -41,7 +42,7 @@ class AuditStore:
     @classmethod
     def from_connection_string(cls, connection_string: str, prefix: str) -> AuditStore:
         try:
-            service = TableServiceClient.from_connection_string(connection_string)
+            service = table_service_client(connection_string=connection_string)
         except ValueError:
             # The SDK's message may quote the string, and with it the account key.
             raise StorageError("reading the connection string", "it is malformed") from None
@@ -52,4 +53,4 @@ class AuditStore:
         """Identity-based access: `endpoint` is the account's table URL
         (`https://<account>.table.core.windows.net`); the identity needs the
         "Storage Table Data Contributor" role."""
-        return cls(TableServiceClient(endpoint=endpoint, credential=credential), prefix=prefix)
+        return cls(table_service_client(endpoint=endpoint, credential=credential), prefix=prefix)
