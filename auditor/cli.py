@@ -261,7 +261,10 @@ def render_trail(trail: Trail, out: TextIO) -> None:
 def exit_code(run: AuditRun) -> int:
     if run.status is RunStatus.FAILED:
         return EXIT_FAILED
-    failing = any(v.status in (Status.NONCOMPLIANT, Status.UNKNOWN) for v in run.verdicts)
+    # A partial run may judge nothing (a subscription it could not see): never a clean exit.
+    failing = run.status is RunStatus.PARTIAL or any(
+        v.status in (Status.NONCOMPLIANT, Status.UNKNOWN) for v in run.verdicts
+    )
     return EXIT_FINDINGS if failing else EXIT_OK
 
 

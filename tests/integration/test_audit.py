@@ -8,8 +8,10 @@ from typing import Any
 
 import pytest
 from azure.identity import DefaultAzureCredential
+from fastapi.testclient import TestClient
 
 from auditor import audit as audit_module
+from auditor.api import create_app
 from auditor.audit import run_audit
 from auditor.azure.clients import ArmClients
 from auditor.facts import Status
@@ -23,6 +25,7 @@ LocalAzure = Callable[..., tuple[RunningEmulator, dict[str, str]]]
 
 PROD = "11111111-1111-1111-1111-111111111111"
 DEV = "22222222-2222-2222-2222-222222222222"
+GHOST = "99999999-9999-9999-9999-999999999999"  # no subscription the identity can see
 
 EXPECTED = {
     "acrcompliant01": ("compliant", ()),
@@ -255,6 +258,55 @@ def test_subscription_filter_limits_the_audit(local_azure: LocalAzure) -> None:
     _, env = local_azure()
     run = audit(env, subscriptions=[DEV])
     assert {v.registry.name for v in run.verdicts} == {"acrlegacy01", "acrnosetting01"}
+
+
+def test_a_configured_subscription_the_identity_cannot_see_is_an_error(
+    local_azure: LocalAzure,
+) -> None:
+    _, env = local_azure()
+    run = audit({**env, "AUDITOR_SUBSCRIPTIONS": f"{PROD},{GHOST}"})
+    prod = {"acrcompliant01", "acrgroups01", "acrdisabled01", "acrstorage01"}
+    assert outcome(run) == {k: v for k, v in EXPECTED.items() if k in prod}
+    assert run.status is RunStatus.PARTIAL
+    assert run.inventoried_subscriptions == {PROD}
+    [error] = [e for e in run.errors if GHOST in e]
+    assert "not visible to the auditor's identity" in error
+    # Stored with the run, and served.
+    store = build_store(Settings.from_env(env))
+    [served] = TestClient(create_app(lambda: store)).get("/api/runs").json()["items"]
+    assert served["id"] == run.run_id and served["status"] == "partial"
+    assert error in served["errors"]
+
+
+def test_a_configured_subscription_refused_to_the_identity_is_an_error(
+    local_azure: LocalAzure,
+) -> None:
+    """Listed, but its registries may not be read: Resource Graph leaves it out without a
+    word, the ARM list says 403."""
+    emu, env = local_azure(faults=[{"kind": "status", "status": 403, "subscription": DEV}])
+    for name in ("acrlegacy01", "acrnosetting01"):
+        registry = emu.world.registry_by_name(name)
+        assert registry is not None
+        emu.world.remove_registry(registry.id)
+    run = audit({**env, "AUDITOR_SUBSCRIPTIONS": DEV})
+    assert run.verdicts == ()
+    assert run.status is RunStatus.PARTIAL
+    [error] = [e for e in run.errors if DEV in e]
+    assert "HTTP 403" in error
+
+
+def test_configured_subscriptions_are_confirmed_when_the_list_is_unreadable(
+    local_azure: LocalAzure,
+) -> None:
+    _, env = local_azure(
+        faults=[{"kind": "status", "status": 500, "api": "arm", "path": "^/subscriptions$"}]
+    )
+    run = audit({**env, "AUDITOR_SUBSCRIPTIONS": f"{DEV},{GHOST}", "AUDITOR_HTTP_RETRIES": "0"})
+    assert {v.registry.name for v in run.verdicts} == {"acrlegacy01", "acrnosetting01"}
+    assert run.status is RunStatus.PARTIAL
+    assert any(e.startswith("subscription list unreadable") for e in run.errors)
+    [error] = [e for e in run.errors if GHOST in e]
+    assert "HTTP 404 SubscriptionNotFound" in error
 
 
 def test_resource_graph_failure_falls_back_to_arm_lists(local_azure: LocalAzure) -> None:
