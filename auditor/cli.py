@@ -239,7 +239,10 @@ def exit_code(run: AuditRun) -> int:
     # Results that could not be stored are printed in full, but the run did not do its job.
     if run.status is RunStatus.FAILED or run.storage_error is not None:
         return EXIT_FAILED
-    failing = any(v.status in (Status.NONCOMPLIANT, Status.UNKNOWN) for v in run.verdicts)
+    # A partial run may judge nothing (a subscription it could not see): never a clean exit.
+    failing = run.status is RunStatus.PARTIAL or any(
+        v.status in (Status.NONCOMPLIANT, Status.UNKNOWN) for v in run.verdicts
+    )
     return EXIT_FINDINGS if failing else EXIT_OK
 
 

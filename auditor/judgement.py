@@ -223,6 +223,7 @@ _KNOWN_PREFIXES = (
     ("subscription unreadable", "subscription_unreadable"),
     ("inventory failed", "inventory_failed"),
     ("connection failed", "connection"),
+    ("timed out", "timeout"),
     ("invalid response", "invalid_response"),
     ("configuration error", "configuration"),
 )

@@ -49,6 +49,7 @@ from auditor.facts import Reason, Registry, Verdict, normalize_id
 from auditor.reasons import catalog
 from auditor.reasons.catalog import reason
 from auditor.settings import Settings
+from auditor.storage.connect import table_service_client
 
 log = logging.getLogger(__name__)
 
@@ -66,11 +67,11 @@ TEST_REGISTRY = Registry(
 def table_service(settings: Settings, credential: TokenCredential | None) -> TableServiceClient:
     storage = settings.storage
     if storage.connection_string:
-        return TableServiceClient.from_connection_string(storage.connection_string)
+        return table_service_client(connection_string=storage.connection_string)
     if storage.table_endpoint:
         if credential is None:
             raise ConfigError(STORAGE, "identity-based table access needs a credential")
-        return TableServiceClient(endpoint=storage.table_endpoint, credential=credential)
+        return table_service_client(endpoint=storage.table_endpoint, credential=credential)
     raise ConfigError(STORAGE, "alerts keep their state in Table Storage: configure storage")
 
 

@@ -42,9 +42,25 @@ NAME_PATTERN = r"^[A-Za-z0-9]{5,50}$"  # registry names: 5-50 alphanumerics
 REASON_PATTERN = r"^[A-Za-z_]+(:[A-Za-z0-9_]+)?$"
 API_VERSION = "1"
 
+_INVALID = "An invalid parameter, named in the body"
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"model": models.Problem, "description": "An invalid parameter, named in the body"},
+    400: {"model": models.Problem, "description": _INVALID},
     503: {"model": models.Problem, "description": "The results store is unavailable"},
+}
+# Causes of a 400 no schema can state (a token's validity, a time that must parse), named
+# where the parameters are taken, so clients and schema checkers know to expect them.
+_FORGED_PAGE = "a `continuation` token this API did not issue"
+_BAD_PAGE: dict[int | str, dict[str, Any]] = {
+    400: {"model": models.Problem, "description": f"{_INVALID}, such as {_FORGED_PAGE}"}
+}
+_BAD_WINDOW: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": models.Problem,
+        "description": (
+            f"{_INVALID}, such as {_FORGED_PAGE}, a `since` or `until` that is neither an ISO 8601"
+            " time nor a duration back from now, or a `since` after `until`"
+        ),
+    }
 }
 
 
@@ -139,6 +155,7 @@ EvidenceLimit = Annotated[int, Query(ge=1, le=50, description="runs per page")]
 _NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": models.Problem, "description": "No such registry"}
 }
+_WINDOW_RESPONSES = {**_NOT_FOUND, **_BAD_WINDOW}
 _URL = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://\S+")
 
 
@@ -183,7 +200,7 @@ def compliance(store: Store, now: Clock) -> dict[str, Any]:
     return {**document, "dataAgeSeconds": age}
 
 
-@router.get("/registries", response_model=models.RegistryPage)
+@router.get("/registries", response_model=models.RegistryPage, responses=_BAD_PAGE)
 def registries(
     store: Store,
     continuation: Continuation = None,
@@ -238,7 +255,9 @@ def _known(store: AuditReader, name: str) -> dict[str, Any]:
     return document
 
 
-@router.get("/registries/{name}/logins", response_model=models.LoginPage, responses=_NOT_FOUND)
+@router.get(
+    "/registries/{name}/logins", response_model=models.LoginPage, responses=_WINDOW_RESPONSES
+)
 def registry_logins(
     store: Store,
     now: Clock,
@@ -258,7 +277,9 @@ def registry_logins(
     return {"items": items, "continuation": token}
 
 
-@router.get("/registries/{name}/activity", response_model=models.ActivityPage, responses=_NOT_FOUND)
+@router.get(
+    "/registries/{name}/activity", response_model=models.ActivityPage, responses=_WINDOW_RESPONSES
+)
 def registry_activity(
     store: Store,
     now: Clock,
@@ -311,7 +332,7 @@ def alerts(
     return dict(_redacted(document))
 
 
-@router.get("/runs", response_model=models.RunPage)
+@router.get("/runs", response_model=models.RunPage, responses=_BAD_PAGE)
 def runs(
     store: Store,
     continuation: Continuation = None,

@@ -99,7 +99,10 @@ def _http(_: Request, exc: Exception) -> JSONResponse:
     if exc.status_code == 404:
         return problem(404, "not-found", "No such route; the API is described at /api/docs.")
     if exc.status_code == 405:
-        return problem(405, "method-not-allowed", "The route does not allow this method.")
+        # Starlette's exception carries `Allow` (the route's methods); RFC 9110 requires it.
+        return problem(
+            405, "method-not-allowed", "The route does not allow this method.", headers=exc.headers
+        )
     return problem(exc.status_code, "http-error", str(exc.detail), headers=exc.headers)
 
 

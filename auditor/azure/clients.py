@@ -23,6 +23,11 @@ from auditor.pacing import TokenBucketPacer
 # full resource id.
 _ANY_SUBSCRIPTION = "00000000-0000-0000-0000-000000000000"
 
+# Seconds per attempt (the SDK's default is 300 for each). ARM answers reads in well under a
+# second; one that has not answered in 30 s is stuck, and the SDK's retry is the better bet.
+ARM_CONNECTION_TIMEOUT_SECONDS = 10.0
+ARM_READ_TIMEOUT_SECONDS = 30.0
+
 
 def _scope(audience: str) -> str:
     return audience.rstrip("/") + "/.default"
@@ -38,6 +43,11 @@ class ArmClients:
     pacer: TokenBucketPacer
     pool_size: int = 32
     retries: int = 4
+    # Per attempt. A GET that times out is retried like a 5xx, so an answer that never comes
+    # costs about read_timeout x (retries + 1); a Resource Graph query (a POST, not retried)
+    # that times out falls back to the per-subscription lists.
+    connection_timeout: float = ARM_CONNECTION_TIMEOUT_SECONDS
+    read_timeout: float = ARM_READ_TIMEOUT_SECONDS
     _transport: RequestsTransport | None = field(default=None, init=False, repr=False)
     _cache: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
@@ -50,13 +60,20 @@ class ArmClients:
             )
             session.mount("https://", adapter)
             session.mount("http://", adapter)
-            self._transport = RequestsTransport(session=session, session_owner=False)
+            self._transport = RequestsTransport(
+                session=session,
+                session_owner=False,
+                connection_timeout=self.connection_timeout,
+                read_timeout=self.read_timeout,
+            )
         return {
             "base_url": self.endpoint,
             "credential_scopes": [_scope(self.audience)],
             "per_retry_policies": [ArmPacingPolicy(self.pacer)],
             "transport": self._transport,
             "retry_total": self.retries,
+            # Timed-out reads get the same retries as the rest (the SDK's default is 3).
+            "retry_read": self.retries,
             # The SDK default backs off 0.8 s doubling; Retry-After still wins on 429.
             "retry_backoff_factor": 0.5,
         }

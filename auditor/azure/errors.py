@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
+from azure.core.exceptions import (
+    AzureError,
+    HttpResponseError,
+    ServiceRequestError,
+    ServiceResponseTimeoutError,
+)
 
 _MAX = 300
 
@@ -17,6 +22,9 @@ def describe_error(exc: BaseException) -> str:
         text = message or exc.reason or exc.__class__.__name__
         head = f"HTTP {status}" + (f" {code}" if code else "")
         return _clip(f"{head}: {text}")
+    if isinstance(exc, ServiceResponseTimeoutError):
+        # Reported apart from other failures: the answer may come in a later run.
+        return _clip(f"timed out: no answer within the read timeout ({exc.message})")
     if isinstance(exc, ServiceRequestError):
         return _clip(f"connection failed: {exc.message}")
     if isinstance(exc, AzureError):

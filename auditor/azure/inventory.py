@@ -35,6 +35,13 @@ _REGISTRY_ID = re.compile(
 )
 
 
+_READABLE_STATES = ("enabled", "pastdue", "warned")
+NOT_VISIBLE = (
+    "not visible to the auditor's identity: not among the subscriptions it can list"
+    " (a mistyped id, or no role on it)"
+)
+
+
 class InventoryError(RuntimeError):
     pass
 
@@ -133,16 +140,37 @@ def _bool_or_none(value: Any) -> bool | None:
     return value if isinstance(value, bool) else None
 
 
-def list_subscriptions(clients: InventoryReads) -> list[str]:
-    subs: list[str] = []
+def _listed_subscriptions(clients: InventoryReads) -> dict[str, str]:
+    """Every subscription the identity can list, with its state (lower case)."""
+    listed: dict[str, str] = {}
     for sub in clients.subscriptions().subscriptions.list():
-        state = str(getattr(sub, "state", "") or "")
-        if state and state.lower() not in ("enabled", "pastdue", "warned"):
-            continue  # disabled or deleted subscriptions have no readable resources
         sub_id = getattr(sub, "subscription_id", None)
         if isinstance(sub_id, str) and sub_id:
-            subs.append(sub_id.lower())
-    return sorted(set(subs))
+            listed[sub_id.lower()] = str(getattr(sub, "state", "") or "").lower()
+    return listed
+
+
+def list_subscriptions(clients: InventoryReads) -> list[str]:
+    # Disabled or deleted subscriptions have no readable resources.
+    listed = _listed_subscriptions(clients)
+    return sorted(s for s, state in listed.items() if state in ("", *_READABLE_STATES))
+
+
+def _visible(clients: InventoryReads, subs: list[str], inv: Inventory) -> list[str]:
+    """The configured `subs` the identity can list; the others are failed on `inv`. All of
+    them when the list cannot be read: `discover` then confirms each one on its own."""
+    try:
+        listed = _listed_subscriptions(clients)
+    except AzureError as exc:
+        inv.errors.append(
+            "subscription list unreadable, configured subscriptions confirmed one by one: "
+            + describe_error(exc)
+        )
+        return subs
+    for sub in subs:
+        if sub not in listed:
+            inv.failed[sub] = NOT_VISIBLE
+    return [s for s in subs if s in listed]
 
 
 def _batches(items: Sequence[str], size: int) -> Iterable[list[str]]:
@@ -185,6 +213,16 @@ def _arm_list(clients: InventoryReads, sub: str, inv: Inventory) -> list[Registr
     return found
 
 
+def _confirm(clients: InventoryReads, sub: str, inv: Inventory) -> None:
+    """List `sub` through ARM: complete when it answers, failed with the reason when it
+    refuses (403/404, where Resource Graph would stay silent)."""
+    try:
+        inv.registries.extend(_arm_list(clients, sub, inv))
+        inv.complete.add(sub)
+    except AzureError as exc:
+        inv.failed[sub] = describe_error(exc)
+
+
 def discover(
     clients: InventoryReads,
     subscriptions: Sequence[str],
@@ -196,12 +234,16 @@ def discover(
 
     `expected` names subscriptions known to hold registries. Resource Graph silently leaves out
     subscriptions the identity cannot read, so an expected subscription that comes back empty is
-    confirmed with an ARM list before its registries can be called removed.
+    confirmed with an ARM list before its registries can be called removed. Configured
+    `subscriptions` are all expected: one the identity cannot list, or whose ARM list is
+    refused, is failed on the inventory, never an empty success.
     """
     inv = Inventory()
-    if not subscriptions:
-        subscriptions = list_subscriptions(clients)
-    subs = sorted({s.lower() for s in subscriptions})
+    if subscriptions:
+        subs = _visible(clients, sorted({s.lower() for s in subscriptions}), inv)
+        expected = {*expected, *subs}
+    else:
+        subs = list_subscriptions(clients)
     for batch in _batches(subs, SUBSCRIPTION_BATCH):
         try:
             registries = _graph_batch(clients, batch, inv)
@@ -211,23 +253,15 @@ def discover(
             )
             log.warning("Resource Graph failed for %d subscriptions: %s", len(batch), exc)
             for sub in batch:
-                try:
-                    inv.registries.extend(_arm_list(clients, sub, inv))
-                    inv.complete.add(sub)
-                except AzureError as sub_exc:
-                    inv.failed[sub] = describe_error(sub_exc)
+                _confirm(clients, sub, inv)
         else:
             inv.registries.extend(r for r in registries if r.subscription_id in batch)
             seen = {r.subscription_id for r in registries}
             for sub in batch:
                 if sub in seen or sub not in expected:
                     inv.complete.add(sub)
-                    continue
-                try:
-                    inv.registries.extend(_arm_list(clients, sub, inv))
-                    inv.complete.add(sub)
-                except AzureError as sub_exc:
-                    inv.failed[sub] = describe_error(sub_exc)
+                else:
+                    _confirm(clients, sub, inv)
         if progress:
             progress(
                 f"inventory: {len(inv.registries)} registries in {len(inv.complete)} subscriptions"

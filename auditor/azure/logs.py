@@ -46,6 +46,13 @@ PACER_RATE = 5.0
 PACER_BURST = 40
 PACER_KEY = "loganalytics"
 RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Seconds per attempt (the SDK's default is 300 for each). A query may rightly run for the
+# service's own limit, 180 s unless `server_timeout` asks for more: the read timeout allows
+# that and 20 s for the answer to arrive, so the service's 504 normally comes first. A
+# connection silent beyond it is stuck; like a 504, its query is then split and sent again
+# (`QueryOutcome.too_big`).
+LOGS_CONNECTION_TIMEOUT_SECONDS = 10.0
+LOGS_READ_TIMEOUT_SECONDS = 200.0
 _MAX_RETRY_AFTER = 120.0
 
 _GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
@@ -122,6 +129,8 @@ class LogsReader:
         backoff: float = 1.0,
         max_backoff: float = 30.0,
         server_timeout: int | None = None,
+        connection_timeout: float = LOGS_CONNECTION_TIMEOUT_SECONDS,
+        read_timeout: float = LOGS_READ_TIMEOUT_SECONDS,
         pacer: TokenBucketPacer | None = None,
         client: Any = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -131,6 +140,8 @@ class LogsReader:
             raise ValueError(f"max_concurrency must be between 1 and {MAX_CONCURRENCY}")
         if retries < 0:
             raise ValueError("retries must be at least 0")
+        if server_timeout is not None and read_timeout <= server_timeout:
+            raise ValueError("read_timeout must be longer than the server_timeout it waits for")
         if client is None:
             if credential is None:
                 raise ValueError("a credential is needed to create the LogsQueryClient")
@@ -141,6 +152,8 @@ class LogsReader:
                 endpoint=endpoint,
                 audience=audience,
                 retry_total=0,
+                connection_timeout=connection_timeout,
+                read_timeout=read_timeout,
                 **dict(client_kwargs or {}),
             )
         self._client = client

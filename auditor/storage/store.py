@@ -9,6 +9,7 @@ from datetime import datetime
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
 
+from auditor.storage.connect import table_service_client
 from auditor.storage.errors import StorageError
 from auditor.storage.pruning import Deadline, Pruned, prune_audit_tables
 from auditor.storage.reader import AuditReader
@@ -72,7 +73,7 @@ class AuditStore:
         cls, connection_string: str, prefix: str, *, retry: StorageRetry | None = None
     ) -> AuditStore:
         try:
-            service = TableServiceClient.from_connection_string(connection_string)
+            service = table_service_client(connection_string=connection_string)
         except ValueError:
             # The SDK's message may quote the string, and with it the account key.
             raise StorageError("reading the connection string", "it is malformed") from None
@@ -90,5 +91,5 @@ class AuditStore:
         """Identity-based access: `endpoint` is the account's table URL
         (`https://<account>.table.core.windows.net`); the identity needs the
         "Storage Table Data Contributor" role."""
-        service = TableServiceClient(endpoint=endpoint, credential=credential)
+        service = table_service_client(endpoint=endpoint, credential=credential)
         return cls(service, prefix=prefix, retry=retry)

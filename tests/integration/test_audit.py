@@ -7,10 +7,15 @@ from datetime import datetime
 from typing import Any
 
 import pytest
+from azure.identity import DefaultAzureCredential
+from fastapi.testclient import TestClient
 
 from auditor import audit as audit_module
+from auditor.api import create_app
 from auditor.audit import run_audit
+from auditor.azure.clients import ArmClients
 from auditor.facts import Status
+from auditor.pacing import TokenBucketPacer
 from auditor.run_record import AuditRun, RunStatus
 from auditor.runtime import audit_once, build_arm_clients, build_credential, build_store
 from auditor.settings import Settings
@@ -21,6 +26,7 @@ LocalAzure = Callable[..., tuple[RunningEmulator, dict[str, str]]]
 
 PROD = "11111111-1111-1111-1111-111111111111"
 DEV = "22222222-2222-2222-2222-222222222222"
+GHOST = "99999999-9999-9999-9999-999999999999"  # no subscription the identity can see
 
 EXPECTED = {
     "acrcompliant01": ("compliant", ()),
@@ -188,6 +194,51 @@ def test_malformed_answers_are_retried_then_reported_invalid(local_azure: LocalA
     assert sum("acrlegacy01" in e.path for e in reads) == 3
 
 
+def test_a_read_that_never_answers_times_out_and_the_rest_are_judged(
+    local_azure: LocalAzure,
+) -> None:
+    """One registry's settings answer after 100 s. With a read timeout of a fraction of
+    a second and one retry given to the client builder, that registry costs the run two
+    attempts of the timeout: it is unknown with a timeout reason, the others are judged."""
+    settings_read = "/providers/microsoft.insights/diagnosticsettings$"
+    emu, env = local_azure(
+        faults=[
+            {"kind": "slow", "delay_s": 100, "api": "arm", "path": "acrgroups01" + settings_read}
+        ]
+    )
+    settings = Settings.from_env(env)
+    clients = ArmClients(
+        credential=DefaultAzureCredential(),
+        endpoint=settings.arm.endpoint,
+        audience=settings.arm.audience,
+        pacer=TokenBucketPacer(rate=25, burst=100),
+        retries=1,
+        read_timeout=0.5,
+    )
+    try:
+        run = run_audit(clients, settings.policy)  # settings only: no log queries
+    finally:
+        clients.close()
+    result = outcome(run)
+    assert result.pop("acrgroups01") == ("unknown", ("unknown:timeout",))
+    on_settings_alone = {
+        **EXPECTED,
+        "acrdisabled01": ("noncompliant", EXPECTED["acrdisabled01"][1][:1]),  # no logs_silent
+    }
+    del on_settings_alone["acrgroups01"]
+    assert result == on_settings_alone
+    [slow] = [v for v in run.verdicts if v.registry.name == "acrgroups01"]
+    assert "read timeout" in slow.reasons[0].detail
+    assert run.status is RunStatus.PARTIAL
+    # Two attempts reached the slow registry and neither was answered; every other registry's
+    # settings were read once.
+    [fault] = emu.world.knobs.faults
+    assert fault.fired == 2
+    reads = [e for e in emu.world.requests() if e.path.lower().endswith("/diagnosticsettings")]
+    assert not [e for e in reads if "acrgroups01" in e.path]
+    assert sorted(e.path.split("/")[-4] for e in reads) == sorted(set(EXPECTED) - {"acrgroups01"})
+
+
 def test_registry_that_disappeared_is_removed_not_failed(
     local_azure: LocalAzure, write_mode: str
 ) -> None:
@@ -208,6 +259,55 @@ def test_subscription_filter_limits_the_audit(local_azure: LocalAzure) -> None:
     _, env = local_azure()
     run = audit(env, subscriptions=[DEV])
     assert {v.registry.name for v in run.verdicts} == {"acrlegacy01", "acrnosetting01"}
+
+
+def test_a_configured_subscription_the_identity_cannot_see_is_an_error(
+    local_azure: LocalAzure,
+) -> None:
+    _, env = local_azure()
+    run = audit({**env, "AUDITOR_SUBSCRIPTIONS": f"{PROD},{GHOST}"})
+    prod = {"acrcompliant01", "acrgroups01", "acrdisabled01", "acrstorage01"}
+    assert outcome(run) == {k: v for k, v in EXPECTED.items() if k in prod}
+    assert run.status is RunStatus.PARTIAL
+    assert run.inventoried_subscriptions == {PROD}
+    [error] = [e for e in run.errors if GHOST in e]
+    assert "not visible to the auditor's identity" in error
+    # Stored with the run, and served.
+    store = build_store(Settings.from_env(env))
+    [served] = TestClient(create_app(lambda: store)).get("/api/runs").json()["items"]
+    assert served["id"] == run.run_id and served["status"] == "partial"
+    assert error in served["errors"]
+
+
+def test_a_configured_subscription_refused_to_the_identity_is_an_error(
+    local_azure: LocalAzure,
+) -> None:
+    """Listed, but its registries may not be read: Resource Graph leaves it out without a
+    word, the ARM list says 403."""
+    emu, env = local_azure(faults=[{"kind": "status", "status": 403, "subscription": DEV}])
+    for name in ("acrlegacy01", "acrnosetting01"):
+        registry = emu.world.registry_by_name(name)
+        assert registry is not None
+        emu.world.remove_registry(registry.id)
+    run = audit({**env, "AUDITOR_SUBSCRIPTIONS": DEV})
+    assert run.verdicts == ()
+    assert run.status is RunStatus.PARTIAL
+    [error] = [e for e in run.errors if DEV in e]
+    assert "HTTP 403" in error
+
+
+def test_configured_subscriptions_are_confirmed_when_the_list_is_unreadable(
+    local_azure: LocalAzure,
+) -> None:
+    _, env = local_azure(
+        faults=[{"kind": "status", "status": 500, "api": "arm", "path": "^/subscriptions$"}]
+    )
+    run = audit({**env, "AUDITOR_SUBSCRIPTIONS": f"{DEV},{GHOST}", "AUDITOR_HTTP_RETRIES": "0"})
+    assert {v.registry.name for v in run.verdicts} == {"acrlegacy01", "acrnosetting01"}
+    assert run.status is RunStatus.PARTIAL
+    assert any(e.startswith("subscription list unreadable") for e in run.errors)
+    [error] = [e for e in run.errors if GHOST in e]
+    assert "HTTP 404 SubscriptionNotFound" in error
 
 
 def test_resource_graph_failure_falls_back_to_arm_lists(local_azure: LocalAzure) -> None:

@@ -74,6 +74,31 @@ def test_bad_argument_is_refused(local_azure: LocalAzure) -> None:
     assert "not a subscription id" in result.stderr
 
 
+def test_a_subscription_the_identity_cannot_see_is_not_a_success(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    ghost = "99999999-9999-9999-9999-999999999999"
+    env = {**env, "AUDITOR_SUBSCRIPTIONS": ghost}
+    result = run_cli(env, "audit", "--format", "json")
+    assert result.returncode == 1, result.stdout + result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["run"]["status"] == "partial"
+    assert doc["registries"] == []
+    assert [e for e in doc["run"]["errors"] if ghost in e and "not visible" in e]
+    table = run_cli(env, "audit", "--no-store")
+    assert table.returncode == 1, table.stdout + table.stderr
+    assert f"warning: subscription {ghost}: not visible" in table.stdout
+
+
+def test_a_malformed_subscription_setting_stays_a_configuration_error(
+    local_azure: LocalAzure,
+) -> None:
+    _, env = local_azure()
+    result = run_cli({**env, "AUDITOR_SUBSCRIPTIONS": "9999-not-a-guid"}, "audit")
+    assert result.returncode == 2
+    assert "AUDITOR_SUBSCRIPTIONS" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_unreachable_azure_is_a_failed_audit(local_azure: LocalAzure) -> None:
     _, env = local_azure()
     result = run_cli(

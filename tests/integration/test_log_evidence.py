@@ -354,6 +354,23 @@ def test_a_workspace_that_keeps_failing_makes_its_registries_unknown(estate: Est
     assert any("504" in e and LAW_OTHER not in e for e in run.result.errors)
 
 
+def test_a_workspace_that_never_answers_times_out_and_is_split() -> None:
+    """law-other answers after 100 s. With a read timeout of 4 s given to the reader (above
+    what the emulator's queries take on a busy machine), each query there times out, is split
+    once (two halves) and times out again: its registry is unknown with a timeout reason and
+    the rest are judged as usual."""
+    for estate in _estate(read_timeout=4.0):
+        slow = estate.emu.world.add_fault(
+            {"kind": "slow", "api": "logs", "delay_s": 100, "path": LAW_OTHER}
+        )
+        run = estate.run(LogOptions(max_splits=1))
+        assert statuses(run)["acrother01"] == ("unknown", ("logs_unreadable:timeout",))
+        assert statuses(run)["acrbusy01"] == ("compliant", ())
+        assert slow.fired == PURPOSES * (1 + 2)  # a read timeout is not retried as it is
+        assert not [e for e in run.logs_requests() if LAW_OTHER in e.path]  # none answered
+        assert any("timed out" in e and "law-other" in e for e in run.result.errors)
+
+
 # --------------------------------------------------------------------------- KQL
 
 

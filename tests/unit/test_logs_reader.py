@@ -200,6 +200,12 @@ def test_concurrency_above_the_service_limit_is_refused() -> None:
         LogsReader(client=FakeClient([]), max_concurrency=6)
 
 
+def test_a_read_timeout_must_outlast_the_server_timeout_it_waits_for() -> None:
+    with pytest.raises(ValueError, match="read_timeout"):
+        LogsReader(client=FakeClient([]), server_timeout=300)  # the 200 s default is shorter
+    LogsReader(client=FakeClient([]), server_timeout=300, read_timeout=320.0)
+
+
 def test_default_pacing_stays_under_200_queries_in_any_30_seconds() -> None:
     clock = [0.0]
 
