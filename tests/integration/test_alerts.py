@@ -9,13 +9,10 @@ import hashlib
 import hmac
 import json
 import logging
-import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -54,6 +51,7 @@ from auditor.reasons.catalog import reason
 from auditor.runtime import audit_once
 from auditor.settings import Settings
 from emulator.azurite import Azurite
+from emulator.webhooks import BlackHole, Received, Receiver
 
 pytestmark = pytest.mark.integration
 
@@ -66,68 +64,6 @@ EXAMPLES = Path(__file__).resolve().parents[2] / "docs" / "reference" / "example
 
 
 # -- a local receiver ---------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-    at: float
-
-    def json(self) -> Any:
-        return json.loads(self.body)
-
-
-class Receiver:
-    """A tiny HTTP server on 127.0.0.1 that records every POST; it can answer with chosen
-    statuses, or be stopped (connection refused) and started again on the same port."""
-
-    def __init__(self) -> None:
-        self.requests: list[Received] = []
-        self.statuses: list[int] = []  # answered in order, then 200
-        self.port = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._lock = threading.Lock()
-
-    def start(self) -> Receiver:
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
-                with receiver._lock:
-                    receiver.requests.append(
-                        Received(self.path, dict(self.headers), body, time.monotonic())
-                    )
-                    status = receiver.statuses.pop(0) if receiver.statuses else 200
-                self.send_response(status)
-                self.end_headers()
-                # A careless receiver quotes the token it refused, on its own.
-                token = self.path.rsplit("/", 1)[-1].rsplit("sig=", 1)[-1]
-                self.wfile.write(b"ok" if status < 400 else f"bad token {token}".encode())
-
-            def log_message(self, format: str, *args: Any) -> None:
-                return None
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def on(self, prefix: str) -> list[Received]:
-        return [r for r in self.requests if r.path.startswith(prefix)]
 
 
 @pytest.fixture
@@ -588,33 +524,6 @@ def test_a_refused_token_never_reaches_the_outbox_history_logs_or_report(
     assert "HTTP 401: bad token [redacted]" in shown
     for i in range(len(TOKEN) - 5):
         assert TOKEN[i : i + 6] not in shown
-
-
-class BlackHole:
-    """Accepts connections and never answers: the receiver that stalls a sink."""
-
-    def __init__(self) -> None:
-        self.accepted = 0
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self._held: list[socket.socket] = []
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                conn, _ = self._server.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self._held.append(conn)
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self._server.getsockname()[1]}{path}"
-
-    def close(self) -> None:
-        self._server.close()
-        for conn in self._held:
-            conn.close()
 
 
 def test_a_black_hole_sink_costs_a_run_its_budget_and_loses_nothing(
