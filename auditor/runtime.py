@@ -28,9 +28,22 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_credential() -> TokenCredential:
+# The token endpoint answers in milliseconds; the SDK's own read timeout is 300 s per attempt.
+CREDENTIAL_CONNECT_TIMEOUT_SECONDS = 10.0
+CREDENTIAL_READ_TIMEOUT_SECONDS = 30.0
+
+
+def build_credential(
+    *,
+    connection_timeout: float = CREDENTIAL_CONNECT_TIMEOUT_SECONDS,
+    read_timeout: float = CREDENTIAL_READ_TIMEOUT_SECONDS,
+) -> TokenCredential:
     # Managed identity in Azure (and against the emulator), developer logins locally.
-    return DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    return DefaultAzureCredential(
+        exclude_interactive_browser_credential=True,
+        connection_timeout=connection_timeout,
+        read_timeout=read_timeout,
+    )
 
 
 # Tokens of ARM's burst left unused: a third of a second of jitter at 25 reads per second.

@@ -5,12 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
+from auditor.runtime import build_credential
 from emulator.testing import RunningEmulator
 
 pytestmark = pytest.mark.integration
@@ -100,3 +103,14 @@ def test_arm_refuses_missing_wrong_audience_and_forged_tokens(
     assert "WWW-Authenticate" in wrong.headers
     assert bad.status_code == 401 and bad.json()["error"]["code"] == "InvalidAuthenticationToken"
     assert garbage.status_code == 401
+
+
+def test_a_token_endpoint_that_never_answers_times_out(
+    fresh_emulator: Callable[..., RunningEmulator],
+) -> None:
+    """The product's credential gives up on a hanging token endpoint after its read timeout,
+    not the SDK's 300 s per attempt."""
+    fresh_emulator(faults=[{"kind": "slow", "delay_s": 60, "api": "identity"}])
+    credential = build_credential(read_timeout=0.5)
+    with pytest.raises(ClientAuthenticationError, match="Read timed out"):
+        credential.get_token("https://management.azure.com/.default")
