@@ -10,6 +10,8 @@ from typing import Any, TypeVar
 from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError
 
+from auditor.storage.errors import StorageError
+from auditor.storage.retry import StorageRetry
 from auditor.storage.transactions import MAX_OPERATIONS, transactions
 
 __all__ = ["MAX_OPERATIONS", "Operation", "transactions", "write_all"]
@@ -62,6 +64,22 @@ def without_none(entity: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in entity.items() if v is not None}
 
 
+# One for the process, shared by every alert table: what it learns of an outage holds for all.
+_RETRY = StorageRetry()
+
+
+def _submit(client: TableClient, operations: list[Operation]) -> list[Mapping[str, Any]]:
+    """A transaction that rides out a short outage like the run's own writes (the SDK never
+    retries a POST on a lost connection), so a delivery recorded during a blip is not sent
+    again as a possible repeat. Errors come out as the SDK raised them."""
+    try:
+        return _RETRY.call("writing alert state", client.submit_transaction, operations)
+    except StorageError as exc:
+        if isinstance(exc.__cause__, AzureError):
+            raise exc.__cause__ from None
+        raise
+
+
 def write_all(
     client: TableClient,
     operations: Sequence[Operation],
@@ -86,7 +104,7 @@ def write_all(
             results[group[0]] = alone(group[0])
             continue
         try:
-            responses = client.submit_transaction([operations[i] for i in group])
+            responses = _submit(client, [operations[i] for i in group])
         except TableTransactionError:
             for i in group:
                 results[i] = alone(i)
