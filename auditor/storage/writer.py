@@ -142,6 +142,9 @@ class RunWriter:
         # rewrites only registries whose result changed after they were written.
         self._written: dict[str, tuple[Verdict, LogEvidence | None]] = {}
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-writer")
+        # The transactions of every batch, on workers the writer owns for the run (not a pool
+        # per batch): each is one partition, so order within a table is free.
+        self._store = ThreadPoolExecutor(max_workers=_WRITE_WORKERS, thread_name_prefix="store")
         self._pending: list[Future[None]] = []
 
     def __enter__(self) -> RunWriter:
@@ -152,6 +155,7 @@ class RunWriter:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._store.shutdown(wait=True, cancel_futures=True)
 
     @property
     def busy(self) -> bool:
@@ -282,13 +286,13 @@ class RunWriter:
         # First: once the run row says finished, its evidence is there to read.
         self._write_evidence(items, observed_at)
         self._upsert_all(
-            self._tables.history, history_rows, "writing registry history", workers=_WRITE_WORKERS
+            self._tables.history, history_rows, "writing registry history", parallel=True
         )
         self._upsert_all(
             self._tables.registries,
             registry_rows,
             "writing registry status",
-            workers=_WRITE_WORKERS,
+            parallel=True,
         )
 
     def _write_evidence(self, items: Sequence[_Item], observed_at: datetime) -> None:
@@ -315,9 +319,8 @@ class RunWriter:
                 )
             self._upsert_all(self._tables.evidence, rows, "writing log evidence")
 
-        with ThreadPoolExecutor(max_workers=_WRITE_WORKERS, thread_name_prefix="store") as pool:
-            # list(): the first failure is raised here, after every partition was tried.
-            list(pool.map(write, tasks))
+        # list(): the first failure is raised here, after every partition was tried.
+        list(self._store.map(write, tasks))
 
     def _upsert_all(
         self,
@@ -325,7 +328,7 @@ class RunWriter:
         rows: Sequence[dict[str, Any]],
         action: str,
         *,
-        workers: int = 1,
+        parallel: bool = False,
     ) -> None:
         def submit(batch: list[dict[str, Any]]) -> None:
             self._tables.retry.call(
@@ -335,13 +338,13 @@ class RunWriter:
             )
 
         batches = list(_batches(rows))
-        if workers <= 1 or len(batches) <= 1:
+        if not parallel or len(batches) <= 1:
             for batch in batches:
                 submit(batch)
             return
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="store") as pool:
-            # list(): the first failure is raised here, after every batch was tried.
-            list(pool.map(submit, batches))
+        # list(): the first failure is raised here, after every batch was tried. Only the
+        # writer's own thread (or `finish`'s caller) gets here, never a store worker.
+        list(self._store.map(submit, batches))
 
 
 def _by_key(run: AuditRun) -> dict[str, Verdict]:
