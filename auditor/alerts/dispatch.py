@@ -19,8 +19,9 @@ import dataclasses
 import logging
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -45,6 +46,35 @@ _CLAIM_WORKERS = 8
 # How long a sink's finished rows may wait to be settled together. A run that dies meanwhile
 # leaves them leased, and a later run sends them again (consumers deduplicate on the id).
 SETTLE_EVERY = 2.0  # seconds
+
+
+class DispatchWorkers:
+    """The threads that claim alerts and deliver them, owned by whoever sends for a run (the
+    alert service) and shut down with it, instead of pools made per call."""
+
+    def __init__(self, sinks: int) -> None:
+        self.claims = ThreadPoolExecutor(
+            max_workers=_CLAIM_WORKERS, thread_name_prefix="alert-claim"
+        )
+        # One per sink: a slow sink holds up nobody else.
+        self.sinks = ThreadPoolExecutor(max_workers=max(1, sinks), thread_name_prefix="alert-sink")
+
+    def close(self) -> None:
+        self.claims.shutdown(wait=True, cancel_futures=True)
+        self.sinks.shutdown(wait=True, cancel_futures=True)
+
+
+@contextmanager
+def _workers(given: DispatchWorkers | None, sinks: int) -> Iterator[DispatchWorkers]:
+    """`given`, or workers for this one call."""
+    if given is not None:
+        yield given
+        return
+    own = DispatchWorkers(sinks)
+    try:
+        yield own
+    finally:
+        own.close()
 
 
 @dataclass(frozen=True)
@@ -110,6 +140,7 @@ def send_alerts(
     now: datetime,
     lease: timedelta = DEFAULT_LEASE,
     budget: SinkBudget | None = None,
+    workers: DispatchWorkers | None = None,
 ) -> DeliveryReport:
     """Store the plan's states and deliver the alerts this run wins; see the module doc."""
     report = DeliveryReport()
@@ -141,18 +172,18 @@ def send_alerts(
     batches = [noisy[i : i + MAX_OPERATIONS] for i in range(0, len(noisy), MAX_OPERATIONS)]
     # Batches overlap their round trips; within one, the outbox rows exist before any alert
     # is handed to a sink, which happens only once every batch is prepared.
-    with ThreadPoolExecutor(max_workers=_CLAIM_WORKERS, thread_name_prefix="alert-claim") as pool:
-        prepared = [jobs for batch in pool.map(prepare, batches) for jobs in batch]
-    jobs: dict[str, list[_Job]] = {name: [] for name in names}
-    for change, sink_jobs in zip(noisy, prepared, strict=True):
-        assert change.alert is not None
-        if sink_jobs is None:
-            report.claimed_elsewhere.append(change.alert.id)
-            continue
-        report.claimed.append(change.alert.id)
-        for name, job in zip(names, sink_jobs, strict=True):
-            jobs[name].append(job)
-    report.deliveries = _deliver_all(sinks, jobs, state_store, outbox, now, budget)
+    with _workers(workers, len(sinks)) as pools:
+        prepared = [jobs for batch in pools.claims.map(prepare, batches) for jobs in batch]
+        jobs: dict[str, list[_Job]] = {name: [] for name in names}
+        for change, sink_jobs in zip(noisy, prepared, strict=True):
+            assert change.alert is not None
+            if sink_jobs is None:
+                report.claimed_elsewhere.append(change.alert.id)
+                continue
+            report.claimed.append(change.alert.id)
+            for name, job in zip(names, sink_jobs, strict=True):
+                jobs[name].append(job)
+        report.deliveries = _deliver_all(sinks, jobs, state_store, outbox, now, budget, pools)
     return report
 
 
@@ -165,6 +196,7 @@ def flush_outbox(
     lease: timedelta = DEFAULT_LEASE,
     max_age: timedelta = DEFAULT_MAX_AGE,
     budget: SinkBudget | None = None,
+    workers: DispatchWorkers | None = None,
 ) -> DeliveryReport:
     """Send what earlier runs could not (call at the start of every run). Rows of sinks no
     longer configured stay until the sink is configured again or they expire."""
@@ -200,7 +232,8 @@ def flush_outbox(
             # At least once: sent again, but a person is told it may be a repeat.
             alert = dataclasses.replace(alert, repeat=entry.maybe_sent)
             jobs[sink.name].append(_Job(alert, leased, leased.history_key))
-    report.deliveries += _deliver_all(sinks, jobs, state_store, outbox, now, budget)
+    with _workers(workers, len(sinks)) as pools:
+        report.deliveries += _deliver_all(sinks, jobs, state_store, outbox, now, budget, pools)
     return report
 
 
@@ -211,16 +244,14 @@ def _deliver_all(
     outbox: Outbox,
     now: datetime,
     budget: SinkBudget | None,
+    pools: DispatchWorkers,
 ) -> list[Delivery]:
     busy = [s for s in sinks if jobs.get(s.name)]
-    if not busy:
-        return []
     results: list[Delivery] = []
-    with ThreadPoolExecutor(max_workers=len(busy), thread_name_prefix="alert-sink") as pool:
-        for delivered in pool.map(
-            lambda sink: _deliver(sink, jobs[sink.name], state_store, outbox, now, budget), busy
-        ):
-            results.extend(delivered)
+    for delivered in pools.sinks.map(
+        lambda sink: _deliver(sink, jobs[sink.name], state_store, outbox, now, budget), busy
+    ):
+        results.extend(delivered)
     return results
 
 

@@ -27,7 +27,7 @@ from auditor.alerts.config import (
     build_sinks,
     options_from_settings,
 )
-from auditor.alerts.dispatch import DeliveryReport, flush_outbox, send_alerts
+from auditor.alerts.dispatch import DeliveryReport, DispatchWorkers, flush_outbox, send_alerts
 from auditor.alerts.model import (
     LOGIN_TOPICS,
     Alert,
@@ -90,8 +90,10 @@ class AlertService:
         self.outbox = outbox
         self.options = options or AlertOptions()
         self._clock = clock
-        # A service serves one run (or one API request): its sinks' budgets are the run's.
+        # A service serves one run (or one API request): its sinks' budgets are the run's,
+        # and it owns the threads that deliver for it.
         self.budget = SinkBudget(self.options.sink_budget)
+        self._workers: DispatchWorkers | None = None
 
     @classmethod
     def from_settings(
@@ -125,8 +127,17 @@ class AlertService:
         self.close()
 
     def close(self) -> None:
+        if self._workers is not None:
+            self._workers.close()
         for sink in self.sinks:
             sink.close()
+
+    @property
+    def workers(self) -> DispatchWorkers:
+        """Started on first use: a service that only reads (the API) starts none."""
+        if self._workers is None:
+            self._workers = DispatchWorkers(len(self.sinks))
+        return self._workers
 
     # -- a run -----------------------------------------------------------------------------
 
@@ -181,6 +192,7 @@ class AlertService:
                 now=moment,
                 lease=options.lease,
                 budget=self.budget,
+                workers=self.workers,
             )
         except AzureError as exc:
             log.error("alerting failed: %s", type(exc).__name__)
@@ -198,6 +210,7 @@ class AlertService:
                 lease=self.options.lease,
                 max_age=self.options.max_age,
                 budget=self.budget,
+                workers=self.workers,
             )
         except AzureError as exc:
             log.error("outbox flush failed: %s", type(exc).__name__)
