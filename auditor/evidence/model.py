@@ -28,7 +28,8 @@ DEFAULT_ADMIN_IDENTITIES: tuple[str, ...] = ("{name}", "{name}.azurecr.io")
 
 @dataclass(frozen=True)
 class EvidenceOptions:
-    """Thresholds of the analysis (validated by `auditor.logs_audit.LogOptions`)."""
+    """Thresholds of the analysis (validated where they are set: the logs settings, or
+    `auditor.logs_audit.LogOptions` for the ones no setting gives)."""
 
     burst_failures: int = 10
     burst_window: timedelta = timedelta(minutes=5)
