@@ -23,6 +23,19 @@ from emulator import azurite  # noqa: E402
 from emulator.testing import sdk_environment, start_emulator  # noqa: E402
 
 DEMO_SCENARIO = REPO / "emulator" / "scenarios" / "demo.yaml"
+# The links the demo prints, under /api; a test checks each answers 200 on the demo fleet.
+EXAMPLE_PATHS = (
+    "/compliance",
+    "/registries?status=noncompliant",
+    # Registries of demo.yaml: one whose setting was deleted, and a busy one.
+    "/registries/acrreportingprod",
+    "/registries/acrpaymentsprod/logins?since=24h",
+    "/registries/acrpaymentsprod/activity?since=7d",
+    "/alerts",
+    "/runs",
+    "/health",
+    "/docs",
+)
 
 
 def main() -> int:
@@ -100,14 +113,7 @@ def serve(settings: Settings, port: int) -> None:
 
     base = f"http://127.0.0.1:{port}/api"
     print(f"\nAPI on {base}  (Ctrl-C to stop)")
-    for path in (
-        "/compliance",
-        "/registries?status=noncompliant",
-        "/registries/acrnosetting01",
-        "/runs",
-        "/health",
-        "/docs",
-    ):
+    for path in EXAMPLE_PATHS:
         print(f"  {base}{path}")
     store = build_store(settings)
     config = uvicorn.Config(
