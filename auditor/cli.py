@@ -123,6 +123,12 @@ def render_logs(run: AuditRun, out: TextIO) -> None:
 
 
 def render_table(run: AuditRun, out: TextIO) -> None:
+    if run.status is RunStatus.FAILED and not run.verdicts:
+        # Nothing was judged: say why, without an empty table.
+        out.write(f"audit failed (run {run.run_id}):\n")
+        for error in run.errors:
+            out.write(f"error: {error}\n")
+        return
     rows = [
         (
             v.registry.name,
@@ -390,11 +396,15 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
 
 def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    level = os.environ.get("AUDITOR_LOG_LEVEL", "WARNING").upper()
     logging.basicConfig(
-        level=os.environ.get("AUDITOR_LOG_LEVEL", "WARNING").upper(),
+        level=level,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if level not in ("DEBUG", "INFO"):
+        # Its warning lists every credential it tried; the run's error says what to do.
+        logging.getLogger("azure.identity").setLevel(logging.ERROR)
     env = dict(os.environ if environ is None else environ)
     from auditor import telemetry
     from auditor.allocator import cap_malloc_arenas

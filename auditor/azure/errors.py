@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from azure.core.exceptions import (
     AzureError,
+    ClientAuthenticationError,
     HttpResponseError,
     ServiceRequestError,
     ServiceResponseTimeoutError,
@@ -12,9 +13,20 @@ from azure.core.exceptions import (
 _MAX = 300
 
 
+# What a person can do when no credential could sign in (the SDK lists every credential it
+# tried over fifteen lines, none of which says that).
+NO_CREDENTIAL = (
+    "no Azure credential could sign in: run `az login` (or `azd auth login`), run where a "
+    "managed identity is assigned, or set AZURE_TENANT_ID, AZURE_CLIENT_ID and "
+    "AZURE_CLIENT_SECRET for a service principal"
+)
+
+
 def describe_error(exc: BaseException) -> str:
     """`HTTP 403 AuthorizationFailed: <message>` style; the message is cut short and never holds
     request headers, so tokens cannot leak into stored findings."""
+    if isinstance(exc, ClientAuthenticationError) and exc.status_code is None:
+        return NO_CREDENTIAL  # raised by the credential itself, before any request was sent
     if isinstance(exc, HttpResponseError):
         status = exc.status_code if exc.status_code is not None else "?"
         code = getattr(exc.error, "code", None) if exc.error is not None else None

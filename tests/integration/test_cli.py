@@ -189,3 +189,27 @@ def test_storage_down_still_prints_every_verdict_and_exits_two(local_azure: Loca
     assert len(stored) == 1 and "Table Storage" in stored[0]
     assert "AccountKey" not in result.stdout + result.stderr
     assert "Eby8vdM02xNOcqFl" not in result.stdout + result.stderr
+
+
+def test_no_azure_login_is_one_message_saying_what_to_do(local_azure: LocalAzure) -> None:
+    emu, _ = local_azure()
+    bare = {
+        "PATH": os.environ["PATH"],
+        "HOME": "/nonexistent",  # no Azure CLI login, no token cache
+        "AUDITOR_ARM_ENDPOINT": emu.base_url,
+        "REQUESTS_CA_BUNDLE": str(emu.ca_path),
+    }
+    result = subprocess.run(
+        [sys.executable, "-m", "auditor", "audit", "--no-store", "--no-alerts", "--quiet"],
+        env=bare,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "az login" in result.stdout and "AZURE_CLIENT_ID" in result.stdout
+    assert "REGISTRY" not in result.stdout  # no empty table
+    assert "EnvironmentCredential" not in result.stdout + result.stderr  # no credential chain
+    assert len(result.stdout.splitlines()) <= 3
