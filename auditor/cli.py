@@ -16,8 +16,10 @@ import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+from auditor import __version__
 from auditor.cli_json import run_document
 from auditor.errors import ConfigError
 from auditor.facts import Status
@@ -42,9 +44,11 @@ def _subscription(value: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m auditor",
+        # `acr-auditor` when installed (pip install .), `python -m auditor` from a checkout.
+        prog="acr-auditor" if Path(sys.argv[0]).name == "acr-auditor" else "python -m auditor",
         description="Audit Azure Container Registry diagnostic settings.",
     )
+    parser.add_argument("--version", action="version", version=f"acr-auditor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     audit = sub.add_parser("audit", help="run one audit and print the result")
     audit.add_argument("--format", choices=("table", "json"), default="table")

@@ -1,0 +1,637 @@
+"""One audit run: inventory, diagnostic settings read concurrently and paced, judgement, storage.
+
+This module wires adapters to the pure judgement; it decides nothing about compliance itself.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
+
+from auditor.azure.clients import ArmClients
+from auditor.azure.diagnostics import MalformedSettingError, read_categories, read_settings
+from auditor.azure.errors import describe_error
+from auditor.azure.inventory import (
+    Inventory,
+    InventoryError,
+    discover,
+    read_registry,
+    registry_from_id,
+)
+from auditor.evidence.judgement import apply_evidence
+from auditor.evidence.model import LogEvidence
+from auditor.facts import CategoryInfo, Registry, Status, Verdict
+from auditor.judgement import judge
+from auditor.logs_audit import EvidenceCollector, EvidenceResult, LogOptions
+from auditor.pacing import SubscriptionQueue
+from auditor.policy import ACR_LOG_CATEGORIES, Policy, unknown_categories
+from auditor.ports import RunStore, VerdictWriter
+from auditor.run_record import AuditRun, RunStatus
+from auditor.settings import PolicySettings
+from auditor.storage.errors import StorageError
+
+if TYPE_CHECKING:
+    from auditor.azure.logs import LogsReader
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+
+# Called with registries stored during the run (their final verdicts and log evidence), e.g.
+# to alert on them before the run ends: (run id, verdicts, evidence by registry key).
+Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
+
+# How often judged registries are handed to the store while the settings are still read:
+# often enough that little is left for the end of the run. A store still writing the last
+# batch is not handed another: the registries gather into a bigger one instead of queuing
+# (each batch's rows and alerts wait in memory until written).
+WRITE_EVERY_SECONDS = 1.0
+
+
+@dataclass
+class AuditStats:
+    registries: int = 0
+    settings_reads: int = 0
+    read_failures: int = 0
+    categories_reads: int = 0
+    inventory: Inventory = field(default_factory=Inventory)
+
+
+def new_run_id(started_at: datetime) -> str:
+    # Sortable by time, unique across overlapping runs.
+    return started_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
+
+
+def _category_problem(policy: Policy, categories: Sequence[CategoryInfo]) -> str | None:
+    """Why the policy's required categories cannot be judged, if they cannot: a name the
+    registry resource type does not have (per the categories API, else the documented ones)."""
+    logs = [c.name for c in categories if c.category_type.casefold() == "logs"]
+    source = "the categories API" if logs else "the documented categories"
+    names = logs or list(ACR_LOG_CATEGORIES)
+    unknown = unknown_categories(policy, names)
+    if not unknown:
+        return None
+    setting = PolicySettings.variable("required_categories")
+    return (
+        f"configuration error: {setting} names {', '.join(repr(n) for n in unknown)}, which "
+        f"container registries do not have; valid log categories ({source}): {', '.join(names)}"
+    )
+
+
+# Answers worth asking again: throttled, timed out, or the service's own failure.
+_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+_RETRY_BACKOFF_SECONDS = 0.5  # doubling per attempt, as the SDK's own policy here
+_MAX_RETRY_WAIT_SECONDS = 60.0
+
+
+@dataclass(frozen=True)
+class _RetryIn:
+    seconds: float
+
+
+def _read_once(
+    clients: ArmClients,
+    registry: Registry,
+    categories: Sequence[CategoryInfo],
+    policy: Policy,
+    *,
+    last: bool,
+    attempt: int = 0,
+) -> Verdict | _RetryIn:
+    """One attempt at a registry's settings: its verdict, or, for a failure worth another
+    try that is not the `last`, when to try again. The SDK does not retry this read itself,
+    so a registry that keeps failing waits in the queue, not in a reader."""
+    try:
+        settings = read_settings(clients, registry.id, retry_total=0)
+    except MalformedSettingError as exc:
+        return judge(registry, None, categories, policy, read_error=str(exc))
+    except AzureError as exc:
+        wait = None if last else _retry_wait(exc, attempt)
+        if wait is not None:
+            return _RetryIn(wait)
+        return judge(registry, None, categories, policy, read_error=describe_error(exc))
+    except Exception as exc:  # one registry's surprise must not sink the run
+        log.exception("unexpected error reading settings of %s", registry.id)
+        return judge(registry, None, categories, policy, read_error=describe_error(exc))
+    return judge(registry, settings, categories, policy)
+
+
+def _retry_wait(exc: AzureError, attempt: int) -> float | None:
+    """Seconds before the next try of a read that failed with `exc`; None if it cannot help."""
+    response = getattr(exc, "response", None)
+    status = getattr(exc, "status_code", None)
+    connection = isinstance(exc, (ServiceRequestError, ServiceResponseError))
+    if not connection and status not in _RETRYABLE_STATUS:
+        return None
+    after = response.headers.get("Retry-After") if response is not None else None
+    try:
+        asked = float(after) if after is not None else None
+    except ValueError:
+        asked = None  # an HTTP date: our own backoff
+    backoff = _RETRY_BACKOFF_SECONDS * 2**attempt
+    return min(max(asked, 0.0) if asked is not None else backoff, _MAX_RETRY_WAIT_SECONDS)
+
+
+def _judge_one(
+    clients: ArmClients, registry: Registry, categories: Sequence[CategoryInfo], policy: Policy
+) -> Verdict:
+    try:
+        settings = read_settings(clients, registry.id)
+    except MalformedSettingError as exc:
+        return judge(registry, None, categories, policy, read_error=str(exc))
+    except AzureError as exc:
+        return judge(registry, None, categories, policy, read_error=describe_error(exc))
+    except Exception as exc:  # one registry's surprise must not sink the run
+        log.exception("unexpected error reading settings of %s", registry.id)
+        return judge(registry, None, categories, policy, read_error=describe_error(exc))
+    return judge(registry, settings, categories, policy)
+
+
+def run_audit(
+    clients: ArmClients,
+    policy: Policy,
+    *,
+    subscriptions: Sequence[str] = (),
+    store: RunStore | None = None,
+    max_concurrency: int = 16,
+    trigger: str = "cli",
+    progress: Progress | None = None,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    stats: AuditStats | None = None,
+    logs_reader: LogsReader | None = None,
+    log_options: LogOptions | None = None,
+    on_judged: Judged | None = None,
+) -> AuditRun:
+    """`logs_reader` given: the logs are checked too (do events arrive?), which can make a
+    registry `logs_silent` (noncompliant), `pending`, or unknown when its workspace fails.
+
+    Storage that fails never costs the run its verdicts: the run finishes, the returned record
+    names the failure (`AuditRun.storage_error`), and the next run stores what this one could
+    not. A run that dies for any other reason is recorded as failed before the error goes on.
+    """
+    started = clock()
+    run_id = new_run_id(started)
+    storage = _Storage(store, run_id)
+    storage.start(started, trigger)
+    audit = _Audit(
+        clients=clients,
+        policy=policy,
+        subscriptions=tuple(subscriptions),
+        max_concurrency=max_concurrency,
+        trigger=trigger,
+        progress=progress,
+        clock=clock,
+        stats=stats if stats is not None else AuditStats(),
+        logs_reader=logs_reader,
+        options=log_options or LogOptions(),
+        on_judged=on_judged,
+        storage=storage,
+        run_id=run_id,
+        started=started,
+    )
+    try:
+        return audit.run()
+    except BaseException as exc:
+        storage.mark_failed(started, trigger, clock(), exc)
+        raise
+
+
+class _Storage:
+    """The run's side of the store. The first failure is kept and nothing more is written:
+    the verdicts stay in memory for the caller, and the next run compares with what is
+    stored and writes what this one could not."""
+
+    def __init__(self, store: RunStore | None, run_id: str) -> None:
+        self._store = store
+        self._run_id = run_id
+        self.error: str | None = None
+        self.writer: VerdictWriter | None = None
+
+    @property
+    def usable(self) -> bool:
+        return self._store is not None and self.error is None
+
+    def _failed(self, exc: BaseException) -> None:
+        if self.error is None:
+            detail = str(exc) if isinstance(exc, StorageError) else describe_error(exc)
+            self.error = f"{detail}; this run's results were not stored (the next run stores them)"
+            log.error("run %s: %s", self._run_id, self.error)
+
+    def start(self, started: datetime, trigger: str) -> None:
+        if self._store is not None:
+            try:
+                self._store.start_run(self._run_id, started, trigger)
+            except (StorageError, AzureError) as exc:
+                self._failed(exc)
+
+    def known_registries(self, subscriptions: Sequence[str]) -> list[Registry]:
+        if self._store is None or not self.usable:
+            return []
+        try:
+            known = self._store.known_registries()
+        except (StorageError, AzureError) as exc:
+            self._failed(exc)
+            return []
+        in_scope = {s.lower() for s in subscriptions}
+        return [r for r in known if not in_scope or r.subscription_id in in_scope]
+
+    def open_writer(self) -> None:
+        if self._store is not None and self.usable:
+            try:
+                self.writer = self._store.run_writer(self._run_id)
+            except (StorageError, AzureError) as exc:
+                self._failed(exc)
+
+    @property
+    def busy(self) -> bool:
+        return self.writer is not None and self.writer.busy
+
+    def write(
+        self, verdicts: Sequence[Verdict], evidence: Mapping[str, LogEvidence], at: datetime
+    ) -> None:
+        if self.writer is not None and self.usable:
+            self.writer.write(verdicts, evidence, observed_at=at)
+
+    def finish(self, run: AuditRun) -> AuditRun:
+        """The run as stored (removed registries added), or as judged with the failure."""
+        try:
+            if self.writer is not None and self.usable:
+                return self.writer.finish(run)
+            if self._store is not None and self.usable:
+                return self._store.finish_run(run)
+        except (StorageError, AzureError) as exc:
+            self._failed(exc)
+        if self.error is None:
+            return run
+        return replace(run, errors=(*run.errors, self.error), storage_error=self.error)
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+
+    def mark_failed(
+        self, started: datetime, trigger: str, finished: datetime, exc: BaseException
+    ) -> None:
+        """Best effort: the run row says failed instead of running forever."""
+        if self._store is None or not self.usable:
+            return
+        why = f"the run died: {describe_error(exc)}"
+        failed = AuditRun(self._run_id, started, finished, RunStatus.FAILED, (), errors=(why,))
+        try:
+            self._store.finish_run(replace(failed, trigger=trigger), update_summary=False)
+        except Exception:  # the original error matters more; this one is only logged
+            log.exception("run %s could not be recorded as failed", self._run_id)
+
+
+@dataclass
+class _Audit:
+    """One full run's stages, in order: inventory, categories, paced settings reads and their
+    judgement, log evidence per workspace, registries settled and handed to the store and the
+    alerts as they go, then the run record."""
+
+    clients: ArmClients
+    policy: Policy
+    subscriptions: tuple[str, ...]
+    max_concurrency: int
+    trigger: str
+    progress: Progress | None
+    clock: Callable[[], datetime]
+    stats: AuditStats
+    logs_reader: LogsReader | None
+    options: LogOptions
+    on_judged: Judged | None
+    storage: _Storage
+    run_id: str
+    started: datetime
+    errors: list[str] = field(default_factory=list)
+
+    def run(self) -> AuditRun:
+        known = self.storage.known_registries(self.subscriptions)
+        try:
+            inventory = discover(
+                self.clients,
+                self.subscriptions,
+                expected={r.subscription_id for r in known},
+                progress=self.progress,
+            )
+        except (AzureError, InventoryError) as exc:
+            return self._inventory_failed(known, exc)
+        self.stats.inventory = inventory
+        self.errors.extend(inventory.errors)
+        self.errors.extend(
+            f"subscription {s}: {why}" for s, why in sorted(inventory.failed.items())
+        )
+        registries = inventory.registries
+        self.stats.registries = len(registries)
+        categories = self._categories(registries)
+        misconfigured = _category_problem(self.policy, categories)
+        if misconfigured is not None:
+            return self._not_judged([*known, *registries], inventory, misconfigured)
+        # Registries of subscriptions that could not be listed are not dropped: the last known
+        # ones are reported unknown with the reason.
+        unreadable = [
+            judge(reg, None, categories, self.policy, read_error=f"subscription unreadable: {why}")
+            for reg in known
+            if (why := inventory.failed.get(reg.subscription_id)) is not None
+        ]
+        collector = self._collector(registries, unreadable, categories)
+        self.storage.open_writer()
+        settling = _Settling(self, collector)
+        try:
+            read = self._read_settings(registries, categories, settling)
+            return self._finish(inventory, [*read, *unreadable], collector, settling)
+        finally:
+            if collector is not None:
+                collector.close()
+            self.storage.close()
+
+    def _inventory_failed(self, known: Sequence[Registry], exc: Exception) -> AuditRun:
+        # Without an inventory nothing can be judged; the run is recorded as failed.
+        message = f"inventory failed: {describe_error(exc)}"
+        failed = AuditRun(
+            run_id=self.run_id,
+            started_at=self.started,
+            finished_at=self.clock(),
+            status=RunStatus.FAILED,
+            verdicts=tuple(judge(r, None, (), self.policy, read_error=message) for r in known),
+            errors=(message,),
+            trigger=self.trigger,
+        )
+        return self.storage.finish(failed)
+
+    def _not_judged(
+        self, registries: Sequence[Registry], inventory: Inventory, message: str
+    ) -> AuditRun:
+        """A configuration the registries cannot be judged under: each is unknown with the
+        reason, and the run failed, rather than a fleet of false findings and alerts."""
+        unique = {r.key: r for r in registries}
+        failed = AuditRun(
+            run_id=self.run_id,
+            started_at=self.started,
+            finished_at=self.clock(),
+            status=RunStatus.FAILED,
+            verdicts=tuple(
+                judge(r, None, (), self.policy, read_error=message) for r in unique.values()
+            ),
+            inventoried_subscriptions=frozenset(inventory.complete),
+            errors=(*self.errors, message),
+            trigger=self.trigger,
+        )
+        return self.storage.finish(failed)
+
+    def _categories(self, registries: Sequence[Registry]) -> list[CategoryInfo]:
+        if not registries:
+            return []
+        try:
+            categories = read_categories(self.clients, registries[0].id)
+        except (AzureError, MalformedSettingError) as exc:
+            # The judgement falls back to the documented groups; note it on the run.
+            self.errors.append(f"category metadata unavailable: {describe_error(exc)}")
+            return []
+        self.stats.categories_reads += 1
+        return categories
+
+    def _collector(
+        self,
+        registries: Sequence[Registry],
+        unreadable: Sequence[Verdict],
+        categories: Sequence[CategoryInfo],
+    ) -> EvidenceCollector | None:
+        if self.logs_reader is None:
+            return None
+        return EvidenceCollector(
+            self.clients,
+            self.logs_reader,
+            now=self.clock(),
+            subscriptions={r.subscription_id for r in registries}
+            | {v.registry.subscription_id for v in unreadable},
+            registries=[r.key for r in registries] + [v.registry.key for v in unreadable],
+            options=self.options,
+            categories=categories,
+            policy=self.policy,
+            progress=self.progress,
+        )
+
+    def _read_settings(
+        self,
+        registries: Sequence[Registry],
+        categories: Sequence[CategoryInfo],
+        settling: _Settling,
+    ) -> list[Verdict]:
+        """Every registry's settings, read by `max_concurrency` readers paced per subscription,
+        judged as they arrive; settled registries go to the store on the way."""
+        # Which registry to read next is decided as the run goes (whose ARM budget has a token
+        # now), so readers take them from a shared queue rather than in a fixed order.
+        reads: SubscriptionQueue[tuple[Registry, int]] = SubscriptionQueue(
+            ((r.subscription_id, (r, 0)) for r in registries), self.clients.pacer.due_in
+        )
+        judged: queue.SimpleQueue[Verdict | BaseException] = queue.SimpleQueue()
+        retries = self.clients.retries
+
+        def reader() -> None:
+            while (item := reads.next()) is not None:
+                registry, attempt = item
+                try:
+                    read = _read_once(
+                        self.clients,
+                        registry,
+                        categories,
+                        self.policy,
+                        attempt=attempt,
+                        last=attempt >= retries,
+                    )
+                except BaseException as exc:  # noqa: BLE001 - handed to the run, which re-raises
+                    judged.put(exc)
+                    return
+                if isinstance(read, Verdict):
+                    judged.put(read)
+                else:  # tried again later: the other reads go on meanwhile
+                    reads.later(registry.subscription_id, (registry, attempt + 1), read.seconds)
+
+        verdicts: list[Verdict] = []
+        workers = min(self.max_concurrency, len(registries))
+        with ThreadPoolExecutor(
+            max_workers=self.max_concurrency, thread_name_prefix="audit"
+        ) as pool:
+            try:
+                for _ in range(workers):
+                    pool.submit(reader)
+                while len(verdicts) < len(registries):
+                    # Wake up without a new verdict too: a read that hangs must not hold back
+                    # registries already settled from the store and the alerts.
+                    try:
+                        item = judged.get(timeout=max(WRITE_EVERY_SECONDS, 0.05))
+                    except queue.Empty:
+                        item = None
+                    if isinstance(item, BaseException):
+                        raise item
+                    if item is not None:
+                        verdicts.append(item)
+                        settling.add(item)
+                    settling.tick(f"settings: {len(verdicts)}/{len(registries)} registries read")
+            finally:
+                reads.close()  # readers stop after their current registry
+        return verdicts
+
+    def _finish(
+        self,
+        inventory: Inventory,
+        verdicts: list[Verdict],
+        collector: EvidenceCollector | None,
+        settling: _Settling,
+    ) -> AuditRun:
+        verdicts.sort(key=lambda v: v.registry.key)
+        result = collector.finish(verdicts) if collector is not None else None
+        if result is not None:
+            self.errors.extend(result.errors)
+            verdicts = settling.settle_rest(verdicts, result)
+        any_unknown = any(v.status is Status.UNKNOWN for v in verdicts)
+        run = AuditRun(
+            run_id=self.run_id,
+            started_at=self.started,
+            finished_at=self.clock(),
+            status=RunStatus.PARTIAL if (any_unknown or inventory.failed) else RunStatus.SUCCEEDED,
+            verdicts=tuple(verdicts),
+            inventoried_subscriptions=frozenset(inventory.complete),
+            errors=tuple(self.errors),
+            trigger=self.trigger,
+            evidence=result.evidence if result else {},
+            orphan_activity=tuple(result.orphan_activity) if result else (),
+            log_queries=result.queries if result else 0,
+        )
+        if self.progress:
+            self.progress(f"audit: {len(verdicts)} registries judged")
+        return self.storage.finish(run)
+
+
+class _Settling:
+    """Judged registries waiting for their log evidence, and those settled: evidence applied
+    and handed to the store and the alerts, at most every `WRITE_EVERY_SECONDS` and never
+    while the store is still writing the last batch (the registries gather into a bigger one
+    instead of queuing)."""
+
+    def __init__(self, audit: _Audit, collector: EvidenceCollector | None) -> None:
+        self._audit = audit
+        self._collector = collector
+        self.final: dict[str, Verdict] = {}  # evidence applied, handed out, by registry key
+        self._waiting: dict[str, Verdict] = {}
+        self._last_write = self._last_report = time.monotonic()
+
+    def add(self, verdict: Verdict) -> None:
+        self._waiting[verdict.registry.key] = verdict
+        if self._collector is not None:
+            self._collector.add(verdict)
+        stats = self._audit.stats
+        stats.settings_reads += 1
+        if verdict.status is Status.UNKNOWN:
+            stats.read_failures += 1
+
+    def tick(self, progress: str) -> None:
+        now = time.monotonic()
+        if now - self._last_write > WRITE_EVERY_SECONDS and not self._audit.storage.busy:
+            self._last_write = now
+            self._hand_over()
+        if self._audit.progress and now - self._last_report > 2.0:
+            self._last_report = now
+            self._audit.progress(progress)
+
+    def _hand_over(self) -> None:
+        if not self._audit.storage.usable:
+            return  # registries stay waiting: the end of the run returns them all
+        evidence: Mapping[str, LogEvidence] = {}
+        if self._collector is None:
+            ready = list(self._waiting)
+        else:
+            ready, evidence = self._collector.settle()
+        settled = [self._waiting.pop(k) for k in ready if k in self._waiting]
+        if not settled:
+            return
+        judged = self._apply(settled, evidence)
+        audit = self._audit
+        audit.storage.write(judged, evidence, audit.clock())
+        if audit.on_judged is not None:
+            audit.on_judged(audit.run_id, judged, evidence)
+
+    def _apply(
+        self, verdicts: Sequence[Verdict], evidence: Mapping[str, LogEvidence]
+    ) -> tuple[Verdict, ...]:
+        options = self._audit.options
+        judged = apply_evidence(
+            verdicts,
+            evidence,
+            now=self._audit.clock(),
+            silent_after=options.silent_after,
+            pending_window=options.pending_window,
+        )
+        self.final.update((v.registry.key, v) for v in judged)
+        return judged
+
+    def settle_rest(self, verdicts: Sequence[Verdict], result: EvidenceResult) -> list[Verdict]:
+        """Every registry's final verdict: those not handed out yet, and those whose evidence
+        a late activity query changed, get their evidence now."""
+        rest = [
+            v
+            for v in verdicts
+            if v.registry.key not in self.final or v.registry.key in result.revised
+        ]
+        self._apply(rest, result.evidence)
+        return [self.final[v.registry.key] for v in verdicts]
+
+
+def audit_registry(
+    clients: ArmClients,
+    policy: Policy,
+    registry_id: str,
+    *,
+    store: RunStore | None = None,
+    trigger: str = "event",
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> AuditRun:
+    """Re-judge one registry at once (an Event Grid notice that its settings changed).
+
+    Its row and history are stored; the fleet summary is left to the next full run, since one
+    registry cannot say what the fleet looks like.
+    """
+    started = clock()
+    run_id = new_run_id(started)
+    if store is not None:
+        store.start_run(run_id, started, trigger)
+    errors: list[str] = []
+    try:
+        registry = read_registry(clients, registry_id)
+    except (AzureError, InventoryError) as exc:
+        registry = registry_from_id(registry_id)
+        errors.append(f"registry {registry_id}: {describe_error(exc)}")
+        verdict = judge(registry, None, (), policy, read_error=describe_error(exc))
+    else:
+        categories: list[CategoryInfo] = []
+        try:
+            categories = read_categories(clients, registry.id)
+        except (AzureError, MalformedSettingError) as exc:
+            errors.append(f"category metadata unavailable: {describe_error(exc)}")
+        misconfigured = _category_problem(policy, categories)
+        if misconfigured is not None:
+            errors.append(misconfigured)
+            verdict = judge(registry, None, (), policy, read_error=misconfigured)
+        else:
+            verdict = _judge_one(clients, registry, categories, policy)
+    status = RunStatus.PARTIAL if verdict.status is Status.UNKNOWN else RunStatus.SUCCEEDED
+    run = AuditRun(
+        run_id=run_id,
+        started_at=started,
+        finished_at=clock(),
+        status=RunStatus.FAILED if any(e.startswith("configuration") for e in errors) else status,
+        verdicts=(verdict,),
+        errors=tuple(errors),
+        trigger=trigger,
+    )
+    return store.finish_run(run, update_summary=False) if store is not None else run

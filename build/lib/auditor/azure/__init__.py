@@ -1,0 +1,1 @@
+"""Adapters that talk to Azure: they fetch facts and nothing else (no judgement here)."""

@@ -1,0 +1,403 @@
+"""Log Analytics adapter: finds each workspace's query GUID, runs the auditor's KQL in it,
+and hands back plain rows. Nothing outside this module sees an azure-monitor-query type.
+
+Limits (azure-facts §4): per user, 5 concurrent queries and 200 queries per 30 s. A semaphore
+caps concurrency; a token bucket of 40 burst refilled at 5 per second allows at most
+40 + 5 x 30 = 190 queries in any 30 s window, under the limit whatever the timing. Every
+attempt, retries included, takes a token. 429 (honouring Retry-After, which also pauses the
+other threads) and 502/503/504 are retried with exponential backoff; the SDK's own retries
+are switched off so that pacing and retry counts stay in one place.
+
+Failures never escape a batch: each query comes back as a `QueryOutcome` holding rows, an
+error, or a partial error with the rows that did come back.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+from azure.core.credentials import TokenCredential
+from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
+from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsQueryResult
+
+from auditor.azure.errors import describe_error
+from auditor.facts import normalize_id
+from auditor.kql import Query
+from auditor.pacing import TokenBucketPacer
+from auditor.ports import WorkspaceReads
+
+log = logging.getLogger(__name__)
+
+DEFAULT_ENDPOINT = "https://api.loganalytics.io"
+DEFAULT_AUDIENCE = "https://api.loganalytics.io"
+MAX_CONCURRENCY = 5
+# 40 + 5 x 30 = 190 < 200 queries in any 30 s (see the module docstring). A deep burst lets the
+# queries of a run's workspaces, sent as each is first seen early in the reads, go out at once.
+PACER_RATE = 5.0
+PACER_BURST = 40
+PACER_KEY = "loganalytics"
+RETRY_STATUSES = frozenset({429, 502, 503, 504})
+# Seconds per attempt (the SDK's default is 300 for each). A query may rightly run for the
+# service's own limit, 180 s unless `server_timeout` asks for more: the read timeout allows
+# that and 20 s for the answer to arrive, so the service's 504 normally comes first. A
+# connection silent beyond it is stuck; like a 504, its query is then split and sent again
+# (`QueryOutcome.too_big`).
+LOGS_CONNECTION_TIMEOUT_SECONDS = 10.0
+LOGS_READ_TIMEOUT_SECONDS = 200.0
+_MAX_RETRY_AFTER = 120.0
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-(?:[0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}")
+_WORKSPACE_ID = re.compile(
+    r"/subscriptions/(?P<sub>[^/]+)/resourcegroups/(?P<rg>[^/]+)"
+    r"/providers/microsoft\.operationalinsights/workspaces/(?P<name>[^/]+)",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class WorkspaceRef:
+    """A workspace named in a diagnostic setting: its query GUID, or why it has none."""
+
+    id: str  # ARM id, normalized
+    customer_id: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class QueryOutcome:
+    """One query's result as plain data."""
+
+    rows: tuple[Mapping[str, Any], ...] = ()
+    error: str | None = None  # failed: no rows
+    partial_error: str | None = None  # PartialError: `rows` holds what came back
+    status: int | None = None  # HTTP status of the final failure
+    attempts: int = 0
+
+    @property
+    def too_big(self) -> bool:
+        """The server gave up on the query's size (a timeout or too many rows): worth
+        running again over a shorter time window. Never true for throttling."""
+        if self.status == 429:
+            return False
+        if self.status == 504:
+            return True
+        text = f"{self.error or ''} {self.partial_error or ''}".lower()
+        return any(marker in text for marker in _TOO_BIG_MARKERS)
+
+
+# How the service words "this query is too big" (504 aside), matched in lower case.
+_TOO_BIG_MARKERS = (
+    "timeout",
+    "timed out",
+    "result_set_too_large",
+    "result set too large",
+    "result set has exceeded",
+)
+
+
+@dataclass
+class LogsStats:
+    queries: int = 0  # logical queries run
+    attempts: int = 0  # HTTP attempts, retries included
+    retried: int = 0
+    throttled: int = 0  # 429 responses
+    failed: int = 0
+    partial: int = 0
+    per_workspace: dict[str, int] = field(default_factory=dict)
+
+
+class LogsReader:
+    """Runs KQL in workspaces, paced and bounded as Log Analytics requires. Thread-safe."""
+
+    def __init__(
+        self,
+        credential: TokenCredential | None = None,
+        *,
+        endpoint: str = DEFAULT_ENDPOINT,
+        audience: str = DEFAULT_AUDIENCE,
+        max_concurrency: int = MAX_CONCURRENCY,
+        retries: int = 4,
+        backoff: float = 1.0,
+        max_backoff: float = 30.0,
+        server_timeout: int | None = None,
+        connection_timeout: float = LOGS_CONNECTION_TIMEOUT_SECONDS,
+        read_timeout: float = LOGS_READ_TIMEOUT_SECONDS,
+        pacer: TokenBucketPacer | None = None,
+        client: Any = None,
+        sleep: Callable[[float], None] = time.sleep,
+        client_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if not 1 <= max_concurrency <= MAX_CONCURRENCY:
+            raise ValueError(f"max_concurrency must be between 1 and {MAX_CONCURRENCY}")
+        if retries < 0:
+            raise ValueError("retries must be at least 0")
+        if server_timeout is not None and read_timeout <= server_timeout:
+            raise ValueError("read_timeout must be longer than the server_timeout it waits for")
+        if client is None:
+            if credential is None:
+                raise ValueError("a credential is needed to create the LogsQueryClient")
+            # `audience` sets the token scope (`<audience>/.default`); without it the SDK asks
+            # for a token for the endpoint's host. retry_total=0: we retry ourselves.
+            client = LogsQueryClient(
+                credential,
+                endpoint=endpoint,
+                audience=audience,
+                retry_total=0,
+                connection_timeout=connection_timeout,
+                read_timeout=read_timeout,
+                **dict(client_kwargs or {}),
+            )
+        self._client = client
+        self.max_concurrency = max_concurrency
+        self.retries = retries
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.server_timeout = server_timeout
+        self.pacer = pacer or TokenBucketPacer(rate=PACER_RATE, burst=PACER_BURST)
+        self._sleep = sleep
+        self._slots = threading.BoundedSemaphore(max_concurrency)
+        self._lock = threading.Lock()
+        self.stats = LogsStats()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> LogsReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def run(self, requests: Sequence[tuple[str, Query]]) -> list[QueryOutcome]:
+        """Run (workspace GUID, query) pairs concurrently; outcomes in request order."""
+        if not requests:
+            return []
+        if len(requests) == 1:
+            return [self.query(*requests[0])]
+        workers = min(self.max_concurrency, len(requests))
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="logs") as pool:
+            return list(pool.map(lambda r: self.query(r[0], r[1]), requests))
+
+    def query(self, customer_id: str, query: Query) -> QueryOutcome:
+        """Run one query; never raises for a service or network failure."""
+        with self._lock:
+            self.stats.queries += 1
+            self.stats.per_workspace[customer_id] = self.stats.per_workspace.get(customer_id, 0) + 1
+        if not _GUID.fullmatch(customer_id):
+            return self._failed(QueryOutcome(error="workspace id is not a GUID", attempts=0))
+        attempt = 0
+        while True:
+            attempt += 1
+            self.pacer.acquire(PACER_KEY)
+            with self._lock:
+                self.stats.attempts += 1
+            try:
+                with self._slots:
+                    result = self._client.query_workspace(
+                        customer_id,
+                        query.text,
+                        timespan=query.timespan,
+                        server_timeout=self.server_timeout,
+                    )
+            except HttpResponseError as exc:
+                status = exc.status_code
+                if status == 429:
+                    with self._lock:
+                        self.stats.throttled += 1
+                retry_after = _retry_after(exc)
+                if status == 429:
+                    self.pacer.observe_throttled(
+                        PACER_KEY, retry_after if retry_after is not None else self.backoff
+                    )
+                if status in RETRY_STATUSES and attempt <= self.retries:
+                    self._pause(attempt, retry_after)
+                    continue
+                return self._failed(
+                    QueryOutcome(error=describe_error(exc), status=status, attempts=attempt)
+                )
+            except ServiceRequestError as exc:  # connection refused, DNS, TLS...
+                if attempt <= self.retries:
+                    self._pause(attempt, None)
+                    continue
+                return self._failed(QueryOutcome(error=describe_error(exc), attempts=attempt))
+            except AzureError as exc:
+                return self._failed(QueryOutcome(error=describe_error(exc), attempts=attempt))
+            except Exception as exc:  # a bug or an SDK surprise must not sink the batch
+                log.exception("unexpected error querying workspace %s", customer_id)
+                return self._failed(QueryOutcome(error=describe_error(exc), attempts=attempt))
+            return self._converted(result, attempt)
+
+    def _pause(self, attempt: int, retry_after: float | None) -> None:
+        with self._lock:
+            self.stats.retried += 1
+        delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+        delay *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not security
+        if retry_after is not None:
+            delay = max(delay, retry_after)
+        self._sleep(delay)
+
+    def _failed(self, outcome: QueryOutcome) -> QueryOutcome:
+        with self._lock:
+            self.stats.failed += 1
+        return outcome
+
+    def _converted(self, result: Any, attempts: int) -> QueryOutcome:
+        if isinstance(result, LogsQueryPartialResult) or _status(result) == "PartialError":
+            error = getattr(result, "partial_error", None)
+            text = _describe_query_error(error) or "partial result"
+            with self._lock:
+                self.stats.partial += 1
+            tables = getattr(result, "partial_data", None) or []
+            return QueryOutcome(rows=_rows(tables), partial_error=text, attempts=attempts)
+        if isinstance(result, LogsQueryResult) or hasattr(result, "tables"):
+            return QueryOutcome(
+                rows=_rows(getattr(result, "tables", None) or []), attempts=attempts
+            )
+        return self._failed(QueryOutcome(error="unexpected query result", attempts=attempts))
+
+
+def _status(result: Any) -> str:
+    status = getattr(result, "status", None)
+    return str(getattr(status, "value", status) or "")
+
+
+class LogRow(Mapping[str, Any]):
+    """One result row, read by column name. A fleet's queries return a few hundred thousand
+    rows held until the analysis: a shared column index and a values tuple take about a
+    third of a dict's memory."""
+
+    __slots__ = ("_index", "_values")
+
+    def __init__(self, index: Mapping[str, int], values: tuple[Any, ...]) -> None:
+        self._index = index
+        self._values = values
+
+    def __getitem__(self, column: str) -> Any:
+        position = self._index[column]
+        return self._values[position] if position < len(self._values) else None
+
+    def get(self, column: str, default: Any = None) -> Any:
+        position = self._index.get(column)
+        if position is None or position >= len(self._values):
+            return default
+        return self._values[position]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._index)
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def __repr__(self) -> str:
+        return f"LogRow({dict(self)!r})"
+
+    def __reduce__(self) -> tuple[type[LogRow], tuple[Mapping[str, int], tuple[Any, ...]]]:
+        # Rows pickled together share their index (pickle's memo), as they did before.
+        return (LogRow, (self._index, self._values))
+
+
+def _rows(tables: Iterable[Any]) -> tuple[LogRow, ...]:
+    """The primary (first) table's rows. Strings are interned: resource ids, identities and
+    operation names repeat on every row, and the JSON decoder makes a new copy of each."""
+    for table in tables:
+        columns = [str(c) for c in getattr(table, "columns", None) or []]
+        index = {c: i for i, c in enumerate(columns)}
+        intern = sys.intern
+        return tuple(
+            LogRow(
+                index,
+                tuple(intern(v) if type(v) is str and len(v) < 1024 else v for v in row),
+            )
+            for row in table.rows
+        )
+    return ()
+
+
+def _describe_query_error(error: Any) -> str | None:
+    """`code: message`, plus the codes and messages of its details and inner errors: the
+    service says *what* went wrong there (e.g. E_QUERY_RESULT_SET_TOO_LARGE)."""
+    if error is None:
+        return None
+    parts = [f"{getattr(error, 'code', None) or ''}: {getattr(error, 'message', None) or ''}"]
+    inner: list[str] = []
+    for detail in getattr(error, "details", None) or []:
+        _inner_texts(detail, inner, depth=0)
+    if inner:
+        parts.append("[" + "; ".join(dict.fromkeys(inner)) + "]")
+    text = " ".join(" ".join(parts).split()).strip(": ")
+    return text[:300] or None
+
+
+def _inner_texts(node: Any, out: list[str], *, depth: int) -> None:
+    if not isinstance(node, Mapping) or depth > 5:
+        return
+    code, message = node.get("code"), node.get("message")
+    text = ": ".join(str(p) for p in (code, message) if p)
+    if text:
+        out.append(text)
+    _inner_texts(node.get("innererror"), out, depth=depth + 1)
+
+
+def _retry_after(exc: HttpResponseError) -> float | None:
+    response = getattr(exc, "response", None)
+    headers = getattr(response, "headers", None) or {}
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return min(_MAX_RETRY_AFTER, max(0.0, float(value)))
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------- workspaces
+
+
+def parse_workspace_id(workspace_id: str) -> tuple[str, str, str] | None:
+    """(subscription, resource group, name) of a workspace ARM id, or None."""
+    match = _WORKSPACE_ID.fullmatch(workspace_id.strip().rstrip("/"))
+    if match is None:
+        return None
+    return match["sub"], match["rg"], match["name"]
+
+
+def resolve_workspace(arm: WorkspaceReads, workspace_id: str) -> WorkspaceRef:
+    """The workspace's customerId (query GUID) from ARM; missing (404) or unreadable (403)
+    workspaces come back with the error instead."""
+    key = normalize_id(workspace_id)
+    parts = parse_workspace_id(workspace_id)
+    if parts is None:
+        return WorkspaceRef(key, error="not a Log Analytics workspace id")
+    subscription, group, name = parts
+    try:
+        model = arm.workspaces(subscription).workspaces.get(group, name)
+    except AzureError as exc:
+        return WorkspaceRef(key, error=f"workspace unreadable: {describe_error(exc)}")
+    except Exception as exc:  # an SDK surprise for one workspace must not sink the run
+        log.exception("unexpected error reading workspace %s", workspace_id)
+        return WorkspaceRef(key, error=f"workspace unreadable: {describe_error(exc)}")
+    customer_id = getattr(model, "customer_id", None)
+    if not isinstance(customer_id, str) or not _GUID.fullmatch(customer_id):
+        return WorkspaceRef(key, error="workspace has no customerId")
+    return WorkspaceRef(key, customer_id=customer_id.lower())
+
+
+def resolve_workspaces(
+    arm: WorkspaceReads, workspace_ids: Iterable[str], *, max_concurrency: int = 8
+) -> dict[str, WorkspaceRef]:
+    """`resolve_workspace` for each distinct workspace, once, keyed by normalized id."""
+    ids = sorted({normalize_id(w) for w in workspace_ids})
+    if not ids:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(max_concurrency, len(ids))) as pool:
+        refs = list(pool.map(lambda w: resolve_workspace(arm, w), ids))
+    return {ref.id: ref for ref in refs}

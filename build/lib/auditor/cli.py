@@ -1,0 +1,435 @@
+"""`python -m auditor`: ad-hoc audits, a registry's activity trail, and the local API server.
+
+Exit codes of `audit`: 0 every registry compliant, 1 any registry is not (noncompliant or
+unknown), 2 the audit itself failed (bad settings, inventory impossible).
+Exit codes of `trail`: 0 the trail was printed, 1 the registry sends no events to a
+workspace (nothing to read), 2 it could not be read completely (unknown registry, bad
+arguments or settings, a query failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TextIO
+
+from auditor import __version__
+from auditor.cli_json import run_document
+from auditor.errors import ConfigError
+from auditor.facts import Status
+from auditor.reasons import catalog
+from auditor.run_record import AuditRun, RunStatus
+from auditor.settings import GUID_RE, Settings
+from auditor.summary import LOGIN_OBSERVATIONS, log_counts
+
+if TYPE_CHECKING:
+    from auditor.azure.clients import ArmClients
+    from auditor.facts import Registry
+    from auditor.trail import Trail
+
+EXIT_OK, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
+
+
+def _subscription(value: str) -> str:
+    if not GUID_RE.match(value):
+        raise argparse.ArgumentTypeError(f"{value!r} is not a subscription id (a GUID)")
+    return value.lower()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        # `acr-auditor` when installed (pip install .), `python -m auditor` from a checkout.
+        prog="acr-auditor" if Path(sys.argv[0]).name == "acr-auditor" else "python -m auditor",
+        description="Audit Azure Container Registry diagnostic settings.",
+    )
+    parser.add_argument("--version", action="version", version=f"acr-auditor {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+    audit = sub.add_parser("audit", help="run one audit and print the result")
+    audit.add_argument("--format", choices=("table", "json"), default="table")
+    audit.add_argument(
+        "--subscription",
+        action="append",
+        type=_subscription,
+        default=[],
+        metavar="ID",
+        help="limit to this subscription (repeatable); default AUDITOR_SUBSCRIPTIONS or all",
+    )
+    audit.add_argument(
+        "--no-store",
+        action="store_true",
+        help="do not write results to Table Storage (no storage settings needed)",
+    )
+    audit.add_argument("--no-alerts", action="store_true", help="do not send alerts for this run")
+    audit.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    trail = sub.add_parser(
+        "trail", help="print a registry's activity trail, read live from Log Analytics"
+    )
+    trail.add_argument(
+        "--registry", required=True, metavar="NAME", help="registry name (or its ARM id)"
+    )
+    trail.add_argument(
+        "--since",
+        default="24h",
+        help="start: a duration back from now (30m, 24h, 7d, 2w) or an ISO 8601 time",
+    )
+    trail.add_argument("--until", default=None, help="end, as --since; default now")
+    trail.add_argument("--format", choices=("table", "json"), default="table")
+    alerts = sub.add_parser("alerts", help="alert sinks")
+    alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
+    alerts_test = alerts_sub.add_parser("test", help="send a test alert to one configured sink")
+    alerts_test.add_argument(
+        "--sink",
+        required=True,
+        choices=("webhook", "teams", "slack", "queue", "log"),
+        help="the sink to test",
+    )
+    serve = sub.add_parser("serve", help="serve the HTTP API and run the timer schedule")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--no-schedule", action="store_true", help="serve only, never audit")
+    return parser
+
+
+def _names(names: list[str], limit: int = 10) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def render_logs(run: AuditRun, out: TextIO) -> None:
+    """The "Logs" section under the table: the registries behind each log finding."""
+    if not run.evidence:
+        return
+    by_code: dict[str, list[str]] = {}
+    for verdict in run.verdicts:
+        for code in {r.code.partition(catalog.SEPARATOR)[0] for r in verdict.reasons}:
+            by_code.setdefault(code, []).append(verdict.registry.name)
+    alerts = [
+        v.registry.name
+        for v in run.verdicts
+        if (evidence := run.evidence.get(v.registry.key)) is not None
+        and {r.code for r in evidence.observations} & LOGIN_OBSERVATIONS
+    ]
+    checked = log_counts(run)["checked"]
+    out.write(f"\nLogs ({checked} registries checked, {run.log_queries} queries):\n")
+    for label, names in (
+        ("silent", by_code.get(catalog.LOGS_SILENT, [])),
+        ("pending", by_code.get(catalog.PENDING, [])),
+        ("unreadable", by_code.get(catalog.LOGS_UNREADABLE, [])),
+        ("login alerts", alerts),
+    ):
+        out.write(f"  {label}: {len(names)}" + (f" ({_names(names)})" if names else "") + "\n")
+
+
+def render_table(run: AuditRun, out: TextIO) -> None:
+    if run.status is RunStatus.FAILED and not run.verdicts:
+        # Nothing was judged: say why, without an empty table.
+        out.write(f"audit failed (run {run.run_id}):\n")
+        for error in run.errors:
+            out.write(f"error: {error}\n")
+        return
+    rows = [
+        (
+            v.registry.name,
+            v.registry.subscription_id,
+            v.status.value,
+            ", ".join(r.code for r in v.reasons) or "-",
+        )
+        for v in run.verdicts
+    ]
+    headers = ("REGISTRY", "SUBSCRIPTION", "STATUS", "REASONS")
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers[:3])]
+    line = "  ".join(f"{{:<{w}}}" for w in widths) + "  {}"
+    out.write(line.format(*headers) + "\n")
+    for row in rows:
+        out.write(line.format(*row) + "\n")
+    counts = {s: sum(1 for v in run.verdicts if v.status is s) for s in Status}
+    out.write(
+        f"\n{len(run.verdicts)} registries: "
+        + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
+        + f" (run {run.run_id}, {run.status.value})\n"
+    )
+    render_logs(run, out)
+    for error in run.errors:
+        out.write(f"warning: {error}\n")
+
+
+def _stamp(value: str | None) -> str:
+    if value is None:
+        return "?"
+    moment = datetime.fromisoformat(value).astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
+    for row in (headers, *rows):
+        out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
+
+
+def _shown(value: str | None) -> str:
+    # Log values are written by callers: no control characters (escape sequences) reach the
+    # terminal.
+    text = "".join(c if c.isprintable() else "?" for c in " ".join((value or "").split()))
+    return text or "-"
+
+
+def render_trail(trail: Trail, out: TextIO) -> None:
+    doc = trail.document()
+    window = doc["window"]
+    workspaces = ", ".join(w["workspaceId"].rsplit("/", 1)[-1] for w in doc["workspaces"])
+    out.write(
+        f"Activity trail of {trail.registry.name} from {_stamp(window['start'])} "
+        f"to {_stamp(window['end'])} (workspaces: {workspaces})\n\n"
+    )
+    operations = ", ".join(f"{n} {op}" for op, n in doc["operations"].items() if n)
+    out.write(f"Operations: {operations or 'none'}\n")
+    if doc["trail"]:
+        _table(
+            out,
+            ("OPERATION", "IDENTITY", "REPOSITORY", "COUNT", "FAILED", "CALLER IPS"),
+            [
+                (
+                    _shown(t["operationName"] or t["operation"]),
+                    _shown(t["identity"]),
+                    _shown(t["repository"]),
+                    str(t["count"]),
+                    str(t["failures"]),
+                    _shown(", ".join(t["callerIps"])),
+                )
+                for t in doc["trail"]
+            ],
+        )
+    out.write(f"\nDeletes and untags: {len(doc['deletions'])}\n")
+    if doc["deletions"]:
+        _table(
+            out,
+            ("TIME", "OPERATION", "IDENTITY", "REPOSITORY", "TAG", "DIGEST", "CALLER IP", "RESULT"),
+            [
+                (
+                    _stamp(d["at"]),
+                    _shown(d["operationName"] or d["operation"]),
+                    _shown(d["identity"]),
+                    _shown(d["repository"]),
+                    _shown(d["tag"]),
+                    _shown(d["digest"]),
+                    _shown(d["callerIp"]),
+                    _shown(d["result"]),
+                )
+                for d in doc["deletions"]
+            ],
+        )
+    out.write(f"\nActivity log: {len(doc['activityLog'])}\n")
+    if doc["activityLog"]:
+        _table(
+            out,
+            ("TIME", "OPERATION", "SETTING", "CALLER", "CALLER IP"),
+            [
+                (
+                    _stamp(a["at"]),
+                    _shown(a["operation"]),
+                    _shown(a["settingName"]),
+                    _shown(a["caller"]),
+                    _shown(a["callerIp"]),
+                )
+                for a in doc["activityLog"]
+            ],
+        )
+    # Errors (failed queries) go to stderr with the exit code; a cap is worth a note here.
+    for warning in trail.warnings:
+        out.write(f"warning: {_shown(warning)}\n")
+
+
+def exit_code(run: AuditRun) -> int:
+    # Results that could not be stored are printed in full, but the run did not do its job.
+    if run.status is RunStatus.FAILED or run.storage_error is not None:
+        return EXIT_FAILED
+    # A partial run may judge nothing (a subscription it could not see): never a clean exit.
+    failing = run.status is RunStatus.PARTIAL or any(
+        v.status in (Status.NONCOMPLIANT, Status.UNKNOWN) for v in run.verdicts
+    )
+    return EXIT_FINDINGS if failing else EXIT_OK
+
+
+def _progress(quiet: bool) -> Any:
+    if quiet:
+        return None
+
+    def report(message: str) -> None:
+        stamp = datetime.now(UTC).strftime("%H:%M:%S")
+        print(f"[{stamp}] {message}", file=sys.stderr, flush=True)
+
+    return report
+
+
+def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from auditor.runtime import audit_once
+
+    settings = Settings.from_env(environ, require_storage=not args.no_store)
+    run = audit_once(
+        settings,
+        trigger="cli",
+        subscriptions=args.subscription or None,
+        use_store=not args.no_store,
+        alerts=not args.no_alerts,
+        progress=_progress(args.quiet or (args.format == "json" and not sys.stderr.isatty())),
+    )
+    if args.format == "json":
+        json.dump(run_document(run), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_table(run, sys.stdout)
+    return exit_code(run)
+
+
+def cmd_trail(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from azure.core.exceptions import AzureError
+
+    from auditor.azure.errors import describe_error
+    from auditor.azure.inventory import InventoryError
+    from auditor.kql import Window
+    from auditor.logs_audit import build_logs_reader
+    from auditor.runtime import build_arm_clients, build_credential
+    from auditor.time_bounds import parse_time_bound
+    from auditor.trail import TrailError, read_trail
+
+    now = datetime.now(UTC)
+    try:
+        since = parse_time_bound(args.since, now=now)
+        until = parse_time_bound(args.until, now=now) if args.until else now
+        window = Window(since, until)
+    except ValueError as exc:
+        print(f"error: --since/--until: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    settings = Settings.from_env(environ, require_storage=False)
+    credential = build_credential()
+    clients = build_arm_clients(settings, credential)
+    reader = build_logs_reader(settings, credential)
+    try:
+        registry = _find_registry(clients, settings, args.registry)
+        trail = read_trail(clients, reader, registry, window=window)
+    except TrailError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except (AzureError, InventoryError) as exc:
+        print(f"error: reading the registry failed: {describe_error(exc)}", file=sys.stderr)
+        return EXIT_FAILED
+    finally:
+        reader.close()
+        clients.close()
+    if args.format == "json":
+        json.dump(trail.document(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        render_trail(trail, sys.stdout)
+    for error in trail.errors:
+        print(f"error: {error}", file=sys.stderr)
+    return EXIT_FAILED if trail.errors else EXIT_OK
+
+
+def _find_registry(clients: ArmClients, settings: Settings, name: str) -> Registry:
+    """The registry by ARM id (one ARM read) or by name (the inventory of the configured
+    subscriptions); TrailError(exit 2) when it is not there."""
+    from auditor.azure.inventory import discover, read_registry
+    from auditor.trail import TrailError
+
+    if name.strip().lower().startswith("/subscriptions/"):
+        return read_registry(clients, name.strip())
+    inventory = discover(clients, settings.audit.subscriptions)
+    wanted = name.strip().casefold()
+    for registry in inventory.registries:
+        if registry.name.casefold() == wanted:
+            return registry
+    where = (
+        "the configured subscriptions"
+        if settings.audit.subscriptions
+        else "any visible subscription"
+    )
+    message = f"no registry named {name!r} in {where}"
+    if inventory.failed:
+        message += f" ({len(inventory.failed)} subscriptions could not be listed)"
+    raise TrailError(message, EXIT_FAILED)
+
+
+def cmd_alerts(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from auditor.alerts import send_test_alert
+    from auditor.alerts.sinks.base import DeliveryError
+
+    settings = Settings.from_env(environ)
+    try:
+        alert = send_test_alert(settings, args.sink)
+    except DeliveryError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(f"test alert {alert.id} sent to {args.sink}")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    import uvicorn
+
+    from auditor.api import create_app
+    from auditor.retention import prune_after_run
+    from auditor.runtime import alerts_provider, audit_once, build_store
+    from auditor.schedule import Scheduler
+
+    settings = Settings.from_env(environ)
+    store = build_store(settings)
+    app = create_app(lambda: store, alerts_provider=alerts_provider(settings))
+    scheduler = None
+    if not args.no_schedule:
+
+        def scheduled() -> None:
+            audit_once(settings, trigger="timer", progress=_progress(False))
+            prune_after_run(store, settings)  # as the Functions timer does
+
+        scheduler = Scheduler(settings.audit.schedule, scheduled)
+        scheduler.start()
+    try:
+        uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    finally:
+        if scheduler is not None:
+            scheduler.stop()
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = os.environ.get("AUDITOR_LOG_LEVEL", "WARNING").upper()
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    if level not in ("DEBUG", "INFO"):
+        # Its warning lists every credential it tried; the run's error says what to do.
+        logging.getLogger("azure.identity").setLevel(logging.ERROR)
+    env = dict(os.environ if environ is None else environ)
+    from auditor import telemetry
+    from auditor.allocator import cap_malloc_arenas
+
+    cap_malloc_arenas(env)  # before any thread starts
+
+    telemetry.configure(env)
+    try:
+        if args.command == "audit":
+            return cmd_audit(args, env)
+        if args.command == "alerts":
+            return cmd_alerts(args, env)
+        if args.command == "trail":
+            return cmd_trail(args, env)
+        return cmd_serve(args, env)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # the exit code promises 2 for an audit that could not run
+        logging.getLogger(__name__).debug("audit failed", exc_info=True)
+        print(f"error: the audit failed: {exc.__class__.__name__}: {exc}", file=sys.stderr)
+        return EXIT_FAILED

@@ -1,0 +1,95 @@
+"""What the adapters read from Azure, as plain immutable values.
+
+Adapters build these; the judgement and the summaries only ever see these, never SDK models,
+so the pure code can be tested without Azure and the SDK can change under it.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+
+
+def normalize_id(resource_id: str) -> str:
+    """ARM ids are case-insensitive; every comparison and key uses this form."""
+    return resource_id.strip().rstrip("/").lower()
+
+
+@dataclass(frozen=True)
+class Registry:
+    id: str
+    name: str
+    subscription_id: str
+    resource_group: str
+    location: str = ""
+    sku: str = ""
+    admin_user_enabled: bool | None = None
+    anonymous_pull_enabled: bool | None = None
+    created_at: datetime | None = None
+
+    @property
+    def key(self) -> str:
+        return normalize_id(self.id)
+
+
+@dataclass(frozen=True)
+class LogEntry:
+    """One entry of a setting's `logs` list: either a category or a category group."""
+
+    enabled: bool
+    category: str | None = None
+    category_group: str | None = None
+
+
+@dataclass(frozen=True)
+class MetricEntry:
+    category: str
+    enabled: bool
+
+
+@dataclass(frozen=True)
+class DiagnosticSetting:
+    id: str
+    name: str
+    workspace_id: str | None = None
+    storage_account_id: str | None = None
+    event_hub_authorization_rule_id: str | None = None
+    event_hub_name: str | None = None
+    marketplace_partner_id: str | None = None
+    log_analytics_destination_type: str | None = None
+    logs: tuple[LogEntry, ...] = ()
+    metrics: tuple[MetricEntry, ...] = ()
+
+
+@dataclass(frozen=True)
+class CategoryInfo:
+    """One row of the diagnostic settings categories API for the registry resource type."""
+
+    name: str
+    category_type: str  # "Logs" or "Metrics"
+    groups: tuple[str, ...] = ()
+
+
+class Status(enum.StrEnum):
+    COMPLIANT = "compliant"
+    NONCOMPLIANT = "noncompliant"
+    UNKNOWN = "unknown"
+    REMOVED = "removed"
+
+
+@dataclass(frozen=True)
+class Reason:
+    """A shortfall: `code` is stable (e.g. `category_missing:ContainerRegistryLoginEvents`);
+    `detail` is plain words for people."""
+
+    code: str
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    registry: Registry
+    status: Status
+    reasons: tuple[Reason, ...] = ()
+    settings: tuple[DiagnosticSetting, ...] = field(default=(), compare=False)

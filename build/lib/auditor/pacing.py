@@ -1,0 +1,221 @@
+"""Client-side pacing that mirrors ARM's read throttling.
+
+ARM meters reads with a token bucket per subscription and principal (250 burst, 25 per second
+refill). Pacing at that rate ourselves costs nothing in wall time (the server would make us wait
+anyway) and avoids 429s, whose Retry-After pauses are longer than the refill interval.
+The bucket also listens to the server: `x-ms-ratelimit-remaining-subscription-reads` lowers our
+estimate when another client shares the budget, and a 429's Retry-After pauses the subscription.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Generic, TypeVar
+
+T = TypeVar("T")
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+    paused_until: float = 0.0
+    waited: float = 0.0  # seconds callers spent waiting, for the run's telemetry
+
+
+@dataclass
+class PacingStats:
+    acquired: int = 0
+    waited_seconds: float = 0.0
+    throttled: int = 0  # 429s reported by the server
+    per_key_waited: dict[str, float] = field(default_factory=dict)
+
+
+class TokenBucketPacer:
+    """Thread-safe token buckets keyed by subscription (or any scope string)."""
+
+    def __init__(
+        self,
+        *,
+        rate: float,
+        burst: int,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if rate <= 0 or burst < 1:
+            raise ValueError("rate must be > 0 and burst >= 1")
+        self.rate = rate
+        self.burst = burst
+        self._clock = clock
+        self._sleep = sleep
+        self._lock = threading.Lock()
+        self._buckets: dict[str, _Bucket] = {}
+        self.stats = PacingStats()
+
+    def _bucket(self, key: str, now: float) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), updated=now)
+        else:
+            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
+            bucket.updated = now
+        return bucket
+
+    def reserve(self, key: str) -> float:
+        """Take one token now and return how long the caller must wait before using it.
+
+        Reserving (tokens may go negative) instead of polling keeps waiting callers in FIFO
+        order and makes the total wait exactly what the refill rate implies.
+        """
+        key = key.lower()
+        with self._lock:
+            now = self._clock()
+            bucket = self._bucket(key, now)
+            bucket.tokens -= 1.0
+            delay = max(0.0, -bucket.tokens / self.rate, bucket.paused_until - now)
+            self.stats.acquired += 1
+            self.stats.waited_seconds += delay
+            self.stats.per_key_waited[key] = self.stats.per_key_waited.get(key, 0.0) + delay
+            return delay
+
+    def due_in(self, key: str) -> float:
+        """How long a reservation made now would wait; reserves nothing."""
+        key = key.lower()
+        with self._lock:
+            now = self._clock()
+            bucket = self._bucket(key, now)
+            return max(0.0, (1.0 - bucket.tokens) / self.rate, bucket.paused_until - now)
+
+    def acquire(self, key: str) -> float:
+        delay = self.reserve(key)
+        if delay > 0:
+            self._sleep(delay)
+        return delay
+
+    def observe_remaining(self, key: str, remaining: int) -> None:
+        """The server's count is the truth when it is lower than ours (someone else shares
+        the budget); a higher count is ignored because our own reservations are in flight."""
+        key = key.lower()
+        with self._lock:
+            bucket = self._bucket(key, self._clock())
+            if remaining < bucket.tokens:
+                bucket.tokens = float(remaining)
+
+    def observe_throttled(self, key: str, retry_after: float) -> None:
+        key = key.lower()
+        with self._lock:
+            now = self._clock()
+            bucket = self._bucket(key, now)
+            bucket.paused_until = max(bucket.paused_until, now + max(0.0, retry_after))
+            bucket.tokens = min(bucket.tokens, 0.0)
+            self.stats.throttled += 1
+
+
+class SubscriptionQueue(Generic[T]):
+    """Hands out work so that no subscription's token bucket sits idle: the next item comes
+    from the subscription whose next token is due soonest, the one with most items left
+    first (by the count it started with). Thread-safe.
+
+    A fixed round-robin fails skewed fleets: a subscription holding half of them got one turn
+    in twenty while its bucket was full, and the refill it could not spend then was lost to
+    the whole run (about 10 s of 200 at 5,000 of 10,000 registries, in the benchmark).
+
+    An item handed back with `later` (a read to try again) comes out again once its wait is
+    over, so its retries overlap the other reads instead of holding a reader in a backoff.
+    """
+
+    def __init__(
+        self,
+        items: Iterable[tuple[str, T]],
+        due_in: Callable[[str], float],
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._queues: dict[str, deque[T]] = {}
+        for key, item in items:
+            self._queues.setdefault(key.lower(), deque()).append(item)
+        # Largest first: a subscription with a token due now is taken in this order, so the
+        # usual pick costs one look, not one per subscription.
+        self._order = sorted(self._queues, key=lambda k: (-len(self._queues[k]), k))
+        self._due_in = due_in
+        self._clock = clock
+        self._waiting: list[tuple[float, int, str, T]] = []  # (ready at, seq, key, item)
+        self._seq = itertools.count()
+        self._closed = False
+        self._cond = threading.Condition()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return sum(len(q) for q in self._queues.values()) + len(self._waiting)
+
+    def next(self) -> T | None:
+        """The next item, or None when there is none left and none waiting (or after
+        `close`); while only waiting items are left, waits for the first to be ready."""
+        with self._cond:
+            while not self._closed:
+                self._release_ready()
+                item = self._pick()
+                if item is not None:
+                    return item
+                if not self._waiting:
+                    return None
+                self._cond.wait(timeout=max(0.0, self._waiting[0][0] - self._clock()))
+            return None
+
+    def later(self, key: str, item: T, delay: float) -> None:
+        """Hand `item` out again, from `key`'s queue, once `delay` seconds have passed."""
+        with self._cond:
+            entry = (self._clock() + delay, next(self._seq), key.lower(), item)
+            heapq.heappush(self._waiting, entry)
+            self._cond.notify_all()
+
+    def close(self) -> None:
+        """Hand out nothing more (the run is stopping)."""
+        with self._cond:
+            self._closed = True
+            self._queues.clear()
+            self._order.clear()
+            self._waiting.clear()
+            self._cond.notify_all()
+
+    def _release_ready(self) -> None:
+        now = self._clock()
+        while self._waiting and self._waiting[0][0] <= now:
+            _, _, key, item = heapq.heappop(self._waiting)
+            if key not in self._queues:
+                self._queues[key] = deque()
+                self._order.append(key)
+            self._queues[key].append(item)
+
+    def _pick(self) -> T | None:
+        best: str | None = None
+        best_due = 0.0
+        for key in self._order:
+            due = self._due_in(key)
+            if due <= 0.0:
+                best = key
+                break
+            if best is None or due < best_due:
+                best, best_due = key, due
+        if best is None:
+            return None
+        queue = self._queues[best]
+        item = queue.popleft()
+        if not queue:
+            del self._queues[best]
+            self._order.remove(best)
+        return item
+
+
+def throttle_bound_seconds(reads_per_key: dict[str, int], *, rate: float, burst: int) -> float:
+    """The least wall time a token bucket allows for these reads: the slowest key decides."""
+    worst = 0.0
+    for reads in reads_per_key.values():
+        worst = max(worst, max(0, reads - burst) / rate)
+    return worst

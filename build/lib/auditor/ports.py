@@ -1,0 +1,208 @@
+"""What the use cases need from the adapters, as Protocols. The log evidence (`logs_audit`),
+the trail and the run's store take these rather than the concrete adapters, so a test passes
+a plain fake; mypy checks the real adapters where they are passed in, and
+`tests/unit/test_ports.py` that they have every member.
+
+ARM reads go through `auditor.azure.clients.ArmClients`, the one factory of the Azure SDK
+clients; each Protocol below names only the SDK calls one concern makes through it, in the
+SDK's own shape (`workspaces(subscription).workspaces.get(group, name)`), so a fake mirrors
+the SDK and a reader who knows the SDK knows the fake. Models come back as `object`: the
+adapters read them tolerantly (`getattr`) and turn them into facts.
+
+Log Analytics is `auditor.azure.logs.LogsReader`, storage `auditor.storage.AuditStore`.
+Alert sinks keep theirs beside the error every sink raises: `auditor.alerts.sinks.base.Sink`.
+
+No adapter of the project is imported here: the adapters import this module to name what
+they accept, and the import graph stays free of loops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from azure.mgmt.resourcegraph.models import QueryRequest
+
+    from auditor.evidence.model import LogEvidence, Row
+    from auditor.facts import Registry, Verdict
+    from auditor.kql import Query
+    from auditor.run_record import AuditRun
+
+# runtime_checkable: `tests/unit/test_ports.py` checks the real SDK clients behind ArmClients,
+# whose multi-API monitor client mypy cannot see into.
+
+# --------------------------------------------------------------------------- SDK shapes
+
+
+@runtime_checkable
+class ByName(Protocol):
+    """An ARM operations group read by resource group and name (`workspaces`, `registries`)."""
+
+    def get(self, resource_group_name: str, name: str, /) -> object: ...
+
+
+@runtime_checkable
+class Listing(Protocol):
+    """An ARM operations group listed whole (`subscriptions`, a subscription's `registries`)."""
+
+    def list(self) -> Iterable[object]: ...
+
+
+@runtime_checkable
+class ByResource(Protocol):
+    """A resource's diagnostic settings, or their categories."""
+
+    def list(self, resource_uri: str, **options: Any) -> Iterable[object]: ...
+
+
+@runtime_checkable
+class RegistryOperations(ByName, Listing, Protocol):
+    pass
+
+
+@runtime_checkable
+class WorkspaceClient(Protocol):
+    @property
+    def workspaces(self) -> ByName: ...
+
+
+@runtime_checkable
+class MonitorClient(Protocol):
+    @property
+    def diagnostic_settings(self) -> ByResource: ...
+
+    @property
+    def diagnostic_settings_category(self) -> ByResource: ...
+
+
+@runtime_checkable
+class RegistryClient(Protocol):
+    @property
+    def registries(self) -> RegistryOperations: ...
+
+
+@runtime_checkable
+class SubscriptionsClient(Protocol):
+    @property
+    def subscriptions(self) -> Listing: ...
+
+
+@runtime_checkable
+class GraphPage(Protocol):
+    @property
+    def data(self) -> object: ...
+
+    @property
+    def skip_token(self) -> str | None: ...
+
+
+@runtime_checkable
+class GraphClient(Protocol):
+    def resources(self, query: QueryRequest, /) -> GraphPage: ...
+
+
+# --------------------------------------------------------------------------- ARM reads
+
+
+@runtime_checkable
+class WorkspaceReads(Protocol):
+    """Workspace resolution: a Log Analytics workspace's query GUID."""
+
+    def workspaces(self, subscription_id: str, /) -> WorkspaceClient: ...
+
+
+@runtime_checkable
+class SettingsReads(Protocol):
+    """A registry's diagnostic settings and the categories it offers."""
+
+    def monitor(self) -> MonitorClient: ...
+
+
+@runtime_checkable
+class InventoryReads(Protocol):
+    """Listing the registries (Resource Graph, or ARM per subscription), reading one."""
+
+    def subscriptions(self) -> SubscriptionsClient: ...
+
+    def resource_graph(self) -> GraphClient: ...
+
+    def registries(self, subscription_id: str, /) -> RegistryClient: ...
+
+
+@runtime_checkable
+class TrailReads(SettingsReads, WorkspaceReads, Protocol):
+    """The trail's reads: one registry's settings, then its workspaces."""
+
+
+# --------------------------------------------------------------------------- Log Analytics
+
+
+@runtime_checkable
+class QueryAnswer(Protocol):
+    """One query's answer (`auditor.azure.logs.QueryOutcome`)."""
+
+    @property
+    def rows(self) -> tuple[Row, ...]: ...
+
+    @property
+    def error(self) -> str | None: ...
+
+    @property
+    def partial_error(self) -> str | None: ...
+
+    @property
+    def too_big(self) -> bool: ...
+
+
+@runtime_checkable
+class LogQueries(Protocol):
+    """Runs KQL in workspaces; never raises for a failed query (the answer says so)."""
+
+    @property
+    def max_concurrency(self) -> int:
+        """How many queries it runs at once: more in flight would only wait."""
+        ...
+
+    def run(self, requests: Sequence[tuple[str, Query]], /) -> Sequence[QueryAnswer]:
+        """(workspace GUID, query) pairs in, their answers out, in the same order."""
+        ...
+
+
+# --------------------------------------------------------------------------- storage
+
+
+@runtime_checkable
+class VerdictWriter(Protocol):
+    """Where a run's settled verdicts go while it runs, then the run itself."""
+
+    @property
+    def busy(self) -> bool:
+        """Still writing the last batch: the caller may gather a bigger one instead."""
+        ...
+
+    def write(
+        self,
+        verdicts: Iterable[Verdict],
+        evidence: Mapping[str, LogEvidence],
+        *,
+        observed_at: datetime,
+    ) -> None: ...
+
+    def finish(self, run: AuditRun) -> AuditRun: ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class RunStore(Protocol):
+    """The store as a run sees it."""
+
+    def start_run(self, run_id: str, started_at: datetime, trigger: str) -> None: ...
+
+    def finish_run(self, run: AuditRun, *, update_summary: bool = True) -> AuditRun: ...
+
+    def known_registries(self) -> list[Registry]: ...
+
+    def run_writer(self, run_id: str) -> VerdictWriter: ...

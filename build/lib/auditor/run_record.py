@@ -1,0 +1,45 @@
+"""One audit's record: what was in scope, the verdicts, the log evidence and the errors.
+
+It joins the settings verdicts (`auditor.facts`) and the log evidence
+(`auditor.evidence.model`), so it sits above both rather than among the facts.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from auditor.evidence.model import ActivityEvent, LogEvidence
+from auditor.facts import Verdict
+
+
+class RunStatus(enum.StrEnum):
+    SUCCEEDED = "succeeded"  # every registry judged
+    PARTIAL = "partial"  # finished, but some registries or subscriptions are unknown
+    FAILED = "failed"  # the audit itself could not complete
+
+
+@dataclass(frozen=True)
+class AuditRun:
+    """One audit: what was in scope, what was judged, and what went wrong on the way."""
+
+    run_id: str
+    started_at: datetime
+    finished_at: datetime
+    status: RunStatus
+    verdicts: tuple[Verdict, ...]
+    # Subscriptions whose registries were listed completely; only these may mark a
+    # previously seen registry as removed.
+    inventoried_subscriptions: frozenset[str] = frozenset()
+    errors: tuple[str, ...] = ()
+    trigger: str = "cli"  # "timer", "cli", "http", "event"
+    # What the logs themselves showed, per registry key (empty when logs were not checked).
+    evidence: Mapping[str, LogEvidence] = field(default_factory=dict, compare=False)
+    # Activity-log events of registries no longer in the inventory (deleted since).
+    orphan_activity: tuple[ActivityEvent, ...] = field(default=(), compare=False)
+    log_queries: int = 0
+    # Why the run's results could not be stored (they are in this record, and the next run
+    # stores them); None when they were, or when the run had no store.
+    storage_error: str | None = None

@@ -1,0 +1,401 @@
+"""Entities of the five tables: building them from values, and documents from them.
+
+Property limits of Table Storage: a string is at most 64 KiB in UTF-16 (32,768 code units)
+and an entity at most 1 MiB. Values from Azure (names, error messages, reason details) are
+clipped to fit rather than trusted, so no input can make a write fail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from auditor.changes import Change, StoredState, reason_codes
+from auditor.evidence import documents
+from auditor.evidence.model import LogEvidence
+from auditor.facts import Reason, Registry, Status, Verdict
+from auditor.run_record import AuditRun
+from auditor.storage import keys
+from auditor.summary import ComplianceSummary, StatusCounts, iso, registry_document
+
+MAX_STRING = 32_000  # UTF-16 code units; the service limit is 32,768
+MAX_FIELD = 1_024  # names, ids and other single values
+MAX_DETAIL = 2_000  # one reason detail or one error message, when the whole list is too long
+# The summary's JSON is split over up to this many string properties of ONE entity, so the
+# API still reads it with one point read; 12 x 64 KiB stays under the 1 MiB entity limit.
+SUMMARY_PARTS = 12
+
+# One run's login or activity evidence of one registry: JSON over up to this many string
+# properties (12 x 64 KiB, under the 1 MiB entity limit with the other properties).
+EVIDENCE_PARTS = 12
+MAX_LIST_ITEMS = 1_000  # per list of an evidence document, before any size-based trimming
+MAX_PROBLEMS = 50
+
+RUNNING = "running"  # run status between start_run and finish_run; not a RunStatus
+# How a run still `running` this long after its start is shown: its process stopped without
+# finishing it (no run lasts a day; the timer runs hourly). Read-side only: nothing rewrites it.
+ABANDONED = "abandoned"
+ABANDONED_AFTER = timedelta(hours=24)
+
+
+def utf16_len(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2
+
+
+def clip(text: str, limit: int = MAX_FIELD) -> str:
+    """`text` without lone surrogates (not valid UTF-8 on the wire), at most `limit` UTF-16
+    code units, cut between characters."""
+    text = text.encode("utf-8", "replace").decode("utf-8")[:limit]
+    excess = utf16_len(text) - limit
+    while excess > 0:
+        text = text[: len(text) - (excess + 1) // 2]
+        excess = utf16_len(text) - limit
+    return text
+
+
+def _dumps(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def fit_list(items: Sequence[Any], limit: int = MAX_STRING) -> tuple[str, int]:
+    """JSON of `items` within `limit` UTF-16 code units: whole if it fits, else the longest
+    prefix that fits. Returns (json, how many items were left out)."""
+
+    def encoded(count: int) -> str:
+        return _dumps(list(items[:count]))
+
+    if utf16_len(whole := encoded(len(items))) <= limit:
+        return whole, 0
+    fits, too_long = 0, len(items)  # the size grows with the count: bisect
+    while too_long - fits > 1:
+        middle = (fits + too_long) // 2
+        if utf16_len(encoded(middle)) <= limit:
+            fits = middle
+        else:
+            too_long = middle
+    return encoded(fits), len(items) - fits
+
+
+def _reason_items(reasons: Sequence[Reason], detail_limit: int) -> list[dict[str, str]]:
+    return [
+        {"code": clip(r.code, MAX_DETAIL), "detail": clip(r.detail, detail_limit)} for r in reasons
+    ]
+
+
+def reasons_json(reasons: Sequence[Reason]) -> tuple[str, int]:
+    """Reasons as stored: details are shortened before any reason is left out."""
+    text, omitted = fit_list(_reason_items(reasons, MAX_STRING))
+    if omitted:
+        text, omitted = fit_list(_reason_items(reasons, MAX_DETAIL))
+    return text, omitted
+
+
+def parse_reasons(text: str | None) -> tuple[Reason, ...]:
+    if not text:
+        return ()
+    return tuple(
+        Reason(code=item["code"], detail=item.get("detail", "")) for item in json.loads(text)
+    )
+
+
+def registry_entity(
+    key: str,
+    verdict: Verdict,
+    reasons: str,
+    *,
+    run_id: str,
+    observed_at: datetime,
+    status_since: datetime,
+) -> dict[str, Any]:
+    registry = verdict.registry
+    return {
+        "PartitionKey": keys.registry_partition(key),
+        "RowKey": key,
+        "ResourceId": clip(registry.id),
+        "Name": clip(registry.name),
+        "SubscriptionId": clip(registry.subscription_id.strip().lower()),
+        "ResourceGroup": clip(registry.resource_group),
+        "Location": clip(registry.location),
+        "Status": verdict.status.value,
+        "Reasons": reasons,
+        "LastRunId": clip(run_id),
+        "CheckedAt": iso(observed_at),
+        "StatusSince": iso(status_since),
+    }
+
+
+def history_entity(
+    key: str,
+    verdict: Verdict,
+    reasons: str,
+    *,
+    run_id: str,
+    observed_at: datetime,
+    change: Change,
+) -> dict[str, Any]:
+    """The row of `change`; the run and time are those of whichever run wrote it last."""
+    registry = verdict.registry
+    return {
+        "PartitionKey": keys.registry_partition(key),
+        "RowKey": keys.history_row_key(key, change.ended, change.id),
+        "ResourceId": clip(registry.id),
+        "SubscriptionId": clip(registry.subscription_id.strip().lower()),
+        "Status": verdict.status.value,
+        "PreviousStatus": change.before.status if change.before is not None else None,
+        "Reasons": reasons,
+        "RunId": clip(run_id),
+        "ObservedAt": iso(observed_at),
+    }
+
+
+def registry_from_entity(row: Mapping[str, Any]) -> Registry:
+    return Registry(
+        id=row.get("ResourceId", ""),
+        name=row.get("Name", ""),
+        subscription_id=row.get("SubscriptionId", ""),
+        resource_group=row.get("ResourceGroup", ""),
+        location=row.get("Location", ""),
+    )
+
+
+# What the writer reads of the stored registry rows to find changes and removals: a fleet's
+# full rows (reasons with their details) would be the largest thing a run holds while writing.
+STATE_COLUMNS = (
+    "RowKey",
+    "Status",
+    "Reasons",
+    "StatusSince",
+    "LastRunId",
+    "ResourceId",
+    "Name",
+    "SubscriptionId",
+    "ResourceGroup",
+    "Location",
+)
+
+
+def stored_state(row: Mapping[str, Any]) -> StoredState:
+    return StoredState(
+        registry=registry_from_entity(row),
+        status=row.get("Status"),
+        reason_codes=reason_codes(parse_reasons(row.get("Reasons"))),
+        status_since=parse_time(row.get("StatusSince")),
+        last_run_id=row.get("LastRunId"),
+    )
+
+
+def verdict_from_entity(row: Mapping[str, Any]) -> Verdict:
+    return Verdict(
+        registry=registry_from_entity(row),
+        status=Status(row["Status"]),
+        reasons=parse_reasons(row.get("Reasons")),
+    )
+
+
+def registry_doc(row: Mapping[str, Any]) -> dict[str, Any]:
+    """`registry_document` plus when it was last checked, by which run, and since when its
+    status and reason codes are what they are."""
+    return {
+        **registry_document(verdict_from_entity(row)),
+        "lastRunId": row.get("LastRunId"),
+        "checkedAt": row.get("CheckedAt"),
+        "statusSince": row.get("StatusSince"),
+    }
+
+
+def history_doc(row: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "runId": row.get("RunId"),
+        "observedAt": row.get("ObservedAt"),
+        "subscriptionId": row.get("SubscriptionId"),
+        "status": row.get("Status"),
+        "previousStatus": row.get("PreviousStatus"),
+        "reasons": [
+            {"code": r.code, "detail": r.detail} for r in parse_reasons(row.get("Reasons"))
+        ],
+    }
+
+
+def started_run_entity(run_id: str, started_at: datetime, trigger: str) -> dict[str, Any]:
+    return {
+        "PartitionKey": keys.RUNS_PARTITION,
+        "RowKey": keys.run_row_key(run_id, started_at),
+        "RunId": clip(run_id),
+        "Status": RUNNING,
+        "Trigger": clip(trigger),
+        "StartedAt": iso(started_at),
+    }
+
+
+def finished_run_entity(run: AuditRun) -> dict[str, Any]:
+    counts = StatusCounts.of(v.status for v in run.verdicts)
+    # Every error is counted; as many as fit are kept, each shortened first.
+    errors, omitted = fit_list([clip(e, MAX_DETAIL) for e in run.errors])
+    return {
+        **started_run_entity(run.run_id, run.started_at, run.trigger),
+        "Status": run.status.value,
+        "FinishedAt": iso(run.finished_at),
+        "Total": counts.total,
+        "Compliant": counts.compliant,
+        "Noncompliant": counts.noncompliant,
+        "Unknown": counts.unknown,
+        "Removed": counts.removed,
+        "ErrorCount": len(run.errors),
+        "Errors": errors,
+        "ErrorsOmitted": omitted,
+    }
+
+
+def run_doc(row: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
+    finished = row.get("FinishedAt") is not None
+    status = row.get("Status")
+    started = parse_time(row.get("StartedAt"))
+    if (
+        status == RUNNING
+        and now is not None
+        and started is not None
+        and now - started > ABANDONED_AFTER
+    ):
+        status = ABANDONED
+    totals = (
+        StatusCounts(
+            compliant=row.get("Compliant", 0),
+            noncompliant=row.get("Noncompliant", 0),
+            unknown=row.get("Unknown", 0),
+            removed=row.get("Removed", 0),
+        ).to_dict()
+        if finished
+        else None
+    )
+    return {
+        "id": row.get("RunId"),
+        "status": status,
+        "trigger": row.get("Trigger"),
+        "startedAt": row.get("StartedAt"),
+        "finishedAt": row.get("FinishedAt"),
+        "totals": totals,
+        "errorCount": row.get("ErrorCount", 0),
+        "errors": json.loads(row["Errors"]) if row.get("Errors") else [],
+        "errorsOmitted": row.get("ErrorsOmitted", 0),
+    }
+
+
+def summary_entity(summary: ComplianceSummary) -> dict[str, Any]:
+    """The summary as one entity; lists are trimmed (and the cut counted) if it cannot fit."""
+    capacity = SUMMARY_PARTS * MAX_STRING
+    # ASCII-only JSON: its length is its size in UTF-16 code units, so it splits anywhere.
+    text = json.dumps(summary.to_dict(), separators=(",", ":"))
+    while len(text) > capacity:
+        # Reasons go first (long `unknown:<why>` codes are the likely bulk), rarest first.
+        reasons, subscriptions = len(summary.by_reason), len(summary.by_subscription)
+        if not reasons and not subscriptions:
+            break  # nothing left to cut; the write reports the size as a StorageError
+        summary = summary.trimmed(
+            max_subscriptions=subscriptions if reasons else subscriptions // 2,
+            max_reasons=reasons // 2,
+        )
+        text = json.dumps(summary.to_dict(), separators=(",", ":"))
+    parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
+    entity: dict[str, Any] = {
+        "PartitionKey": keys.SUMMARY_PARTITION,
+        "RowKey": keys.SUMMARY_ROW,
+        "RunId": clip(summary.last_run.id) if summary.last_run else None,
+        "Parts": len(parts),
+    }
+    entity.update({f"Part{i}": part for i, part in enumerate(parts)})
+    return entity
+
+
+def summary_from_entity(row: Mapping[str, Any]) -> dict[str, Any]:
+    text = "".join(row[f"Part{i}"] for i in range(int(row["Parts"])))
+    document: dict[str, Any] = json.loads(text)
+    return document
+
+
+def parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    moment = datetime.fromisoformat(value)
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def _ascii(value: object) -> str:
+    # ASCII-only JSON: its length is its size in UTF-16 code units, so it splits anywhere.
+    return json.dumps(value, separators=(",", ":"))
+
+
+def _clip_strings(value: Any) -> Any:
+    """Every string in a document within MAX_DETAIL: values from logs are not trusted."""
+    if isinstance(value, str):
+        return clip(value, MAX_DETAIL)
+    if isinstance(value, list):
+        return [_clip_strings(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _clip_strings(v) for k, v in value.items()}
+    return value
+
+
+def fit_evidence(
+    document: Mapping[str, Any], lists: Sequence[str], capacity: int = EVIDENCE_PARTS * MAX_STRING
+) -> tuple[dict[str, Any], str]:
+    """The document and its ASCII JSON within `capacity` characters: each of `lists` is cut
+    to MAX_LIST_ITEMS, then the biggest one halved until the whole fits, keeping each list's
+    head (the busiest or newest entries) and counting the cut in `omitted`."""
+    doc = _clip_strings(document)
+    omitted: dict[str, int] = {name: int(doc["omitted"].get(name, 0)) for name in lists}
+    doc["problems"] = doc["problems"][:MAX_PROBLEMS]
+
+    def cut(name: str, keep: int) -> None:
+        omitted[name] += max(0, len(doc[name]) - keep)
+        doc[name] = doc[name][:keep]
+
+    for name in lists:
+        cut(name, MAX_LIST_ITEMS)
+    doc["omitted"] = omitted
+    text = _ascii(doc)
+    while len(text) > capacity:
+        filled = [name for name in lists if doc[name]]
+        if not filled:
+            break  # nothing left to cut; the write then reports the size as a StorageError
+        biggest = max(filled, key=lambda name: len(_ascii(doc[name])))
+        cut(biggest, len(doc[biggest]) // 2)
+        doc["omitted"] = omitted
+        text = _ascii(doc)
+    return doc, text
+
+
+def evidence_entities(
+    key: str, registry: Registry, evidence: LogEvidence, *, run_id: str, observed_at: datetime
+) -> list[dict[str, Any]]:
+    """The two rows (logins, activity) of one registry's evidence in one run; `key` is the
+    `registry_key`, partitioned like the registries table."""
+    rows = []
+    for kind, document, lists in (
+        (keys.EVIDENCE_LOGINS, documents.logins_document(evidence), documents.LOGIN_LISTS),
+        (keys.EVIDENCE_ACTIVITY, documents.activity_document(evidence), documents.ACTIVITY_LISTS),
+    ):
+        fitted, text = fit_evidence(document, lists)
+        parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
+        row: dict[str, Any] = {
+            "PartitionKey": keys.registry_partition(key),
+            "RowKey": keys.evidence_row_key(key, kind, observed_at, run_id),
+            "Kind": kind,
+            "RunId": clip(run_id),
+            "ObservedAt": iso(observed_at),
+            "ResourceId": clip(registry.id),
+            "WindowStart": iso(evidence.window_start),
+            "WindowEnd": iso(evidence.window_end),
+            "Omitted": sum(fitted["omitted"].values()),
+            "Parts": len(parts),
+        }
+        row.update({f"Part{i}": part for i, part in enumerate(parts)})
+        rows.append(row)
+    return rows
+
+
+def evidence_doc(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored evidence row as the API serves it: the run, then the document."""
+    text = "".join(row[f"Part{i}"] for i in range(int(row["Parts"])))
+    return {"runId": row.get("RunId"), "observedAt": row.get("ObservedAt"), **json.loads(text)}

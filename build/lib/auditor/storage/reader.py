@@ -1,0 +1,272 @@
+"""`AuditReader`: what the API and the next run read back from the tables. Reads only.
+
+Every filter goes to the service as OData with its values in `parameters` (see `_query`), so
+no value is ever pasted into filter text. A missing table reads as empty: nothing has been
+written yet.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient
+
+from auditor.facts import Registry, Status
+from auditor.storage import entities, keys
+from auditor.storage.errors import guarded
+from auditor.storage.keys import InvalidContinuationToken
+from auditor.storage.tables import MAX_PAGE, Tables
+
+_REGISTRIES_CURSOR = "registries"
+_RUNS_CURSOR = "runs"
+
+Page = tuple[list[dict[str, Any]], str | None]
+
+
+def _check_page_size(name: str, value: int) -> None:
+    if not 1 <= value <= MAX_PAGE:
+        raise ValueError(f"{name} must be between 1 and {MAX_PAGE}")
+
+
+class AuditReader:
+    """Documents from the stored rows (see `entities`), with keyset paging."""
+
+    def __init__(self, tables: Tables) -> None:
+        self._tables = tables
+
+    def known_registries(self) -> list[Registry]:
+        """Registries stored as present (not removed): what the next inventory should find.
+        A run reads it, so it rides out a short outage as the run's writes do."""
+
+        def read(**options: Any) -> list[Registry]:
+            try:
+                rows = self._tables.registries.query_entities(
+                    "Status ne @removed",
+                    parameters={"removed": Status.REMOVED.value},
+                    results_per_page=MAX_PAGE,
+                    **options,
+                )
+                return [entities.registry_from_entity(row) for row in rows]
+            except ResourceNotFoundError:
+                return []
+
+        return self._tables.retry.call("reading registry status", read)
+
+    def get_summary(self) -> dict[str, Any] | None:
+        """The materialised summary document (see `auditor.summary`), or None before any run
+        has finished. One point read."""
+        with guarded("reading the summary"):
+            try:
+                row = self._tables.summary.get_entity(keys.SUMMARY_PARTITION, keys.SUMMARY_ROW)
+            except ResourceNotFoundError:
+                return None
+        return entities.summary_from_entity(row)
+
+    def ping(self) -> None:
+        """One quick request without retries: raises StorageError if storage is unreachable."""
+        with guarded("checking the connection"):
+            try:
+                self._tables.summary.get_entity(
+                    keys.SUMMARY_PARTITION,
+                    keys.SUMMARY_ROW,
+                    select=["PartitionKey"],
+                    retry_total=0,
+                    connection_timeout=5,
+                    read_timeout=5,
+                )
+            except ResourceNotFoundError:
+                pass  # reachable; nothing stored yet
+
+    def list_registries(
+        self,
+        *,
+        status: Status | str | None = None,
+        subscription: str | None = None,
+        reason: str | None = None,
+        page_size: int = 50,
+        continuation: str | None = None,
+    ) -> Page:
+        """One page of registries in name order, and the token of the next page (None at the
+        end). `status` and `subscription` filter in the service; `reason` (an exact code such
+        as `category_missing:ContainerRegistryLoginEvents`) filters here, because Table
+        Storage cannot match inside a list: the store reads on until the page is full.
+
+        Raises InvalidContinuationToken (a ValueError) for a token it did not issue.
+        """
+        _check_page_size("page_size", page_size)
+        clauses: list[str] = []
+        params: dict[str, Any] = {}
+        if status is not None:
+            clauses.append("Status eq @status")
+            params["status"] = Status(status).value
+        if subscription is not None:
+            clauses.append("SubscriptionId eq @subscription")
+            params["subscription"] = subscription.strip().lower()
+        if continuation is not None:
+            after_pk, after_rk = keys.decode_cursor(_REGISTRIES_CURSOR, continuation)
+            # Spaces around every token: the SDK substitutes `@name` only as a whole word.
+            clauses.append(
+                "( PartitionKey gt @afterPk or"
+                " ( PartitionKey eq @afterPk and RowKey gt @afterRk ) )"
+            )
+            params.update(afterPk=after_pk, afterRk=after_rk)
+        rows = _query(
+            self._tables.registries,
+            " and ".join(clauses),
+            params,
+            # A client-side filter discards rows, so read full service pages for it.
+            page_size=MAX_PAGE if reason is not None else min(MAX_PAGE, page_size + 1),
+            action="listing registries",
+        )
+        if reason is not None:
+            rows = (
+                row
+                for row in rows
+                if reason in {r.code for r in entities.parse_reasons(row.get("Reasons"))}
+            )
+        return _page(rows, page_size, _REGISTRIES_CURSOR, entities.registry_doc)
+
+    def get_registry(self, name: str) -> dict[str, Any] | None:
+        """A registry's current state (status, reasons, last run), by name; one point read."""
+        key = keys.registry_key(name)
+        with guarded("reading a registry"):
+            try:
+                row = self._tables.registries.get_entity(keys.registry_partition(key), key)
+            except ResourceNotFoundError:
+                return None
+        return entities.registry_doc(row)
+
+    def registry_history(self, name: str, *, limit: int = 20) -> list[dict[str, Any]]:
+        """The registry's changes, newest first: the status and reasons each run found."""
+        _check_page_size("limit", limit)
+        key = keys.registry_key(name)
+        low, high = keys.history_range(key)
+        rows = _query(
+            self._tables.history,
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            {"pk": keys.registry_partition(key), "low": low, "high": high},
+            page_size=limit,
+            action="reading registry history",
+        )
+        return [entities.history_doc(row) for _, row in zip(range(limit), rows, strict=False)]
+
+    def list_runs(
+        self, *, limit: int = 20, continuation: str | None = None, now: datetime | None = None
+    ) -> Page:
+        """Runs newest first (running ones included), and the token of the next page. A run
+        still `running` a day after it started (as of `now`) is shown `abandoned`."""
+        _check_page_size("limit", limit)
+        query = "PartitionKey eq @pk"
+        params: dict[str, Any] = {"pk": keys.RUNS_PARTITION}
+        if continuation is not None:
+            _, after_rk = keys.decode_cursor(_RUNS_CURSOR, continuation)
+            query += " and RowKey gt @afterRk"
+            params["afterRk"] = after_rk
+        rows = _query(
+            self._tables.runs,
+            query,
+            params,
+            page_size=min(MAX_PAGE, limit + 1),
+            action="listing runs",
+        )
+        moment = now or datetime.now(UTC)
+        return _page(rows, limit, _RUNS_CURSOR, lambda r: entities.run_doc(r, now=moment))
+
+    def registry_logins(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 10,
+        continuation: str | None = None,
+    ) -> Page:
+        """The registry's login evidence per run (`evidence.documents.logins_document` with
+        `runId` and `observedAt`), newest run first, observed within [since, until]."""
+        return self._evidence_page(keys.EVIDENCE_LOGINS, name, since, until, limit, continuation)
+
+    def registry_activity(
+        self,
+        name: str,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 10,
+        continuation: str | None = None,
+    ) -> Page:
+        """The registry's repository activity per run (`evidence.documents.activity_document`
+        with `runId` and `observedAt`), newest run first, observed within [since, until]."""
+        return self._evidence_page(keys.EVIDENCE_ACTIVITY, name, since, until, limit, continuation)
+
+    def _evidence_page(
+        self,
+        kind: str,
+        name: str,
+        since: datetime | None,
+        until: datetime | None,
+        limit: int,
+        continuation: str | None,
+    ) -> Page:
+        _check_page_size("limit", limit)
+        registry = keys.registry_key(name)
+        partition = keys.registry_partition(registry)
+        low, high = keys.evidence_range(registry, kind, since=since, until=until)
+        query = "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high"
+        params: dict[str, Any] = {"pk": partition, "low": low, "high": high}
+        if continuation is not None:
+            after_pk, after_rk = keys.decode_cursor(kind, continuation)
+            if after_pk != partition or not low <= after_rk < high:
+                raise InvalidContinuationToken()  # another registry's (or window's) token
+            query += " and RowKey gt @afterRk"
+            params["afterRk"] = after_rk
+        rows = _query(
+            self._tables.evidence,
+            query,
+            params,
+            page_size=min(MAX_PAGE, limit + 1),
+            action="reading log evidence",
+        )
+        return _page(rows, limit, kind, entities.evidence_doc)
+
+
+def _query(
+    table: TableClient,
+    query: str,
+    params: dict[str, Any],
+    *,
+    page_size: int,
+    action: str,
+) -> Iterator[dict[str, Any]]:
+    """Rows lazily, following the service's pages; values only ever go in `parameters`.
+    A missing table reads as empty (nothing has been written yet)."""
+    with guarded(action):
+        try:
+            found = (
+                table.query_entities(query, parameters=params, results_per_page=page_size)
+                if query
+                else table.list_entities(results_per_page=page_size)
+            )
+            for row in found:
+                yield dict(row)
+        except ResourceNotFoundError:
+            return
+
+
+def _page(
+    rows: Iterable[dict[str, Any]],
+    size: int,
+    kind: str,
+    document: Callable[[Mapping[str, Any]], dict[str, Any]],
+) -> Page:
+    # Read one row beyond the page: a token is only handed out when a next page exists.
+    taken: list[dict[str, Any]] = []
+    for row in rows:
+        if len(taken) == size:
+            last = taken[-1]
+            token = keys.encode_cursor(kind, last["PartitionKey"], last["RowKey"])
+            return [document(r) for r in taken], token
+        taken.append(row)
+    return [document(r) for r in taken], None

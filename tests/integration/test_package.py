@@ -1,0 +1,49 @@
+"""`pip install .` gives a person an `acr-auditor` command: the wheel built from this checkout
+holds the package with its data files, the console script and the runtime dependencies."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from auditor import __version__
+
+pytestmark = pytest.mark.integration
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_the_wheel_installs_an_acr_auditor_command(tmp_path: Path) -> None:
+    built = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(REPO)],
+        capture_output=True, text=True, timeout=300, check=False,
+    )  # fmt: skip
+    assert built.returncode == 0, built.stderr
+    [wheel] = tmp_path.glob("acr_auditor-*.whl")
+    assert wheel.name.startswith(f"acr_auditor-{__version__}-")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert {n.split("/")[0] for n in names} == {"auditor", f"acr_auditor-{__version__}.dist-info"}
+    reasons = sorted(p.name for p in (REPO / "auditor" / "reasons").glob("*.json"))
+    packed = [n for n in names if n.startswith("auditor/reasons/") and n.endswith(".json")]
+    assert sorted(n.rsplit("/", 1)[1] for n in packed) == reasons
+    assert "auditor/alerts/alert.schema.json" in names
+    info = f"acr_auditor-{__version__}.dist-info"
+    entry_points = zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode()
+    assert "acr-auditor = auditor.cli:main" in entry_points
+    metadata = zipfile.ZipFile(wheel).read(f"{info}/METADATA").decode()
+    required = {line.split(":", 1)[1].split("<")[0].split(">")[0].split("=")[0].strip()
+                for line in metadata.splitlines() if line.startswith("Requires-Dist:")}  # fmt: skip
+    assert {"azure-identity", "azure-mgmt-monitor", "azure-data-tables", "fastapi"} <= required
+
+
+def test_version_and_help() -> None:
+    version = subprocess.run(
+        [sys.executable, "-m", "auditor", "--version"],
+        capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
+    )  # fmt: skip
+    assert version.returncode == 0 and version.stdout.strip() == f"acr-auditor {__version__}"
