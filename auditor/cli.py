@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from auditor import __version__
 from auditor.cli_json import run_document
 from auditor.errors import ConfigError
-from auditor.facts import Status
+from auditor.facts import Status, Verdict
 from auditor.reasons import catalog
 from auditor.run_record import AuditRun, RunStatus
 from auditor.settings import GUID_RE, Settings
@@ -67,6 +67,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--no-alerts", action="store_true", help="do not send alerts for this run")
     audit.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    audit.add_argument(
+        "--status",
+        action="append",
+        choices=[s.value for s in Status],
+        default=[],
+        help="show only registries with this status in the table (repeatable)",
+    )
+    audit.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="show only registries with this reason code or code family, e.g. "
+        "category_missing (repeatable)",
+    )
     trail = sub.add_parser(
         "trail", help="print a registry's activity trail, read live from Log Analytics"
     )
@@ -126,7 +141,15 @@ def render_logs(run: AuditRun, out: TextIO) -> None:
         out.write(f"  {label}: {len(names)}" + (f" ({_names(names)})" if names else "") + "\n")
 
 
-def render_table(run: AuditRun, out: TextIO) -> None:
+def render_table(
+    run: AuditRun,
+    out: TextIO,
+    *,
+    statuses: Sequence[str] = (),
+    reasons: Sequence[str] = (),
+) -> None:
+    """The run for people. `statuses` and `reasons` (codes, or code prefixes such as
+    `category_missing`) narrow the rows on a large fleet; the totals stay the fleet's."""
     if run.status is RunStatus.FAILED and not run.verdicts:
         # Nothing was judged: say why, without an empty table.
         out.write(f"audit failed (run {run.run_id}):\n")
@@ -141,6 +164,7 @@ def render_table(run: AuditRun, out: TextIO) -> None:
             ", ".join(r.code for r in v.reasons) or "-",
         )
         for v in run.verdicts
+        if _shown_row(v, statuses, reasons)
     ]
     headers = ("REGISTRY", "SUBSCRIPTION", "STATUS", "REASONS")
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers[:3])]
@@ -149,6 +173,8 @@ def render_table(run: AuditRun, out: TextIO) -> None:
     for row in rows:
         out.write(line.format(*row) + "\n")
     counts = {s: sum(1 for v in run.verdicts if v.status is s) for s in Status}
+    if len(rows) < len(run.verdicts):
+        out.write(f"\n{len(rows)} of {len(run.verdicts)} registries shown (--status, --reason)")
     out.write(
         f"\n{len(run.verdicts)} registries: "
         + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
@@ -157,6 +183,14 @@ def render_table(run: AuditRun, out: TextIO) -> None:
     render_logs(run, out)
     for error in run.errors:
         out.write(f"warning: {error}\n")
+
+
+def _shown_row(verdict: Verdict, statuses: Sequence[str], reasons: Sequence[str]) -> bool:
+    if statuses and verdict.status.value not in statuses:
+        return False
+    codes = [r.code for r in verdict.reasons]
+    families = {c.partition(":")[0] for c in codes}
+    return not reasons or any(want in codes or want in families for want in reasons)
 
 
 def _stamp(value: str | None) -> str:
@@ -283,7 +317,7 @@ def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
         json.dump(run_document(run), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        render_table(run, sys.stdout)
+        render_table(run, sys.stdout, statuses=args.status, reasons=args.reason)
     return exit_code(run)
 
 

@@ -213,3 +213,24 @@ def test_no_azure_login_is_one_message_saying_what_to_do(local_azure: LocalAzure
     assert "REGISTRY" not in result.stdout  # no empty table
     assert "EnvironmentCredential" not in result.stdout + result.stderr  # no credential chain
     assert len(result.stdout.splitlines()) <= 3
+
+
+def test_the_table_can_show_only_some_statuses_or_reasons(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+
+    def shown(*flags: str) -> list[str]:
+        result = run_cli(env, "audit", "--no-store", "--no-alerts", "--quiet", *flags)
+        assert result.returncode == 1, result.stderr
+        lines = result.stdout.split("\n\n")[0].splitlines()[1:]  # the rows, under the header
+        assert "6 registries: 2 compliant, 4 noncompliant" in result.stdout  # the fleet's totals
+        return sorted(line.split()[0] for line in lines)
+
+    assert shown("--status", "compliant") == ["acrcompliant01", "acrgroups01"]
+    assert shown("--reason", "category_disabled") == ["acrdisabled01"]  # a code family
+    assert shown("--reason", "no_diagnostic_setting", "--reason", "not_resource_specific") == [
+        "acrlegacy01",
+        "acrnosetting01",
+    ]
+    assert shown("--status", "noncompliant", "--reason", "logs_silent") == ["acrdisabled01"]
+    refused = run_cli(env, "audit", "--status", "sideways")
+    assert refused.returncode == 2 and "invalid choice" in refused.stderr
