@@ -311,7 +311,8 @@ def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
         subscriptions=args.subscription or None,
         use_store=not args.no_store,
         alerts=not args.no_alerts,
-        progress=_progress(args.quiet or (args.format == "json" and not sys.stderr.isatty())),
+        # Progress is for a person at a terminal, never for a log or a pipe.
+        progress=_progress(args.quiet or not sys.stderr.isatty()),
     )
     if args.format == "json":
         json.dump(run_document(run), sys.stdout, indent=2)
