@@ -51,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"acr-auditor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     audit = sub.add_parser("audit", help="run one audit and print the result")
-    audit.add_argument("--format", choices=("table", "json"), default="table")
+    audit.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table for people (default) or the JSON document of docs/cli-json.md",
+    )
     audit.add_argument(
         "--subscription",
         action="append",
@@ -94,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start: a duration back from now (30m, 24h, 7d, 2w) or an ISO 8601 time",
     )
     trail.add_argument("--until", default=None, help="end, as --since; default now")
-    trail.add_argument("--format", choices=("table", "json"), default="table")
+    trail.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table for people (default) or the JSON document of docs/cli-json.md",
+    )
     alerts = sub.add_parser("alerts", help="alert sinks")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
     alerts_test = alerts_sub.add_parser("test", help="send a test alert to one configured sink")
@@ -105,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the sink to test",
     )
     serve = sub.add_parser("serve", help="serve the HTTP API and run the timer schedule")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=7071, help="port to listen on (7071)")
     serve.add_argument("--no-schedule", action="store_true", help="serve only, never audit")
     return parser
 

@@ -47,3 +47,17 @@ def test_version_and_help() -> None:
         capture_output=True, text=True, timeout=60, check=False, cwd=REPO,
     )  # fmt: skip
     assert version.returncode == 0 and version.stdout.strip() == f"acr-auditor {__version__}"
+
+
+def test_every_flag_is_described_in_help() -> None:
+    from auditor.cli import build_parser
+
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    undescribed = [
+        f"{name} {'/'.join(action.option_strings)}"
+        for name, command in commands.items()
+        for action in command._actions
+        if action.option_strings and not action.help
+    ]
+    assert undescribed == []

@@ -71,6 +71,18 @@ def new_run_id(started_at: datetime) -> str:
     return started_at.strftime("%Y%m%dT%H%M%SZ") + "-" + uuid.uuid4().hex[:8]
 
 
+def reads_progress(done: int, total: int, elapsed: float) -> str:
+    """`settings: 1,234/10,000 registries read, about 2 min left` (the estimate once the pace
+    is known: the reads so far at the same rate)."""
+    text = f"settings: {done:,}/{total:,} registries read"
+    if done == 0 or done >= total or elapsed < 5.0:
+        return text
+    left = round(elapsed / done * (total - done))
+    minutes, seconds = divmod(left, 60)
+    estimate = f"{minutes} min {seconds} s" if minutes else f"{seconds} s"
+    return f"{text}, about {estimate} left"
+
+
 def _category_problem(policy: Policy, categories: Sequence[CategoryInfo]) -> str | None:
     """Why the policy's required categories cannot be judged, if they cannot: a name the
     registry resource type does not have (per the categories API, else the documented ones)."""
@@ -458,6 +470,7 @@ class _Audit:
                     reads.later(registry.subscription_id, (registry, attempt + 1), read.seconds)
 
         verdicts: list[Verdict] = []
+        started = time.monotonic()
         workers = min(self.max_concurrency, len(registries))
         with ThreadPoolExecutor(
             max_workers=self.max_concurrency, thread_name_prefix="audit"
@@ -477,7 +490,11 @@ class _Audit:
                     if item is not None:
                         verdicts.append(item)
                         settling.add(item)
-                    settling.tick(f"settings: {len(verdicts)}/{len(registries)} registries read")
+                    settling.tick(
+                        lambda: reads_progress(
+                            len(verdicts), len(registries), time.monotonic() - started
+                        )
+                    )
             finally:
                 reads.close()  # readers stop after their current registry
         return verdicts
@@ -535,14 +552,14 @@ class _Settling:
         if verdict.status is Status.UNKNOWN:
             stats.read_failures += 1
 
-    def tick(self, progress: str) -> None:
+    def tick(self, progress: Callable[[], str]) -> None:
         now = time.monotonic()
         if now - self._last_write > WRITE_EVERY_SECONDS and not self._audit.storage.busy:
             self._last_write = now
             self._hand_over()
         if self._audit.progress and now - self._last_report > 2.0:
             self._last_report = now
-            self._audit.progress(progress)
+            self._audit.progress(progress())
 
     def _hand_over(self) -> None:
         if not self._audit.storage.usable:

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 from auditor import __version__
 from auditor.cli_json import run_document
 from auditor.errors import ConfigError
-from auditor.facts import Status
+from auditor.facts import Status, Verdict
 from auditor.reasons import catalog
 from auditor.run_record import AuditRun, RunStatus
 from auditor.settings import GUID_RE, Settings
@@ -51,7 +51,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"acr-auditor {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     audit = sub.add_parser("audit", help="run one audit and print the result")
-    audit.add_argument("--format", choices=("table", "json"), default="table")
+    audit.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table for people (default) or the JSON document of docs/cli-json.md",
+    )
     audit.add_argument(
         "--subscription",
         action="append",
@@ -67,6 +72,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     audit.add_argument("--no-alerts", action="store_true", help="do not send alerts for this run")
     audit.add_argument("--quiet", action="store_true", help="no progress on stderr")
+    audit.add_argument(
+        "--status",
+        action="append",
+        choices=[s.value for s in Status],
+        default=[],
+        help="show only registries with this status in the table (repeatable)",
+    )
+    audit.add_argument(
+        "--reason",
+        action="append",
+        default=[],
+        metavar="CODE",
+        help="show only registries with this reason code or code family, e.g. "
+        "category_missing (repeatable)",
+    )
     trail = sub.add_parser(
         "trail", help="print a registry's activity trail, read live from Log Analytics"
     )
@@ -79,7 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start: a duration back from now (30m, 24h, 7d, 2w) or an ISO 8601 time",
     )
     trail.add_argument("--until", default=None, help="end, as --since; default now")
-    trail.add_argument("--format", choices=("table", "json"), default="table")
+    trail.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table for people (default) or the JSON document of docs/cli-json.md",
+    )
     alerts = sub.add_parser("alerts", help="alert sinks")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
     alerts_test = alerts_sub.add_parser("test", help="send a test alert to one configured sink")
@@ -90,8 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
         help="the sink to test",
     )
     serve = sub.add_parser("serve", help="serve the HTTP API and run the timer schedule")
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=7071)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=7071, help="port to listen on (7071)")
     serve.add_argument("--no-schedule", action="store_true", help="serve only, never audit")
     return parser
 
@@ -126,7 +151,15 @@ def render_logs(run: AuditRun, out: TextIO) -> None:
         out.write(f"  {label}: {len(names)}" + (f" ({_names(names)})" if names else "") + "\n")
 
 
-def render_table(run: AuditRun, out: TextIO) -> None:
+def render_table(
+    run: AuditRun,
+    out: TextIO,
+    *,
+    statuses: Sequence[str] = (),
+    reasons: Sequence[str] = (),
+) -> None:
+    """The run for people. `statuses` and `reasons` (codes, or code prefixes such as
+    `category_missing`) narrow the rows on a large fleet; the totals stay the fleet's."""
     if run.status is RunStatus.FAILED and not run.verdicts:
         # Nothing was judged: say why, without an empty table.
         out.write(f"audit failed (run {run.run_id}):\n")
@@ -141,6 +174,7 @@ def render_table(run: AuditRun, out: TextIO) -> None:
             ", ".join(r.code for r in v.reasons) or "-",
         )
         for v in run.verdicts
+        if _shown_row(v, statuses, reasons)
     ]
     headers = ("REGISTRY", "SUBSCRIPTION", "STATUS", "REASONS")
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers[:3])]
@@ -149,6 +183,8 @@ def render_table(run: AuditRun, out: TextIO) -> None:
     for row in rows:
         out.write(line.format(*row) + "\n")
     counts = {s: sum(1 for v in run.verdicts if v.status is s) for s in Status}
+    if len(rows) < len(run.verdicts):
+        out.write(f"\n{len(rows)} of {len(run.verdicts)} registries shown (--status, --reason)")
     out.write(
         f"\n{len(run.verdicts)} registries: "
         + ", ".join(f"{n} {s.value}" for s, n in counts.items() if n)
@@ -157,6 +193,14 @@ def render_table(run: AuditRun, out: TextIO) -> None:
     render_logs(run, out)
     for error in run.errors:
         out.write(f"warning: {error}\n")
+
+
+def _shown_row(verdict: Verdict, statuses: Sequence[str], reasons: Sequence[str]) -> bool:
+    if statuses and verdict.status.value not in statuses:
+        return False
+    codes = [r.code for r in verdict.reasons]
+    families = {c.partition(":")[0] for c in codes}
+    return not reasons or any(want in codes or want in families for want in reasons)
 
 
 def _stamp(value: str | None) -> str:
@@ -277,13 +321,14 @@ def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
         subscriptions=args.subscription or None,
         use_store=not args.no_store,
         alerts=not args.no_alerts,
-        progress=_progress(args.quiet or (args.format == "json" and not sys.stderr.isatty())),
+        # Progress is for a person at a terminal, never for a log or a pipe.
+        progress=_progress(args.quiet or not sys.stderr.isatty()),
     )
     if args.format == "json":
         json.dump(run_document(run), sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        render_table(run, sys.stdout)
+        render_table(run, sys.stdout, statuses=args.status, reasons=args.reason)
     return exit_code(run)
 
 
