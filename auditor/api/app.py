@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -26,10 +26,12 @@ from azure.core.exceptions import AzureError
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 
 from auditor.api import models, problems
+from auditor.control_summary import ControlsDocument, control_summary
 from auditor.facts import Status
 from auditor.policy import GUID_PATTERN
 from auditor.reasons import describe
 from auditor.storage import AuditReader, AuditStore, StorageError
+from auditor.storage.tables import MAX_PAGE
 from auditor.summary import empty_summary
 from auditor.time_bounds import parse_time_bound
 
@@ -90,6 +92,7 @@ def _finding(item: dict[str, Any]) -> dict[str, Any]:
             "explanation": None,
             "remediation": None,
             "docsUrl": None,
+            "controls": [],
         }
     return {
         **item,
@@ -98,6 +101,7 @@ def _finding(item: dict[str, Any]) -> dict[str, Any]:
         "explanation": info.explanation,
         "remediation": info.remediation,
         "docsUrl": info.docs_url,
+        "controls": [control.to_dict() for control in info.controls],
     }
 
 
@@ -341,6 +345,28 @@ def runs(
     """Audit runs, newest first; a run still `running` may also be one that crashed."""
     items, token = store.list_runs(limit=limit, continuation=continuation)
     return {"items": items, "continuation": token}
+
+
+def _every_registry(store: AuditReader) -> Iterator[dict[str, Any]]:
+    token: str | None = None
+    while True:
+        items, token = store.list_registries(page_size=MAX_PAGE, continuation=token)
+        yield from items
+        if token is None:
+            return
+
+
+@router.get("/controls", response_model=ControlsDocument)
+def controls(
+    store: Store,
+    limit: Annotated[
+        int, Query(ge=0, le=MAX_PAGE, description="registry names listed per control and side")
+    ] = 50,
+) -> dict[str, Any]:
+    """Each mapped control (CIS, Microsoft cloud security benchmark, NIST SP 800-53) with the
+    stored registries that fail it (a reason maps to it), pass it (judged, no such reason) or
+    were not assessed (unknown, removed); counts cover all, names at most `limit`."""
+    return dict(control_summary(_every_registry(store), limit=limit))
 
 
 @router.get("/health", response_model=models.Health)

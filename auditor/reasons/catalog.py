@@ -2,8 +2,10 @@
 
 Each code has one home, `auditor/reasons/<code>.json` (like Prowler's check metadata), and
 everything that shows a reason (the judgement's `detail`, the API, alerts) reads it from here
-instead of repeating strings. Some codes carry a parameter after a colon
-(`category_missing:ContainerRegistryLoginEvents`, `unknown:<why>`).
+instead of repeating strings. The controls each code violates are in `controls.json`
+(`auditor.reasons.controls`), checked against these codes when the catalog loads. Some codes
+carry a parameter after a colon (`category_missing:ContainerRegistryLoginEvents`,
+`unknown:<why>`).
 
 The files are package data read through importlib.resources (so they load from a wheel or a
 zip as well as from a checkout), once, at import: a malformed file fails at start-up, and
@@ -20,6 +22,8 @@ from importlib import resources
 from typing import Any
 
 from auditor.facts import Reason
+from auditor.reasons import controls as control_map
+from auditor.reasons.controls import Control
 
 # Codes as constants so a typo in the judgement fails at import, not as an unknown code.
 NO_DIAGNOSTIC_SETTING = "no_diagnostic_setting"
@@ -65,6 +69,7 @@ class ReasonInfo:
     remediation: str | None  # an `az` command template with <placeholders>, when one helps
     docs_url: str
     detail_template: str
+    controls: tuple[Control, ...] = ()  # the controls the code violates (`controls.json`)
 
     def detail(self, **fields: object) -> str:
         """The registry-specific sentence for `Reason.detail`.
@@ -137,13 +142,14 @@ def _load_entry(filename: str, raw: Any) -> _Entry:
 def _load() -> dict[str, _Entry]:
     entries: dict[str, _Entry] = {}
     for item in resources.files("auditor.reasons").iterdir():
-        if item.name.endswith(".json"):
+        if item.name.endswith(".json") and item.name != control_map.FILENAME:
             entry = _load_entry(item.name, json.loads(item.read_text(encoding="utf-8")))
             entries[entry.code] = entry
     return entries
 
 
 _CATALOG = _load()
+CONTROLS = control_map.load(_CATALOG)
 
 
 def codes() -> tuple[str, ...]:
@@ -180,6 +186,7 @@ def describe(code: str) -> ReasonInfo:
         remediation=entry.remediation,
         docs_url=entry.docs,
         detail_template=entry.detail,
+        controls=CONTROLS.of(base),
     )
 
 

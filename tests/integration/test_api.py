@@ -205,7 +205,10 @@ def test_registry_detail(client: TestClient, audited: AuditStore) -> None:
         "explanation": login.explanation,
         "remediation": login.remediation,
         "docsUrl": login.docs_url,
+        "controls": [control.to_dict() for control in login.controls],
     }
+    assert "mcsb:LT-3" in [c["id"] for c in body["findings"][0]["controls"]]
+    assert body["findings"][1]["controls"] == []  # metrics_missing maps to no control
     assert [f["code"] for f in body["findings"]] == [LOGIN_MISSING, "metrics_missing"]
     assert [(h["runId"], h["status"], h["previousStatus"]) for h in body["history"]] == [
         ("run002", "noncompliant", "compliant"),
@@ -213,6 +216,32 @@ def test_registry_detail(client: TestClient, audited: AuditStore) -> None:
     ]
     limited = client.get("/api/registries/acrbad001?historyLimit=1").json()
     assert [h["runId"] for h in limited["history"]] == ["run002"]
+
+
+def test_controls(client: TestClient, audited: AuditStore) -> None:
+    response = client.get("/api/controls")
+    assert response.status_code == 200
+    body = response.json()
+    # acrgood01, acrbad001, acrbad002, acrdark01 and acrgone01 (removed in the second run)
+    assert body["registries"] == 5
+    controls = {c["id"]: c for c in body["controls"]}
+    cis = controls["cis-azure:5.4"]
+    assert (cis["document"], cis["version"], cis["control"]) == (
+        "CIS Microsoft Azure Foundations Benchmark",
+        "2.1.0",
+        "5.4",
+    )
+    assert cis["failingRegistries"] == ["acrbad001", "acrbad002"]
+    assert cis["passingRegistries"] == ["acrgood01"]
+    assert (cis["failing"], cis["passing"], cis["notAssessed"]) == (2, 1, 2)
+    assert "category_missing" in cis["reasonCodes"]
+    # Only destination reasons fail LT-5: every judged registry passes it.
+    assert controls["mcsb:LT-5"]["passingRegistries"] == ["acrbad001", "acrbad002", "acrgood01"]
+    bounded = client.get("/api/controls?limit=1").json()
+    cis = next(c for c in bounded["controls"] if c["id"] == "cis-azure:5.4")
+    assert (cis["failingRegistries"], cis["failing"]) == (["acrbad001"], 2)
+    assert_problem(client.get("/api/controls?limit=-1"), 400, "limit")
+    assert_problem(client.get("/api/controls?limit=x"), 400, "limit")
 
 
 def test_unknown_registry_is_404(client: TestClient, audited: AuditStore) -> None:
@@ -357,6 +386,7 @@ def test_openapi_lists_the_routes(client: TestClient) -> None:
         "/api/alerts",
         "/api/runs",
         "/api/health",
+        "/api/controls",
     }
     for path in schema["paths"].values():
         responses = path["get"]["responses"]
