@@ -5,6 +5,7 @@ unknown), 2 the audit itself failed (bad settings, inventory impossible).
 Exit codes of `trail`: 0 the trail was printed, 1 the registry sends no events to a
 workspace (nothing to read), 2 it could not be read completely (unknown registry, bad
 arguments or settings, a query failed).
+Exit codes of `export`: 0 printed, 2 no finished run is stored (or the store failed).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ if TYPE_CHECKING:
     from auditor.trail import Trail
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
+EXPORT_FORMATS = ("sarif", "ocsf", "csv", "json")  # auditor.exports.ExportFormat, not imported
 
 
 def _subscription(value: str) -> str:
@@ -47,7 +49,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub = parser.add_subparsers(dest="command", required=True)
     audit = sub.add_parser("audit", help="run one audit and print the result")
-    audit.add_argument("--format", choices=("table", "json"), default="table")
+    audit.add_argument(
+        "--format",
+        choices=("table", "json", *EXPORT_FORMATS),
+        default="table",
+        help="table for people; json (docs/cli-json.md); sarif, ocsf or csv (docs/exports.md)",
+    )
     audit.add_argument(
         "--subscription",
         action="append",
@@ -76,6 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     trail.add_argument("--until", default=None, help="end, as --since; default now")
     trail.add_argument("--format", choices=("table", "json"), default="table")
+    export = sub.add_parser(
+        "export", help="print the stored results of the last run in a standard format"
+    )
+    export.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="json",
+        help="sarif (SARIF 2.1.0), ocsf (OCSF Compliance Findings), csv or json (docs/exports.md)",
+    )
     alerts = sub.add_parser("alerts", help="alert sinks")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
     alerts_test = alerts_sub.add_parser("test", help="send a test alert to one configured sink")
@@ -267,14 +283,33 @@ def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
         subscriptions=args.subscription or None,
         use_store=not args.no_store,
         alerts=not args.no_alerts,
-        progress=_progress(args.quiet or (args.format == "json" and not sys.stderr.isatty())),
+        progress=_progress(args.quiet or (args.format != "table" and not sys.stderr.isatty())),
     )
     if args.format == "json":
         json.dump(run_document(run), sys.stdout, indent=2)
         sys.stdout.write("\n")
+    elif args.format in EXPORT_FORMATS:
+        from auditor.exports import ExportFormat, of_run, render
+
+        sys.stdout.write(render(of_run(run, settings.policy), ExportFormat(args.format)))
     else:
         render_table(run, sys.stdout)
     return exit_code(run)
+
+
+def cmd_export(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from auditor.exports import ExportFormat, of_store, render
+    from auditor.runtime import build_store
+
+    settings = Settings.from_env(environ)
+    reader = build_store(settings).reader
+    summary = reader.get_summary()
+    if summary is None or summary.get("lastRun") is None:
+        print("error: no finished run is stored yet: run `audit` first", file=sys.stderr)
+        return EXIT_FAILED
+    document = of_store(summary["lastRun"], settings.policy, reader.all_registries())
+    sys.stdout.write(render(document, ExportFormat(args.format)))
+    return EXIT_OK
 
 
 def cmd_trail(args: argparse.Namespace, environ: dict[str, str]) -> int:
@@ -370,7 +405,9 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
 
     settings = Settings.from_env(environ)
     store = build_store(settings)
-    app = create_app(lambda: store, alerts_provider=alerts_provider(settings))
+    app = create_app(
+        lambda: store, alerts_provider=alerts_provider(settings), policy=settings.policy
+    )
     scheduler = None
     if not args.no_schedule:
 
@@ -407,6 +444,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
             return cmd_audit(args, env)
         if args.command == "alerts":
             return cmd_alerts(args, env)
+        if args.command == "export":
+            return cmd_export(args, env)
         if args.command == "trail":
             return cmd_trail(args, env)
         return cmd_serve(args, env)

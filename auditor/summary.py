@@ -182,6 +182,13 @@ class RegistryRecord(RegistryDocument):
     statusSince: Annotated[
         str | None, Field(description="since when the status and reasons are as now")
     ]
+    lastEvent: Annotated[
+        str | None,
+        Field(
+            description="the newest log event of the registry in any workspace when it was "
+            "last checked; null when its logs were not checked or showed none"
+        ),
+    ]
 
 
 class HistoryEntry(TypedDict):

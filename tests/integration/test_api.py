@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from azure.data.tables import TableServiceClient
 from fastapi.testclient import TestClient
+from py_ocsf_models.events.findings.compliance_finding import ComplianceFinding
 
 from auditor.api import create_app
 from auditor.facts import Reason, Registry, Status, Verdict
+from auditor.policy import Policy, policy_document
 from auditor.reasons import describe
 from auditor.run_record import AuditRun, RunStatus
 from auditor.storage import AuditStore
@@ -26,6 +33,9 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=3)
 LOGIN_MISSING = "category_missing:ContainerRegistryLoginEvents"
 PROBLEM = "application/problem+json"
+SARIF_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs/reference/sarif-schema-2.1.0.json").read_text()
+)
 
 
 def verdict(name: str, status: Status, *codes: str, sub: str = SUB_A) -> Verdict:
@@ -59,7 +69,8 @@ def store(storage_connection_string: str, table_prefix: str) -> AuditStore:
 
 
 def client_for(provider: Callable[[], AuditStore]) -> TestClient:
-    return TestClient(create_app(provider, now=lambda: NOW))
+    # A policy other than the default, so the exports are seen to state the app's.
+    return TestClient(create_app(provider, now=lambda: NOW, policy=Policy(require_metrics=False)))
 
 
 @pytest.fixture
@@ -188,6 +199,7 @@ def test_registries_list_filters_and_pages(client: TestClient, audited: AuditSto
         "lastRunId": "run002",
         "checkedAt": "2024-05-01T14:02:00+00:00",
         "statusSince": "2024-05-01T14:02:00+00:00",
+        "lastEvent": None,
     }
 
 
@@ -242,6 +254,49 @@ def test_controls(client: TestClient, audited: AuditStore) -> None:
     assert (cis["failingRegistries"], cis["failing"]) == (["acrbad001"], 2)
     assert_problem(client.get("/api/controls?limit=-1"), 400, "limit")
     assert_problem(client.get("/api/controls?limit=x"), 400, "limit")
+
+
+def test_export(client: TestClient, audited: AuditStore) -> None:
+    sarif = client.get("/api/export?format=sarif")
+    assert sarif.status_code == 200
+    assert sarif.headers["content-type"] == "application/sarif+json"
+    assert 'filename="acr-auditor-run002.sarif"' in sarif.headers["content-disposition"]
+    log = sarif.json()
+    jsonschema.validate(log, SARIF_SCHEMA, cls=jsonschema.Draft4Validator)
+    results = log["runs"][0]["results"]
+    assert {(r["properties"]["registry"], r["properties"]["code"]) for r in results} == {
+        ("acrbad001", LOGIN_MISSING),
+        ("acrbad001", "metrics_missing"),
+        ("acrbad002", LOGIN_MISSING),
+        ("acrdark01", "unknown:HTTP 403"),
+        ("acrgone01", "removed"),
+    }
+    assert log["runs"][0]["automationDetails"]["id"] == "acr-auditor/run002"
+    policy = log["runs"][0]["properties"]["policy"]
+    assert policy == policy_document(Policy(require_metrics=False))  # the app's policy
+
+    table = client.get("/api/export?format=csv")
+    assert table.headers["content-type"] == "text/csv; charset=utf-8"
+    rows = list(csv.DictReader(io.StringIO(table.text)))
+    assert [(r["registry"], r["status"]) for r in rows] == [
+        ("acrbad001", "noncompliant"),
+        ("acrbad002", "noncompliant"),
+        ("acrdark01", "unknown"),
+        ("acrgone01", "removed"),
+        ("acrgood01", "compliant"),
+    ]
+    findings = client.get("/api/export?format=ocsf").json()
+    assert [ComplianceFinding.model_validate(f).class_uid for f in findings] == [2003] * 4
+    document = client.get("/api/export?format=json").json()
+    assert document["run"]["id"] == "run002"
+    assert len(document["registries"]) == 5
+    assert_problem(client.get("/api/export?format=xml"), 400, "format")
+    assert_problem(client.get("/api/export"), 400, "format")
+
+
+def test_export_before_any_run_says_so(client: TestClient) -> None:
+    document = client.get("/api/export?format=json").json()
+    assert (document["run"], document["registries"]) == (None, [])
 
 
 def test_unknown_registry_is_404(client: TestClient, audited: AuditStore) -> None:
@@ -387,6 +442,7 @@ def test_openapi_lists_the_routes(client: TestClient) -> None:
         "/api/runs",
         "/api/health",
         "/api/controls",
+        "/api/export",
     }
     for path in schema["paths"].values():
         responses = path["get"]["responses"]

@@ -1,0 +1,73 @@
+"""What every export is built from: one run, the policy, and the registries as the store
+serves them (`RegistryRecord`). `export --format json` and `GET /api/export?format=json`
+print it as it is; SARIF, OCSF and CSV are built from it.
+
+Two sources make the same document: a run just finished (`of_run`, for `audit --format`)
+and the store (`of_store`: the summary's `lastRun` and every stored registry, for `export`
+and the API). A stored run does not record its policy: `of_store` states the policy
+configured where the export is made, and its `fingerprint` tells two policies apart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from typing import Annotated
+
+from pydantic import Field
+from typing_extensions import TypedDict
+
+from auditor.policy import Policy, PolicyDocument, policy_document
+from auditor.run_record import AuditRun
+from auditor.summary import LastRun, RegistryRecord, RunInfo, iso, registry_document
+
+SCHEMA_VERSION = 1
+TOOL = "acr-auditor"
+
+
+class ExportDocument(TypedDict):
+    """A run's verdicts with the run and the policy they reflect."""
+
+    schemaVersion: Annotated[int, Field(description="1")]
+    run: Annotated[LastRun | None, Field(description="null before the first run has finished")]
+    policy: PolicyDocument
+    registries: Annotated[list[RegistryRecord], Field(description="in name order")]
+
+
+def of_run(run: AuditRun, policy: Policy) -> ExportDocument:
+    """A run as the CLI's audit returns it: every registry checked at the run's finish."""
+    records: list[RegistryRecord] = []
+    for verdict in run.verdicts:
+        evidence = run.evidence.get(verdict.registry.key)
+        last_event = evidence.last_event if evidence is not None else None
+        records.append(
+            {
+                **registry_document(verdict),
+                "lastRunId": run.run_id,
+                "checkedAt": iso(run.finished_at),
+                "statusSince": None,  # known to the store, not to one run
+                "lastEvent": iso(last_event) if last_event is not None else None,
+            }
+        )
+    return of_store(RunInfo.of(run).to_dict(), policy, records)
+
+
+def of_store(
+    run: LastRun | None, policy: Policy, registries: Iterable[RegistryRecord]
+) -> ExportDocument:
+    return {
+        "schemaVersion": SCHEMA_VERSION,
+        "run": run,
+        "policy": policy_document(policy),
+        "registries": sorted(registries, key=lambda r: (r["name"].casefold(), r["id"])),
+    }
+
+
+def fingerprint(*parts: str) -> str:
+    """A finding's identity across runs: SHA-256 of its parts (a registry id in lower case,
+    as ARM ids compare, and a reason code)."""
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def registry_identity(record: RegistryRecord) -> str:
+    return record["id"].strip().lower()
