@@ -298,7 +298,7 @@ def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
 
 
 def cmd_export(args: argparse.Namespace, environ: dict[str, str]) -> int:
-    from auditor.exports import ExportFormat, of_store, render
+    from auditor.exports import ExportFormat, of_summary, render
     from auditor.runtime import build_store
 
     settings = Settings.from_env(environ)
@@ -307,7 +307,7 @@ def cmd_export(args: argparse.Namespace, environ: dict[str, str]) -> int:
     if summary is None or summary.get("lastRun") is None:
         print("error: no finished run is stored yet: run `audit` first", file=sys.stderr)
         return EXIT_FAILED
-    document = of_store(summary["lastRun"], settings.policy, reader.all_registries())
+    document = of_summary(summary, settings.policy, reader.all_registries())
     sys.stdout.write(render(document, ExportFormat(args.format)))
     return EXIT_OK
 

@@ -28,7 +28,14 @@ from pydantic import TypeAdapter
 
 from auditor.api import models, problems
 from auditor.control_summary import ControlsDocument, control_summary
-from auditor.exports import EXTENSIONS, MEDIA_TYPES, ExportDocument, ExportFormat, of_store, render
+from auditor.exports import (
+    EXTENSIONS,
+    MEDIA_TYPES,
+    ExportDocument,
+    ExportFormat,
+    of_summary,
+    render,
+)
 from auditor.facts import Status
 from auditor.policy import GUID_PATTERN, Policy
 from auditor.reasons import describe
@@ -404,10 +411,9 @@ def export(
     fmt: Annotated[ExportFormat, Query(alias="format", description="sarif, ocsf, csv or json")],
 ) -> Response:
     """The stored results of the last run as a standard export; each says which run and
-    which policy (the one configured now: a run does not store its own) it reflects."""
-    summary = store.get_summary()
+    which policy (as the run recorded it: `policyFromRun`) it reflects."""
     policy: Policy = request.app.state.policy
-    document = of_store(summary.get("lastRun") if summary else None, policy, store.all_registries())
+    document = of_summary(store.get_summary(), policy, store.all_registries())
     run = document["run"]
     name = f"acr-auditor-{run['id'] if run else 'none'}.{EXTENSIONS[fmt]}"
     return Response(

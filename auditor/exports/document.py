@@ -3,16 +3,17 @@ serves them (`RegistryRecord`). `export --format json` and `GET /api/export?form
 print it as it is; SARIF, OCSF and CSV are built from it.
 
 Two sources make the same document: a run just finished (`of_run`, for `audit --format`)
-and the store (`of_store`: the summary's `lastRun` and every stored registry, for `export`
-and the API). A stored run does not record its policy: `of_store` states the policy
-configured where the export is made, and its `fingerprint` tells two policies apart.
+and the store (`of_summary`: the stored summary's `lastRun` and `policy`, and every stored
+registry, for `export` and the API). The policy is the one the run judged against, as the
+run recorded it; a summary stored before runs recorded their policy has none, and then the
+export states the policy configured where it is made, with `policyFromRun` false.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from typing import Annotated
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
 
 from pydantic import Field
 from typing_extensions import TypedDict
@@ -31,6 +32,13 @@ class ExportDocument(TypedDict):
     schemaVersion: Annotated[int, Field(description="1")]
     run: Annotated[LastRun | None, Field(description="null before the first run has finished")]
     policy: PolicyDocument
+    policyFromRun: Annotated[
+        bool,
+        Field(
+            description="true: the policy the run recorded; false: the run recorded none "
+            "(stored by an older version), so this is the policy configured at export"
+        ),
+    ]
     registries: Annotated[list[RegistryRecord], Field(description="in name order")]
 
 
@@ -49,16 +57,38 @@ def of_run(run: AuditRun, policy: Policy) -> ExportDocument:
                 "lastEvent": iso(last_event) if last_event is not None else None,
             }
         )
-    return of_store(RunInfo.of(run).to_dict(), policy, records)
+    recorded = run.policy is not None
+    return _document(
+        RunInfo.of(run).to_dict(), policy_document(run.policy or policy), recorded, records
+    )
 
 
-def of_store(
-    run: LastRun | None, policy: Policy, registries: Iterable[RegistryRecord]
+def of_summary(
+    summary: Mapping[str, Any] | None, configured: Policy, registries: Iterable[RegistryRecord]
+) -> ExportDocument:
+    """The stored last run: `summary` as `AuditReader.get_summary` returns it (None before
+    the first run)."""
+    summary = summary or {}
+    recorded: PolicyDocument | None = summary.get("policy")
+    return _document(
+        summary.get("lastRun"),
+        recorded if recorded is not None else policy_document(configured),
+        recorded is not None,
+        registries,
+    )
+
+
+def _document(
+    run: LastRun | None,
+    policy: PolicyDocument,
+    from_run: bool,
+    registries: Iterable[RegistryRecord],
 ) -> ExportDocument:
     return {
         "schemaVersion": SCHEMA_VERSION,
         "run": run,
-        "policy": policy_document(policy),
+        "policy": policy,
+        "policyFromRun": from_run,
         "registries": sorted(registries, key=lambda r: (r["name"].casefold(), r["id"])),
     }
 

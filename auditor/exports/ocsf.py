@@ -148,7 +148,11 @@ def _finding(record: RegistryRecord, document: ExportDocument) -> ComplianceFind
                 },
             )
         ],
-        unmapped={"run": document["run"], "policy": document["policy"]},
+        unmapped={
+            "run": document["run"],
+            "policy": document["policy"],
+            "policyFromRun": document["policyFromRun"],
+        },
     )
 
 

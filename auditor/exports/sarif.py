@@ -133,7 +133,11 @@ def sarif_log(document: ExportDocument) -> dict[str, Any]:
                 "originalUriBaseIds": {BASE_URI_ID: {"uri": "https://management.azure.com/"}},
                 "invocations": [invocation],
                 "results": results,
-                "properties": {"run": run, "policy": document["policy"]},
+                "properties": {
+                    "run": run,
+                    "policy": document["policy"],
+                    "policyFromRun": document["policyFromRun"],
+                },
             }
         ],
     }

@@ -33,6 +33,8 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=3)
 LOGIN_MISSING = "category_missing:ContainerRegistryLoginEvents"
 PROBLEM = "application/problem+json"
+# The policy the second run judged against; the app is configured with another.
+JUDGED = Policy(required_categories=("ContainerRegistryLoginEvents",))
 SARIF_SCHEMA = json.loads(
     (Path(__file__).resolve().parents[2] / "docs/reference/sarif-schema-2.1.0.json").read_text()
 )
@@ -50,7 +52,7 @@ def verdict(name: str, status: Status, *codes: str, sub: str = SUB_A) -> Verdict
     return Verdict(registry, status, tuple(Reason(code, f"why {code}") for code in codes))
 
 
-def audit_run(number: int, *verdicts: Verdict) -> AuditRun:
+def audit_run(number: int, *verdicts: Verdict, policy: Policy | None = None) -> AuditRun:
     started = T0 + timedelta(hours=number)
     return AuditRun(
         run_id=f"run{number:03d}",
@@ -60,6 +62,7 @@ def audit_run(number: int, *verdicts: Verdict) -> AuditRun:
         verdicts=verdicts,
         inventoried_subscriptions=frozenset({SUB_A, SUB_B}),
         trigger="timer",
+        policy=policy,
     )
 
 
@@ -94,6 +97,7 @@ def audited(store: AuditStore) -> AuditStore:
             verdict("acrbad001", Status.NONCOMPLIANT, LOGIN_MISSING, "metrics_missing"),
             verdict("acrbad002", Status.NONCOMPLIANT, LOGIN_MISSING, sub=SUB_B),
             verdict("acrdark01", Status.UNKNOWN, "unknown:HTTP 403", sub=SUB_B),
+            policy=JUDGED,
         ),
     ):
         store.start_run(run.run_id, run.started_at, run.trigger)
@@ -149,6 +153,7 @@ def test_compliance(client: TestClient, audited: AuditStore) -> None:
         "removed": 1,
     }
     assert body["compliancePercent"] == 33.3
+    assert body["policy"] == policy_document(JUDGED)  # as the run recorded it
     assert body["byReason"] == [
         {"code": LOGIN_MISSING, "count": 2},
         {"code": "metrics_missing", "count": 1},
@@ -272,8 +277,9 @@ def test_export(client: TestClient, audited: AuditStore) -> None:
         ("acrgone01", "removed"),
     }
     assert log["runs"][0]["automationDetails"]["id"] == "acr-auditor/run002"
-    policy = log["runs"][0]["properties"]["policy"]
-    assert policy == policy_document(Policy(require_metrics=False))  # the app's policy
+    properties = log["runs"][0]["properties"]
+    # The policy the run recorded, not the one the app is configured with now.
+    assert (properties["policy"], properties["policyFromRun"]) == (policy_document(JUDGED), True)
 
     table = client.get("/api/export?format=csv")
     assert table.headers["content-type"] == "text/csv; charset=utf-8"
@@ -297,6 +303,9 @@ def test_export(client: TestClient, audited: AuditStore) -> None:
 def test_export_before_any_run_says_so(client: TestClient) -> None:
     document = client.get("/api/export?format=json").json()
     assert (document["run"], document["registries"]) == (None, [])
+    # No run, no recorded policy: the app's, and it says so.
+    assert document["policy"] == policy_document(Policy(require_metrics=False))
+    assert document["policyFromRun"] is False
 
 
 def test_unknown_registry_is_404(client: TestClient, audited: AuditStore) -> None:

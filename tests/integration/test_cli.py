@@ -226,6 +226,11 @@ def test_export_prints_the_stored_run_in_every_format(local_azure: LocalAzure) -
     assert exported.returncode == 0, exported.stderr
     document = json.loads(exported.stdout)
     assert document["run"]["id"] == audit["run"]["id"]
+    assert document["policyFromRun"] is True
+    assert document["policy"]["requiredCategories"] == [
+        "ContainerRegistryLoginEvents",
+        "ContainerRegistryRepositoryEvents",
+    ]
     assert {r["name"]: r["status"] for r in document["registries"]} == statuses
 
     table = run_cli(env, "export", "--format", "csv")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,13 +16,13 @@ import pytest
 from py_ocsf_models.events.findings.compliance_finding import ComplianceFinding
 
 from auditor.evidence.model import LogEvidence, TableFreshness, WorkspaceFreshness
-from auditor.exports import ExportFormat, of_run, of_store, render
+from auditor.exports import ExportFormat, of_run, of_summary, render
 from auditor.exports.sarif import FINGERPRINT
 from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.policy import Policy, policy_document
 from auditor.reasons import codes, describe
 from auditor.run_record import AuditRun, RunStatus
-from auditor.summary import LastRun, RegistryRecord
+from auditor.summary import RegistryRecord, summarize
 
 # From oasis-tcs/sarif-spec, sarif-2.1/schema/sarif-schema-2.1.0.json (the 2.1.0 errata01
 # schema, as published at docs.oasis-open.org).
@@ -111,7 +112,7 @@ def test_a_sarif_finding_keeps_its_fingerprint_across_runs() -> None:
 
 
 def test_sarif_of_no_run_is_valid_and_empty() -> None:
-    log = json.loads(render(of_store(None, Policy(), []), ExportFormat.SARIF))
+    log = json.loads(render(of_summary(None, Policy(), []), ExportFormat.SARIF))
     jsonschema.validate(log, SARIF_SCHEMA, cls=jsonschema.Draft4Validator)
     assert log["runs"][0]["results"] == []
     assert log["runs"][0]["invocations"] == [{"executionSuccessful": False}]
@@ -176,9 +177,8 @@ def test_csv_cells_never_start_a_formula() -> None:
         **of_run(audit_run("r", FLEET[0]), Policy())["registries"][0],
         "resourceGroup": "=HYPERLINK(1)",
     }
-    run: LastRun | None = None
     rows = list(
-        csv.reader(io.StringIO(render(of_store(run, Policy(), [record]), ExportFormat.CSV)))
+        csv.reader(io.StringIO(render(of_summary(None, Policy(), [record]), ExportFormat.CSV)))
     )
     assert rows[1][4] == "'=HYPERLINK(1)"
 
@@ -201,3 +201,20 @@ def test_the_cli_offers_every_format() -> None:
     from auditor.cli import EXPORT_FORMATS
 
     assert EXPORT_FORMATS == tuple(ExportFormat)
+
+
+def test_an_export_states_the_policy_the_run_judged_against() -> None:
+    judged = Policy(required_categories=("ContainerRegistryLoginEvents",))
+    run = replace(audit_run("run001", *FLEET), policy=judged)
+    document = of_run(run, Policy())  # configured now: the default
+    assert document["policy"] == policy_document(judged)
+    assert document["policyFromRun"] is True
+    stored = summarize(run, generated_at=run.finished_at).to_dict()
+    again = of_summary(dict(stored), Policy(), document["registries"])
+    assert (again["policy"], again["policyFromRun"]) == (policy_document(judged), True)
+    assert again["run"] == document["run"]
+    # A summary stored before runs recorded their policy: the configured one, said so.
+    older = of_summary({**stored, "policy": None}, Policy(), [])
+    assert (older["policy"], older["policyFromRun"]) == (policy_document(Policy()), False)
+    sarif = json.loads(render(document, ExportFormat.SARIF))["runs"][0]["properties"]
+    assert (sarif["policy"], sarif["policyFromRun"]) == (policy_document(judged), True)
