@@ -16,7 +16,7 @@ from typing_extensions import TypedDict
 
 from auditor.facts import Status
 from auditor.reasons import catalog
-from auditor.reasons.controls import ControlDocument, ControlMap
+from auditor.reasons.controls import ControlDocument
 
 _JUDGED = frozenset({Status.COMPLIANT.value, Status.NONCOMPLIANT.value})
 
@@ -39,34 +39,28 @@ class ControlsDocument(TypedDict):
     controls: list[ControlStatus]
 
 
-def _violated(record: Mapping[str, Any], mapping: ControlMap) -> set[str]:
-    bases = {item["code"].partition(catalog.SEPARATOR)[0] for item in record["reasons"]}
-    return {control.id for base in bases for control in mapping.of(base)}
-
-
 def control_summary(
     registries: Iterable[Mapping[str, Any]],
     *,
     limit: int,
-    mapping: ControlMap = catalog.CONTROLS,
 ) -> ControlsDocument:
     """`registries` as the store serves them (`RegistryRecord`: name, status, reasons)."""
     rows: dict[str, ControlStatus] = {
         c.id: {
             **c.to_dict(),
-            "reasonCodes": list(mapping.reasons_of(c.id)),
+            "reasonCodes": list(catalog.CONTROLS.reasons_of(c.id)),
             "failing": 0,
             "passing": 0,
             "notAssessed": 0,
             "failingRegistries": [],
             "passingRegistries": [],
         }
-        for c in mapping.controls
+        for c in catalog.CONTROLS.controls
     }
     count = 0
     for record in registries:
         count += 1
-        violated = _violated(record, mapping)
+        violated = {c.id for c in catalog.violated_controls(i["code"] for i in record["reasons"])}
         judged = str(record["status"]) in _JUDGED
         for control_id, row in rows.items():
             if control_id in violated:

@@ -1,6 +1,7 @@
 """CSV for spreadsheets: one row per registry.
 
-Columns: registry, status, reasons (codes, `; ` between them), subscription, resource group,
+Columns: registry, status, reasons (codes, `; ` between them), controls (the ids of the
+controls they violate, `auditor/reasons/controls.json`), subscription, resource group,
 location, last event, checked at, run and policy (the run that last checked the registry and
 the policy's fingerprint, on every row, so a sheet cut from the file still says what it
 reflects). A cell that a spreadsheet would read as a formula (`=`, `+`, `-`, `@`, tab, CR)
@@ -14,11 +15,13 @@ import csv
 import io
 
 from auditor.exports.document import ExportDocument
+from auditor.reasons.catalog import violated_controls
 
 HEADER = (
     "registry",
     "status",
     "reasons",
+    "controls",
     "subscription",
     "resource group",
     "location",
@@ -48,6 +51,9 @@ def csv_text(document: ExportDocument) -> str:
                     record["name"],
                     record["status"],
                     "; ".join(item["code"] for item in record["reasons"]),
+                    "; ".join(
+                        c.id for c in violated_controls(i["code"] for i in record["reasons"])
+                    ),
                     record["subscriptionId"],
                     record["resourceGroup"],
                     record["location"],

@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import Field
 from typing_extensions import TypedDict
 
+from auditor.control_summary import ControlStatus, control_summary
 from auditor.policy import Policy, PolicyDocument, policy_document
 from auditor.run_record import AuditRun
 from auditor.summary import LastRun, RegistryRecord, RunInfo, iso, registry_document
@@ -40,6 +41,13 @@ class ExportDocument(TypedDict):
         ),
     ]
     registries: Annotated[list[RegistryRecord], Field(description="in name order")]
+    controls: Annotated[
+        list[ControlStatus],
+        Field(
+            description="per mapped control, how many of these registries fail and pass it "
+            "(the names: `GET /api/controls`)"
+        ),
+    ]
 
 
 def of_run(run: AuditRun, policy: Policy) -> ExportDocument:
@@ -84,12 +92,14 @@ def _document(
     from_run: bool,
     registries: Iterable[RegistryRecord],
 ) -> ExportDocument:
+    ordered = sorted(registries, key=lambda r: (r["name"].casefold(), r["id"]))
     return {
         "schemaVersion": SCHEMA_VERSION,
         "run": run,
         "policy": policy,
         "policyFromRun": from_run,
-        "registries": sorted(registries, key=lambda r: (r["name"].casefold(), r["id"])),
+        "registries": ordered,
+        "controls": control_summary(ordered, limit=0)["controls"],
     }
 
 

@@ -33,7 +33,6 @@ from auditor.exports.document import TOOL, ExportDocument, fingerprint, registry
 from auditor.facts import Status
 from auditor.reasons import catalog
 from auditor.reasons.catalog import ReasonInfo, Severity
-from auditor.reasons.controls import Control
 from auditor.summary import ReasonItem, RegistryRecord
 
 RESOURCE_TYPE = "Microsoft.ContainerRegistry/registries"
@@ -70,15 +69,6 @@ def _check(item: ReasonItem) -> Check:
     )
 
 
-def _controls(infos: list[ReasonInfo], passed: bool) -> list[Control]:
-    if passed:
-        return list(catalog.CONTROLS.controls)
-    found: dict[str, Control] = {}
-    for info in infos:
-        found.update((c.id, c) for c in info.controls)
-    return list(found.values())
-
-
 def _severity(infos: list[ReasonInfo]) -> SeverityID:
     ranks = [_SEVERITY[info.severity] for info in infos]
     return max(ranks, default=SeverityID.Informational)
@@ -94,7 +84,12 @@ def _time(record: RegistryRecord) -> tuple[int, datetime | None]:
 def _finding(record: RegistryRecord, document: ExportDocument) -> ComplianceFinding:
     status = Status(record["status"])
     infos = [i for item in record["reasons"] if (i := _info(item["code"])) is not None]
-    controls = _controls(infos, passed=status is Status.COMPLIANT)
+    # A registry that passes meets every mapped control; one that does not, fails these.
+    controls = (
+        catalog.CONTROLS.controls
+        if status is Status.COMPLIANT
+        else catalog.violated_controls(item["code"] for item in record["reasons"])
+    )
     millis, moment = _time(record)
     identity = registry_identity(record)
     fixes = [i.remediation for i in infos if i.remediation]

@@ -17,6 +17,7 @@ from __future__ import annotations
 import enum
 import json
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
@@ -188,6 +189,13 @@ def describe(code: str) -> ReasonInfo:
         detail_template=entry.detail,
         controls=CONTROLS.of(base),
     )
+
+
+def violated_controls(codes: Iterable[str]) -> tuple[Control, ...]:
+    """The controls any of these codes (with or without a parameter) violates, each once, in
+    the mapping's order; a code the catalog does not know violates none."""
+    found = {c.id for code in codes for c in CONTROLS.of(code.partition(SEPARATOR)[0])}
+    return tuple(c for c in CONTROLS.controls if c.id in found)
 
 
 def reason(code: str, **fields: object) -> Reason:

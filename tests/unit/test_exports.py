@@ -164,6 +164,8 @@ def test_csv_has_one_row_per_registry() -> None:
     bad = rows[0]
     assert bad["status"] == "noncompliant"
     assert bad["reasons"] == f"{LOGIN_MISSING}; metrics_missing"
+    assert bad["controls"] == "cis-azure:5.4; mcsb:LT-3; nist-800-53:AU-2; nist-800-53:AU-12"
+    assert rows[3]["controls"] == ""  # compliant
     assert (bad["subscription"], bad["resource group"]) == (SUB, "RG")
     assert bad["last event"] == (T0 - timedelta(hours=1)).isoformat()
     assert bad["checked at"] == (T0 + timedelta(minutes=2)).isoformat()
@@ -180,7 +182,7 @@ def test_csv_cells_never_start_a_formula() -> None:
     rows = list(
         csv.reader(io.StringIO(render(of_summary(None, Policy(), [record]), ExportFormat.CSV)))
     )
-    assert rows[1][4] == "'=HYPERLINK(1)"
+    assert rows[1][rows[0].index("resource group")] == "'=HYPERLINK(1)"
 
 
 def test_json_states_the_run_and_the_policy() -> None:
@@ -190,6 +192,9 @@ def test_json_states_the_run_and_the_policy() -> None:
     other = Policy(require_metrics=False)
     assert policy_document(other)["fingerprint"] != document["policy"]["fingerprint"]
     assert document["registries"][0]["name"] == "acrbad001"
+    cis = next(c for c in document["controls"] if c["id"] == "cis-azure:5.4")
+    assert (cis["failing"], cis["passing"], cis["notAssessed"]) == (1, 1, 2)
+    assert cis["failingRegistries"] == []  # counts only: names are the API's
 
 
 @pytest.mark.parametrize("fmt", list(ExportFormat))
