@@ -39,11 +39,7 @@ class ControlsDocument(TypedDict):
     controls: list[ControlStatus]
 
 
-def control_summary(
-    registries: Iterable[Mapping[str, Any]],
-    *,
-    limit: int,
-) -> ControlsDocument:
+def control_summary(registries: Iterable[Mapping[str, Any]], *, limit: int) -> ControlsDocument:
     """`registries` as the store serves them (`RegistryRecord`: name, status, reasons)."""
     rows: dict[str, ControlStatus] = {
         c.id: {

@@ -104,6 +104,8 @@ def serve(settings: Settings, port: int) -> None:
         "/compliance",
         "/registries?status=noncompliant",
         "/registries/acrnosetting01",
+        "/controls",
+        "/export?format=sarif",
         "/runs",
         "/health",
         "/docs",
@@ -111,7 +113,9 @@ def serve(settings: Settings, port: int) -> None:
         print(f"  {base}{path}")
     store = build_store(settings)
     config = uvicorn.Config(
-        create_app(lambda: store, alerts_provider=alerts_provider(settings)),
+        create_app(
+            lambda: store, alerts_provider=alerts_provider(settings), policy=settings.policy
+        ),
         host="127.0.0.1",
         port=port,
         log_level="warning",
