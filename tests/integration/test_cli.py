@@ -240,6 +240,10 @@ def test_export_prints_the_stored_run_in_every_format(local_azure: LocalAzure) -
     assert {r["run"] for r in rows} == {audit["run"]["id"]}
     assert {r["policy"] for r in rows} == {document["policy"]["fingerprint"]}
     assert rows[0]["checked at"]
+    # Stored with each registry: the newest log event its last check saw.
+    compliant = next(r for r in rows if r["registry"] == "acrcompliant01")
+    assert compliant["last event"]
+    assert next(r for r in rows if r["registry"] == "acrnosetting01")["last event"] == ""
 
     sarif = run_cli(env, "export", "--format", "sarif")
     jsonschema.validate(json.loads(sarif.stdout), SARIF_SCHEMA, cls=jsonschema.Draft4Validator)
