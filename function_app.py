@@ -33,7 +33,7 @@ def _store() -> AuditStore:
     return build_store(settings)
 
 
-api = create_app(_store, alerts_provider=alerts_provider(settings))
+api = create_app(_store, alerts_provider=alerts_provider(settings), policy=settings.policy)
 app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.FUNCTION)
 
 

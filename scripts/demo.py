@@ -32,6 +32,8 @@ EXAMPLE_PATHS = (
     "/registries/acrpaymentsprod/logins?since=24h",
     "/registries/acrpaymentsprod/activity?since=7d",
     "/alerts",
+    "/controls",
+    "/export?format=sarif",
     "/runs",
     "/health",
     "/docs",
@@ -117,7 +119,9 @@ def serve(settings: Settings, port: int) -> None:
         print(f"  {base}{path}")
     store = build_store(settings)
     config = uvicorn.Config(
-        create_app(lambda: store, alerts_provider=alerts_provider(settings)),
+        create_app(
+            lambda: store, alerts_provider=alerts_provider(settings), policy=settings.policy
+        ),
         host="127.0.0.1",
         port=port,
         log_level="warning",

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from typing_extensions import TypedDict
 
 from auditor.evidence.documents import ActivityEntry, LoginEntry
+from auditor.reasons.controls import ControlDocument
 from auditor.summary import ComplianceDocument, HistoryEntry, RegistryRecord, Run
 
 
@@ -38,6 +39,9 @@ class Finding(TypedDict):
     explanation: str | None
     remediation: str | None
     docsUrl: str | None
+    controls: Annotated[
+        list[ControlDocument], Field(description="the controls the reason violates, and sources")
+    ]
 
 
 class RegistryDetail(RegistryRecord):

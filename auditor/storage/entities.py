@@ -108,9 +108,10 @@ def registry_entity(
     run_id: str,
     observed_at: datetime,
     status_since: datetime,
+    last_event: datetime | None = None,
 ) -> dict[str, Any]:
     registry = verdict.registry
-    return {
+    entity = {
         "PartitionKey": keys.registry_partition(key),
         "RowKey": key,
         "ResourceId": clip(registry.id),
@@ -124,6 +125,9 @@ def registry_entity(
         "CheckedAt": iso(observed_at),
         "StatusSince": iso(status_since),
     }
+    if last_event is not None:  # rows are replaced whole: no older value stays behind
+        entity["LastEvent"] = iso(last_event)
+    return entity
 
 
 def history_entity(
@@ -202,6 +206,7 @@ def registry_doc(row: Mapping[str, Any]) -> dict[str, Any]:
         "lastRunId": row.get("LastRunId"),
         "checkedAt": row.get("CheckedAt"),
         "statusSince": row.get("StatusSince"),
+        "lastEvent": row.get("LastEvent"),
     }
 
 

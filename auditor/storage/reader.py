@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
@@ -19,6 +19,7 @@ from auditor.storage import entities, keys
 from auditor.storage.errors import guarded
 from auditor.storage.keys import InvalidContinuationToken
 from auditor.storage.tables import MAX_PAGE, Tables
+from auditor.summary import RegistryRecord
 
 _REGISTRIES_CURSOR = "registries"
 _RUNS_CURSOR = "runs"
@@ -128,6 +129,16 @@ class AuditReader:
                 if reason in {r.code for r in entities.parse_reasons(row.get("Reasons"))}
             )
         return _page(rows, page_size, _REGISTRIES_CURSOR, entities.registry_doc)
+
+    def all_registries(self) -> Iterator[RegistryRecord]:
+        """Every stored registry in name order, read a full page at a time."""
+        token: str | None = None
+        while True:
+            items, token = self.list_registries(page_size=MAX_PAGE, continuation=token)
+            # `entities.registry_doc` builds each: a `RegistryRecord`.
+            yield from cast(list[RegistryRecord], items)
+            if token is None:
+                return
 
     def get_registry(self, name: str) -> dict[str, Any] | None:
         """A registry's current state (status, reasons, last run), by name; one point read."""

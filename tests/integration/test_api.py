@@ -2,17 +2,24 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
+import jsonschema
 import pytest
 from azure.data.tables import TableServiceClient
 from fastapi.testclient import TestClient
+from py_ocsf_models.events.findings.compliance_finding import ComplianceFinding
 
 from auditor.api import create_app
 from auditor.facts import Reason, Registry, Status, Verdict
+from auditor.policy import Policy, policy_document
 from auditor.reasons import describe
 from auditor.run_record import AuditRun, RunStatus
 from auditor.storage import AuditStore
@@ -26,6 +33,11 @@ T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 NOW = T0 + timedelta(hours=3)
 LOGIN_MISSING = "category_missing:ContainerRegistryLoginEvents"
 PROBLEM = "application/problem+json"
+# The policy the second run judged against; the app is configured with another.
+JUDGED = Policy(required_categories=("ContainerRegistryLoginEvents",))
+SARIF_SCHEMA = json.loads(
+    (Path(__file__).resolve().parents[2] / "docs/reference/sarif-schema-2.1.0.json").read_text()
+)
 
 
 def verdict(name: str, status: Status, *codes: str, sub: str = SUB_A) -> Verdict:
@@ -40,7 +52,7 @@ def verdict(name: str, status: Status, *codes: str, sub: str = SUB_A) -> Verdict
     return Verdict(registry, status, tuple(Reason(code, f"why {code}") for code in codes))
 
 
-def audit_run(number: int, *verdicts: Verdict) -> AuditRun:
+def audit_run(number: int, *verdicts: Verdict, policy: Policy | None = None) -> AuditRun:
     started = T0 + timedelta(hours=number)
     return AuditRun(
         run_id=f"run{number:03d}",
@@ -50,6 +62,7 @@ def audit_run(number: int, *verdicts: Verdict) -> AuditRun:
         verdicts=verdicts,
         inventoried_subscriptions=frozenset({SUB_A, SUB_B}),
         trigger="timer",
+        policy=policy,
     )
 
 
@@ -59,7 +72,8 @@ def store(storage_connection_string: str, table_prefix: str) -> AuditStore:
 
 
 def client_for(provider: Callable[[], AuditStore]) -> TestClient:
-    return TestClient(create_app(provider, now=lambda: NOW))
+    # A policy other than the default, so the exports are seen to state the app's.
+    return TestClient(create_app(provider, now=lambda: NOW, policy=Policy(require_metrics=False)))
 
 
 @pytest.fixture
@@ -83,6 +97,7 @@ def audited(store: AuditStore) -> AuditStore:
             verdict("acrbad001", Status.NONCOMPLIANT, LOGIN_MISSING, "metrics_missing"),
             verdict("acrbad002", Status.NONCOMPLIANT, LOGIN_MISSING, sub=SUB_B),
             verdict("acrdark01", Status.UNKNOWN, "unknown:HTTP 403", sub=SUB_B),
+            policy=JUDGED,
         ),
     ):
         store.start_run(run.run_id, run.started_at, run.trigger)
@@ -138,6 +153,7 @@ def test_compliance(client: TestClient, audited: AuditStore) -> None:
         "removed": 1,
     }
     assert body["compliancePercent"] == 33.3
+    assert body["policy"] == policy_document(JUDGED)  # as the run recorded it
     assert body["byReason"] == [
         {"code": LOGIN_MISSING, "count": 2},
         {"code": "metrics_missing", "count": 1},
@@ -188,6 +204,7 @@ def test_registries_list_filters_and_pages(client: TestClient, audited: AuditSto
         "lastRunId": "run002",
         "checkedAt": "2024-05-01T14:02:00+00:00",
         "statusSince": "2024-05-01T14:02:00+00:00",
+        "lastEvent": None,
     }
 
 
@@ -205,7 +222,10 @@ def test_registry_detail(client: TestClient, audited: AuditStore) -> None:
         "explanation": login.explanation,
         "remediation": login.remediation,
         "docsUrl": login.docs_url,
+        "controls": [control.to_dict() for control in login.controls],
     }
+    assert "mcsb:LT-3" in [c["id"] for c in body["findings"][0]["controls"]]
+    assert body["findings"][1]["controls"] == []  # metrics_missing maps to no control
     assert [f["code"] for f in body["findings"]] == [LOGIN_MISSING, "metrics_missing"]
     assert [(h["runId"], h["status"], h["previousStatus"]) for h in body["history"]] == [
         ("run002", "noncompliant", "compliant"),
@@ -213,6 +233,79 @@ def test_registry_detail(client: TestClient, audited: AuditStore) -> None:
     ]
     limited = client.get("/api/registries/acrbad001?historyLimit=1").json()
     assert [h["runId"] for h in limited["history"]] == ["run002"]
+
+
+def test_controls(client: TestClient, audited: AuditStore) -> None:
+    response = client.get("/api/controls")
+    assert response.status_code == 200
+    body = response.json()
+    # acrgood01, acrbad001, acrbad002, acrdark01 and acrgone01 (removed in the second run)
+    assert body["registries"] == 5
+    controls = {c["id"]: c for c in body["controls"]}
+    cis = controls["cis-azure:5.4"]
+    assert (cis["document"], cis["version"], cis["control"]) == (
+        "CIS Microsoft Azure Foundations Benchmark",
+        "2.1.0",
+        "5.4",
+    )
+    assert cis["failingRegistries"] == ["acrbad001", "acrbad002"]
+    assert cis["passingRegistries"] == ["acrgood01"]
+    assert (cis["failing"], cis["passing"], cis["notAssessed"]) == (2, 1, 2)
+    assert "category_missing" in cis["reasonCodes"]
+    # Only destination reasons fail LT-5: every judged registry passes it.
+    assert controls["mcsb:LT-5"]["passingRegistries"] == ["acrbad001", "acrbad002", "acrgood01"]
+    bounded = client.get("/api/controls?limit=1").json()
+    cis = next(c for c in bounded["controls"] if c["id"] == "cis-azure:5.4")
+    assert (cis["failingRegistries"], cis["failing"]) == (["acrbad001"], 2)
+    assert_problem(client.get("/api/controls?limit=-1"), 400, "limit")
+    assert_problem(client.get("/api/controls?limit=x"), 400, "limit")
+
+
+def test_export(client: TestClient, audited: AuditStore) -> None:
+    sarif = client.get("/api/export?format=sarif")
+    assert sarif.status_code == 200
+    assert sarif.headers["content-type"] == "application/sarif+json"
+    assert 'filename="acr-auditor-run002.sarif"' in sarif.headers["content-disposition"]
+    log = sarif.json()
+    jsonschema.validate(log, SARIF_SCHEMA, cls=jsonschema.Draft4Validator)
+    results = log["runs"][0]["results"]
+    assert {(r["properties"]["registry"], r["properties"]["code"]) for r in results} == {
+        ("acrbad001", LOGIN_MISSING),
+        ("acrbad001", "metrics_missing"),
+        ("acrbad002", LOGIN_MISSING),
+        ("acrdark01", "unknown:HTTP 403"),
+        ("acrgone01", "removed"),
+    }
+    assert log["runs"][0]["automationDetails"]["id"] == "acr-auditor/run002"
+    properties = log["runs"][0]["properties"]
+    # The policy the run recorded, not the one the app is configured with now.
+    assert (properties["policy"], properties["policyFromRun"]) == (policy_document(JUDGED), True)
+
+    table = client.get("/api/export?format=csv")
+    assert table.headers["content-type"] == "text/csv; charset=utf-8"
+    rows = list(csv.DictReader(io.StringIO(table.text)))
+    assert [(r["registry"], r["status"]) for r in rows] == [
+        ("acrbad001", "noncompliant"),
+        ("acrbad002", "noncompliant"),
+        ("acrdark01", "unknown"),
+        ("acrgone01", "removed"),
+        ("acrgood01", "compliant"),
+    ]
+    findings = client.get("/api/export?format=ocsf").json()
+    assert [ComplianceFinding.model_validate(f).class_uid for f in findings] == [2003] * 4
+    document = client.get("/api/export?format=json").json()
+    assert document["run"]["id"] == "run002"
+    assert len(document["registries"]) == 5
+    assert_problem(client.get("/api/export?format=xml"), 400, "format")
+    assert_problem(client.get("/api/export"), 400, "format")
+
+
+def test_export_before_any_run_says_so(client: TestClient) -> None:
+    document = client.get("/api/export?format=json").json()
+    assert (document["run"], document["registries"]) == (None, [])
+    # No run, no recorded policy: the app's, and it says so.
+    assert document["policy"] == policy_document(Policy(require_metrics=False))
+    assert document["policyFromRun"] is False
 
 
 def test_unknown_registry_is_404(client: TestClient, audited: AuditStore) -> None:
@@ -357,6 +450,8 @@ def test_openapi_lists_the_routes(client: TestClient) -> None:
         "/api/alerts",
         "/api/runs",
         "/api/health",
+        "/api/controls",
+        "/api/export",
     }
     for path in schema["paths"].values():
         responses = path["get"]["responses"]

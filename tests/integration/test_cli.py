@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import os
 import socket
@@ -9,6 +11,9 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
+
+import jsonschema
+from py_ocsf_models.events.findings.compliance_finding import ComplianceFinding
 
 from emulator.testing import RunningEmulator
 
@@ -234,3 +239,70 @@ def test_the_table_can_show_only_some_statuses_or_reasons(local_azure: LocalAzur
     assert shown("--status", "noncompliant", "--reason", "logs_silent") == ["acrdisabled01"]
     refused = run_cli(env, "audit", "--status", "sideways")
     assert refused.returncode == 2 and "invalid choice" in refused.stderr
+
+
+SARIF_SCHEMA = json.loads((REPO / "docs/reference/sarif-schema-2.1.0.json").read_text())
+
+
+def test_audit_prints_a_valid_sarif_log(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    result = run_cli(env, "audit", "--format", "sarif", "--no-alerts")
+    assert result.returncode == 1, result.stderr  # some registries are not compliant
+    log = json.loads(result.stdout)
+    jsonschema.validate(log, SARIF_SCHEMA, cls=jsonschema.Draft4Validator)
+    (run,) = log["runs"]
+    found = {(r["properties"]["registry"], r["ruleId"]) for r in run["results"]}
+    assert ("acrnosetting01", "no_diagnostic_setting") in found
+    assert not any(name == "acrcompliant01" for name, _ in found)
+    assert run["properties"]["run"]["status"] == "succeeded"
+    assert run["properties"]["policy"]["requiredCategories"]
+
+
+def test_export_prints_the_stored_run_in_every_format(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    before = run_cli(env, "export", "--format", "csv")
+    assert before.returncode == 2
+    assert "no finished run is stored" in before.stderr
+    audited = run_cli(env, "audit", "--format", "json", "--no-alerts")
+    audit = json.loads(audited.stdout)
+    statuses = {r["name"]: r["status"] for r in audit["registries"]}
+
+    exported = run_cli(env, "export", "--format", "json")
+    assert exported.returncode == 0, exported.stderr
+    document = json.loads(exported.stdout)
+    assert document["run"]["id"] == audit["run"]["id"]
+    assert document["policyFromRun"] is True
+    assert document["policy"]["requiredCategories"] == [
+        "ContainerRegistryLoginEvents",
+        "ContainerRegistryRepositoryEvents",
+    ]
+    assert {r["name"]: r["status"] for r in document["registries"]} == statuses
+
+    table = run_cli(env, "export", "--format", "csv")
+    assert table.returncode == 0, table.stderr
+    rows = list(csv.DictReader(io.StringIO(table.stdout)))
+    assert {r["registry"]: r["status"] for r in rows} == statuses
+    assert {r["run"] for r in rows} == {audit["run"]["id"]}
+    assert {r["policy"] for r in rows} == {document["policy"]["fingerprint"]}
+    assert rows[0]["checked at"]
+    # Stored with each registry: the newest log event its last check saw.
+    compliant = next(r for r in rows if r["registry"] == "acrcompliant01")
+    assert compliant["last event"]
+    assert next(r for r in rows if r["registry"] == "acrnosetting01")["last event"] == ""
+
+    sarif = run_cli(env, "export", "--format", "sarif")
+    jsonschema.validate(json.loads(sarif.stdout), SARIF_SCHEMA, cls=jsonschema.Draft4Validator)
+
+    ocsf = run_cli(env, "export", "--format", "ocsf")
+    findings = [ComplianceFinding.model_validate(f) for f in json.loads(ocsf.stdout)]
+    assert {f.resources[0].name for f in findings if f.resources} == {
+        name for name, status in statuses.items() if status != "removed"
+    }
+    assert {f.metadata.correlation_uid for f in findings} == {audit["run"]["id"]}
+
+
+def test_export_refuses_an_unknown_format(local_azure: LocalAzure) -> None:
+    _, env = local_azure()
+    result = run_cli(env, "export", "--format", "xml")
+    assert result.returncode == 2
+    assert "invalid choice: 'xml'" in result.stderr

@@ -10,6 +10,7 @@ import pytest
 
 from auditor.evidence.model import LogEvidence
 from auditor.facts import Reason, Registry, Status, Verdict
+from auditor.policy import Policy, policy_document
 from auditor.run_record import AuditRun, RunStatus
 from auditor.summary import (
     compliance_percent,
@@ -63,6 +64,7 @@ def test_summary_document_is_exact() -> None:
     )
     assert summarize(run, generated_at=FINISHED).to_dict() == {
         "schemaVersion": 1,
+        "policy": None,  # the run records none (see test_the_summary_keeps_the_runs_policy)
         "generatedAt": "2024-05-01T12:03:30+00:00",
         "lastRun": {
             "id": "20240501T120000Z-0a1b2c3d",
@@ -275,3 +277,9 @@ def test_registry_document() -> None:
         "status": "noncompliant",
         "reasons": [{"code": LOGIN_MISSING, "detail": f"{LOGIN_MISSING} detail"}],
     }
+
+
+def test_the_summary_keeps_the_runs_policy() -> None:
+    judged = Policy(require_metrics=False)
+    run = replace(run_of(verdict("acrgood1", Status.COMPLIANT)), policy=judged)
+    assert summarize(run, generated_at=FINISHED).to_dict()["policy"] == policy_document(judged)

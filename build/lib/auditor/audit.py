@@ -377,6 +377,7 @@ class _Audit:
             verdicts=tuple(judge(r, None, (), self.policy, read_error=message) for r in known),
             errors=(message,),
             trigger=self.trigger,
+            policy=self.policy,
         )
         return self.storage.finish(failed)
 
@@ -397,6 +398,7 @@ class _Audit:
             inventoried_subscriptions=frozenset(inventory.complete),
             errors=(*self.errors, message),
             trigger=self.trigger,
+            policy=self.policy,
         )
         return self.storage.finish(failed)
 
@@ -524,6 +526,7 @@ class _Audit:
             evidence=result.evidence if result else {},
             orphan_activity=tuple(result.orphan_activity) if result else (),
             log_queries=result.queries if result else 0,
+            policy=self.policy,
         )
         if self.progress:
             self.progress(f"audit: {len(verdicts)} registries judged")
@@ -650,5 +653,6 @@ def audit_registry(
         verdicts=(verdict,),
         errors=tuple(errors),
         trigger=trigger,
+        policy=policy,
     )
     return store.finish_run(run, update_summary=False) if store is not None else run

@@ -5,6 +5,7 @@ unknown), 2 the audit itself failed (bad settings, inventory impossible).
 Exit codes of `trail`: 0 the trail was printed, 1 the registry sends no events to a
 workspace (nothing to read), 2 it could not be read completely (unknown registry, bad
 arguments or settings, a query failed).
+Exit codes of `export`: 0 printed, 2 no finished run is stored (or the store failed).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from auditor.trail import Trail
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
+EXPORT_FORMATS = ("sarif", "ocsf", "csv", "json")  # auditor.exports.ExportFormat, not imported
 
 
 def _subscription(value: str) -> str:
@@ -53,9 +55,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit = sub.add_parser("audit", help="run one audit and print the result")
     audit.add_argument(
         "--format",
-        choices=("table", "json"),
+        choices=("table", "json", *EXPORT_FORMATS),
         default="table",
-        help="table for people (default) or the JSON document of docs/cli-json.md",
+        help="table for people; json (docs/cli-json.md); sarif, ocsf or csv (docs/exports.md)",
     )
     audit.add_argument(
         "--subscription",
@@ -104,6 +106,15 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("table", "json"),
         default="table",
         help="table for people (default) or the JSON document of docs/cli-json.md",
+    )
+    export = sub.add_parser(
+        "export", help="print the stored results of the last run in a standard format"
+    )
+    export.add_argument(
+        "--format",
+        choices=EXPORT_FORMATS,
+        default="json",
+        help="sarif (SARIF 2.1.0), ocsf (OCSF Compliance Findings), csv or json (docs/exports.md)",
     )
     alerts = sub.add_parser("alerts", help="alert sinks")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
@@ -327,9 +338,28 @@ def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
     if args.format == "json":
         json.dump(run_document(run), sys.stdout, indent=2)
         sys.stdout.write("\n")
+    elif args.format in EXPORT_FORMATS:
+        from auditor.exports import ExportFormat, of_run, render
+
+        sys.stdout.write(render(of_run(run, settings.policy), ExportFormat(args.format)))
     else:
         render_table(run, sys.stdout, statuses=args.status, reasons=args.reason)
     return exit_code(run)
+
+
+def cmd_export(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from auditor.exports import ExportFormat, of_summary, render
+    from auditor.runtime import build_store
+
+    settings = Settings.from_env(environ)
+    reader = build_store(settings).reader
+    summary = reader.get_summary()
+    if summary is None or summary.get("lastRun") is None:
+        print("error: no finished run is stored yet: run `audit` first", file=sys.stderr)
+        return EXIT_FAILED
+    document = of_summary(summary, settings.policy, reader.all_registries())
+    sys.stdout.write(render(document, ExportFormat(args.format)))
+    return EXIT_OK
 
 
 def cmd_trail(args: argparse.Namespace, environ: dict[str, str]) -> int:
@@ -425,7 +455,9 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
 
     settings = Settings.from_env(environ)
     store = build_store(settings)
-    app = create_app(lambda: store, alerts_provider=alerts_provider(settings))
+    app = create_app(
+        lambda: store, alerts_provider=alerts_provider(settings), policy=settings.policy
+    )
     scheduler = None
     if not args.no_schedule:
 
@@ -466,6 +498,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
             return cmd_audit(args, env)
         if args.command == "alerts":
             return cmd_alerts(args, env)
+        if args.command == "export":
+            return cmd_export(args, env)
         if args.command == "trail":
             return cmd_trail(args, env)
         return cmd_serve(args, env)

@@ -7,9 +7,15 @@ auditor at start-up with a message naming the field instead of producing wrong v
 from __future__ import annotations
 
 import enum
+import hashlib
+import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Annotated
+
+from pydantic import Field
+from typing_extensions import TypedDict
 
 from auditor.errors import ConfigError
 from auditor.facts import normalize_id
@@ -94,6 +100,37 @@ class Policy:
         return (
             not self.accepted_workspaces or normalize_id(workspace_id) in self.accepted_workspaces
         )
+
+
+class PolicyDocument(TypedDict):
+    """The policy a judgement applies, as the exports state it."""
+
+    requiredCategories: list[str]
+    requireMetrics: bool
+    metricsCategory: str
+    acceptedDestinations: Annotated[list[str], Field(description="sorted")]
+    acceptedWorkspaces: Annotated[list[str], Field(description="empty: any workspace")]
+    requireDedicated: bool
+    fingerprint: Annotated[
+        str,
+        Field(description="SHA-256 of the other keys as canonical JSON: equal for equal policies"),
+    ]
+
+
+def policy_document(policy: Policy) -> PolicyDocument:
+    document: PolicyDocument = {
+        "requiredCategories": list(policy.required_categories),
+        "requireMetrics": policy.require_metrics,
+        "metricsCategory": policy.metrics_category,
+        "acceptedDestinations": sorted(d.value for d in policy.accepted_destinations),
+        "acceptedWorkspaces": sorted(policy.accepted_workspaces),
+        "requireDedicated": policy.require_dedicated,
+        "fingerprint": "",
+    }
+    terms = {key: value for key, value in document.items() if key != "fingerprint"}
+    canonical = json.dumps(terms, sort_keys=True, separators=(",", ":"))
+    document["fingerprint"] = hashlib.sha256(canonical.encode()).hexdigest()
+    return document
 
 
 def unknown_categories(policy: Policy, log_categories: Iterable[str]) -> tuple[str, ...]:

@@ -13,6 +13,7 @@ from datetime import datetime
 
 from auditor.evidence.model import ActivityEvent, LogEvidence
 from auditor.facts import Verdict
+from auditor.policy import Policy
 
 
 class RunStatus(enum.StrEnum):
@@ -43,3 +44,6 @@ class AuditRun:
     # Why the run's results could not be stored (they are in this record, and the next run
     # stores them); None when they were, or when the run had no store.
     storage_error: str | None = None
+    # What the verdicts were judged against (None: a record made without a policy, e.g. a
+    # run that died before judging).
+    policy: Policy | None = field(default=None, compare=False)

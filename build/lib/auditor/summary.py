@@ -19,6 +19,7 @@ from pydantic import Field
 from typing_extensions import TypedDict
 
 from auditor.facts import Status, Verdict
+from auditor.policy import PolicyDocument, policy_document
 from auditor.reasons import catalog
 from auditor.run_record import AuditRun
 
@@ -147,6 +148,17 @@ class ComplianceDocument(TypedDict):
         ),
     ]
     omitted: Omitted
+    # Absent from a summary stored before runs kept their policy; read back as null.
+    policy: NotRequired[
+        Annotated[
+            PolicyDocument | None,
+            Field(
+                default=None,
+                description="the policy the run judged against; null for a summary stored "
+                "before runs kept it",
+            ),
+        ]
+    ]
     # Absent from a summary stored before logs were checked; read back as null.
     logs: NotRequired[
         Annotated[
@@ -181,6 +193,13 @@ class RegistryRecord(RegistryDocument):
     checkedAt: str | None
     statusSince: Annotated[
         str | None, Field(description="since when the status and reasons are as now")
+    ]
+    lastEvent: Annotated[
+        str | None,
+        Field(
+            description="the newest log event of the registry in any workspace when it was "
+            "last checked; null when its logs were not checked or showed none"
+        ),
     ]
 
 
@@ -342,6 +361,7 @@ class ComplianceSummary:
     omitted_subscriptions: int = 0
     omitted_reasons: int = 0
     logs: LogCounts = field(default_factory=log_counts)
+    policy: PolicyDocument | None = None
 
     @property
     def compliance_percent(self) -> float | None:
@@ -382,6 +402,7 @@ class ComplianceSummary:
                 "reasons": self.omitted_reasons,
             },
             "logs": self.logs,
+            "policy": self.policy,
         }
 
 
@@ -404,6 +425,7 @@ def summarize(run: AuditRun, *, generated_at: datetime) -> ComplianceSummary:
         ),
         by_reason=tuple(sorted(by_reason.items(), key=lambda item: (-item[1], item[0]))),
         logs=log_counts(run),
+        policy=policy_document(run.policy) if run.policy is not None else None,
     )
 
 

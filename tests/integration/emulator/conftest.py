@@ -1,6 +1,9 @@
 """The emulator on the small scenario, shared by a test module, with the Azure SDK environment
-(managed identity endpoint, CA) pointing at it. Knobs, faults and throttle state are reset
-after every test; tests that change the estate use `fresh_emulator` instead."""
+(managed identity endpoint, CA) pointing at it. These tests look at the emulator itself, on its
+own clock: the scenario's fixed `now` keeps its generated rows the same on every date (nothing
+here compares them with the wall clock; tokens are issued and checked on the wall clock).
+Knobs, faults and throttle state are reset after every test; tests that change the estate use
+`fresh_emulator` instead."""
 
 from __future__ import annotations
 
@@ -18,7 +21,7 @@ SMALL = Path(__file__).resolve().parents[3] / "emulator" / "scenarios" / "small.
 
 @pytest.fixture(scope="module")
 def emu() -> Iterator[RunningEmulator]:
-    with start_emulator(SMALL) as running, sdk_environment(running.environ()):
+    with start_emulator(SMALL, now="scenario") as running, sdk_environment(running.environ()):
         yield running
 
 
@@ -41,7 +44,7 @@ def fresh_emulator() -> Iterator[Callable[..., RunningEmulator]]:
     started: list[tuple[RunningEmulator, Any]] = []
 
     def start(**knobs: Any) -> RunningEmulator:
-        running = start_emulator(SMALL, knobs=knobs or None)
+        running = start_emulator(SMALL, knobs=knobs or None, now="scenario")
         env = sdk_environment(running.environ())
         env.__enter__()
         started.append((running, env))

@@ -23,13 +23,24 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Annotated, Any
 
 from azure.core.exceptions import AzureError
-from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from pydantic import TypeAdapter
 
 from auditor.api import models, problems
+from auditor.control_summary import ControlsDocument, control_summary
+from auditor.exports import (
+    EXTENSIONS,
+    MEDIA_TYPES,
+    ExportDocument,
+    ExportFormat,
+    of_summary,
+    render,
+)
 from auditor.facts import Status
-from auditor.policy import GUID_PATTERN
+from auditor.policy import GUID_PATTERN, Policy
 from auditor.reasons import describe
 from auditor.storage import AuditReader, AuditStore, StorageError
+from auditor.storage.tables import MAX_PAGE
 from auditor.summary import empty_summary
 from auditor.time_bounds import parse_time_bound
 
@@ -41,6 +52,7 @@ log = logging.getLogger(__name__)
 NAME_PATTERN = r"^[A-Za-z0-9]{5,50}$"  # registry names: 5-50 alphanumerics
 REASON_PATTERN = r"^[A-Za-z_]+(:[A-Za-z0-9_]+)?$"
 API_VERSION = "1"
+DEFAULT_POLICY = Policy()
 
 _INVALID = "An invalid parameter, named in the body"
 _ERRORS: dict[int | str, dict[str, Any]] = {
@@ -90,6 +102,7 @@ def _finding(item: dict[str, Any]) -> dict[str, Any]:
             "explanation": None,
             "remediation": None,
             "docsUrl": None,
+            "controls": [],
         }
     return {
         **item,
@@ -98,6 +111,7 @@ def _finding(item: dict[str, Any]) -> dict[str, Any]:
         "explanation": info.explanation,
         "remediation": info.remediation,
         "docsUrl": info.docs_url,
+        "controls": [control.to_dict() for control in info.controls],
     }
 
 
@@ -114,6 +128,19 @@ def _problem_media_types(schema: dict[str, Any]) -> dict[str, Any]:
     schemas = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
+    return schema
+
+
+def _with_export_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """`GET /api/export` returns a `Response` (its formats are text); its JSON document's
+    schema is added here, from the same class the builder returns."""
+    export_schema = TypeAdapter(ExportDocument).json_schema(
+        ref_template="#/components/schemas/{model}", mode="serialization"
+    )
+    schemas = schema.setdefault("components", {}).setdefault("schemas", {})
+    for name, definition in export_schema.pop("$defs", {}).items():
+        schemas.setdefault(name, definition)
+    schemas["ExportDocument"] = export_schema
     return schema
 
 
@@ -343,6 +370,59 @@ def runs(
     return {"items": items, "continuation": token}
 
 
+@router.get("/controls", response_model=ControlsDocument)
+def controls(
+    store: Store,
+    limit: Annotated[
+        int, Query(ge=0, le=MAX_PAGE, description="registry names listed per control and side")
+    ] = 50,
+) -> dict[str, Any]:
+    """Each mapped control (CIS, Microsoft cloud security benchmark, NIST SP 800-53) with the
+    stored registries that fail it (a reason maps to it), pass it (judged, no such reason) or
+    were not assessed (unknown, removed); counts cover all, names at most `limit`."""
+    return dict(control_summary(store.all_registries(), limit=limit))
+
+
+@router.get(
+    "/export",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The export: SARIF 2.1.0, OCSF Compliance Findings (a JSON array), "
+            "CSV (one row per registry) or the project's JSON (`ExportDocument`)",
+            "content": {
+                **{MEDIA_TYPES[f].split(";")[0]: {} for f in ExportFormat},
+                # json (the document) and ocsf (an array of OCSF findings) share it.
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/ExportDocument"},
+                            {"type": "array", "items": {"type": "object"}},
+                        ]
+                    }
+                },
+            },
+        }
+    },
+)
+def export(
+    request: Request,
+    store: Store,
+    fmt: Annotated[ExportFormat, Query(alias="format", description="sarif, ocsf, csv or json")],
+) -> Response:
+    """The stored results of the last run as a standard export; each says which run and
+    which policy (as the run recorded it: `policyFromRun`) it reflects."""
+    policy: Policy = request.app.state.policy
+    document = of_summary(store.get_summary(), policy, store.all_registries())
+    run = document["run"]
+    name = f"acr-auditor-{run['id'] if run else 'none'}.{EXTENSIONS[fmt]}"
+    return Response(
+        render(document, fmt),
+        media_type=MEDIA_TYPES[fmt],
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
 @router.get("/health", response_model=models.Health)
 def health(request: Request) -> dict[str, str]:
     """Always 200 while the app runs; `storage` says whether the store answers."""
@@ -359,12 +439,14 @@ def create_app(
     *,
     now: Callable[[], datetime] = _utc_now,
     alerts_provider: Callable[[], AlertService] | None = None,
+    policy: Policy = DEFAULT_POLICY,
 ) -> FastAPI:
     """The API app. `store_provider` is called per request (cache it if building a store is
     costly); `now` is the clock for `dataAgeSeconds` and relative `since`/`until`.
     `alerts_provider` (None: alerting is not configured, `/api/alerts` is 404) is called per
     request and the service it returns is closed after it, so it must build a new one, e.g.
-    `lambda: AlertService.from_settings(settings, credential=credential)`."""
+    `lambda: AlertService.from_settings(settings, credential=credential)`. `policy` is the
+    one the exports state (the settings' policy)."""
     app = FastAPI(
         title="acr-auditor",
         version=API_VERSION,
@@ -378,18 +460,21 @@ def create_app(
     app.state.store_provider = store_provider
     app.state.now = now
     app.state.alerts_provider = alerts_provider
+    app.state.policy = policy
     app.include_router(router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
 
-            app.openapi_schema = _problem_media_types(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    description=app.description,
-                    routes=app.routes,
+            app.openapi_schema = _with_export_schema(
+                _problem_media_types(
+                    get_openapi(
+                        title=app.title,
+                        version=app.version,
+                        description=app.description,
+                        routes=app.routes,
+                    )
                 )
             )
         return app.openapi_schema

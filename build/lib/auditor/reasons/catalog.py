@@ -2,8 +2,10 @@
 
 Each code has one home, `auditor/reasons/<code>.json` (like Prowler's check metadata), and
 everything that shows a reason (the judgement's `detail`, the API, alerts) reads it from here
-instead of repeating strings. Some codes carry a parameter after a colon
-(`category_missing:ContainerRegistryLoginEvents`, `unknown:<why>`).
+instead of repeating strings. The controls each code violates are in `controls.json`
+(`auditor.reasons.controls`), checked against these codes when the catalog loads. Some codes
+carry a parameter after a colon (`category_missing:ContainerRegistryLoginEvents`,
+`unknown:<why>`).
 
 The files are package data read through importlib.resources (so they load from a wheel or a
 zip as well as from a checkout), once, at import: a malformed file fails at start-up, and
@@ -15,11 +17,14 @@ from __future__ import annotations
 import enum
 import json
 import string
+from collections.abc import Iterable
 from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
 from auditor.facts import Reason
+from auditor.reasons import controls as control_map
+from auditor.reasons.controls import Control
 
 # Codes as constants so a typo in the judgement fails at import, not as an unknown code.
 NO_DIAGNOSTIC_SETTING = "no_diagnostic_setting"
@@ -65,6 +70,7 @@ class ReasonInfo:
     remediation: str | None  # an `az` command template with <placeholders>, when one helps
     docs_url: str
     detail_template: str
+    controls: tuple[Control, ...] = ()  # the controls the code violates (`controls.json`)
 
     def detail(self, **fields: object) -> str:
         """The registry-specific sentence for `Reason.detail`.
@@ -137,13 +143,14 @@ def _load_entry(filename: str, raw: Any) -> _Entry:
 def _load() -> dict[str, _Entry]:
     entries: dict[str, _Entry] = {}
     for item in resources.files("auditor.reasons").iterdir():
-        if item.name.endswith(".json"):
+        if item.name.endswith(".json") and item.name != control_map.FILENAME:
             entry = _load_entry(item.name, json.loads(item.read_text(encoding="utf-8")))
             entries[entry.code] = entry
     return entries
 
 
 _CATALOG = _load()
+CONTROLS = control_map.load(_CATALOG)
 
 
 def codes() -> tuple[str, ...]:
@@ -180,7 +187,15 @@ def describe(code: str) -> ReasonInfo:
         remediation=entry.remediation,
         docs_url=entry.docs,
         detail_template=entry.detail,
+        controls=CONTROLS.of(base),
     )
+
+
+def violated_controls(codes: Iterable[str]) -> tuple[Control, ...]:
+    """The controls any of these codes (with or without a parameter) violates, each once, in
+    the mapping's order; a code the catalog does not know violates none."""
+    found = {c.id for code in codes for c in CONTROLS.of(code.partition(SEPARATOR)[0])}
+    return tuple(c for c in CONTROLS.controls if c.id in found)
 
 
 def reason(code: str, **fields: object) -> Reason:

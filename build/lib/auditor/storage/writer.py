@@ -244,7 +244,7 @@ class RunWriter:
     def _write(self, items: Sequence[_Item], observed_at: datetime) -> None:
         registry_rows: list[dict[str, Any]] = []
         history_rows: list[dict[str, Any]] = []
-        for key, verdict, _ in items:
+        for key, verdict, found in items:
             stored_reasons, omitted = entities.reasons_json(verdict.reasons)
             if omitted:
                 log.warning("registry %r: %d reasons did not fit its row", key, omitted)
@@ -261,6 +261,7 @@ class RunWriter:
                     run_id=self._run_id,
                     observed_at=observed_at,
                     status_since=since,
+                    last_event=found.last_event if found is not None else None,
                 )
             )
             if changed:
