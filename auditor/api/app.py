@@ -26,7 +26,7 @@ from azure.core.exceptions import AzureError
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from pydantic import TypeAdapter
 
-from auditor.api import models, problems
+from auditor.api import docs, models, problems
 from auditor.control_summary import ControlsDocument, control_summary
 from auditor.exports import (
     EXTENSIONS,
@@ -452,10 +452,13 @@ def create_app(
         version=API_VERSION,
         description="Compliance of Azure Container Registry diagnostic settings.",
         openapi_url="/api/openapi.json",
-        docs_url="/api/docs",
+        docs_url=None,  # served below from assets in a pinned package, not a CDN
         redoc_url=None,
+        # Operation ids a person would write: the route's own name (`registry_logins`).
+        generate_unique_id_function=lambda route: route.name,
     )
     problems.install(app)
+    docs.install(app)
     # What the routes depend on, per app (see `_store`, `_clock` and `alerts`).
     app.state.store_provider = store_provider
     app.state.now = now
@@ -467,13 +470,15 @@ def create_app(
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi
 
-            app.openapi_schema = _with_export_schema(
-                _problem_media_types(
-                    get_openapi(
-                        title=app.title,
-                        version=app.version,
-                        description=app.description,
-                        routes=app.routes,
+            app.openapi_schema = docs.as_deployed(
+                _with_export_schema(
+                    _problem_media_types(
+                        get_openapi(
+                            title=app.title,
+                            version=app.version,
+                            description=app.description,
+                            routes=app.routes,
+                        )
                     )
                 )
             )

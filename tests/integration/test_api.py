@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 import socket
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -463,3 +464,36 @@ def test_openapi_lists_the_routes(client: TestClient) -> None:
     docs = client.get("/api/docs")
     assert docs.status_code == 200
     assert "/api/openapi.json" in docs.text
+
+
+def test_the_openapi_document_says_how_the_deployed_api_is_called(client: TestClient) -> None:
+    document = client.get("/api/openapi.json").json()
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["functionKeyHeader"] == {
+        "type": "apiKey",
+        "in": "header",
+        "name": "x-functions-key",
+    }
+    assert schemes["functionKeyQuery"] == {"type": "apiKey", "in": "query", "name": "code"}
+    assert document["security"] == [{"functionKeyHeader": []}, {"functionKeyQuery": []}]
+    operations = [(path, op) for path, ops in document["paths"].items() for op in ops.values()]
+    ids = [op["operationId"] for _, op in operations]
+    assert len(ids) == len(set(ids)) and all(re.fullmatch(r"[a-z]+(_[a-z]+)*", i) for i in ids)
+    assert {path: op["tags"] for path, op in operations}["/api/registries/{name}/logins"] == [
+        "evidence"
+    ]
+    assert all(op.get("tags") for _, op in operations)
+    anonymous = [path for path, op in operations if op.get("security") == []]
+    assert anonymous == ["/api/health"]
+
+
+def test_the_docs_page_works_offline_and_behind_a_key(client: TestClient) -> None:
+    page = client.get("/api/docs", params={"code": "k3y'<x>"})
+    assert page.status_code == 200
+    urls = re.findall(r"""(?:href|src|url)\s*[:=]\s*['"]([^'"]+)['"]""", page.text)
+    local = [u for u in urls if u.startswith("/api/")]
+    assert local and not [u for u in urls if u.startswith("http")]  # no CDN
+    assert all(u.endswith("?code=k3y%27%3Cx%3E") for u in local), local  # the key, encoded
+    assert "<x>" not in page.text
+    for url in local:
+        assert client.get(url).status_code == 200, url
