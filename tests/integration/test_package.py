@@ -3,6 +3,7 @@ holds the package with its data files, the console script and the runtime depend
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,9 +19,16 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_the_wheel_installs_an_acr_auditor_command(tmp_path: Path) -> None:
+    # Built from a copy: an in-tree build leaves build/ and *.egg-info in the checkout.
+    source = tmp_path / "source"
+    shutil.copytree(
+        REPO / "auditor", source / "auditor", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "requirements.txt"):
+        shutil.copy(REPO / name, source / name)
     built = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-         "-w", str(tmp_path), str(REPO)],
+         "-w", str(tmp_path), str(source)],
         capture_output=True, text=True, timeout=300, check=False,
     )  # fmt: skip
     assert built.returncode == 0, built.stderr

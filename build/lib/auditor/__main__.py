@@ -1,5 +1,0 @@
-import sys
-
-from auditor.cli import main
-
-sys.exit(main())
