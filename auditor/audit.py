@@ -15,11 +15,11 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from azure.core.exceptions import AzureError, ServiceRequestError, ServiceResponseError
+from azure.core.exceptions import AzureError
 
 from auditor.azure.clients import ArmClients
 from auditor.azure.diagnostics import MalformedSettingError, read_categories, read_settings
-from auditor.azure.errors import describe_error
+from auditor.azure.errors import describe_error, retry_after, transient
 from auditor.azure.inventory import (
     Inventory,
     InventoryError,
@@ -99,8 +99,6 @@ def _category_problem(policy: Policy, categories: Sequence[CategoryInfo]) -> str
     )
 
 
-# Answers worth asking again: throttled, timed out, or the service's own failure.
-_RETRYABLE_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 _RETRY_BACKOFF_SECONDS = 0.5  # doubling per attempt, as the SDK's own policy here
 _MAX_RETRY_WAIT_SECONDS = 60.0
 
@@ -139,18 +137,11 @@ def _read_once(
 
 def _retry_wait(exc: AzureError, attempt: int) -> float | None:
     """Seconds before the next try of a read that failed with `exc`; None if it cannot help."""
-    response = getattr(exc, "response", None)
-    status = getattr(exc, "status_code", None)
-    connection = isinstance(exc, (ServiceRequestError, ServiceResponseError))
-    if not connection and status not in _RETRYABLE_STATUS:
+    if not transient(exc):
         return None
-    after = response.headers.get("Retry-After") if response is not None else None
-    try:
-        asked = float(after) if after is not None else None
-    except ValueError:
-        asked = None  # an HTTP date: our own backoff
+    asked = retry_after(exc)
     backoff = _RETRY_BACKOFF_SECONDS * 2**attempt
-    return min(max(asked, 0.0) if asked is not None else backoff, _MAX_RETRY_WAIT_SECONDS)
+    return min(asked if asked is not None else backoff, _MAX_RETRY_WAIT_SECONDS)
 
 
 def _judge_one(

@@ -1,4 +1,5 @@
-"""Short, secret-free descriptions of Azure SDK errors for findings and run records."""
+"""What an Azure SDK error means: a short, secret-free description for findings and run
+records, and whether (and when) trying again may succeed."""
 
 from __future__ import annotations
 
@@ -6,11 +7,42 @@ from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
     HttpResponseError,
+    IncompleteReadError,
     ServiceRequestError,
+    ServiceResponseError,
     ServiceResponseTimeoutError,
 )
 
 _MAX = 300
+_TRANSIENT_STATUS = frozenset({408, 429})
+
+
+def transient(exc: AzureError) -> bool:
+    """Whether trying again may succeed: the service unreachable or overloaded, the
+    connection lost, a timeout. Not a 4xx other than 408 and 429."""
+    if isinstance(exc, IncompleteReadError):
+        return True  # the connection dropped inside a response body
+    if isinstance(exc, HttpResponseError):
+        status = exc.status_code
+        return status is not None and (status in _TRANSIENT_STATUS or status >= 500)
+    return isinstance(exc, (ServiceRequestError, ServiceResponseError))
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """A Retry-After header in seconds; None when absent or an HTTP date (then the caller's
+    own backoff applies)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def retry_after(exc: AzureError) -> float | None:
+    """The Retry-After of the response that failed with `exc`, if it gave one."""
+    response = getattr(exc, "response", None)
+    return retry_after_seconds(response.headers.get("Retry-After") if response else None)
 
 
 # What a person can do when no credential could sign in (the SDK lists every credential it

@@ -29,7 +29,7 @@ from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
 from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsQueryResult
 
-from auditor.azure.errors import describe_error
+from auditor.azure.errors import describe_error, retry_after
 from auditor.facts import normalize_id
 from auditor.kql import Query
 from auditor.pacing import TokenBucketPacer
@@ -213,13 +213,14 @@ class LogsReader:
                 if status == 429:
                     with self._lock:
                         self.stats.throttled += 1
-                retry_after = _retry_after(exc)
+                asked = retry_after(exc)
+                wait = None if asked is None else min(asked, _MAX_RETRY_AFTER)
                 if status == 429:
                     self.pacer.observe_throttled(
-                        PACER_KEY, retry_after if retry_after is not None else self.backoff
+                        PACER_KEY, wait if wait is not None else self.backoff
                     )
                 if status in RETRY_STATUSES and attempt <= self.retries:
-                    self._pause(attempt, retry_after)
+                    self._pause(attempt, wait)
                     continue
                 return self._failed(
                     QueryOutcome(error=describe_error(exc), status=status, attempts=attempt)
@@ -345,18 +346,6 @@ def _inner_texts(node: Any, out: list[str], *, depth: int) -> None:
     if text:
         out.append(text)
     _inner_texts(node.get("innererror"), out, depth=depth + 1)
-
-
-def _retry_after(exc: HttpResponseError) -> float | None:
-    response = getattr(exc, "response", None)
-    headers = getattr(response, "headers", None) or {}
-    value = headers.get("Retry-After") or headers.get("retry-after")
-    if not value:
-        return None
-    try:
-        return min(_MAX_RETRY_AFTER, max(0.0, float(value)))
-    except ValueError:
-        return None
 
 
 # --------------------------------------------------------------------------- workspaces

@@ -12,6 +12,7 @@ from typing import Any
 from azure.core.pipeline import PipelineRequest, PipelineResponse
 from azure.core.pipeline.policies import HTTPPolicy
 
+from auditor.azure.errors import retry_after_seconds
 from auditor.pacing import TokenBucketPacer
 
 _SUBSCRIPTION = re.compile(r"/subscriptions/([0-9a-fA-F-]{36})(?:/|$)")
@@ -24,15 +25,6 @@ def pacing_scope(url: str) -> str:
     path = url.split("?", 1)[0]
     match = _SUBSCRIPTION.search(path)
     return match.group(1).lower() if match else TENANT_SCOPE
-
-
-def _retry_after_seconds(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        return None
 
 
 class ArmPacingPolicy(HTTPPolicy[Any, Any]):
@@ -49,6 +41,6 @@ class ArmPacingPolicy(HTTPPolicy[Any, Any]):
         if remaining is not None and remaining.strip().isdigit():
             self._pacer.observe_remaining(scope, int(remaining))
         if response.http_response.status_code == 429:
-            retry_after = _retry_after_seconds(headers.get("Retry-After"))
+            retry_after = retry_after_seconds(headers.get("Retry-After"))
             self._pacer.observe_throttled(scope, retry_after if retry_after is not None else 1.0)
         return response

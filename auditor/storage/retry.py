@@ -27,12 +27,9 @@ from typing import Any, TypeVar
 
 from azure.core.exceptions import (
     AzureError,
-    HttpResponseError,
-    IncompleteReadError,
-    ServiceRequestError,
-    ServiceResponseError,
 )
 
+from auditor.azure.errors import retry_after, transient
 from auditor.storage.errors import StorageError, describe
 
 log = logging.getLogger(__name__)
@@ -40,29 +37,7 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_BUDGET = 30.0  # seconds a run's storage operation is tried before StorageError
-_TRANSIENT_STATUS = frozenset({408, 429})
 _MIN_TIMEOUT = 1.0  # an attempt near the end of the budget still gets this long
-
-
-def transient(exc: AzureError) -> bool:
-    """Whether trying again may succeed: the service unreachable or overloaded, the
-    connection lost, a timeout. Not a 4xx other than 408 and 429."""
-    if isinstance(exc, IncompleteReadError):
-        return True  # the connection dropped inside a response body
-    if isinstance(exc, HttpResponseError):
-        status = exc.status_code
-        return status is not None and (status in _TRANSIENT_STATUS or status >= 500)
-    return isinstance(exc, (ServiceRequestError, ServiceResponseError))
-
-
-def _retry_after(exc: AzureError) -> float:
-    """Seconds from a Retry-After header in whole seconds (what Table Storage sends), else 0."""
-    response = getattr(exc, "response", None)
-    value = response.headers.get("Retry-After") if response is not None else None
-    try:
-        return max(0.0, float(value)) if value else 0.0
-    except ValueError:
-        return 0.0  # an HTTP date: the backoff applies
 
 
 class StorageRetry:
@@ -153,7 +128,7 @@ class StorageRetry:
         backoff = min(self._max_delay, self._first_delay * 2.0 ** (attempts - 1))
         # Jitter: the writer's workers, failing together, do not all come back together.
         backoff *= 0.5 + random.random() / 2  # noqa: S311 - jitter, not security
-        return min(left, max(_retry_after(exc), backoff))
+        return min(left, max(retry_after(exc) or 0.0, backoff))
 
     def _succeeded(self) -> None:
         with self._lock:

@@ -18,8 +18,8 @@ from azure.core.exceptions import (
     ServiceResponseTimeoutError,
 )
 
+from auditor.azure.errors import transient
 from auditor.storage import StorageError, StorageRetry
-from auditor.storage.retry import transient
 
 SECRET = "AccountKey=c2VjcmV0LWtleQ=="
 
