@@ -147,16 +147,15 @@ def _retry_wait(exc: AzureError, attempt: int) -> float | None:
 def _judge_one(
     clients: ArmClients, registry: Registry, categories: Sequence[CategoryInfo], policy: Policy
 ) -> Verdict:
-    try:
-        settings = read_settings(clients, registry.id)
-    except MalformedSettingError as exc:
-        return judge(registry, None, categories, policy, read_error=str(exc))
-    except AzureError as exc:
-        return judge(registry, None, categories, policy, read_error=describe_error(exc))
-    except Exception as exc:  # one registry's surprise must not sink the run
-        log.exception("unexpected error reading settings of %s", registry.id)
-        return judge(registry, None, categories, policy, read_error=describe_error(exc))
-    return judge(registry, settings, categories, policy)
+    """A registry judged on its own (nothing else to read meanwhile): its retries wait here."""
+    attempt = 0
+    while True:
+        last = attempt >= clients.retries
+        read = _read_once(clients, registry, categories, policy, attempt=attempt, last=last)
+        if isinstance(read, Verdict):
+            return read
+        time.sleep(read.seconds)
+        attempt += 1
 
 
 def run_audit(
