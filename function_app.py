@@ -16,9 +16,8 @@ from auditor import telemetry
 from auditor.alerts import registry_from_event, setting_change_from_event
 from auditor.allocator import cap_malloc_arenas
 from auditor.api import create_app
-from auditor.retention import prune_after_run
 from auditor.run_record import RunStatus
-from auditor.runtime import alerts_provider, audit_once, audit_registry_once, build_store
+from auditor.runtime import alerts_provider, audit_registry_once, build_store, timer_audit
 from auditor.settings import Settings
 from auditor.storage import AuditStore
 
@@ -41,7 +40,7 @@ app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.FUNCTION)
 def audit_timer(timer: func.TimerRequest) -> None:
     if timer.past_due:
         logging.warning("audit timer is past due; running now")
-    run = audit_once(settings, trigger="timer")
+    run = timer_audit(settings, _store())
     logging.info(
         "audit %s finished: %s, %d registries, %d errors",
         run.run_id,
@@ -49,8 +48,6 @@ def audit_timer(timer: func.TimerRequest) -> None:
         len(run.verdicts),
         len(run.errors),
     )
-    # After the run's writes, within its own time budget; never raises.
-    prune_after_run(_store(), settings)
     if run.status is RunStatus.FAILED or run.storage_error is not None:
         # Raising marks the invocation failed in the host and Application Insights.
         raise RuntimeError(f"audit {run.run_id} failed: {'; '.join(run.errors)[:500]}")

@@ -449,8 +449,7 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
     import uvicorn
 
     from auditor.api import create_app
-    from auditor.retention import prune_after_run
-    from auditor.runtime import alerts_provider, audit_once, build_store
+    from auditor.runtime import alerts_provider, build_store, timer_audit
     from auditor.schedule import Scheduler
 
     settings = Settings.from_env(environ)
@@ -460,12 +459,10 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
     )
     scheduler = None
     if not args.no_schedule:
-
-        def scheduled() -> None:
-            audit_once(settings, trigger="timer", progress=_progress(False))
-            prune_after_run(store, settings)  # as the Functions timer does
-
-        scheduler = Scheduler(settings.audit.schedule, scheduled)
+        scheduler = Scheduler(
+            settings.audit.schedule,
+            lambda: timer_audit(settings, store, progress=_progress(False)),
+        )
         scheduler.start()
     try:
         uvicorn.run(app, host=args.host, port=args.port, log_level="info")

@@ -139,6 +139,18 @@ def audit_once(
     return run
 
 
+def timer_audit(
+    settings: Settings, store: AuditStore, *, progress: Progress | None = None
+) -> AuditRun:
+    """What a scheduled run does, in Functions and in `serve`: the audit, then, after its
+    writes, the prune of expired rows (within its own budget; it never raises)."""
+    from auditor.retention import prune_after_run
+
+    run = audit_once(settings, trigger="timer", progress=progress)
+    prune_after_run(store, settings)
+    return run
+
+
 def audit_registry_once(
     settings: Settings,
     registry_id: str,

@@ -765,9 +765,9 @@ class AlertSettings(SettingsGroup):
     sink_budget_seconds: Annotated[float, _Number(float, low=1.0, high=600.0)] = Field(
         default=60.0,
         validation_alias="AUDITOR_ALERT_SINK_BUDGET_SECONDS",
-        description="Seconds each sink may spend delivering in one run, from its first alert; "
-        "what it has not sent by then waits in the outbox for the next run, so a receiver that "
-        "never answers cannot stall the run.",
+        description="Seconds each sink may spend sending in one run (only time spent "
+        "delivering counts); what it has not sent by then waits in the outbox for the next run, "
+        "so a receiver that never answers cannot stall the run.",
     )
     on_unknown: Annotated[bool, _FLAG] = Field(
         default=False,

@@ -21,7 +21,7 @@ import time
 import traceback
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -314,14 +314,15 @@ def _deliver(
 ) -> list[Delivery]:
     out: list[Delivery] = []
     settler = _Settler(sink.name, state_store, outbox)
-    deadline = budget.deadline(sink.name) if budget is not None else None
+    sending = budget.sending(sink.name) if budget is not None else nullcontext(None)
     try:
-        for job in jobs:
-            if budget is not None and budget.spent(sink.name):
-                # Left for the next run at once: each one tried would cost more of this run.
-                out.append(_failed(sink, job, settler, BUDGET_SPENT, now, retry_at=now))
-            else:
-                out.append(_deliver_one(sink, job, settler, now, deadline))
+        with sending as deadline:
+            for job in jobs:
+                if deadline is not None and time.monotonic() >= deadline:
+                    # Left for the next run at once: each one tried would cost more of this run.
+                    out.append(_failed(sink, job, settler, BUDGET_SPENT, now, retry_at=now))
+                else:
+                    out.append(_deliver_one(sink, job, settler, now, deadline))
     finally:
         settler.flush()
     return out
