@@ -21,6 +21,10 @@ YAML schema (every key optional; defaults are Azure's documented values)::
         registries_page_size: 20
         subscriptions_page_size: 100
         resourcegraph_default_top: 100
+      activity_log:                 # GET .../Microsoft.Insights/eventtypes/management/values
+        page_size: 200              # events per page before a nextLink
+        ingestion_delay_seconds: 0  # submissionTimestamp lags eventTimestamp by this; an
+                                    # event is listed once its submission time has come
       logs:                         # read by emulator/loganalytics; unknown keys kept in `extra`
         concurrent_queries: 5
         queries_per_window: 200
@@ -137,6 +141,15 @@ class Paging:
 
 
 @dataclass
+class ActivityLogKnobs:
+    # UNVERIFIED: Azure documents no page size for this list; 200 is a plausible one.
+    page_size: int = 200
+    # The emulated clock only moves when told, so the default is no lag; a test that wants
+    # late events sets it and advances the clock.
+    ingestion_delay_seconds: float = 0.0
+
+
+@dataclass
 class LogsLimits:
     """Log Analytics limits; the Log Analytics module owns their meaning. Keys it defines that
     the core does not know are kept, unvalidated, in `extra`."""
@@ -209,6 +222,7 @@ class Knobs:
     arm_throttle: ArmThrottle = field(default_factory=ArmThrottle)
     resourcegraph: ResourceGraphLimits = field(default_factory=ResourceGraphLimits)
     paging: Paging = field(default_factory=Paging)
+    activity_log: ActivityLogKnobs = field(default_factory=ActivityLogKnobs)
     logs: LogsLimits = field(default_factory=LogsLimits)
     faults: list[Fault] = field(default_factory=list)
     request_log_limit: int = 200_000
@@ -223,6 +237,7 @@ class Knobs:
             "arm_throttle": _plain(self.arm_throttle),
             "resourcegraph": _plain(self.resourcegraph),
             "paging": _plain(self.paging),
+            "activity_log": _plain(self.activity_log),
             "logs": {
                 **{k: v for k, v in _plain(self.logs).items() if k != "extra"},
                 **self.logs.extra,
@@ -252,6 +267,7 @@ def parse_knobs(data: Any, *, source: str = "<knobs>", path: str = "knobs") -> K
             "arm_throttle",
             "resourcegraph",
             "paging",
+            "activity_log",
             "logs",
             "faults",
             "request_log_limit",
@@ -291,6 +307,7 @@ def parse_knobs(data: Any, *, source: str = "<knobs>", path: str = "knobs") -> K
         subscriptions_page_size=p.int(pg, "subscriptions_page_size", pp, 100, lo=1, hi=1000),
         resourcegraph_default_top=p.int(pg, "resourcegraph_default_top", pp, 100, lo=1, hi=1000),
     )
+    knobs.activity_log = _activity_log(p, m.get("activity_log", {}), f"{path}.activity_log")
     lg = p.mapping(m.get("logs", {}), f"{path}.logs")
     lp = f"{path}.logs"
     known = {"concurrent_queries", "queries_per_window", "window_seconds", "max_rows"}
@@ -311,6 +328,15 @@ def parse_knobs(data: Any, *, source: str = "<knobs>", path: str = "knobs") -> K
         for i, f in enumerate(faults)
     ]
     return knobs
+
+
+def _activity_log(p: _Parser, raw: Any, path: str) -> ActivityLogKnobs:
+    m = p.mapping(raw, path)
+    p.only(m, path, tuple(_plain(ActivityLogKnobs())))
+    return ActivityLogKnobs(
+        page_size=p.int(m, "page_size", path, 200, lo=1, hi=1000),
+        ingestion_delay_seconds=p.number(m, "ingestion_delay_seconds", path, 0.0, hi=86400.0),
+    )
 
 
 def parse_latency(raw: Any, *, source: str = "<knobs>", path: str = "latency") -> Latency:

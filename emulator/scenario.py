@@ -22,6 +22,11 @@ GUID_RE = re.compile(
 )
 REGISTRY_NAME_RE = re.compile(r"^[A-Za-z0-9]{5,50}$")
 RG_NAME_RE = re.compile(r"^[-\w._()]{1,90}$")
+_REGISTRY_ID_RE = re.compile(
+    r"^/subscriptions/[^/]+/resourceGroups/[^/]+/providers/Microsoft\.ContainerRegistry"
+    r"/registries/[A-Za-z0-9]{5,50}$",
+    re.IGNORECASE,
+)
 
 LOG_CATEGORIES = ("ContainerRegistryLoginEvents", "ContainerRegistryRepositoryEvents")
 CATEGORY_GROUPS = {"allLogs": LOG_CATEGORIES, "audit": LOG_CATEGORIES}
@@ -538,17 +543,14 @@ class _Reader:
         self, raw: Any, path: str, regs: dict[str, RegistrySpec], now: datetime
     ) -> ActivitySpec:
         m = self.mapping(raw, path)
-        reg_name = self.text(m, "registry", path)
-        reg = regs.get(reg_name.lower())
-        if reg is None:
-            raise self.error(f"{path}.registry", f"no registry named {reg_name!r}")
+        registry_id = self._activity_registry(m, path, regs)
         at = self.moment(m.get("at"), f"{path}.at", required=True, now=now)
         assert at is not None
         suffix = m.get("setting")
         resource = (
-            reg.id
+            registry_id
             if not suffix
-            else f"{reg.id}/providers/microsoft.insights/diagnosticSettings/{suffix}"
+            else f"{registry_id}/providers/microsoft.insights/diagnosticSettings/{suffix}"
         )
         return ActivitySpec(
             at=at,
@@ -558,3 +560,21 @@ class _Reader:
             status=self.text(m, "status", path, default="Succeeded"),
             caller_ip=self.text(m, "callerIp", path, default="198.51.100.7"),
         )
+
+    def _activity_registry(
+        self, m: dict[str, Any], path: str, regs: dict[str, RegistrySpec]
+    ) -> str:
+        """The registry an activity entry is about: `registry` (a name in this scenario) or
+        `resourceId` (any registry id, e.g. one deleted before the scenario's now)."""
+        if ("registry" in m) == ("resourceId" in m):
+            raise self.error(f"{path}.registry", "give either registry or resourceId")
+        if "resourceId" in m:
+            rid = self.text(m, "resourceId", path)
+            if not _REGISTRY_ID_RE.match(rid):
+                raise self.error(f"{path}.resourceId", "expected a container registry id")
+            return rid
+        reg_name = self.text(m, "registry", path)
+        reg = regs.get(reg_name.lower())
+        if reg is None:
+            raise self.error(f"{path}.registry", f"no registry named {reg_name!r}")
+        return reg.id

@@ -16,8 +16,9 @@ DEFAULT_MAX_BODY_BYTES = 4 * 1024 * 1024
 
 # "arm" and "resourcegraph" use ARM's {"error": {code, message, details}}; "logs" is the Log
 # Analytics data plane's {"error": {code, message, correlationId, innererror}}; "identity" is
-# the App Service token endpoint's {"statusCode", "message", "correlationId"}.
-SHAPES = ("arm", "resourcegraph", "logs", "identity")
+# the App Service token endpoint's {"statusCode", "message", "correlationId"}; "insights" is
+# the Activity Log API's ErrorResponse (2015-04-01 spec): a bare {"code", "message"}.
+SHAPES = ("arm", "resourcegraph", "logs", "identity", "insights")
 
 
 def json_response(
@@ -41,6 +42,8 @@ def error_body(
     correlation = str(uuid.uuid4())
     if shape == "identity":
         return {"statusCode": status, "message": message, "correlationId": correlation}
+    if shape == "insights":
+        return {"code": code, "message": message}
     error: dict[str, Any] = {"code": code, "message": message}
     if shape == "logs":
         error["correlationId"] = correlation

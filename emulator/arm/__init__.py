@@ -13,7 +13,14 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response
 
-from emulator.arm import diagnostics, registries, resourcegraph, subscriptions, workspaces
+from emulator.arm import (
+    activitylog,
+    diagnostics,
+    registries,
+    resourcegraph,
+    subscriptions,
+    workspaces,
+)
 from emulator.arm.common import DELETE, READ, WRITE, Ctx, charge, request_headers, world_of
 from emulator.identity import ARM_AUDIENCE, require_token
 from emulator.web import ApiError
@@ -50,6 +57,8 @@ ROUTES: tuple[ArmRoute, ...] = (
     _route("GET", _CATEGORIES + "$", READ, "subscription", diagnostics.list_categories),
     _route("GET", _CATEGORIES + r"/(?P<name>[^/]+)$", READ, "subscription",
            diagnostics.get_category),
+    _route("GET", f"^{_SUB}/providers/Microsoft\\.Insights/eventtypes/management/values$", READ,
+           "subscription", activitylog.list_events),
     _route("GET", r"^/subscriptions$", READ, "tenant", subscriptions.list_subscriptions),
     _route("GET", f"^{_SUB}$", READ, "subscription", subscriptions.get_subscription),
     _route("GET", f"^{_SUB}/providers/Microsoft\\.ContainerRegistry/registries$", READ,

@@ -36,12 +36,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from emulator import activity
 from emulator.loganalytics import schemas
 from emulator.loganalytics.schemas import (
     AZURE_ACTIVITY,
@@ -172,9 +172,7 @@ def naive_utc(value: datetime) -> datetime:
     return value.astimezone(UTC).replace(tzinfo=None) if value.tzinfo else value
 
 
-def _seed(*parts: object) -> int:
-    digest = hashlib.sha256("|".join(str(p) for p in parts).encode()).digest()
-    return int.from_bytes(digest[:8], "big") >> 1  # fits a signed BIGINT
+_seed = activity.seed
 
 
 def _resolve_identity(identity: str, registry: RegistrySpec) -> str:
@@ -661,70 +659,41 @@ def delete_registry_rows(con: duckdb.DuckDBPyConnection, keys: Sequence[int]) ->
 
 # --------------------------------------------------------------------------- activity log
 
-_ACTIVITY_NAMES = {
-    "MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/WRITE": "Create or update resource diagnostic setting",
-    "MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/DELETE": "Delete resource diagnostic setting",
-    "MICROSOFT.CONTAINERREGISTRY/REGISTRIES/WRITE": "Create or Update Container Registry",
-    "MICROSOFT.CONTAINERREGISTRY/REGISTRIES/DELETE": "Delete Container Registry",
-}
-_OLD_STATUS = {"Succeeded": "Started", "Failed": "Started", "Success": "Start", "Failure": "Start"}
-
-
-def _guid(*parts: object) -> str:
-    return str(uuid.uuid5(uuid.NAMESPACE_URL, "|".join(str(p) for p in parts)))
-
-
-def _segments(resource_id: str) -> tuple[str, str, str]:
-    """(resource group, provider namespace, resource name) of an ARM id."""
-    parts = [p for p in resource_id.split("/") if p]
-    low = [p.lower() for p in parts]
-    rg = parts[low.index("resourcegroups") + 1] if "resourcegroups" in low[:-1] else ""
-    provider = ""
-    if "providers" in low[:-1]:
-        provider = parts[len(low) - 1 - low[::-1].index("providers") + 1]
-    return rg, provider, parts[-1] if parts else ""
-
 
 def activity_rows(
     records: Iterable[ActivityRecord], tenant_of: Callable[[str], str]
 ) -> list[dict[str, Any]]:
     """AzureActivity rows (without TenantId) for activity records: a Start row, then the
-    final status 0.4-2 s later, as the activity log writes them. ResourceId is upper case
-    (as the activity log often stores it); _ResourceId is lower case."""
+    final status 0.4-2 s later, as the activity log writes them (`emulator.activity`).
+    ResourceId is upper case (as the activity log often stores it); _ResourceId is lower case."""
     out: list[dict[str, Any]] = []
     for rec in records:
-        rg, provider, name = _segments(rec.resource_id)
+        rg, provider, name = activity.segments(rec.resource_id)
         op = rec.operation.upper()
-        correlation = _guid("correlation", rec.at.isoformat(), rec.resource_id, op)
         method = "DELETE" if op.endswith("/DELETE") else "PUT"
         claims = {
             "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": rec.caller,
-            "http://schemas.microsoft.com/identity/claims/objectidentifier": _guid(
+            "http://schemas.microsoft.com/identity/claims/objectidentifier": activity.guid(
                 "oid", rec.caller
             ),
             "ipaddr": rec.caller_ip,
         }
         authorization = {"action": op, "scope": rec.resource_id}
-        http = {
-            "clientRequestId": _guid("request", correlation),
-            "clientIpAddress": rec.caller_ip,
-            "method": method,
-        }
         tenant = tenant_of(rec.subscription_id)
-        final = rec.status
-        offset_ms = 400 + int(_seed(correlation) % 1600)
-        phases = [
-            (_OLD_STATUS.get(final, "Start"), rec.at - timedelta(milliseconds=offset_ms)),
-            (final, rec.at),
-        ]
-        for status, at in phases:
+        for phase in activity.phases(rec):
+            status, at, correlation = phase.status, phase.at, phase.correlation_id
+            http = {
+                "clientRequestId": activity.guid("request", correlation),
+                "clientIpAddress": rec.caller_ip,
+                "method": method,
+            }
             properties = {
                 "eventCategory": "Administrative",
                 "entity": rec.resource_id,
                 "message": op,
                 "hierarchy": f"{tenant}/{rec.subscription_id}",
             }
-            if status == final:
+            if phase.final:
                 properties["statusCode"] = "OK" if status in ("Succeeded", "Success") else status
             level = "Error" if status in ("Failed", "Failure") else "Informational"
             out.append(
@@ -742,10 +711,10 @@ def activity_rows(
                     "Properties": json.dumps(properties),
                     "Properties_d": json.dumps(properties),
                     "Caller": rec.caller,
-                    "EventDataId": _guid("event", correlation, status),
+                    "EventDataId": phase.event_data_id,
                     "EventSubmissionTimestamp": naive_utc(at + timedelta(seconds=12)),
                     "HTTPRequest": json.dumps(http),
-                    "OperationId": _guid("operation", correlation),
+                    "OperationId": phase.operation_id,
                     "ResourceGroup": rg,
                     "ResourceProviderValue": provider.upper(),
                     "ActivityStatusValue": status,
@@ -753,7 +722,7 @@ def activity_rows(
                     "Hierarchy": f"{tenant}/{rec.subscription_id}",
                     "TimeGenerated": naive_utc(at),
                     "SubscriptionId": rec.subscription_id,
-                    "OperationName": _ACTIVITY_NAMES.get(op, op),
+                    "OperationName": activity.ACTIVITY_NAMES.get(op, op),
                     "ActivityStatus": status,
                     "ActivitySubstatus": "OK" if status in ("Succeeded", "Success") else "",
                     "Category": "Administrative",

@@ -51,6 +51,20 @@ def broken(small: dict[str, Any], change: Any) -> dict[str, Any]:
         (lambda d: d.update(surprise=1), "surprise"),
         (lambda d: d.update(knobs={"arm_throttle": {"burst": 0}}), "knobs.arm_throttle.burst"),
         (lambda d: d.update(knobs={"faults": [{"kind": "boom"}]}), "knobs.faults[0].kind"),
+        (
+            lambda d: d.update(activity=[{"at": "-1h", "operation": "x"}]),
+            "activity[0].registry",
+        ),
+        (
+            lambda d: d.update(
+                activity=[{"registry": "acrnosetting01", "resourceId": "/x", "at": "-1h"}]
+            ),
+            "activity[0].registry",
+        ),
+        (
+            lambda d: d.update(activity=[{"resourceId": "/subscriptions/x", "at": "-1h"}]),
+            "activity[0].resourceId",
+        ),
     ],
 )
 def test_bad_scenarios_name_the_field(small: dict[str, Any], change: Any, field: str) -> None:
@@ -109,6 +123,7 @@ def test_knobs_full_example_parses() -> None:
             "arm_throttle": {"burst": 10, "refill_per_second": 5, "clock_scale": 10},
             "resourcegraph": {"quota": 3, "window_seconds": 1},
             "paging": {"registries_page_size": 2},
+            "activity_log": {"page_size": 7, "ingestion_delay_seconds": 120},
             "logs": {"max_rows": 10, "ingestion_delay_minutes": 5},
             "faults": [
                 {
@@ -126,6 +141,8 @@ def test_knobs_full_example_parses() -> None:
     assert knobs.latency_for("arm").sample_s() == 0.03  # type: ignore[union-attr]
     assert 0.001 <= knobs.latency_for("identity").sample_s() <= 0.002  # type: ignore[union-attr]
     assert knobs.logs.extra == {"ingestion_delay_minutes": 5}
+    assert knobs.activity_log.page_size == 7
+    assert knobs.activity_log.ingestion_delay_seconds == 120
     forbidden = knobs.faults[0]
     assert forbidden.try_fire("arm", "/subscriptions/22222222-2222-2222-2222-222222222222/x")
     assert not forbidden.try_fire("arm", "/subscriptions/11111111-1111-1111-1111-111111111111")
@@ -141,6 +158,8 @@ def test_knobs_full_example_parses() -> None:
         ({"arm_throttle": {"refill_per_second": "fast"}}, "knobs.arm_throttle.refill_per_second"),
         ({"arm_throttle": {"bursts": 3}}, "knobs.arm_throttle.bursts"),
         ({"paging": {"registries_page_size": 0}}, "knobs.paging.registries_page_size"),
+        ({"activity_log": {"page_size": 0}}, "knobs.activity_log.page_size"),
+        ({"activity_log": {"delay": 1}}, "knobs.activity_log.delay"),
         ({"faults": {"kind": "status"}}, "knobs.faults"),
         ({"faults": [{"kind": "status", "status": 200}]}, "knobs.faults[0].status"),
         ({"faults": [{"kind": "slow"}]}, "knobs.faults[0].delay_s"),
