@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from azure.mgmt.resourcegraph.models import QueryRequest
 
+    from auditor.change_feed import ChangeLog
     from auditor.evidence.model import LogEvidence, Row
     from auditor.facts import Registry, Verdict
     from auditor.kql import Query
@@ -75,6 +76,19 @@ class MonitorClient(Protocol):
 
     @property
     def diagnostic_settings_category(self) -> ByResource: ...
+
+
+@runtime_checkable
+class ActivityLogOperations(Protocol):
+    """A subscription's activity log (`activity_logs`); `filter` is the SDK's own name."""
+
+    def list(self, filter: str, select: str | None = None, **options: Any) -> Iterable[object]: ...
+
+
+@runtime_checkable
+class ActivityLogClient(Protocol):
+    @property
+    def activity_logs(self) -> ActivityLogOperations: ...
 
 
 @runtime_checkable
@@ -134,6 +148,22 @@ class InventoryReads(Protocol):
 @runtime_checkable
 class TrailReads(SettingsReads, WorkspaceReads, Protocol):
     """The trail's reads: one registry's settings, then its workspaces."""
+
+
+@runtime_checkable
+class ActivityLogReads(Protocol):
+    """A subscription's activity log (the client is bound to the subscription it lists)."""
+
+    def activity_monitor(self, subscription_id: str, /) -> ActivityLogClient: ...
+
+
+@runtime_checkable
+class ChangeReads(Protocol):
+    """What a change-driven run needs (`auditor.azure.activity_log.ActivityLogReader`): one
+    subscription's registry changes in a window; never raises for a failed read (the
+    `ChangeLog` says so)."""
+
+    def changes(self, subscription_id: str, start: datetime, end: datetime, /) -> ChangeLog: ...
 
 
 # --------------------------------------------------------------------------- Log Analytics

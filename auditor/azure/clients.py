@@ -111,6 +111,14 @@ class ArmClients:
             lambda: MonitorManagementClient(self.credential, _ANY_SUBSCRIPTION, **self._common()),
         )
 
+    def activity_monitor(self, subscription_id: str) -> MonitorManagementClient:
+        """A monitor client bound to one subscription: its activity log is listed under it."""
+        return self._get(  # type: ignore[no-any-return]
+            "activity",
+            subscription_id,
+            lambda: MonitorManagementClient(self.credential, subscription_id, **self._common()),
+        )
+
     def workspaces(self, subscription_id: str) -> LogAnalyticsManagementClient:
         return self._get(  # type: ignore[no-any-return]
             "workspaces",

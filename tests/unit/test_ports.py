@@ -74,6 +74,13 @@ ARM: list[tuple[str, Callable[[ArmClients], object], type]] = [
     ("subscriptions()", lambda a: a.subscriptions(), ports.SubscriptionsClient),
     ("subscriptions().subscriptions", lambda a: a.subscriptions().subscriptions, ports.Listing),
     ("resource_graph()", lambda a: a.resource_graph(), ports.GraphClient),
+    ("ArmClients", lambda a: a, ports.ActivityLogReads),
+    ("activity_monitor()", lambda a: a.activity_monitor(SUB), ports.ActivityLogClient),
+    (
+        "activity_monitor().activity_logs",
+        lambda a: a.activity_monitor(SUB).activity_logs,
+        ports.ActivityLogOperations,
+    ),
 ]
 
 
