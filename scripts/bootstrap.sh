@@ -33,3 +33,17 @@ if [ "$(cat "$node_stamp" 2>/dev/null || true)" != "$node_hash" ]; then
   npm ci --no-audit --no-fund --loglevel=error
   echo "$node_hash" > "$node_stamp"
 fi
+
+# The browser tests (tests/integration/browser/) drive Debian's Chromium with its chromedriver,
+# never a downloaded build. Installed here when this is Debian and we are root; elsewhere
+# those tests skip, except under CI=true, where they fail.
+if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    echo "bootstrap: installing chromium and chromium-driver (apt-get)" >&2
+    apt-get update -q >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >&2
+  else
+    echo "bootstrap: no chromium/chromedriver (install Debian's chromium chromium-driver);" \
+      "the browser tests will skip (and fail under CI=true)" >&2
+  fi
+fi

@@ -37,6 +37,7 @@ EXAMPLE_PATHS = (
     "/runs",
     "/health",
     "/docs",
+    "/ui",  # the dashboard
 )
 
 

@@ -26,7 +26,7 @@ from azure.core.exceptions import AzureError
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from pydantic import TypeAdapter
 
-from auditor.api import docs, models, problems
+from auditor.api import dashboard, docs, models, problems
 from auditor.control_summary import ControlsDocument, control_summary
 from auditor.exports import (
     EXTENSIONS,
@@ -243,6 +243,14 @@ def registries(
             description="a reason code, e.g. category_missing:ContainerRegistryLoginEvents",
         ),
     ] = None,
+    name_prefix: Annotated[
+        str | None,
+        Query(
+            alias="namePrefix",
+            pattern=r"^[A-Za-z0-9]{1,50}$",
+            description="names that start with this, in any case",
+        ),
+    ] = None,
     page_size: Annotated[int, Query(alias="pageSize", ge=1, le=500)] = 50,
 ) -> dict[str, Any]:
     """Registries in name order, filtered; `reason` matches one code exactly."""
@@ -250,6 +258,7 @@ def registries(
         status=status,
         subscription=subscription,
         reason=reason,
+        name_prefix=name_prefix,
         page_size=page_size,
         continuation=continuation,
     )
@@ -459,6 +468,7 @@ def create_app(
     )
     problems.install(app)
     docs.install(app)
+    dashboard.install(app)
     # What the routes depend on, per app (see `_store`, `_clock` and `alerts`).
     app.state.store_provider = store_provider
     app.state.now = now

@@ -87,11 +87,13 @@ class AuditReader:
         status: Status | str | None = None,
         subscription: str | None = None,
         reason: str | None = None,
+        name_prefix: str | None = None,
         page_size: int = 50,
         continuation: str | None = None,
     ) -> Page:
         """One page of registries in name order, and the token of the next page (None at the
-        end). `status` and `subscription` filter in the service; `reason` (an exact code such
+        end). `status`, `subscription` and `name_prefix` (names that start with it, in any
+        case) filter in the service; `reason` (an exact code such
         as `category_missing:ContainerRegistryLoginEvents`) filters here, because Table
         Storage cannot match inside a list: the store reads on until the page is full.
 
@@ -106,6 +108,12 @@ class AuditReader:
         if subscription is not None:
             clauses.append("SubscriptionId eq @subscription")
             params["subscription"] = subscription.strip().lower()
+        if name_prefix:
+            # Names are alphanumerics and keys their lower case: a key range in one partition.
+            low = keys.registry_key(name_prefix)
+            clauses.append("PartitionKey eq @prefixPk and RowKey ge @low and RowKey lt @high")
+            high = low[:-1] + chr(ord(low[-1]) + 1)
+            params.update(prefixPk=keys.registry_partition(low), low=low, high=high)
         if continuation is not None:
             after_pk, after_rk = keys.decode_cursor(_REGISTRIES_CURSOR, continuation)
             # Spaces around every token: the SDK substitutes `@name` only as a whole word.

@@ -176,6 +176,19 @@ def test_registries_list_filters_and_pages(client: TestClient, audited: AuditSto
     assert names(f"?subscription={SUB_B}") == ["acrbad002", "acrdark01"]
     assert names(f"?reason={LOGIN_MISSING}") == ["acrbad001", "acrbad002"]
     assert names(f"?reason={LOGIN_MISSING}&subscription={SUB_A}") == ["acrbad001"]
+    # A name prefix, in any case: a key range, with the other filters and pages.
+    assert names("?namePrefix=ACRBAD") == ["acrbad001", "acrbad002"]
+    assert names("?namePrefix=acrbad002") == ["acrbad002"]
+    assert names("?namePrefix=acrg&status=compliant") == ["acrgood01"]
+    assert names("?namePrefix=z") == []
+    prefixed = client.get("/api/registries?namePrefix=acrbad&pageSize=1").json()
+    rest = client.get(
+        "/api/registries",
+        params={"namePrefix": "acrbad", "pageSize": 1, "continuation": prefixed["continuation"]},
+    ).json()
+    assert [i["name"] for i in prefixed["items"] + rest["items"]] == ["acrbad001", "acrbad002"]
+    assert rest["continuation"] is None
+    assert client.get("/api/registries?namePrefix=acr-bad").status_code == 400
 
     first = client.get("/api/registries?pageSize=2").json()
     assert [i["name"] for i in first["items"]] == ["acrbad001", "acrbad002"]
@@ -459,7 +472,14 @@ def test_openapi_lists_the_routes(client: TestClient) -> None:
         assert "422" not in responses
         assert PROBLEM in responses["400"]["content"]
     parameters = {p["name"] for p in schema["paths"]["/api/registries"]["get"]["parameters"]}
-    assert parameters == {"status", "subscription", "reason", "pageSize", "continuation"}
+    assert parameters == {
+        "status",
+        "subscription",
+        "reason",
+        "namePrefix",
+        "pageSize",
+        "continuation",
+    }
     assert "HTTPValidationError" not in schema["components"]["schemas"]
     docs = client.get("/api/docs")
     assert docs.status_code == 200

@@ -110,9 +110,14 @@ def test_timer_runs_an_audit_and_the_api_serves_it(
             await call_http(api, "/api/registries/acrdoesnotexist"),
             await call_http(api, "/api/registries?status=sideways"),
             await call_http(functions["health"], "/api/health"),
+            await call_http(api, "/api/ui"),
         ]
 
-    response, one, missing, bad, health = asyncio.run(calls())
+    response, one, missing, bad, health, dashboard = asyncio.run(calls())
+    # The dashboard, one self-contained page behind the same key as the API.
+    assert dashboard.status_code == 200
+    assert dashboard.mimetype.startswith("text/html")
+    assert b'<script type="module">' in dashboard.get_body()
     assert response.status_code == 200
     body = json.loads(response.get_body())
     assert body["totals"]["compliant"] == 2

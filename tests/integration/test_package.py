@@ -40,6 +40,9 @@ def test_the_wheel_installs_an_acr_auditor_command(tmp_path: Path) -> None:
     packed = [n for n in names if n.startswith("auditor/reasons/") and n.endswith(".json")]
     assert sorted(n.rsplit("/", 1)[1] for n in packed) == reasons
     assert "auditor/alerts/alert.schema.json" in names
+    dashboard = sorted(p.name for p in (REPO / "auditor" / "api" / "ui").iterdir())
+    assert dashboard == ["app.js", "index.html", "style.css"]
+    assert {f"auditor/api/ui/{name}" for name in dashboard} <= set(names)
     info = f"acr_auditor-{__version__}.dist-info"
     entry_points = zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode()
     assert "acr-auditor = auditor.cli:main" in entry_points
