@@ -120,7 +120,10 @@ def serve(settings: Settings, port: int) -> None:
     store = build_store(settings)
     config = uvicorn.Config(
         create_app(
-            lambda: store, alerts_provider=alerts_provider(settings), policy=settings.policy
+            lambda: store,
+            alerts_provider=alerts_provider(settings),
+            policy=settings.policy,
+            scope=settings.audit.subscriptions,
         ),
         host="127.0.0.1",
         port=port,

@@ -28,13 +28,12 @@ from fastapi.responses import HTMLResponse
 from pydantic import TypeAdapter
 
 from auditor import compliance_history as history
+from auditor import history_views
 from auditor.api import docs, models, problems
 from auditor.compliance_history import (
     ComplianceAtDocument,
     PeriodDocument,
     RegistryIntervalsDocument,
-    compliance_at,
-    period_document,
 )
 from auditor.control_summary import ControlsDocument, control_summary
 from auditor.exports import (
@@ -46,8 +45,7 @@ from auditor.exports import (
     render,
 )
 from auditor.facts import Status
-from auditor.period_report import render_report
-from auditor.policy import GUID_PATTERN, Policy, policy_document
+from auditor.policy import GUID_PATTERN, Policy
 from auditor.reasons import describe
 from auditor.storage import AuditReader, AuditStore, StorageError
 from auditor.storage.tables import MAX_PAGE
@@ -290,7 +288,7 @@ def compliance(store: Store, now: Clock, at: At = None) -> dict[str, Any]:
     moment = now()
     if at is not None:
         instant = _instant("at", at, moment)
-        return dict(compliance_at(store.fleet_history(), store.runs_finished_by(instant), instant))
+        return dict(history_views.fleet_at(store, instant))
     document = store.get_summary()
     if document is None:
         return {**empty_summary(generated_at=moment).to_dict(), "dataAgeSeconds": None}
@@ -307,14 +305,7 @@ def compliance_period(
     and its intervals, the mean time to fix, the registries never compliant, the runs."""
     moment = now()
     since, until = _period(start, end, moment)
-    document = period_document(
-        store.fleet_history(),
-        store.runs_between(since, until),
-        start=since,
-        end=until,
-        now=moment,
-    )
-    return dict(document)
+    return dict(history_views.fleet_period(store, since, until, now=moment))
 
 
 @router.get(
@@ -337,18 +328,9 @@ def report(
     interval."""
     moment = now()
     since, until = _period(start, end, moment)
-    rows = store.fleet_history()
-    period = period_document(
-        rows, store.runs_between(since, until), start=since, end=until, now=moment
-    )
-    end_state = compliance_at(rows, store.runs_finished_by(until), until)
     policy: Policy = request.app.state.policy
-    html = render_report(
-        period,
-        end_state,
-        policy=policy_document(policy),
-        scope=request.app.state.scope,
-        generated_at=moment,
+    html = history_views.period_html(
+        store, since, until, now=moment, policy=policy, scope=request.app.state.scope
     )
     return HTMLResponse(html)
 
