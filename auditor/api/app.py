@@ -148,8 +148,10 @@ def _problem_media_types(schema: dict[str, Any]) -> dict[str, Any]:
             responses.pop("422", None)
             for code, response in responses.items():
                 content = response.get("content", {})
-                if code[0] in "45" and "application/json" in content:
-                    content[problems.MEDIA_TYPE] = content.pop("application/json")
+                # A route's own media type (HTML for the report) is not its errors'.
+                for media in ("application/json", "text/html"):
+                    if code[0] in "45" and media in content:
+                        content[problems.MEDIA_TYPE] = content.pop(media)
     schemas = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
