@@ -32,7 +32,12 @@ def _store() -> AuditStore:
     return build_store(settings)
 
 
-api = create_app(_store, alerts_provider=alerts_provider(settings), policy=settings.policy)
+api = create_app(
+    _store,
+    alerts_provider=alerts_provider(settings),
+    policy=settings.policy,
+    scope=settings.audit.subscriptions,
+)
 app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.FUNCTION)
 
 

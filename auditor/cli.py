@@ -6,6 +6,7 @@ Exit codes of `trail`: 0 the trail was printed, 1 the registry sends no events t
 workspace (nothing to read), 2 it could not be read completely (unknown registry, bad
 arguments or settings, a query failed).
 Exit codes of `export`: 0 printed, 2 no finished run is stored (or the store failed).
+Exit codes of `report`: 0 printed, 2 bad times or the store failed.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from datetime import UTC, datetime
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -27,15 +28,17 @@ from auditor.facts import Status, Verdict
 from auditor.reasons import catalog
 from auditor.run_record import AuditRun, RunStatus
 from auditor.settings import GUID_RE, Settings
-from auditor.summary import LOGIN_OBSERVATIONS, log_counts
+from auditor.summary import LOGIN_OBSERVATIONS, Totals, log_counts
 
 if TYPE_CHECKING:
     from auditor.azure.clients import ArmClients
+    from auditor.compliance_history import ComplianceAtDocument, PeriodDocument
     from auditor.facts import Registry
     from auditor.trail import Trail
 
 EXIT_OK, EXIT_FINDINGS, EXIT_FAILED = 0, 1, 2
 EXPORT_FORMATS = ("sarif", "ocsf", "csv", "json")  # auditor.exports.ExportFormat, not imported
+REPORT_PERIOD = timedelta(days=30)  # `report` without --from: the 30 days before --to
 
 
 def _subscription(value: str) -> str:
@@ -116,6 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
         default="json",
         help="sarif (SARIF 2.1.0), ocsf (OCSF Compliance Findings), csv or json (docs/exports.md)",
     )
+    export.add_argument(
+        "--at",
+        metavar="TIME",
+        help="the fleet at this instant, from the stored history (ISO 8601 or a duration "
+        "back from now: 24h, 7d); default the last run",
+    )
+    _add_report(sub)
     alerts = sub.add_parser("alerts", help="alert sinks")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
     alerts_test = alerts_sub.add_parser("test", help="send a test alert to one configured sink")
@@ -130,6 +140,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=7071, help="port to listen on (7071)")
     serve.add_argument("--no-schedule", action="store_true", help="serve only, never audit")
     return parser
+
+
+def _add_report(sub: Any) -> None:
+    report = sub.add_parser(
+        "report",
+        help="compliance over time, from the stored history (never re-reading Azure)",
+        description="The fleet at an instant (--at), or over a period (--from, --to: each "
+        "registry's time in compliance, the mean time to fix, the runs), as a table, JSON or "
+        "a printable HTML report (--html). Times: ISO 8601 or a duration back from now.",
+    )
+    report.add_argument("--at", metavar="TIME", help="the fleet at this instant")
+    report.add_argument(
+        "--from", dest="start", metavar="TIME", help="start of the period; default --to - 30d"
+    )
+    report.add_argument("--to", dest="end", metavar="TIME", help="end of the period; default now")
+    report.add_argument(
+        "--format",
+        choices=("table", "json"),
+        default="table",
+        help="table for people (default) or the API's JSON document",
+    )
+    report.add_argument(
+        "--html", metavar="FILE", type=Path, help="also write the period's printable report"
+    )
 
 
 def _names(names: list[str], limit: int = 10) -> str:
@@ -349,10 +383,21 @@ def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
 
 def cmd_export(args: argparse.Namespace, environ: dict[str, str]) -> int:
     from auditor.exports import ExportFormat, of_summary, render
+    from auditor.history_views import export_at
     from auditor.runtime import build_store
 
+    at = None
+    if args.at is not None:
+        at = _instant("--at", args.at, datetime.now(UTC))
     settings = Settings.from_env(environ)
     reader = build_store(settings).reader
+    if at is not None:
+        history = export_at(reader, at, settings.policy)
+        if history["run"] is None:
+            print(f"error: no run had finished by {at.isoformat()}", file=sys.stderr)
+            return EXIT_FAILED
+        sys.stdout.write(render(history, ExportFormat(args.format)))
+        return EXIT_OK
     summary = reader.get_summary()
     if summary is None or summary.get("lastRun") is None:
         print("error: no finished run is stored yet: run `audit` first", file=sys.stderr)
@@ -360,6 +405,145 @@ def cmd_export(args: argparse.Namespace, environ: dict[str, str]) -> int:
     document = of_summary(summary, settings.policy, reader.all_registries())
     sys.stdout.write(render(document, ExportFormat(args.format)))
     return EXIT_OK
+
+
+class BadOption(ValueError):
+    """An option's value the command cannot use: `main` prints it and exits 2."""
+
+
+def _instant(option: str, text: str, now: datetime) -> datetime:
+    from auditor.time_bounds import parse_instant
+
+    try:
+        return parse_instant(text, now=now)
+    except ValueError as exc:
+        raise BadOption(f"{option}: {exc}") from None
+
+
+def _report_times(
+    args: argparse.Namespace, now: datetime
+) -> tuple[datetime | None, tuple[datetime, datetime] | None]:
+    """(--at, None) or (None, (from, to)); BadOption naming the option."""
+    if args.at is not None:
+        if args.start is not None or args.end is not None or args.html is not None:
+            raise BadOption("--at: not with --from, --to or --html (those are for a period)")
+        return _instant("--at", args.at, now), None
+    end = _instant("--to", args.end, now) if args.end is not None else now
+    start = _instant("--from", args.start, now) if args.start is not None else end - REPORT_PERIOD
+    if start >= end:
+        raise BadOption("--from: must be before --to")
+    return None, (start, end)
+
+
+def cmd_report(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from auditor import history_views
+    from auditor.runtime import build_store
+
+    now = datetime.now(UTC)
+    at, period = _report_times(args, now)
+    settings = Settings.from_env(environ)
+    reader = build_store(settings).reader
+    if at is not None:
+        fleet = history_views.fleet_at(reader, at)
+        _print(args.format, fleet, lambda: render_fleet_at(fleet, sys.stdout))
+        return EXIT_OK
+    assert period is not None
+    document = history_views.fleet_period(reader, *period, now=now)
+    if args.html is not None:
+        html = history_views.period_html(
+            reader, *period, now=now, policy=settings.policy, scope=settings.audit.subscriptions
+        )
+        args.html.write_text(html, encoding="utf-8")
+    _print(args.format, document, lambda: render_period(document, sys.stdout))
+    return EXIT_OK
+
+
+def _print(fmt: str, document: Mapping[str, Any], table: Callable[[], None]) -> None:
+    if fmt == "json":
+        json.dump(document, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        table()
+
+
+def render_fleet_at(document: ComplianceAtDocument, out: TextIO) -> None:
+    """The fleet at an instant, for people."""
+    run = document["lastRun"]
+    source = f"run {run['id']}, finished {_stamp(run['finishedAt'])}" if run else "no run yet"
+    out.write(f"Fleet at {_stamp(document['at'])} ({source})\n\n")
+    _table(
+        out,
+        ("SUBSCRIPTION", "TOTAL", "COMPLIANT", "NONCOMPLIANT", "UNKNOWN", "REMOVED", "%"),
+        [
+            (
+                s["subscriptionId"],
+                *(str(n) for n in _counts(s)),
+                _percent(s["compliancePercent"]),
+            )
+            for s in document["bySubscription"]
+        ],
+    )
+    totals = document["totals"]
+    out.write(
+        f"\n{totals['total']} registries: "
+        + ", ".join(
+            f"{n} {label}" for n, label in zip(_counts(totals)[1:], _COUNTS[1:], strict=True) if n
+        )
+        + f" ({_percent(document['compliancePercent'])} compliant)\n"
+    )
+    for reason in document["byReason"]:
+        out.write(f"  {reason['count']:>5}  {_shown(reason['code'])}\n")
+
+
+_COUNTS = ("total", "compliant", "noncompliant", "unknown", "removed")
+
+
+def _counts(totals: Totals) -> tuple[int, ...]:
+    """The counts in `_COUNTS` order."""
+    return (
+        totals["total"],
+        totals["compliant"],
+        totals["noncompliant"],
+        totals["unknown"],
+        totals["removed"],
+    )
+
+
+def _percent(value: float | None) -> str:
+    return "-" if value is None else f"{value:.1f}%"
+
+
+def _hours(seconds: int | None) -> str:
+    return "-" if seconds is None else f"{seconds / 3600:.1f}h"
+
+
+def render_period(document: PeriodDocument, out: TextIO) -> None:
+    """A period's statistics, for people."""
+    out.write(f"Compliance from {_stamp(document['from'])} to {_stamp(document['to'])}\n\n")
+    _table(
+        out,
+        ("REGISTRY", "SUBSCRIPTION", "COMPLIANT", "JUDGED", "RATIO", "CHANGES", "NEVER"),
+        [
+            (
+                _shown(r["name"]),
+                r["subscriptionId"],
+                _hours(r["compliantSeconds"]),
+                _hours(r["knownSeconds"]),
+                "-" if r["complianceRatio"] is None else f"{r['complianceRatio']:.1%}",
+                str(len(r["intervals"]) - 1),
+                "yes" if r["neverCompliant"] else "",
+            )
+            for r in document["registries"]
+        ],
+    )
+    runs = document["runs"]
+    out.write(
+        f"\n{len(document['registries'])} registries; never compliant: "
+        f"{len(document['neverCompliant'])}; mean time to fix: "
+        f"{_hours(document['meanTimeToFixSeconds'])} ({document['fixes']} fixes)\n"
+        f"runs: {runs['total']} ({runs['succeeded']} succeeded, {runs['partial']} partial, "
+        f"{runs['failed']} failed, {runs['unfinished']} unfinished)\n"
+    )
 
 
 def cmd_trail(args: argparse.Namespace, environ: dict[str, str]) -> int:
@@ -455,7 +639,10 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
     settings = Settings.from_env(environ)
     store = build_store(settings)
     app = create_app(
-        lambda: store, alerts_provider=alerts_provider(settings), policy=settings.policy
+        lambda: store,
+        alerts_provider=alerts_provider(settings),
+        policy=settings.policy,
+        scope=settings.audit.subscriptions,
     )
     scheduler = None
     if not args.no_schedule:
@@ -499,8 +686,10 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
             return cmd_export(args, env)
         if args.command == "trail":
             return cmd_trail(args, env)
+        if args.command == "report":
+            return cmd_report(args, env)
         return cmd_serve(args, env)
-    except ConfigError as exc:
+    except (ConfigError, BadOption) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_FAILED
     except KeyboardInterrupt:

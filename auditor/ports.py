@@ -26,10 +26,12 @@ if TYPE_CHECKING:
     from azure.mgmt.resourcegraph.models import QueryRequest
 
     from auditor.change_feed import ChangeLog
+    from auditor.compliance_history import HistoryRow
     from auditor.evidence.model import LogEvidence, Row
     from auditor.facts import Registry, Verdict
     from auditor.kql import Query
     from auditor.run_record import AuditRun
+    from auditor.summary import Run
 
 # runtime_checkable: `tests/unit/test_ports.py` checks the real SDK clients behind ArmClients,
 # whose multi-API monitor client mypy cannot see into.
@@ -236,3 +238,14 @@ class RunStore(Protocol):
     def known_registries(self) -> list[Registry]: ...
 
     def run_writer(self, run_id: str) -> VerdictWriter: ...
+
+
+@runtime_checkable
+class HistoryReads(Protocol):
+    """The stored history as the compliance-over-time views read it (`AuditReader`)."""
+
+    def fleet_history(self) -> list[HistoryRow]: ...
+
+    def runs_between(self, since: datetime, until: datetime) -> list[Run]: ...
+
+    def runs_finished_by(self, at: datetime) -> list[Run]: ...

@@ -406,24 +406,44 @@ class ComplianceSummary:
         }
 
 
+def fleet_counts(
+    registries: Iterable[tuple[str, Status, Iterable[str]]], *, generated_at: datetime
+) -> ComplianceSummary:
+    """The counts of a fleet given as (subscription id, status, reason codes) per registry:
+    totals, by subscription (lower case) and by reason; no run, logs or policy."""
+    by_subscription: dict[str, list[Status]] = defaultdict(list)
+    by_reason: Counter[str] = Counter()
+    statuses: list[Status] = []
+    for subscription, status, codes in registries:
+        by_subscription[subscription.lower()].append(status)
+        statuses.append(status)
+        # A registry counts once per code, however many settings repeat it.
+        by_reason.update(set(codes))
+    return ComplianceSummary(
+        generated_at=generated_at,
+        last_run=None,
+        totals=StatusCounts.of(statuses),
+        by_subscription=tuple(
+            (subscription, StatusCounts.of(found))
+            for subscription, found in sorted(by_subscription.items())
+        ),
+        by_reason=tuple(sorted(by_reason.items(), key=lambda item: (-item[1], item[0]))),
+    )
+
+
 def summarize(run: AuditRun, *, generated_at: datetime) -> ComplianceSummary:
     """Counts over `run.verdicts` as given: pass the run `AuditStore.finish_run` returned to
     include the registries it marked removed."""
-    by_subscription: dict[str, list[Status]] = defaultdict(list)
-    by_reason: Counter[str] = Counter()
-    for verdict in run.verdicts:
-        by_subscription[verdict.registry.subscription_id.lower()].append(verdict.status)
-        # A registry counts once per code, however many settings repeat it.
-        by_reason.update({reason.code for reason in verdict.reasons})
-    return ComplianceSummary(
-        generated_at=generated_at,
-        last_run=RunInfo.of(run),
-        totals=StatusCounts.of(v.status for v in run.verdicts),
-        by_subscription=tuple(
-            (subscription, StatusCounts.of(statuses))
-            for subscription, statuses in sorted(by_subscription.items())
+    counts = fleet_counts(
+        (
+            (v.registry.subscription_id, v.status, (reason.code for reason in v.reasons))
+            for v in run.verdicts
         ),
-        by_reason=tuple(sorted(by_reason.items(), key=lambda item: (-item[1], item[0]))),
+        generated_at=generated_at,
+    )
+    return replace(
+        counts,
+        last_run=RunInfo.of(run),
         logs=log_counts(run),
         policy=policy_document(run.policy) if run.policy is not None else None,
     )

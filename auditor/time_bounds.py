@@ -29,3 +29,21 @@ def parse_time_bound(text: str, *, now: datetime) -> datetime:
             "(30m, 24h, 7d, 2w)"
         ) from None
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+# Earlier than any stored history: Azure Container Registry's diagnostic settings came later.
+EARLIEST = datetime(2000, 1, 1, tzinfo=UTC)
+
+
+def parse_instant(text: str, *, now: datetime) -> datetime:
+    """`parse_time_bound` for an instant of the stored history: never after `now` (nothing
+    is known of the future) nor before 2000. ValueError says which."""
+    moment = parse_time_bound(text, now=now)
+    try:
+        if moment > now:
+            raise ValueError(f"must not be in the future (now is {now.isoformat()})")
+        if moment < EARLIEST:
+            raise ValueError("must not be before 2000-01-01")
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range") from None

@@ -26,9 +26,13 @@ DEMO_SCENARIO = REPO / "emulator" / "scenarios" / "demo.yaml"
 # The links the demo prints, under /api; a test checks each answers 200 on the demo fleet.
 EXAMPLE_PATHS = (
     "/compliance",
+    "/compliance?at=1m",
+    "/compliance/period?from=7d",
+    "/report?from=7d",
     "/registries?status=noncompliant",
     # Registries of demo.yaml: one whose setting was deleted, and a busy one.
     "/registries/acrreportingprod",
+    "/registries/acrreportingprod/intervals?from=7d",
     "/registries/acrpaymentsprod/logins?since=24h",
     "/registries/acrpaymentsprod/activity?since=7d",
     "/alerts",
@@ -121,7 +125,10 @@ def serve(settings: Settings, port: int) -> None:
     store = build_store(settings)
     config = uvicorn.Config(
         create_app(
-            lambda: store, alerts_provider=alerts_provider(settings), policy=settings.policy
+            lambda: store,
+            alerts_provider=alerts_provider(settings),
+            policy=settings.policy,
+            scope=settings.audit.subscriptions,
         ),
         host="127.0.0.1",
         port=port,

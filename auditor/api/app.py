@@ -18,15 +18,23 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 from azure.core.exceptions import AzureError
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
+from fastapi.responses import HTMLResponse
 from pydantic import TypeAdapter
 
+from auditor import compliance_history as history
+from auditor import history_views
 from auditor.api import dashboard, docs, models, problems
+from auditor.compliance_history import (
+    ComplianceAtDocument,
+    PeriodDocument,
+    RegistryIntervalsDocument,
+)
 from auditor.control_summary import ControlsDocument, control_summary
 from auditor.exports import (
     EXTENSIONS,
@@ -42,7 +50,7 @@ from auditor.reasons import describe
 from auditor.storage import AuditReader, AuditStore, StorageError
 from auditor.storage.tables import MAX_PAGE
 from auditor.summary import empty_summary
-from auditor.time_bounds import parse_time_bound
+from auditor.time_bounds import parse_instant, parse_time_bound
 
 if TYPE_CHECKING:
     from auditor.alerts import AlertService
@@ -74,6 +82,23 @@ _BAD_WINDOW: dict[int | str, dict[str, Any]] = {
         ),
     }
 }
+
+
+_INSTANTS = "an ISO 8601 time or a duration back from now, not in the future and not before 2000"
+_BAD_INSTANT: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": models.Problem,
+        "description": f"{_INVALID}, such as an `at` that is not {_INSTANTS}",
+    }
+}
+_BAD_PERIOD: dict[int | str, dict[str, Any]] = {
+    400: {
+        "model": models.Problem,
+        "description": f"{_INVALID}, such as a `from` or `to` that is not {_INSTANTS}, "
+        "or a `from` not before `to`",
+    }
+}
+DEFAULT_PERIOD = timedelta(days=30)
 
 
 def _utc_now() -> datetime:
@@ -123,8 +148,10 @@ def _problem_media_types(schema: dict[str, Any]) -> dict[str, Any]:
             responses.pop("422", None)
             for code, response in responses.items():
                 content = response.get("content", {})
-                if code[0] in "45" and "application/json" in content:
-                    content[problems.MEDIA_TYPE] = content.pop("application/json")
+                # A route's own media type (HTML for the report) is not its errors'.
+                for media in ("application/json", "text/html"):
+                    if code[0] in "45" and media in content:
+                        content[problems.MEDIA_TYPE] = content.pop(media)
     schemas = schema.get("components", {}).get("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         schemas.pop(unused, None)
@@ -201,6 +228,22 @@ def _time_bounds(
     return start, end
 
 
+def _instant(name: str, text: str, now: datetime) -> datetime:
+    try:
+        return parse_instant(text, now=now)
+    except ValueError as exc:
+        raise problems.InvalidParameter(name, "query", str(exc)) from None
+
+
+def _period(start: str | None, end: str | None, now: datetime) -> tuple[datetime, datetime]:
+    """[from, to] of a period: `to` defaults to now, `from` to 30 days before `to`."""
+    until = _instant("to", end, now) if end is not None else now
+    since = _instant("from", start, now) if start is not None else until - DEFAULT_PERIOD
+    if since >= until:
+        raise problems.InvalidParameter("from", "query", "must be before `to`")
+    return since, until
+
+
 def _redacted(value: Any) -> Any:
     """Defence in depth for the alerts document: no URL (a webhook's carries its secret)."""
     if isinstance(value, str):
@@ -215,16 +258,83 @@ def _redacted(value: Any) -> Any:
 router = APIRouter(prefix="/api", responses=_ERRORS)
 
 
-@router.get("/compliance", response_model=models.Compliance)
-def compliance(store: Store, now: Clock) -> dict[str, Any]:
-    """The summary of the last finished run, and how old it is."""
-    document = store.get_summary()
+At = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        description=f"the fleet as the stored history shows it at this instant: {_INSTANTS}",
+    ),
+]
+From = Annotated[
+    str | None,
+    Query(
+        alias="from",
+        max_length=64,
+        description=f"start of the period: {_INSTANTS}; default 30 days before `to`",
+    ),
+]
+To = Annotated[
+    str | None,
+    Query(alias="to", max_length=64, description=f"end of the period: {_INSTANTS}; default now"),
+]
+
+
+@router.get(
+    "/compliance",
+    response_model=models.Compliance | ComplianceAtDocument,
+    responses=_BAD_INSTANT,
+)
+def compliance(store: Store, now: Clock, at: At = None) -> dict[str, Any]:
+    """The summary of the last finished run, and how old it is. With `at`: the fleet as the
+    stored history shows it at that instant (`ComplianceAtDocument`), never re-reading Azure."""
     moment = now()
+    if at is not None:
+        instant = _instant("at", at, moment)
+        return dict(history_views.fleet_at(store, instant))
+    document = store.get_summary()
     if document is None:
         return {**empty_summary(generated_at=moment).to_dict(), "dataAgeSeconds": None}
     last_run = document.get("lastRun")
     age = _age_seconds(last_run["finishedAt"], moment) if last_run else None
     return {**document, "dataAgeSeconds": age}
+
+
+@router.get("/compliance/period", response_model=PeriodDocument, responses=_BAD_PERIOD)
+def compliance_period(
+    store: Store, now: Clock, start: From = None, end: To = None
+) -> dict[str, Any]:
+    """The fleet over a period, from the stored history: per registry its time in compliance
+    and its intervals, the mean time to fix, the registries never compliant, the runs."""
+    moment = now()
+    since, until = _period(start, end, moment)
+    return dict(history_views.fleet_period(store, since, until, now=moment))
+
+
+@router.get(
+    "/report",
+    response_class=HTMLResponse,
+    responses={
+        **_BAD_PERIOD,
+        200: {
+            "description": "The printable report of the period: self-contained HTML (no script,"
+            " no external asset) with print CSS",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        },
+    },
+)
+def report(
+    request: Request, store: Store, now: Clock, start: From = None, end: To = None
+) -> HTMLResponse:
+    """What an auditor files for a period: the policy, the scope, the run coverage, the fleet
+    at the end of the period, each registry's time in compliance and every noncompliant
+    interval."""
+    moment = now()
+    since, until = _period(start, end, moment)
+    policy: Policy = request.app.state.policy
+    html = history_views.period_html(
+        store, since, until, now=moment, policy=policy, scope=request.app.state.scope
+    )
+    return HTMLResponse(html)
 
 
 @router.get("/registries", response_model=models.RegistryPage, responses=_BAD_PAGE)
@@ -289,6 +399,24 @@ def _known(store: AuditReader, name: str) -> dict[str, Any]:
     if document is None:
         raise problems.NotFound(f"No registry named '{name}' has been audited.")
     return document
+
+
+@router.get(
+    "/registries/{name}/intervals",
+    response_model=RegistryIntervalsDocument,
+    responses={**_NOT_FOUND, **_BAD_PERIOD},
+)
+def registry_intervals(
+    store: Store, now: Clock, name: RegistryName, start: From = None, end: To = None
+) -> dict[str, Any]:
+    """The registry's states that held in the period, from the stored history: status,
+    reason codes, from, to (null while it still holds) and duration."""
+    moment = now()
+    since, until = _period(start, end, moment)
+    known = _known(store, name)
+    rows = store.registry_changes(name, since=since, until=until)
+    document = history.registry_intervals(known["name"], rows, start=since, end=until, now=moment)
+    return dict(document)
 
 
 @router.get(
@@ -449,13 +577,15 @@ def create_app(
     now: Callable[[], datetime] = _utc_now,
     alerts_provider: Callable[[], AlertService] | None = None,
     policy: Policy = DEFAULT_POLICY,
+    scope: Sequence[str] = (),
 ) -> FastAPI:
     """The API app. `store_provider` is called per request (cache it if building a store is
     costly); `now` is the clock for `dataAgeSeconds` and relative `since`/`until`.
     `alerts_provider` (None: alerting is not configured, `/api/alerts` is 404) is called per
     request and the service it returns is closed after it, so it must build a new one, e.g.
     `lambda: AlertService.from_settings(settings, credential=credential)`. `policy` is the
-    one the exports state (the settings' policy)."""
+    one the exports and the report state (the settings' policy); `scope` the configured
+    subscriptions the report names (empty: all the auditor can see)."""
     app = FastAPI(
         title="acr-auditor",
         version=API_VERSION,
@@ -474,6 +604,7 @@ def create_app(
     app.state.now = now
     app.state.alerts_provider = alerts_provider
     app.state.policy = policy
+    app.state.scope = tuple(scope)
     app.include_router(router)
 
     def openapi() -> dict[str, Any]:

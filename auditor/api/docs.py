@@ -33,10 +33,12 @@ ANONYMOUS_PATHS = frozenset({"/api/health"})
 
 # path prefix -> tag, most specific first: how the operations are grouped for people.
 _TAGS = (
+    ("/api/registries/{name}/intervals", "compliance"),
     ("/api/registries/{name}/", "evidence"),
     ("/api/registries", "registries"),
     ("/api/compliance", "compliance"),
     ("/api/controls", "compliance"),
+    ("/api/report", "compliance"),
     ("/api/export", "exports"),
     ("/api/runs", "runs"),
     ("/api/alerts", "alerts"),

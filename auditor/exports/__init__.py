@@ -10,7 +10,7 @@ import enum
 import json
 
 from auditor.exports.csv_table import csv_text
-from auditor.exports.document import ExportDocument, of_run, of_summary
+from auditor.exports.document import ExportDocument, of_history, of_run, of_summary
 from auditor.exports.ocsf import ocsf_findings
 from auditor.exports.sarif import sarif_log
 
@@ -49,4 +49,12 @@ def render(document: ExportDocument, fmt: ExportFormat) -> str:
     return json.dumps(built, indent=2) + "\n"
 
 
-__all__ = ["MEDIA_TYPES", "ExportDocument", "ExportFormat", "of_run", "of_summary", "render"]
+__all__ = [
+    "MEDIA_TYPES",
+    "ExportDocument",
+    "ExportFormat",
+    "of_history",
+    "of_run",
+    "of_summary",
+    "render",
+]

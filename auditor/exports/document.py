@@ -2,9 +2,10 @@
 serves them (`RegistryRecord`). `export --format json` and `GET /api/export?format=json`
 print it as it is; SARIF, OCSF and CSV are built from it.
 
-Two sources make the same document: a run just finished (`of_run`, for `audit --format`)
-and the store (`of_summary`: the stored summary's `lastRun` and `policy`, and every stored
-registry, for `export` and the API). The policy is the one the run judged against, as the
+Three sources make the same document: a run just finished (`of_run`, for `audit --format`),
+the store (`of_summary`: the stored summary's `lastRun` and `policy`, and every stored
+registry, for `export` and the API) and the stored history at an instant (`of_history`, for
+`export --at`). The policy is the one the run judged against, as the
 run recorded it; a summary stored before runs recorded their policy has none, and then the
 export states the policy configured where it is made, with `policyFromRun` false.
 """
@@ -84,6 +85,15 @@ def of_summary(
         recorded is not None,
         registries,
     )
+
+
+def of_history(
+    run: LastRun | None, configured: Policy, registries: Iterable[RegistryRecord]
+) -> ExportDocument:
+    """The fleet at an instant, from the stored history (`export --at`): `run` the newest
+    finished by then. History does not record a run's policy, so the export states the one
+    configured where it is made (`policyFromRun` false)."""
+    return _document(run, policy_document(configured), False, registries)
 
 
 def _document(

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from auditor.changes import Change, StoredState, reason_codes
+from auditor.compliance_history import HistoryRow
 from auditor.evidence import documents
 from auditor.evidence.model import LogEvidence
 from auditor.facts import Reason, Registry, Status, Verdict
@@ -221,6 +222,36 @@ def history_doc(row: Mapping[str, Any]) -> dict[str, Any]:
             {"code": r.code, "detail": r.detail} for r in parse_reasons(row.get("Reasons"))
         ],
     }
+
+
+def history_row(row: Mapping[str, Any]) -> HistoryRow:
+    """A stored history row as the pure history logic (`auditor.compliance_history`) reads it;
+    the name is the last segment of the resource id (history rows keep no name column)."""
+    key = str(row.get("RowKey", "")).partition(keys.HISTORY_SEPARATOR)[0]
+    resource_id = row.get("ResourceId") or ""
+    observed = parse_time(row.get("ObservedAt"))
+    return HistoryRow(
+        registry=key,
+        name=resource_id.rstrip("/").rpartition("/")[2] or key,
+        resource_id=resource_id,
+        subscription_id=row.get("SubscriptionId") or "",
+        status=row.get("Status") or Status.UNKNOWN.value,
+        reasons=parse_reasons(row.get("Reasons")),
+        observed_at=observed if observed is not None else keys.EPOCH,
+        run_id=row.get("RunId"),
+    )
+
+
+HISTORY_COLUMNS = (
+    "PartitionKey",
+    "RowKey",
+    "ResourceId",
+    "SubscriptionId",
+    "Status",
+    "Reasons",
+    "RunId",
+    "ObservedAt",
+)
 
 
 def started_run_entity(run_id: str, started_at: datetime, trigger: str) -> dict[str, Any]:

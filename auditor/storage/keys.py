@@ -49,6 +49,7 @@ _HISTORY_END = chr(ord(HISTORY_SEPARATOR) + 1)
 # Microseconds since the epoch fit 16 digits until the year 2286.
 _INVERT_FROM = 10**16 - 1
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+EPOCH = _EPOCH  # the oldest time a key can hold
 _MICROSECOND = timedelta(microseconds=1)
 
 
@@ -107,9 +108,19 @@ def history_row_key(registry: str, ended: datetime | None, change_id: str) -> st
     return f"{registry}{sep}{inverted_timestamp(_clamped(moment))}{sep}{change_id}"
 
 
-def history_range(registry: str) -> tuple[str, str]:
-    """[low, high) RowKey bounds of one registry's history rows."""
-    return registry + HISTORY_SEPARATOR, registry + _HISTORY_END
+def history_range(registry: str, *, until: datetime | None = None) -> tuple[str, str]:
+    """[low, high) RowKey bounds of one registry's history rows; with `until`, only the
+    changes that ended a state begun at or before it: those found by then, and the one that
+    ended the state holding at `until` (rows sort by when the state they ended began)."""
+    low = registry + HISTORY_SEPARATOR
+    if until is not None:
+        low += inverted_timestamp(_clamped(until + _MICROSECOND))
+    return low, registry + _HISTORY_END
+
+
+def runs_range(since: datetime, until: datetime) -> tuple[str, str]:
+    """[low, high) RowKey bounds of the runs started within [since, until]."""
+    return inverted_timestamp(_clamped(until)), runs_started_before(since)
 
 
 EVIDENCE_LOGINS = "logins"

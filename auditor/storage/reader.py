@@ -7,22 +7,24 @@ written yet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
+from auditor.compliance_history import HistoryRow
 from auditor.facts import Registry, Status
 from auditor.storage import entities, keys
 from auditor.storage.errors import guarded
 from auditor.storage.keys import InvalidContinuationToken
 from auditor.storage.tables import MAX_PAGE, Tables
-from auditor.summary import RegistryRecord
+from auditor.summary import RegistryRecord, Run
 
 _REGISTRIES_CURSOR = "registries"
 _RUNS_CURSOR = "runs"
+_LONGEST_RUN = entities.ABANDONED_AFTER  # a run still running this long has stopped
 
 Page = tuple[list[dict[str, Any]], str | None]
 
@@ -161,16 +163,93 @@ class AuditReader:
     def registry_history(self, name: str, *, limit: int = 20) -> list[dict[str, Any]]:
         """The registry's changes, newest first: the status and reasons each run found."""
         _check_page_size("limit", limit)
-        key = keys.registry_key(name)
-        low, high = keys.history_range(key)
+        rows = self._history_rows(name, page_size=limit)
+        return [entities.history_doc(row) for _, row in zip(range(limit), rows, strict=False)]
+
+    def fleet_history(self) -> list[HistoryRow]:
+        """Every stored history row of the fleet, its columns only, a full page at a time:
+        what the fleet at an instant and a period's statistics are computed from. Rows are
+        written only on changes, and pruned after `AUDITOR_RETENTION_HISTORY_DAYS`."""
         rows = _query(
+            self._tables.history,
+            "",
+            {},
+            page_size=MAX_PAGE,
+            action="reading the fleet's history",
+            select=entities.HISTORY_COLUMNS,
+        )
+        return [entities.history_row(row) for row in rows]
+
+    def registry_changes(self, name: str, *, since: datetime, until: datetime) -> list[HistoryRow]:
+        """The registry's changes that make its intervals within [since, until]: the one in
+        force at `since`, those found within, and the one that ended the state holding at
+        `until`. Reads its rows newest first from `until` on, and stops at `since`."""
+        rows = self._history_rows(
+            name, until=until, page_size=MAX_PAGE, select=entities.HISTORY_COLUMNS
+        )
+        found: list[HistoryRow] = []
+        for row in rows:
+            change = entities.history_row(row)
+            found.append(change)
+            if change.observed_at <= since:
+                break  # the state in force at `since`: older rows end before the period
+        return found
+
+    def _history_rows(
+        self,
+        name: str,
+        *,
+        page_size: int,
+        until: datetime | None = None,
+        select: Sequence[str] | None = None,
+    ) -> Iterator[dict[str, Any]]:
+        """One registry's history rows newest first (from `until` on: `keys.history_range`)."""
+        key = keys.registry_key(name)
+        low, high = keys.history_range(key, until=until)
+        return _query(
             self._tables.history,
             "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
             {"pk": keys.registry_partition(key), "low": low, "high": high},
-            page_size=limit,
+            page_size=page_size,
             action="reading registry history",
+            select=select,
         )
-        return [entities.history_doc(row) for _, row in zip(range(limit), rows, strict=False)]
+
+    def runs_between(self, since: datetime, until: datetime) -> list[Run]:
+        """The runs started within [since, until], newest first, every page."""
+        low, high = keys.runs_range(since, until)
+        rows = _query(
+            self._tables.runs,
+            "PartitionKey eq @pk and RowKey ge @low and RowKey lt @high",
+            {"pk": keys.RUNS_PARTITION, "low": low, "high": high},
+            page_size=MAX_PAGE,
+            action="listing runs",
+        )
+        # `entities.run_doc` builds each: a `Run`.
+        return [cast(Run, entities.run_doc(row, now=until)) for row in rows]
+
+    def runs_finished_by(self, at: datetime) -> list[Run]:
+        """The runs that may be the newest finished at or before `at`: newest first from
+        `at`, until a day (no run lasts longer) before the start of the first such run."""
+        rows = _query(
+            self._tables.runs,
+            "PartitionKey eq @pk and RowKey ge @low",
+            {"pk": keys.RUNS_PARTITION, "low": keys.inverted_timestamp(at)},
+            page_size=100,
+            action="listing runs",
+        )
+        found: list[Run] = []
+        horizon: datetime | None = None
+        for row in rows:
+            run = cast(Run, entities.run_doc(row, now=at))
+            started = entities.parse_time(run["startedAt"])
+            if horizon is not None and started is not None and started < horizon:
+                break
+            found.append(run)
+            finished = entities.parse_time(run["finishedAt"])
+            if horizon is None and finished is not None and finished <= at and started:
+                horizon = started - _LONGEST_RUN
+        return found
 
     def list_runs(
         self, *, limit: int = 20, continuation: str | None = None, now: datetime | None = None
@@ -258,15 +337,19 @@ def _query(
     *,
     page_size: int,
     action: str,
+    select: Sequence[str] | None = None,
 ) -> Iterator[dict[str, Any]]:
     """Rows lazily, following the service's pages; values only ever go in `parameters`.
     A missing table reads as empty (nothing has been written yet)."""
+    columns = {"select": list(select)} if select is not None else {}
     with guarded(action):
         try:
             found = (
-                table.query_entities(query, parameters=params, results_per_page=page_size)
+                table.query_entities(
+                    query, parameters=params, results_per_page=page_size, **columns
+                )
                 if query
-                else table.list_entities(results_per_page=page_size)
+                else table.list_entities(results_per_page=page_size, **columns)
             )
             for row in found:
                 yield dict(row)

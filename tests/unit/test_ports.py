@@ -107,13 +107,20 @@ def test_the_logs_reader_and_its_answers_fit() -> None:
 def test_the_store_and_its_run_writer_fit() -> None:
     store = AuditStore(TableServiceClient.from_connection_string(AZURITE), prefix="t")
     assert isinstance(store, ports.RunStore)
+    assert isinstance(store.reader, ports.HistoryReads)
     with RunWriter(store.tables, "run", {}) as writer:
         assert isinstance(writer, ports.VerdictWriter)
 
 
 @pytest.mark.parametrize(
     "protocol",
-    [ports.WorkspaceReads, ports.LogQueries, ports.RunStore, ports.VerdictWriter],
+    [
+        ports.WorkspaceReads,
+        ports.LogQueries,
+        ports.RunStore,
+        ports.VerdictWriter,
+        ports.HistoryReads,
+    ],
     ids=lambda p: p.__name__,
 )
 def test_an_adapter_missing_a_member_does_not_fit(protocol: type) -> None:
