@@ -10,7 +10,7 @@ import queue
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -217,6 +217,9 @@ class _Storage:
         self._run_id = run_id
         self.error: str | None = None
         self.writer: VerdictWriter | None = None
+        self._opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-open")
+        self._opening: Future[None] | None = None
+        self._known: list[Registry] | None = None
 
     @property
     def usable(self) -> bool:
@@ -229,29 +232,33 @@ class _Storage:
             log.error("run %s: %s", self._run_id, self.error)
 
     def start(self, started: datetime, trigger: str) -> None:
+        """Records the run and opens its writer (one read of the stored registries) on the
+        storage's own thread, so it overlaps the inventory instead of preceding it."""
         if self._store is not None:
-            try:
-                self._store.start_run(self._run_id, started, trigger)
-            except (StorageError, AzureError) as exc:
-                self._failed(exc)
+            self._opening = self._opener.submit(self._open, self._store, started, trigger)
 
-    def known_registries(self, subscriptions: Sequence[str]) -> list[Registry]:
-        if self._store is None or not self.usable:
-            return []
+    def _open(self, store: RunStore, started: datetime, trigger: str) -> None:
         try:
-            known = self._store.known_registries()
+            store.start_run(self._run_id, started, trigger)
+            self.writer = store.run_writer(self._run_id)
         except (StorageError, AzureError) as exc:
             self._failed(exc)
-            return []
-        in_scope = {s.lower() for s in subscriptions}
-        return [r for r in known if not in_scope or r.subscription_id in in_scope]
 
-    def open_writer(self) -> None:
-        if self._store is not None and self.usable:
-            try:
-                self.writer = self._store.run_writer(self._run_id)
-            except (StorageError, AzureError) as exc:
-                self._failed(exc)
+    def opened(self) -> None:
+        """Waits until the run is recorded and its writer open (or failed)."""
+        if self._opening is not None:
+            self._opening.result()
+
+    def known_registries(self, subscriptions: Sequence[str]) -> list[Registry]:
+        """Registries stored as present, of `subscriptions` (all when empty): what the
+        inventory should find. From the writer's read of the stored state."""
+        self.opened()
+        if self.writer is None:
+            return []
+        if self._known is None:
+            self._known = self.writer.known_registries()  # before any write changes it
+        in_scope = {s.lower() for s in subscriptions}
+        return [r for r in self._known if not in_scope or r.subscription_id in in_scope]
 
     @property
     def busy(self) -> bool:
@@ -265,6 +272,7 @@ class _Storage:
 
     def finish(self, run: AuditRun) -> AuditRun:
         """The run as stored (removed registries added), or as judged with the failure."""
+        self.opened()
         try:
             if self.writer is not None and self.usable:
                 return self.writer.finish(run)
@@ -277,6 +285,7 @@ class _Storage:
         return replace(run, errors=(*run.errors, self.error), storage_error=self.error)
 
     def close(self) -> None:
+        self._opener.shutdown(wait=True)
         if self.writer is not None:
             self.writer.close()
 
@@ -284,6 +293,10 @@ class _Storage:
         self, started: datetime, trigger: str, finished: datetime, exc: BaseException
     ) -> None:
         """Best effort: the run row says failed instead of running forever."""
+        try:
+            self.opened()  # after the run row's "running", never before it
+        except Exception:  # reported with the run's own error
+            log.debug("run %s: opening the store failed", self._run_id, exc_info=True)
         if self._store is None or not self.usable:
             return
         why = f"the run died: {describe_error(exc)}"
@@ -317,16 +330,22 @@ class _Audit:
     errors: list[str] = field(default_factory=list)
 
     def run(self) -> AuditRun:
-        known = self.storage.known_registries(self.subscriptions)
+        try:
+            return self._stages()
+        finally:
+            self.storage.close()
+
+    def _stages(self) -> AuditRun:
         try:
             inventory = discover(
                 self.clients,
                 self.subscriptions,
-                expected={r.subscription_id for r in known},
+                # Read by the store's thread while Resource Graph answers.
+                expected=lambda: {r.subscription_id for r in self._known()},
                 progress=self.progress,
             )
         except (AzureError, InventoryError) as exc:
-            return self._inventory_failed(known, exc)
+            return self._inventory_failed(self._known(), exc)
         self.stats.inventory = inventory
         self.errors.extend(inventory.errors)
         self.errors.extend(
@@ -334,6 +353,7 @@ class _Audit:
         )
         registries = inventory.registries
         self.stats.registries = len(registries)
+        known = self._known()
         categories = self._categories(registries)
         misconfigured = _category_problem(self.policy, categories)
         if misconfigured is not None:
@@ -346,7 +366,6 @@ class _Audit:
             if (why := inventory.failed.get(reg.subscription_id)) is not None
         ]
         collector = self._collector(registries, unreadable, categories)
-        self.storage.open_writer()
         settling = _Settling(self, collector)
         try:
             read = self._read_settings(registries, categories, settling)
@@ -354,7 +373,9 @@ class _Audit:
         finally:
             if collector is not None:
                 collector.close()
-            self.storage.close()
+
+    def _known(self) -> list[Registry]:
+        return self.storage.known_registries(self.subscriptions)
 
     def _inventory_failed(self, known: Sequence[Registry], exc: Exception) -> AuditRun:
         # Without an inventory nothing can be judged; the run is recorded as failed.

@@ -226,6 +226,11 @@ class VerdictWriter(Protocol):
 
     def close(self) -> None: ...
 
+    def known_registries(self) -> list[Registry]:
+        """Registries stored as present when the writer opened (not removed): what the
+        inventory should find."""
+        ...
+
 
 @runtime_checkable
 class RunStore(Protocol):

@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import requests
 from azure.core.credentials import TokenCredential
 from azure.core.pipeline.transport import RequestsTransport
-from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 from azure.mgmt.loganalytics import LogAnalyticsManagementClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
@@ -18,6 +17,9 @@ from azure.mgmt.subscription import SubscriptionClient
 
 from auditor.azure.pipeline import ArmPacingPolicy
 from auditor.pacing import TokenBucketPacer
+
+if TYPE_CHECKING:
+    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
 
 # Subscription id the monitor client requires but never uses: diagnostic settings calls take a
 # full resource id.
@@ -99,9 +101,7 @@ class ArmClients:
         return self._get(  # type: ignore[no-any-return]
             "registries",
             subscription_id,
-            lambda: ContainerRegistryManagementClient(
-                self.credential, subscription_id, **self._common()
-            ),
+            lambda: _registry_client(self.credential, subscription_id, **self._common()),
         )
 
     def monitor(self) -> MonitorManagementClient:
@@ -136,3 +136,13 @@ class ArmClients:
             if self._transport is not None:
                 self._transport.session.close()  # type: ignore[union-attr]
                 self._transport = None
+
+
+def _registry_client(
+    credential: TokenCredential, subscription_id: str, **options: Any
+) -> ContainerRegistryManagementClient:
+    # Imported on first use: only the inventory's fallback reads registries through ARM, and
+    # the import costs a twentieth of a second of every run's start-up.
+    from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+
+    return ContainerRegistryManagementClient(credential, subscription_id, **options)

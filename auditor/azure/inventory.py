@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -227,23 +227,26 @@ def discover(
     clients: InventoryReads,
     subscriptions: Sequence[str],
     *,
-    expected: set[str] | frozenset[str] = frozenset(),
+    expected: Collection[str] | Callable[[], Collection[str]] = frozenset(),
     progress: Callable[[str], None] | None = None,
 ) -> Inventory:
     """List registries of `subscriptions` (all visible ones when empty).
 
-    `expected` names subscriptions known to hold registries. Resource Graph silently leaves out
-    subscriptions the identity cannot read, so an expected subscription that comes back empty is
-    confirmed with an ARM list before its registries can be called removed. Configured
+    `expected` names subscriptions known to hold registries (or returns them when first needed,
+    after Resource Graph's first answer, so the caller's read of them can overlap it). Resource
+    Graph silently leaves out subscriptions the identity cannot read, so an expected
+    subscription that comes back empty is confirmed with an ARM list before its registries can
+    be called removed. Configured
     `subscriptions` are all expected: one the identity cannot list, or whose ARM list is
     refused, is failed on the inventory, never an empty success.
     """
     inv = Inventory()
+    configured: list[str] = []
     if subscriptions:
-        subs = _visible(clients, sorted({s.lower() for s in subscriptions}), inv)
-        expected = {*expected, *subs}
+        subs = configured = _visible(clients, sorted({s.lower() for s in subscriptions}), inv)
     else:
         subs = list_subscriptions(clients)
+    known: set[str] | None = None
     for batch in _batches(subs, SUBSCRIPTION_BATCH):
         try:
             registries = _graph_batch(clients, batch, inv)
@@ -257,8 +260,10 @@ def discover(
         else:
             inv.registries.extend(r for r in registries if r.subscription_id in batch)
             seen = {r.subscription_id for r in registries}
+            if known is None:
+                known = {*(expected() if callable(expected) else expected), *configured}
             for sub in batch:
-                if sub in seen or sub not in expected:
+                if sub in seen or sub not in known:
                     inv.complete.add(sub)
                 else:
                     _confirm(clients, sub, inv)

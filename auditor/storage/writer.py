@@ -29,7 +29,7 @@ from azure.data.tables import TableClient, UpdateMode
 from auditor import changes
 from auditor.changes import StoredState
 from auditor.evidence.model import LogEvidence
-from auditor.facts import Verdict
+from auditor.facts import Registry, Status, Verdict
 from auditor.run_record import AuditRun
 from auditor.storage import entities, keys
 from auditor.storage.errors import StorageError
@@ -138,6 +138,7 @@ class RunWriter:
         self._tables = tables
         self._run_id = run_id
         self._stored = stored
+        self._opened_with = dict(stored)  # `_stored` follows the writes
         # What was written per registry key: the verdict and evidence objects, so `finish`
         # rewrites only registries whose result changed after they were written.
         self._written: dict[str, tuple[Verdict, LogEvidence | None]] = {}
@@ -156,6 +157,11 @@ class RunWriter:
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
         self._store.shutdown(wait=True, cancel_futures=True)
+
+    def known_registries(self) -> list[Registry]:
+        """Registries stored as present (not removed) when this writer opened: from the same
+        read of the stored state its changes are judged against, so a run reads it once."""
+        return [s.registry for s in self._opened_with.values() if s.status != Status.REMOVED.value]
 
     @property
     def busy(self) -> bool:

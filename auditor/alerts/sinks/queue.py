@@ -11,16 +11,18 @@ from __future__ import annotations
 import json
 import threading
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.credentials import TokenCredential
 from azure.core.exceptions import AzureError, HttpResponseError, ResourceNotFoundError
-from azure.storage.queue import QueueClient
 
 from auditor.alerts.budget import BUDGET_SPENT
 from auditor.alerts.model import Alert
 from auditor.alerts.payload import to_document
 from auditor.alerts.sinks.base import DeliveryError, redact
+
+if TYPE_CHECKING:
+    from azure.storage.queue import QueueClient
 
 # Pinned: the SDK's newest default can be ahead of Azurite (the local emulator), and Azure
 # keeps accepting older versions; put and create have not changed for years.
@@ -52,6 +54,11 @@ class QueueSink:
             "connection_timeout": timeout,
             "read_timeout": timeout,
         }
+        # Imported here: the queue SDK costs a tenth of a second of every run's start-up, and
+        # most configurations have no queue sink.
+        from azure.storage.queue import QueueClient
+
+        self._client: QueueClient
         if connection_string is not None:
             self._client = QueueClient.from_connection_string(
                 connection_string, queue_name, api_version=API_VERSION, **options
