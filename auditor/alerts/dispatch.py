@@ -315,16 +315,21 @@ def _deliver(
     out: list[Delivery] = []
     settler = _Settler(sink.name, state_store, outbox)
     sending = budget.sending(sink.name) if budget is not None else nullcontext(None)
+    left = 0
     try:
         with sending as deadline:
             for job in jobs:
                 if deadline is not None and time.monotonic() >= deadline:
                     # Left for the next run at once: each one tried would cost more of this run.
                     out.append(_failed(sink, job, settler, BUDGET_SPENT, now, retry_at=now))
+                    left += out[-1].outcome == "queued"
                 else:
                     out.append(_deliver_one(sink, job, settler, now, deadline))
     finally:
         settler.flush()
+    if left:
+        # One line for the lot: a fleet's worth of alerts would otherwise flood the log.
+        log.warning("%d alerts to %s: %s; kept for the next run", left, sink.name, BUDGET_SPENT)
     return out
 
 
@@ -355,5 +360,6 @@ def _failed(
     # row to be retried once its lease ends.
     outcome = "lost" if job.entry is None else "queued"
     settler.failed(job, error, outcome, retry_at)
-    log.warning("alert %s to %s failed: %s (%s)", job.alert.id, sink.name, error, outcome)
+    if error != BUDGET_SPENT or outcome == "lost":  # the spent budget is logged once per batch
+        log.warning("alert %s to %s failed: %s (%s)", job.alert.id, sink.name, error, outcome)
     return Delivery(job.alert.id, sink.name, outcome, error)

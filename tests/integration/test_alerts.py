@@ -527,7 +527,7 @@ def test_a_refused_token_never_reaches_the_outbox_history_logs_or_report(
 
 
 def test_a_black_hole_sink_costs_a_run_its_budget_and_loses_nothing(
-    make_settings: Callable[..., Settings], receiver: Receiver
+    make_settings: Callable[..., Settings], receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     """14 alerts to a webhook that never answers, 10 s timeout and 3 retries each: the sink
     spends its budget on the first, the rest wait in the outbox untried, and the next run,
@@ -551,6 +551,14 @@ def test_a_black_hole_sink_costs_a_run_its_budget_and_loses_nothing(
     assert hole.accepted == 1  # one attempt, cut to the budget; nobody else waited on it
     assert [d.outcome for d in report.failures] == ["queued"] * 14
     assert all("time budget for this run ran out" in d.error for d in report.failures)
+    # The one tried says why it failed; the 13 left untried are one line, not one each (a
+    # fleet's worth would flood the log).
+    spent = [r.getMessage() for r in caplog.records if "budget for this run" in r.getMessage()]
+    assert len(spent) == 2 and "(last try: timed out) (queued)" in spent[0]
+    assert spent[1] == (
+        "13 alerts to webhook: not sent: the sink's time budget for this run ran out;"
+        " kept for the next run"
+    )
 
     with base:
         later = base.flush(now=NOW + timedelta(minutes=10))
