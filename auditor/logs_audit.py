@@ -222,6 +222,10 @@ class _Answer:
 
 
 _Sent = Future[tuple[list[QueryRows], int]]
+# Registries whose evidence is built at once: their rows are unpacked together (at 10,000
+# registries, one build of every registry left at the end held 54 MB of unpacked rows at the
+# run's peak).
+_BUILD_SLICE = 500
 _REGISTRY_PURPOSES = tuple(p for p in Purpose if p is not Purpose.ACTIVITY)
 _Asked = Future[tuple[list[_Answer], int]]
 
@@ -382,8 +386,16 @@ class EvidenceCollector:
     # -- building --------------------------------------------------------------------------
 
     def _build(self, keys: list[str], activity: list[QueryRows]) -> dict[str, LogEvidence]:
-        """Evidence of `keys` (all of whose queries have returned); each takes its rows out
-        of its workspaces' answers."""
+        """Evidence of `keys` (all of whose queries have returned), a slice at a time: the
+        rows a slice unpacks are let go before the next, so a workspace answering for half
+        the fleet at once does not unpack half the fleet's rows at once."""
+        evidence: dict[str, LogEvidence] = {}
+        for start in range(0, len(keys), _BUILD_SLICE):
+            evidence.update(self._build_slice(keys[start : start + _BUILD_SLICE], activity))
+        return evidence
+
+    def _build_slice(self, keys: list[str], activity: list[QueryRows]) -> dict[str, LogEvidence]:
+        """Evidence of `keys`; each takes its rows out of its workspaces' answers."""
         routed: dict[str, list[str]] = {}
         routes = [r for k in keys for r in self._routes.get(k, ())]
         for route in routes:

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 
-from auditor import kql
+from auditor import kql, logs_audit
 from auditor.azure.logs import QueryOutcome
 from auditor.errors import ConfigError
 from auditor.facts import DiagnosticSetting, LogEntry, Registry, Status, Verdict
@@ -164,6 +164,25 @@ def test_rows_of_registries_outside_the_run_are_dropped() -> None:
     first = result.evidence[verdicts[0].registry.key].workspaces[0]
     assert first.per_table[0].events == 3 and not first.unknown
     assert result.evidence[verdicts[1].registry.key].workspaces[0].per_table == ()
+
+
+def test_evidence_built_a_slice_at_a_time_is_the_evidence_built_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    verdicts = [verdict(f"acr{i:04d}", "law-a" if i % 3 else "law-b") for i in range(23)]
+
+    def answer(customer_id: str, query: Query) -> QueryOutcome:
+        if query.purpose is Purpose.FRESHNESS:
+            return QueryOutcome(rows=tuple(fresh_row(v.registry.id) for v in verdicts[::2]))
+        return QueryOutcome()
+
+    whole = collect_evidence(FakeArm(), FakeReader(answer), verdicts, now=NOW)
+    monkeypatch.setattr(logs_audit, "_BUILD_SLICE", 4)
+    sliced = collect_evidence(FakeArm(), FakeReader(answer), verdicts, now=NOW)
+    assert len(whole.evidence) == 23
+    assert sliced.evidence == whole.evidence
+    fresh = {k for k, e in sliced.evidence.items() if e.last_event is not None}
+    assert fresh == {v.registry.key for v in verdicts[::2]}
 
 
 def test_a_workspace_that_does_not_resolve_is_not_queried_and_is_reported() -> None:
