@@ -44,6 +44,8 @@ MAX_BATCH = MAX_OPERATIONS  # operations per transaction (a service limit)
 _POINT_READS = 20
 # Transactions in flight at once; each is one partition, so order within a table is free.
 _WRITE_WORKERS = 8
+# Registries whose rows are built and written together: ten transactions' worth of each table.
+_WRITE_SLICE = 10 * MAX_BATCH
 
 # One registry's part of a batch: its key, its verdict, its log evidence if any.
 _Item = tuple[str, Verdict, LogEvidence | None]
@@ -248,6 +250,14 @@ class RunWriter:
         return rest
 
     def _write(self, items: Sequence[_Item], observed_at: datetime) -> None:
+        # A slice at a time: the rows of a fleet's worth of registries (the end of a run whose
+        # store fell behind) are not all built before the first is written. In key order, so
+        # a slice holds few partitions and its transactions stay full.
+        ordered = sorted(items, key=lambda item: item[0])
+        for start in range(0, len(ordered), _WRITE_SLICE):
+            self._write_slice(ordered[start : start + _WRITE_SLICE], observed_at)
+
+    def _write_slice(self, items: Sequence[_Item], observed_at: datetime) -> None:
         registry_rows: list[dict[str, Any]] = []
         history_rows: list[dict[str, Any]] = []
         for key, verdict, found in items:

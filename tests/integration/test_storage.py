@@ -14,6 +14,7 @@ from azure.data.tables import TableServiceClient
 from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.run_record import AuditRun, RunStatus
 from auditor.storage import AuditStore, InvalidContinuationToken, StorageError, StorageRetry
+from auditor.storage import writer as writer_module
 from auditor.storage.writer import MAX_BATCH
 from auditor.summary import summarize
 from emulator.azurite import DEV_KEY
@@ -151,6 +152,21 @@ def test_more_than_100_rows_in_one_partition(store: AuditStore, table_rows: Any)
     assert summary is not None
     assert summary["totals"]["total"] == 250
     assert summary["compliancePercent"] == 100.0
+
+
+def test_a_run_larger_than_a_write_slice_is_stored_whole(
+    store: AuditStore, table_rows: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "_WRITE_SLICE", 7)
+    names = [f"{first}reg{i:02d}" for i in range(12) for first in "zay"]  # three partitions
+    statuses = [Status.COMPLIANT, Status.NONCOMPLIANT]
+    run = audit_run(1, *(verdict(n, statuses[i % 2]) for i, n in enumerate(names)))
+    finished = finish(store, run)
+
+    assert len(finished.verdicts) == 36
+    stored = {r["RowKey"]: r["Status"] for r in table_rows("registries")}
+    assert stored == {n: statuses[i % 2].value for i, n in enumerate(names)}
+    assert len(table_rows("history")) == 36
 
 
 def test_finishing_the_same_run_twice_changes_nothing(store: AuditStore, table_rows: Any) -> None:
