@@ -52,6 +52,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+import cpu_stages as cpu_stages_module  # noqa: E402  (beside this script)
+
 from auditor.azure.pipeline import pacing_scope  # noqa: E402
 from auditor.pacing import throttle_bound_seconds  # noqa: E402
 from emulator import fleet  # noqa: E402
@@ -269,6 +271,17 @@ class AuditProcess:
     document: dict[str, Any] | None
     stderr_tail: str
     rss_samples: list[tuple[float, float]]  # (epoch s, MB), every 100 ms: which phase peaks
+    cpu_stages: dict[str, float] = field(default_factory=dict)  # share of GIL samples
+
+
+def _spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling the audit's GIL holder (see `cpu_stages.py`)."""
+    binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(binary).exists():
+        raise SystemExit("--cpu-stages needs py-spy (pip install -r requirements-dev.txt)")
+    cmd = [binary, "record", "--pid", str(pid), "--gil", "--threads", "--rate", "100",
+           "--format", "raw", "--output", str(out), "--nonblocking"]  # fmt: skip
+    return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def run_audit(
@@ -281,6 +294,7 @@ def run_audit(
     cli_args: list[str],
     tick: Callable[[], None],
     memory: bool = False,
+    cpu_stages: bool = False,
 ) -> AuditProcess:
     out_path, err_path = workdir / f"audit-{tag}.json", workdir / f"audit-{tag}.stderr"
     # cProfile sees the main thread only: inventory, waiting on the pool, judgement, storage.
@@ -293,6 +307,7 @@ def run_audit(
         started_epoch = time.time()
         started = time.perf_counter()
         proc = subprocess.Popen([*cmd, *cli_args], cwd=REPO, env=env, stdout=out, stderr=err)
+        spy = _spy(proc.pid, workdir / f"audit-{tag}.gil.txt") if cpu_stages else None
         child = psutil.Process(proc.pid)
         samples: list[tuple[float, float]] = []
         # wait4 reports this child's own rusage: ru_maxrss is its peak RSS, exact, whatever
@@ -315,6 +330,11 @@ def run_audit(
         wall = time.perf_counter() - started
         ended_epoch = time.time()
         proc.returncode = os.waitstatus_to_exitcode(status)
+    stages: dict[str, float] = {}
+    if spy is not None:
+        spy.wait(timeout=60)  # it stops when the audit exits
+        with open(workdir / f"audit-{tag}.gil.txt", encoding="utf-8", errors="replace") as f:
+            stages = cpu_stages_module.shares(f)
     tick()
     text = out_path.read_text(errors="replace")
     try:
@@ -330,6 +350,7 @@ def run_audit(
         ended_epoch=ended_epoch,
         document=document,
         stderr_tail=err_path.read_text(errors="replace")[-3000:],
+        cpu_stages=stages,
         rss_samples=samples,
     )
 
@@ -463,6 +484,7 @@ class Result:
     phases_s: dict[str, float]
     rss_peak_mb_by_phase: dict[str, float]
     reads_per_scope: dict[str, int]
+    cpu_stages: dict[str, float] = field(default_factory=dict)  # share of the audit's CPU
     targets: dict[str, bool | None] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
@@ -525,6 +547,7 @@ def build_result(
         phases_s=req["phases_s"],
         rss_peak_mb_by_phase=req["rss_peak_mb_by_phase"],
         reads_per_scope=req["reads_per_scope"],
+        cpu_stages=audit.cpu_stages,
     )
     r.targets = {
         "reads_per_registry": r.reads_per_registry <= MAX_READS_PER_REGISTRY,
@@ -590,6 +613,7 @@ def run_case(case: Case, args: argparse.Namespace, root: Path) -> list[Result]:
                 timeout=args.timeout,
                 profile=args.profile,
                 memory=args.memory,
+                cpu_stages=args.cpu_stages,
                 cli_args=["--no-alerts"] if args.no_alerts else [],
                 tick=tables.poll,
             )
@@ -658,6 +682,12 @@ def markdown(results: list[Result], runs: int) -> str:
             + " | ".join(f"{r.phases_s[k]:.1f}" for k in names)
             + f" | {r.audit_cpu_s:.1f} | {f'{projected:.2f}' if projected else 'n/a'} |"
         )
+    staged = [r for r in results if r.cpu_stages]
+    if staged:
+        lines += ["", "| case | audit CPU by stage (s, share of GIL samples) |", "|---|---|"]
+        for r in staged:
+            parts = (f"{k} {r.audit_cpu_s * v:.1f} ({v:.0%})" for k, v in r.cpu_stages.items())
+            lines.append(f"| {_label(r, runs)} | {'; '.join(parts)} |")
     return "\n".join(lines) + "\n"
 
 
@@ -696,6 +726,11 @@ def main(argv: list[str] | None = None) -> int:
         "--memory",
         action="store_true",
         help="tracemalloc the audit: top allocation sites near its peak (+ --keep; ~2x slower)",
+    )
+    parser.add_argument(
+        "--cpu-stages",
+        action="store_true",
+        help="sample the audit with py-spy: its CPU by stage (storage, log queries, ...)",
     )
     args = parser.parse_args(argv)
     args.keep = args.keep or args.profile or args.memory
