@@ -1,13 +1,10 @@
 """Exemptions end to end: registry tags served by the emulator (Resource Graph and ARM), the
-AUDITOR_EXEMPTIONS setting, results in Azurite, alerts at a local webhook receiver, the API
-and the CLI."""
+AUDITOR_EXEMPTIONS setting, results in Azurite, alerts at a local webhook receiver and the
+API (the CLI's table: tests/integration/test_cli.py)."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,23 +121,3 @@ def test_an_open_alert_is_resolved_when_the_registry_is_exempted(
     ]
     assert notices[1]["incidentId"] == opened[0]["incidentId"]
     assert "Retired next week" in notices[1]["summary"]
-
-
-def test_the_cli_table_shows_exempt_registries(local_azure: Callable[..., Any]) -> None:
-    _, env = local_azure(SCENARIO)
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
-    args = ("audit", "--no-store", "--no-alerts", "--quiet", "--status", "exempt")
-    result = subprocess.run(
-        [sys.executable, "-m", "auditor", *args],
-        env={**clean, **env},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 1, result.stderr  # the others are noncompliant
-    rows = result.stdout.split("\n\n")[0].splitlines()[1:]
-    assert [row.split()[0] for row in rows] == ["acrwaived01"]  # no setting here: one
-    assert "exempt" in rows[0].split() and "exempted:noncompliant" in rows[0]
-    assert "5 registries: 4 noncompliant, 1 exempt" in result.stdout
