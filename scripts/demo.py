@@ -27,6 +27,7 @@ DEMO_SCENARIO = REPO / "emulator" / "scenarios" / "demo.yaml"
 EXAMPLE_PATHS = (
     "/compliance",
     "/registries?status=noncompliant",
+    "/registries?status=exempt",
     # Registries of demo.yaml: one whose setting was deleted, and a busy one.
     "/registries/acrreportingprod",
     "/registries/acrpaymentsprod/logins?since=24h",
