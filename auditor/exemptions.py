@@ -258,7 +258,7 @@ def _apply_one(
         category=exemption.category.value,
         until=exemption.last_day,
         source=f"{TAG} tag" if exemption.source == "tag" else "exemptions setting",
-        reason=shown(exemption.reason, _MAX_REASON + 2),
+        reason=shown(exemption.reason, _MAX_REASON),
     )
     return replace(verdict, status=Status.EXEMPT, reasons=(marker, *kept))
 
