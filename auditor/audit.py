@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
+from auditor import exemptions
 from auditor.azure.clients import ArmClients
 from auditor.azure.diagnostics import MalformedSettingError, read_categories, read_settings
 from auditor.azure.errors import describe_error, retry_after, transient
@@ -596,13 +597,15 @@ class _Settling:
         self, verdicts: Sequence[Verdict], evidence: Mapping[str, LogEvidence]
     ) -> tuple[Verdict, ...]:
         options = self._audit.options
+        now = self._audit.clock()
         judged = apply_evidence(
             verdicts,
             evidence,
-            now=self._audit.clock(),
+            now=now,
             silent_after=options.silent_after,
             pending_window=options.pending_window,
         )
+        judged = exemptions.apply(judged, self._audit.policy.exemptions, now=now)
         self.final.update((v.registry.key, v) for v in judged)
         return judged
 
@@ -654,7 +657,8 @@ def audit_registry(
             errors.append(misconfigured)
             verdict = judge(registry, None, (), policy, read_error=misconfigured)
         else:
-            verdict = _judge_one(clients, registry, categories, policy)
+            judged = _judge_one(clients, registry, categories, policy)
+            [verdict] = exemptions.apply([judged], policy.exemptions, now=clock())
     status = RunStatus.PARTIAL if verdict.status is Status.UNKNOWN else RunStatus.SUCCEEDED
     run = AuditRun(
         run_id=run_id,

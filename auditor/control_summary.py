@@ -2,7 +2,8 @@
 
 A registry fails a control when one of its reasons maps to it (`auditor.reasons.controls`),
 passes when it was judged (compliant or noncompliant) and none does, and is not assessed
-otherwise (unknown: the auditor could not tell; removed: gone). Names are listed in the order
+otherwise (unknown: the auditor could not tell; removed: gone). An exempt registry is counted
+apart, whatever its reasons. Names are listed in the order
 given (the store's name order), at most `limit` per list; the counts cover every registry.
 """
 
@@ -28,6 +29,9 @@ class ControlStatus(ControlDocument):
     failing: Annotated[int, Field(description="registries with a reason that violates it")]
     passing: Annotated[int, Field(description="judged registries with no such reason")]
     notAssessed: Annotated[int, Field(description="unknown or removed registries")]
+    exempt: Annotated[
+        int, Field(description="registries under an exemption: neither passing nor failing")
+    ]
     failingRegistries: Annotated[list[str], Field(description="names, at most `limit`")]
     passingRegistries: Annotated[list[str], Field(description="names, at most `limit`")]
 
@@ -48,6 +52,7 @@ def control_summary(registries: Iterable[Mapping[str, Any]], *, limit: int) -> C
             "failing": 0,
             "passing": 0,
             "notAssessed": 0,
+            "exempt": 0,
             "failingRegistries": [],
             "passingRegistries": [],
         }
@@ -56,6 +61,10 @@ def control_summary(registries: Iterable[Mapping[str, Any]], *, limit: int) -> C
     count = 0
     for record in registries:
         count += 1
+        if str(record["status"]) == Status.EXEMPT.value:
+            for row in rows.values():
+                row["exempt"] += 1
+            continue
         violated = {c.id for c in catalog.violated_controls(i["code"] for i in record["reasons"])}
         judged = str(record["status"]) in _JUDGED
         for control_id, row in rows.items():

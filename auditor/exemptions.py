@@ -1,6 +1,7 @@
 """Exemptions, pure: a registry excused from the logging requirement for a reason, until a
-date (see docs/exemptions.md, modelled on Azure Policy exemptions). Not wired into the run
-yet (issue #15).
+date (see docs/exemptions.md, modelled on Azure Policy exemptions). A run applies them to its
+final verdicts (`apply`): an exempt registry gets the status `exempt`, its reasons kept and
+led by `exempted:<the status it would otherwise have>`.
 
 Two sources: the registry's tag `acr-auditor-exempt: <reason>; until=<YYYY-MM-DD>` (optional
 `; category=Waiver|Mitigated`), and a setting listing registry ids (`parse_setting`, JSON).
@@ -19,17 +20,19 @@ import enum
 import json
 import re
 import unicodedata
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from auditor.facts import Reason, normalize_id
+from auditor.facts import Reason, Status, Verdict, normalize_id
+from auditor.reasons import catalog
+from auditor.reasons.catalog import reason
 
 TAG = "acr-auditor-exempt"
 MAX_DAYS = 366
-MALFORMED = "exemption_malformed"
-EXPIRED = "exemption_expired"
+MALFORMED = catalog.EXEMPTION_MALFORMED
+EXPIRED = catalog.EXEMPTION_EXPIRED
 # Azure caps a tag value at 256 characters; a longer one did not come from Azure.
 _MAX_VALUE = 256
 _MAX_REASON = 200
@@ -54,6 +57,11 @@ class Exemption:
     category: Category
     expires_on: datetime  # exclusive: `until` is the last exempt day (UTC)
     source: str  # "tag" or "setting"
+
+    @property
+    def last_day(self) -> str:
+        """The last exempt day, as `until` / `expiresOn` state it."""
+        return (self.expires_on - timedelta(days=1)).date().isoformat()
 
 
 @dataclass(frozen=True)
@@ -170,16 +178,20 @@ def from_tags(
 
 
 def _malformed(source: str, problem: str) -> Resolution:
-    where = f"the {TAG} tag" if source == "tag" else "the exemptions setting"
-    return Resolution(findings=(Reason(MALFORMED, f"{where} is not valid: {problem}"),))
+    where = f"The {TAG} tag" if source == "tag" else "The exemptions setting"
+    return Resolution(findings=(reason(MALFORMED, where=where, problem=problem),))
 
 
 def _in_force(exemption: Exemption, now: datetime) -> Resolution:
     if now < exemption.expires_on:
         return Resolution(exemption=exemption)
-    last = (exemption.expires_on - timedelta(days=1)).date().isoformat()
-    detail = f"the {exemption.category.value.lower()} ({shown(exemption.reason)}) ended {last}"
-    return Resolution(findings=(Reason(EXPIRED, detail),))
+    expired = reason(
+        EXPIRED,
+        category=exemption.category.value.lower(),
+        reason=shown(exemption.reason),
+        last_day=exemption.last_day,
+    )
+    return Resolution(findings=(expired,))
 
 
 def resolve(
@@ -195,6 +207,78 @@ def resolve(
     if entry is not None:
         return _in_force(entry, now)
     return from_tags(tags, now=now, max_days=max_days)
+
+
+def tag_pairs(tags: object) -> tuple[tuple[str, str], ...]:
+    """The tags `Registry.tags` keeps, from Azure's tag object: only the exemption tag (any
+    case; a value that is not text is kept as text, and found malformed)."""
+    if not isinstance(tags, Mapping):
+        return ()
+    return tuple(
+        (name, value if isinstance(value, str) else json.dumps(value))
+        for name, value in tags.items()
+        if isinstance(name, str) and name.lower() == TAG
+    )
+
+
+# --------------------------------------------------------------------------- in a run
+
+_OWN_CODES = frozenset({catalog.EXEMPTED, MALFORMED, EXPIRED})
+
+
+def apply(
+    verdicts: Iterable[Verdict],
+    setting: Mapping[str, Exemption],
+    *,
+    now: datetime,
+    max_days: int = MAX_DAYS,
+) -> tuple[Verdict, ...]:
+    """The verdicts with their exemptions: one in force makes the registry `exempt`, its
+    reasons kept behind `exempted:<status it would otherwise have>`; a malformed or expired
+    one adds its finding and keeps the status (the registry is judged as usual). Removed
+    registries are left alone; applying twice changes nothing."""
+    return tuple(_apply_one(v, setting, now, max_days) for v in verdicts)
+
+
+def _apply_one(
+    verdict: Verdict, setting: Mapping[str, Exemption], now: datetime, max_days: int
+) -> Verdict:
+    if verdict.status in (Status.REMOVED, Status.EXEMPT):
+        return verdict
+    registry = verdict.registry
+    found = resolve(registry.id, dict(registry.tags), setting, now=now, max_days=max_days)
+    kept = tuple(r for r in verdict.reasons if _base(r.code) not in _OWN_CODES)
+    exemption = found.exemption
+    if exemption is None:
+        if not found.findings and kept == verdict.reasons:
+            return verdict
+        return replace(verdict, reasons=tuple(sorted((*kept, *found.findings), key=_code)))
+    marker = reason(
+        f"{catalog.EXEMPTED}{catalog.SEPARATOR}{verdict.status.value}",
+        category=exemption.category.value,
+        until=exemption.last_day,
+        source=f"{TAG} tag" if exemption.source == "tag" else "exemptions setting",
+        reason=shown(exemption.reason, _MAX_REASON),
+    )
+    return replace(verdict, status=Status.EXEMPT, reasons=(marker, *kept))
+
+
+def otherwise(code: str) -> Status | None:
+    """For the reason `exempted:<status>`, the status its registry would have without the
+    exemption; None for any other code."""
+    base, _, param = code.partition(catalog.SEPARATOR)
+    return Status(param) if base == catalog.EXEMPTED and param in _STATUSES else None
+
+
+_STATUSES = frozenset(s.value for s in Status)
+
+
+def _base(code: str) -> str:
+    return code.partition(catalog.SEPARATOR)[0]
+
+
+def _code(item: Reason) -> str:
+    return item.code
 
 
 # --------------------------------------------------------------------------- the setting

@@ -27,6 +27,10 @@ class Registry:
     admin_user_enabled: bool | None = None
     anonymous_pull_enabled: bool | None = None
     created_at: datetime | None = None
+    # Only the tags the auditor reads (the exemption tag, `auditor.exemptions.TAG`), as
+    # (name, value) pairs: a fleet of 10,000 registries need not hold every tag, and pairs
+    # keep the fact hashable.
+    tags: tuple[tuple[str, str], ...] = ()
 
     @property
     def key(self) -> str:
@@ -76,6 +80,9 @@ class Status(enum.StrEnum):
     NONCOMPLIANT = "noncompliant"
     UNKNOWN = "unknown"
     REMOVED = "removed"
+    # Excused from the logging requirement until a date (auditor.exemptions): the reasons
+    # are kept, led by `exempted:<the status it would otherwise have>`.
+    EXEMPT = "exempt"
 
 
 @dataclass(frozen=True)

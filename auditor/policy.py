@@ -10,14 +10,15 @@ import enum
 import hashlib
 import json
 import re
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from typing import Annotated
 
 from pydantic import Field
 from typing_extensions import TypedDict
 
 from auditor.errors import ConfigError
+from auditor.exemptions import Exemption
 from auditor.facts import normalize_id
 
 LOGIN_EVENTS = "ContainerRegistryLoginEvents"
@@ -68,6 +69,9 @@ class Policy:
     accepted_workspaces: frozenset[str] = frozenset()
     require_dedicated: bool = True
     metrics_category: str = ALL_METRICS
+    # Exemptions the auditor's owners grant (AUDITOR_EXEMPTIONS), by normalized registry id
+    # (`exemptions.parse_setting`); registries' own tags add theirs. Not hashed: a dict.
+    exemptions: Mapping[str, Exemption] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "required_categories", _categories(self.required_categories))

@@ -40,6 +40,7 @@ from pydantic.fields import FieldInfo
 from pydantic_core import CoreSchema, PydanticUseDefault, core_schema
 
 from auditor.errors import ConfigError
+from auditor.exemptions import Exemption, ExemptionSettingError, parse_setting
 from auditor.policy import GUID_PATTERN, Destination, Policy, parse_destinations
 from auditor.schedule import next_fire
 
@@ -265,6 +266,25 @@ class _Secret(_Kind):
         return text
 
 
+class _Exemptions(_Kind):
+    """A JSON list of exemptions (docs/exemptions.md); errors name the entry and field."""
+
+    def accepts(self) -> str:
+        return (
+            "a JSON list of objects: `registryId`, `reason`, `expiresOn` (YYYY-MM-DD), "
+            "optional `exemptionCategory`, `ticket`, `approvedBy`"
+        )
+
+    def parse(self, text: str) -> dict[str, Exemption]:
+        try:
+            return parse_setting(text)
+        except ExemptionSettingError as error:
+            raise ValueError(str(error)) from None
+
+    def show(self, value: Any) -> str:
+        return "" if not value else f"{len(value)} exemptions"
+
+
 # NCRONTAB: second minute hour day month day-of-week, as Azure Functions timer triggers use.
 _CRON_FIELDS: tuple[tuple[str, int, int, tuple[str, ...]], ...] = (
     ("second", 0, 59, ()),
@@ -460,6 +480,17 @@ class PolicySettings(SettingsGroup):
         description="Whether a workspace destination must use resource-specific tables "
         "(`logAnalyticsDestinationType` = `Dedicated`). In Azure diagnostics mode the logs go "
         "to the shared `AzureDiagnostics` table and the `ContainerRegistry*` tables stay empty.",
+    )
+    exemptions: Annotated[dict[str, Exemption], _Exemptions()] = Field(
+        default={},
+        validation_alias="AUDITOR_EXEMPTIONS",
+        description="Registries excused from the logging requirement until a date, granted by "
+        "the auditor's owners (they win over a registry's `acr-auditor-exempt` tag), e.g. "
+        '`[{"registryId": "/subscriptions/.../registries/acrlegacy", "reason": "Migrating", '
+        '"expiresOn": "2030-03-31", "exemptionCategory": "Mitigated", "ticket": "CHG-1234"}]`. '
+        "`expiresOn` is the last exempt day (UTC). An exempt registry is reported `exempt`, "
+        "never alerted; an ended one is judged as usual with `exemption_expired` "
+        "(docs/exemptions.md).",
     )
     _policy: Policy = PrivateAttr(_POLICY)
 

@@ -47,13 +47,24 @@ class ReasonItem(TypedDict):
 
 
 class Totals(TypedDict):
-    total: Annotated[int, Field(description="the sum of the four counts")]
+    total: Annotated[int, Field(description="the sum of the other counts")]
     compliant: int
     noncompliant: int
     unknown: int
     removed: Annotated[
         int,
         Field(description="registries gone since the run before (earlier removals not repeated)"),
+    ]
+    # Absent from a summary stored before exemptions; read back as 0.
+    exempt: NotRequired[
+        Annotated[
+            int,
+            Field(
+                default=0,
+                description="registries excused by an exemption in force (docs/exemptions.md): "
+                "neither compliant nor noncompliant",
+            ),
+        ]
     ]
 
 
@@ -132,8 +143,8 @@ class ComplianceDocument(TypedDict):
         float | None,
         Field(
             description="compliant / (compliant + noncompliant) x 100, rounded down to one "
-            "decimal (100.0 only when every judged registry is compliant); unknown and removed "
-            "registries are not judgements and are left out; null when none was judged"
+            "decimal (100.0 only when every judged registry is compliant); unknown, removed and "
+            "exempt registries are left out; null when none was judged"
         ),
     ]
     bySubscription: Annotated[
@@ -255,6 +266,7 @@ class StatusCounts:
     noncompliant: int = 0
     unknown: int = 0
     removed: int = 0
+    exempt: int = 0
 
     @classmethod
     def of(cls, statuses: Iterable[Status]) -> StatusCounts:
@@ -264,11 +276,12 @@ class StatusCounts:
             noncompliant=counted[Status.NONCOMPLIANT],
             unknown=counted[Status.UNKNOWN],
             removed=counted[Status.REMOVED],
+            exempt=counted[Status.EXEMPT],
         )
 
     @property
     def total(self) -> int:
-        return self.compliant + self.noncompliant + self.unknown + self.removed
+        return self.compliant + self.noncompliant + self.unknown + self.removed + self.exempt
 
     @property
     def compliance_percent(self) -> float | None:
@@ -281,6 +294,7 @@ class StatusCounts:
             "noncompliant": self.noncompliant,
             "unknown": self.unknown,
             "removed": self.removed,
+            "exempt": self.exempt,
         }
 
 

@@ -33,6 +33,7 @@ CATEGORY_GROUPS = {"allLogs": LOG_CATEGORIES, "audit": LOG_CATEGORIES}
 METRIC_CATEGORIES = ("AllMetrics",)
 EVENT_KINDS = ("logins", "repository")
 REPOSITORY_OPERATIONS = ("push", "pull", "delete", "untag", "purge")
+_TODAY = re.compile(r"\{today([+-]\d{1,5})d\}")
 SUBSCRIPTION_STATES = ("Enabled", "Warned", "PastDue", "Disabled", "Deleted")
 
 
@@ -127,6 +128,9 @@ class RegistrySpec:
     created_at: datetime | None = None
     settings: list[SettingSpec] = field(default_factory=list)
     events: list[EventGenerator] = field(default_factory=list)
+    # Azure resource tags; `{today+30d}` / `{today-3d}` in a value stands for that date
+    # (YYYY-MM-DD) relative to the scenario's now, so a dated tag never meets the wall clock.
+    tags: dict[str, str] = field(default_factory=dict)
 
     @property
     def id(self) -> str:
@@ -419,7 +423,29 @@ class _Reader:
             created_at=self.moment(m.get("createdAt"), f"{path}.createdAt", now=now),
             settings=settings,
             events=events,
+            tags=self.tags(m.get("tags"), f"{path}.tags", now),
         )
+
+    def tags(self, raw: Any, path: str, now: datetime) -> dict[str, str]:
+        """Azure's limits: at most 50 tags, names up to 512 characters, values up to 256."""
+        if raw is None:
+            return {}
+        m = self.mapping(raw, path)
+        if len(m) > 50:
+            raise self.error(path, "Azure allows at most 50 tags per resource")
+        tags: dict[str, str] = {}
+        for name, value in m.items():
+            if not isinstance(name, str) or not 0 < len(name) <= 512:
+                raise self.error(path, f"tag name {name!r} must be 1-512 characters")
+            if not isinstance(value, str):
+                raise self.error(f"{path}.{name}", "expected a string")
+            if name.lower() in {n.lower() for n in tags}:
+                raise self.error(f"{path}.{name}", "tag names compare without case: given twice")
+            text = _TODAY.sub(lambda d: (now + timedelta(days=int(d[1]))).date().isoformat(), value)
+            if len(text) > 256:
+                raise self.error(f"{path}.{name}", "Azure allows at most 256 characters")
+            tags[name] = text
+        return tags
 
     def setting(
         self, raw: Any, path: str, ws: dict[str, WorkspaceSpec], now: datetime

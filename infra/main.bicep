@@ -176,6 +176,7 @@ var defaultSettings = {
   AUDITOR_ACCEPTED_DESTINATIONS: acceptedDestinations
   AUDITOR_ACCEPTED_WORKSPACES: join(acceptedWorkspaceIds, ',')
   AUDITOR_REQUIRE_DEDICATED: requireDedicated ? 'true' : 'false'
+  AUDITOR_EXEMPTIONS: ''
   AUDITOR_ARM_ENDPOINT: environment().resourceManager
   AUDITOR_ARM_AUDIENCE: environment().resourceManager
   AUDITOR_LOGS_ENDPOINT: ''

@@ -30,6 +30,7 @@ EXAMPLE_PATHS = (
     "/compliance/period?from=7d",
     "/report?from=7d",
     "/registries?status=noncompliant",
+    "/registries?status=exempt",
     # Registries of demo.yaml: one whose setting was deleted, and a busy one.
     "/registries/acrreportingprod",
     "/registries/acrreportingprod/intervals?from=7d",

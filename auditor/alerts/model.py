@@ -51,6 +51,8 @@ class Change(enum.StrEnum):
     ANONYMOUS_PULL = "anonymous_pull"
     RECOVERED = "recovered"
     REGISTRY_REMOVED = "registry_removed"
+    EXEMPTED = "exempted"  # an exemption now covers it: its open incident is closed
+    EXEMPTION_EXPIRED = "exemption_expired"  # its exemption ended and it fails
     TEST = "test"
 
 

@@ -121,6 +121,8 @@ def summary(alert: Alert) -> str:
             else f"{name}: no more {alert.topic.value.replace('_', ' ')} seen"
         ),
         Change.REGISTRY_REMOVED: f"{name} no longer exists; its alert is closed",
+        Change.EXEMPTED: f"{name} is exempt; its alert is closed: {_detail(alert)}",
+        Change.EXEMPTION_EXPIRED: f"{name}: its exemption ended and it fails: {title}",
         Change.TEST: f"Test alert from {SOURCE}: {name} (not a real registry)",
     }
     line = lines[alert.change].rstrip(": ")

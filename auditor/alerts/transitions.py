@@ -10,6 +10,9 @@ Alerts follow transitions, never every run:
   once when it got worse (a reason that stops logging appeared: no setting, a category missing
   or disabled, logs silent);
 - compliant again -> `resolved`;
+- `exempt` (an exemption in force, `auditor.exemptions`) -> never an alert; an open incident
+  is `resolved` with change `exempted`. When the exemption ends the registry is judged as
+  usual: failing then opens an incident with change `exemption_expired`;
 - `removed` (the registry is gone) -> `resolved` with change `registry_removed`: whoever was
   told about the incident is told it is over, rather than left with an alert nobody closes;
 - `unknown` (the auditor could not read the settings) changes nothing unless
@@ -216,6 +219,8 @@ def cause(previous: AlertState | None, verdict: Verdict, change: SettingChange |
     deleted = (change is not None and change.operation is SettingOperation.DELETE) or any(
         _base(c) == catalog.LOGGING_INTERRUPTED for c in now_codes
     )
+    if not deleted and _exemption_ended(previous, now_codes):
+        return Change.EXEMPTION_EXPIRED
     if previous is None:
         return Change.SETTING_DELETED if deleted else Change.NEW_REGISTRY
     known = previous.status in (Status.COMPLIANT.value, Status.NONCOMPLIANT.value)
@@ -232,6 +237,12 @@ def cause(previous: AlertState | None, verdict: Verdict, change: SettingChange |
     if not previous.ever_compliant:
         return Change.NEW_REGISTRY
     return Change.BECAME_NONCOMPLIANT
+
+
+def _exemption_ended(previous: AlertState | None, codes: Iterable[str]) -> bool:
+    """Failing because its exemption ended: first seen so, or exempt the run before."""
+    lapsed = any(_base(c) == catalog.EXEMPTION_EXPIRED for c in codes)
+    return lapsed and (previous is None or previous.status == Status.EXEMPT.value)
 
 
 # Reason codes only the logs can show: while the logs cannot be read they are unknown, not gone.
@@ -301,17 +312,13 @@ class _Planner:
                 self._store(previous, observed)
             return
 
-        if status is Status.COMPLIANT:
-            observed = replace(observed, ever_compliant=True)
+        if status in (Status.COMPLIANT, Status.EXEMPT):
+            # An exemption closes an open incident as recovery does, and opens none.
+            if status is Status.COMPLIANT:
+                observed = replace(observed, ever_compliant=True)
             if previous is not None and previous.open:
-                self._notice(
-                    previous,
-                    observed,
-                    AlertKind.RESOLVED,
-                    Change.RECOVERED,
-                    verdict.reasons,
-                    change,
-                )
+                why = Change.RECOVERED if status is Status.COMPLIANT else Change.EXEMPTED
+                self._notice(previous, observed, AlertKind.RESOLVED, why, verdict.reasons, change)
             else:
                 self._store(previous, observed)
             return

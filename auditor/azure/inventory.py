@@ -14,6 +14,7 @@ from azure.core.exceptions import AzureError
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from auditor.azure.errors import describe_error
+from auditor.exemptions import tag_pairs
 from auditor.facts import Registry
 from auditor.ports import InventoryReads
 
@@ -25,7 +26,8 @@ PAGE_SIZE = 1000
 REGISTRY_QUERY = (
     "resources"
     " | where type =~ 'microsoft.containerregistry/registries'"
-    " | project id, name, subscriptionId, resourceGroup, location, sku, properties, systemData"
+    " | project id, name, subscriptionId, resourceGroup, location, sku, properties, systemData,"
+    " tags"
     " | order by id asc"
 )
 _REGISTRY_ID = re.compile(
@@ -91,6 +93,7 @@ def registry_from_graph_row(row: Any) -> Registry:
         admin_user_enabled=_bool_or_none(props.get("adminUserEnabled")),
         anonymous_pull_enabled=_bool_or_none(props.get("anonymousPullEnabled")),
         created_at=_parse_time(system.get("createdAt")) or _parse_time(props.get("creationDate")),
+        tags=tag_pairs(row.get("tags")),
     )
 
 
@@ -112,6 +115,7 @@ def registry_from_model(model: Any) -> Registry:
         anonymous_pull_enabled=_bool_or_none(getattr(model, "anonymous_pull_enabled", None)),
         created_at=_parse_time(getattr(system, "created_at", None))
         or _parse_time(getattr(model, "creation_date", None)),
+        tags=tag_pairs(getattr(model, "tags", None)),
     )
 
 

@@ -3,7 +3,9 @@ finding per registry, built with `py-ocsf-models` (as Prowler builds its OCSF ou
 the models validate every field as it is set.
 
 `compliance.status_id` is Pass (compliant), Fail (noncompliant) or Warning (unknown: the
-auditor lacked information); a removed registry is not exported. `compliance.requirements`
+auditor lacked information); a removed registry is not exported. An exempt registry keeps the
+compliance status it would otherwise have, and the finding is `status_id` Suppressed with the
+exemption as `status_detail`. `compliance.requirements`
 are the controls the registry's reasons violate (every mapped control when it passes), one
 `checks` entry per reason. `finding_info.uid` is the SHA-256 of the registry id, so a SIEM
 follows one registry across runs; `metadata.correlation_uid` is the run, and `unmapped`
@@ -19,6 +21,7 @@ from py_ocsf_models.events.findings.activity_id import ActivityID
 from py_ocsf_models.events.findings.compliance_finding import ComplianceFinding
 from py_ocsf_models.events.findings.compliance_finding_type_id import ComplianceFindingTypeID
 from py_ocsf_models.events.findings.severity_id import SeverityID
+from py_ocsf_models.events.findings.status_id import StatusID as FindingStatusID
 from py_ocsf_models.objects.check import Check
 from py_ocsf_models.objects.compliance import Compliance
 from py_ocsf_models.objects.compliance_status import StatusID
@@ -29,6 +32,7 @@ from py_ocsf_models.objects.product import Product
 from py_ocsf_models.objects.remediation import Remediation
 from py_ocsf_models.objects.resource_details import ResourceDetails
 
+from auditor.exemptions import otherwise
 from auditor.exports.document import TOOL, ExportDocument, fingerprint, registry_identity
 from auditor.facts import Status
 from auditor.reasons import catalog
@@ -81,14 +85,28 @@ def _time(record: RegistryRecord) -> tuple[int, datetime | None]:
     return int(moment.timestamp() * 1000), moment
 
 
+def _exemption(record: RegistryRecord) -> tuple[Status, ReasonItem | None]:
+    """The status the registry is judged to have, and for an exempt one its exemption
+    (`exempted:<the status it would otherwise have>`)."""
+    status = Status(record["status"])
+    if status is not Status.EXEMPT:
+        return status, None
+    for item in record["reasons"]:
+        if (judged := otherwise(item["code"])) is not None:
+            return judged, item
+    return Status.UNKNOWN, None  # no `exempted:` reason: nothing says how it was judged
+
+
 def _finding(record: RegistryRecord, document: ExportDocument) -> ComplianceFinding:
     status = Status(record["status"])
-    infos = [i for item in record["reasons"] if (i := _info(item["code"])) is not None]
+    judged, exemption = _exemption(record)
+    reasons = [item for item in record["reasons"] if item is not exemption]
+    infos = [i for item in reasons if (i := _info(item["code"])) is not None]
     # A registry that passes meets every mapped control; one that does not, fails these.
     controls = (
         catalog.CONTROLS.controls
-        if status is Status.COMPLIANT
-        else catalog.violated_controls(item["code"] for item in record["reasons"])
+        if judged is Status.COMPLIANT
+        else catalog.violated_controls(item["code"] for item in reasons)
     )
     millis, moment = _time(record)
     identity = registry_identity(record)
@@ -101,6 +119,10 @@ def _finding(record: RegistryRecord, document: ExportDocument) -> ComplianceFind
         severity_id=_severity(infos),
         severity=_severity(infos).name,
         status=status.value,
+        # An exemption suppresses the finding (OCSF: reviewed and accepted); the compliance
+        # status stays what the registry was judged to be.
+        status_id=FindingStatusID.Suppressed if exemption is not None else None,
+        status_detail=exemption["detail"] if exemption is not None else None,
         message=f"{record['name']} is {status.value}",
         time=millis,
         time_dt=moment,
@@ -113,14 +135,14 @@ def _finding(record: RegistryRecord, document: ExportDocument) -> ComplianceFind
         finding_info=FindingInformation(
             uid=fingerprint(identity),
             title=f"Resource logging of container registry {record['name']}",
-            desc="; ".join(item["detail"] for item in record["reasons"]) or "compliant",
+            desc="; ".join(item["detail"] for item in reasons) or judged.value,
             types=["Resource logging"],
         ),
         compliance=Compliance(
-            status_id=_STATUS[status],
+            status_id=_STATUS[judged],
             requirements=[c.id for c in controls],
             standards=sorted({f"{c.document} {c.version}" for c in controls}),
-            checks=[_check(item) for item in record["reasons"]],
+            checks=[_check(item) for item in reasons],
             desc="Diagnostic settings send the registry's resource logs to an accepted "
             "destination, and its events arrive there",
         ),

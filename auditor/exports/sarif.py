@@ -5,7 +5,9 @@ A result's location is the registry's ARM id, relative to `AZURE_RESOURCE_MANAGE
 (`https://management.azure.com/`), and its logical location the same id; its fingerprint
 `acrAuditor/v1` is the SHA-256 of the registry id (lower case) and the full reason code, so
 a finding keeps its identity from run to run. The run and the policy are in the run's
-`automationDetails` and `properties`. Tests validate the document against the official schema
+`automationDetails` and `properties`. An exempt registry's results carry a suppression
+(kind `external`, status `accepted`, the exemption as justification), as SARIF records a
+finding accepted outside the tool. Tests validate the document against the official schema
 (`docs/reference/sarif-schema-2.1.0.json`).
 """
 
@@ -13,7 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from auditor.exemptions import otherwise
 from auditor.exports.document import TOOL, ExportDocument, fingerprint, registry_identity
+from auditor.facts import Status
 from auditor.reasons import catalog
 from auditor.reasons.catalog import ReasonInfo, Severity
 from auditor.summary import ReasonItem, RegistryRecord
@@ -106,6 +110,28 @@ def _result(record: RegistryRecord, item: ReasonItem, index: dict[str, int]) -> 
     return result
 
 
+def _exemption(record: RegistryRecord) -> ReasonItem | None:
+    """The `exempted:<status>` reason of an exempt registry."""
+    return next((i for i in record["reasons"] if otherwise(i["code"]) is not None), None)
+
+
+def _results(record: RegistryRecord, index: dict[str, int]) -> list[dict[str, Any]]:
+    """A registry's findings; an exempt one's are suppressed (SARIF's way: kind `external`,
+    accepted, justified by the exemption), and the exemption itself is no finding."""
+    exemption = _exemption(record) if record["status"] == Status.EXEMPT else None
+    results = [_result(record, item, index) for item in record["reasons"] if item is not exemption]
+    if exemption is not None:
+        suppression = {
+            "kind": "external",
+            "status": "accepted",
+            "justification": exemption["detail"],
+            "properties": {"code": exemption["code"]},
+        }
+        for result in results:
+            result["suppressions"] = [suppression]
+    return results
+
+
 def sarif_log(document: ExportDocument) -> dict[str, Any]:
     codes = catalog.codes()
     index = {code: i for i, code in enumerate(codes)}
@@ -115,11 +141,7 @@ def sarif_log(document: ExportDocument) -> dict[str, Any]:
     }
     if run is not None:
         invocation.update(startTimeUtc=run["startedAt"], endTimeUtc=run["finishedAt"])
-    results = [
-        _result(record, item, index)
-        for record in document["registries"]
-        for item in record["reasons"]
-    ]
+    results = [result for record in document["registries"] for result in _results(record, index)]
     return {
         "$schema": SCHEMA_URI,
         "version": VERSION,

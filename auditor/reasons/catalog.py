@@ -46,6 +46,10 @@ ANONYMOUS_PULL = "anonymous_pull"
 NEW_LOGIN_SOURCE = "new_login_source"
 ADMIN_USER_LOGIN = "admin_user_login"
 ARTIFACT_DELETED = "artifact_deleted"
+# Exemptions (auditor.exemptions): `exempted:<the status it would otherwise have>`.
+EXEMPTED = "exempted"
+EXEMPTION_MALFORMED = "exemption_malformed"
+EXEMPTION_EXPIRED = "exemption_expired"
 
 SEPARATOR = ":"
 

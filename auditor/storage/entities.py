@@ -278,6 +278,7 @@ def finished_run_entity(run: AuditRun) -> dict[str, Any]:
         "Noncompliant": counts.noncompliant,
         "Unknown": counts.unknown,
         "Removed": counts.removed,
+        "Exempt": counts.exempt,
         "ErrorCount": len(run.errors),
         "Errors": errors,
         "ErrorsOmitted": omitted,
@@ -301,6 +302,7 @@ def run_doc(row: Mapping[str, Any], *, now: datetime | None = None) -> dict[str,
             noncompliant=row.get("Noncompliant", 0),
             unknown=row.get("Unknown", 0),
             removed=row.get("Removed", 0),
+            exempt=row.get("Exempt", 0),
         ).to_dict()
         if finished
         else None

@@ -87,7 +87,7 @@ def registry_json(reg: RegistrySpec, world: World) -> dict[str, Any]:
         "name": reg.name,
         "type": RESOURCE_TYPE,
         "location": reg.location,
-        "tags": {},
+        "tags": dict(reg.tags),
         "sku": {"name": reg.sku, "tier": reg.sku},
     }
     sd = system_data(reg)

@@ -144,7 +144,7 @@ _REGISTRY_COLUMNS: dict[str, Callable[[RegistrySpec], Any]] = {
     "kind": lambda reg: "",
     "managedBy": lambda reg: "",
     "sku": lambda reg: {"name": reg.sku, "tier": reg.sku},
-    "tags": lambda reg: {},
+    "tags": lambda reg: dict(reg.tags),
     "systemData": system_data,
 }
 

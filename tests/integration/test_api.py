@@ -131,6 +131,7 @@ def test_compliance_before_any_run(client: TestClient) -> None:
         "noncompliant": 0,
         "unknown": 0,
         "removed": 0,
+        "exempt": 0,
     }
     assert body["compliancePercent"] is None
 
@@ -152,6 +153,7 @@ def test_compliance(client: TestClient, audited: AuditStore) -> None:
         "noncompliant": 2,
         "unknown": 1,
         "removed": 1,
+        "exempt": 0,
     }
     assert body["compliancePercent"] == 33.3
     assert body["policy"] == policy_document(JUDGED)  # as the run recorded it

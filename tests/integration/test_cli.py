@@ -241,6 +241,16 @@ def test_the_table_can_show_only_some_statuses_or_reasons(local_azure: LocalAzur
     assert refused.returncode == 2 and "invalid choice" in refused.stderr
 
 
+def test_the_table_shows_exempt_registries(local_azure: LocalAzure) -> None:
+    _, env = local_azure(REPO / "tests/integration/scenarios/exemptions.yaml")
+    result = run_cli(env, "audit", "--no-store", "--no-alerts", "--quiet", "--status", "exempt")
+    assert result.returncode == 1, result.stderr  # the others are noncompliant
+    rows = result.stdout.split("\n\n")[0].splitlines()[1:]
+    assert [row.split()[0] for row in rows] == ["acrwaived01"]  # no AUDITOR_EXEMPTIONS here
+    assert "exempt" in rows[0].split() and "exempted:noncompliant" in rows[0]
+    assert "5 registries: 4 noncompliant, 1 exempt" in result.stdout
+
+
 SARIF_SCHEMA = json.loads((REPO / "docs/reference/sarif-schema-2.1.0.json").read_text())
 
 

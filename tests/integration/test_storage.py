@@ -206,6 +206,7 @@ def test_finishing_the_same_run_twice_changes_nothing(store: AuditStore, table_r
         "noncompliant": 1,
         "unknown": 1,
         "removed": 1,
+        "exempt": 0,
     }
 
 

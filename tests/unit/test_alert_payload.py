@@ -24,7 +24,7 @@ from auditor.alerts.service import make_test_alert
 from auditor.alerts.sinks import slack, teams
 from auditor.alerts.sinks.logrecord import PREFIX, LogRecordSink
 from auditor.alerts.sinks.webhook import encode, signature
-from auditor.facts import Reason, Registry
+from auditor.facts import Reason, Registry, Status
 from auditor.reasons import describe
 from auditor.reasons.catalog import reason
 
@@ -199,6 +199,14 @@ def test_schema_uses_only_supported_keywords() -> None:
     with pytest.raises(ValueError, match="unsupported"):
         validate({}, {"type": "object", "oneOf": []})
     assert alert_schema()["properties"]["kind"]["enum"] == ["opened", "reminder", "resolved"]
+
+
+def test_the_schemas_enums_are_the_codes() -> None:
+    # The schema is written by hand: it must follow the one definition of each value.
+    properties = alert_schema()["properties"]
+    assert properties["status"]["enum"] == [s.value for s in Status]
+    assert properties["change"]["enum"] == [c.value for c in Change]
+    assert properties["topic"]["enum"] == [t.value for t in Topic]
 
 
 # -- renderings ---------------------------------------------------------------------------------

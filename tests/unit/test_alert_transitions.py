@@ -20,6 +20,7 @@ from auditor.alerts.model import (
 )
 from auditor.alerts.payload import summary
 from auditor.alerts.transitions import AlertPlan, plan_alerts
+from auditor.exemptions import TAG, apply
 from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.reasons.catalog import reason
 
@@ -465,3 +466,48 @@ def test_log_findings_back_after_an_unreadable_workspace_are_not_news() -> None:
     # A finding that is really new after the outage still is news.
     worse = failing(*before, "no_diagnostic_setting")
     assert only(store.run([worse], now=NOW + timedelta(hours=3))).kind is AlertKind.REMINDER
+
+
+# -- exemptions ---------------------------------------------------------------------------------
+
+
+def exempted(verdict_: Verdict, *, now: datetime = NOW, days: int = 30) -> Verdict:
+    """The verdict as a run reports it under an `acr-auditor-exempt` tag ending `days` on."""
+    until = (now + timedelta(days=days)).date().isoformat()
+    tagged = replace(verdict_.registry, tags=((TAG, f"Decommissioning; until={until}"),))
+    [result] = apply([replace(verdict_, registry=tagged)], {}, now=now)
+    return result
+
+
+def test_an_exempt_registry_opens_no_alert_whatever_it_would_be() -> None:
+    store = Store()
+    for status_of in (failing, compliant):
+        plan = store.run([exempted(status_of())])
+        assert plan.alerts == ()
+    assert store.run([exempted(failing())], now=NOW + 30 * DAY).alerts == ()  # nor reminders
+    state = store.states[REG.key]
+    assert state.status == "exempt" and not state.open
+
+
+def test_an_open_incident_is_resolved_when_the_registry_becomes_exempt() -> None:
+    store = Store()
+    opened = only(store.run([failing()]))
+    resolved = only(store.run([exempted(failing())], now=NOW + timedelta(hours=1)))
+    assert (resolved.kind, resolved.change) == (AlertKind.RESOLVED, Change.EXEMPTED)
+    assert resolved.incident_id == opened.incident_id and resolved.status == "exempt"
+    assert resolved.reasons[0].code == "exempted:noncompliant"
+    assert "is exempt" in summary(resolved) and "Decommissioning" in summary(resolved)
+    assert not store.states[REG.key].open
+
+
+def test_a_failing_registry_whose_exemption_ended_opens_an_alert_saying_so() -> None:
+    store = Store()
+    store.run([exempted(failing(), days=0)])
+    later = NOW + 2 * DAY  # the exemption's last day has passed
+    lapsed = exempted(failing(), now=later, days=-1)
+    assert lapsed.status is Status.NONCOMPLIANT
+    alert = only(store.run([lapsed], now=later))
+    assert (alert.kind, alert.change) == (AlertKind.OPENED, Change.EXEMPTION_EXPIRED)
+    assert "exemption ended" in summary(alert)
+    # Compliant when it ends: the expired finding is noted, nothing is alerted.
+    assert Store().run([exempted(compliant(), now=later, days=-1)]).alerts == ()

@@ -5,19 +5,27 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, date, datetime, timedelta
+from types import SimpleNamespace
 
 import pytest
 
+from auditor.azure.inventory import REGISTRY_QUERY, registry_from_graph_row, registry_from_model
+from auditor.errors import ConfigError
 from auditor.exemptions import (
     EXPIRED,
     MALFORMED,
     TAG,
     Category,
     ExemptionSettingError,
+    apply,
     from_tags,
+    otherwise,
     parse_setting,
     resolve,
+    tag_pairs,
 )
+from auditor.facts import Reason, Registry, Status, Verdict
+from auditor.settings import Settings
 
 NOW = datetime.now(UTC)
 TODAY = NOW.date()
@@ -163,3 +171,85 @@ def test_a_setting_entry_may_run_past_the_tag_horizon() -> None:
     far = (date(TODAY.year + 3, 1, 1)).isoformat()
     [only] = parse_setting(setting(entry(expiresOn=far))).values()
     assert only.expires_on.date().isoformat() == (date(TODAY.year + 3, 1, 2)).isoformat()
+
+
+# --------------------------------------------------------------------------- in a run
+
+
+def verdict(status: Status, *codes: str, tags: dict[str, str] | None = None) -> Verdict:
+    registry = Registry(
+        id=REG, name="acrone1", subscription_id="s", resource_group="rg", tags=tag_pairs(tags)
+    )
+    return Verdict(registry, status, tuple(Reason(c, f"why {c}") for c in codes))
+
+
+MISSING = "category_missing:ContainerRegistryLoginEvents"
+
+
+@pytest.mark.parametrize("status", [Status.NONCOMPLIANT, Status.COMPLIANT, Status.UNKNOWN])
+def test_an_exemption_in_force_makes_the_registry_exempt_and_keeps_its_reasons(
+    status: Status,
+) -> None:
+    codes = (MISSING,) if status is Status.NONCOMPLIANT else ()
+    given = verdict(status, *codes, tags={"Acr-Auditor-Exempt": f"Decommissioned; until={day(9)}"})
+    [result] = apply([given], {}, now=NOW)
+    assert result.status is Status.EXEMPT
+    marker, *kept = result.reasons
+    assert marker.code == f"exempted:{status.value}" and otherwise(marker.code) is status
+    assert marker.detail == (
+        f"Waiver until {day(9)} (acr-auditor-exempt tag): 'Decommissioned'; "
+        f"otherwise {status.value}."
+    )
+    assert [r.code for r in kept] == list(codes)
+    assert apply([result], {}, now=NOW) == (result,)  # applied twice: the same
+
+
+def test_an_ended_or_malformed_exemption_is_a_finding_and_the_registry_judged_as_usual() -> None:
+    lapsed = verdict(Status.NONCOMPLIANT, MISSING, tags={TAG: f"old; until={day(-2)}"})
+    broken = verdict(Status.COMPLIANT, tags={TAG: "no end date"})
+    first, second = apply([lapsed, broken], {}, now=NOW)
+    assert first.status is Status.NONCOMPLIANT
+    assert [r.code for r in first.reasons] == [MISSING, EXPIRED]
+    assert second.status is Status.COMPLIANT and [r.code for r in second.reasons] == [MALFORMED]
+    assert apply([first, second], {}, now=NOW) == (first, second)  # no finding twice
+
+
+def test_the_setting_exempts_untagged_registries_and_removed_ones_are_left_alone() -> None:
+    listed = parse_setting(setting(entry()))
+    [result] = apply([verdict(Status.NONCOMPLIANT, MISSING)], listed, now=NOW)
+    assert result.status is Status.EXEMPT
+    assert "(exemptions setting): 'Migration to the new landing zone'" in result.reasons[0].detail
+    gone = verdict(Status.REMOVED, "removed")
+    assert apply([gone], listed, now=NOW) == (gone,)
+    untouched = verdict(Status.COMPLIANT)
+    assert apply([untouched], {}, now=NOW)[0] is untouched
+
+
+def test_the_setting_is_read_once_and_a_bad_one_names_the_entry() -> None:
+    policy = Settings.from_env(
+        {"AUDITOR_EXEMPTIONS": setting(entry())}, require_storage=False
+    ).policy
+    assert list(policy.exemptions) == [REG.lower()]
+    with pytest.raises(ConfigError) as err:
+        Settings.from_env(
+            {"AUDITOR_EXEMPTIONS": setting(entry(), entry(expiresOn="soon"))},
+            require_storage=False,
+        )
+    assert str(err.value).startswith("AUDITOR_EXEMPTIONS: [1]: 'soon' is not a date")
+
+
+def test_only_the_exemption_tag_is_kept_on_the_fact() -> None:
+    assert tag_pairs({"env": "prod", "ACR-AUDITOR-EXEMPT": "x", "owner": "me"}) == (
+        ("ACR-AUDITOR-EXEMPT", "x"),
+    )
+    assert tag_pairs(None) == () and tag_pairs({TAG: 42}) == ((TAG, "42"),)
+    row = {
+        "id": "/subscriptions/00000000-0000-0000-0000-000000000001/resourceGroups/rg/providers"
+        "/Microsoft.ContainerRegistry/registries/acrone1",
+        "tags": {"env": "prod", TAG: f"r; until={day(3)}"},
+    }
+    assert registry_from_graph_row(row).tags == ((TAG, f"r; until={day(3)}"),)
+    assert "tags" in REGISTRY_QUERY
+    # The ARM list (the fallback) reads them from the SDK's model.
+    model = SimpleNamespace(id=row["id"], tags=row["tags"])
+    assert registry_from_model(model).tags == registry_from_graph_row(row).tags

@@ -223,3 +223,46 @@ def test_an_export_states_the_policy_the_run_judged_against() -> None:
     assert (older["policy"], older["policyFromRun"]) == (policy_document(Policy()), False)
     sarif = json.loads(render(document, ExportFormat.SARIF))["runs"][0]["properties"]
     assert (sarif["policy"], sarif["policyFromRun"]) == (policy_document(judged), True)
+
+
+def test_an_exempt_registry_is_suppressed_in_sarif_and_ocsf_and_counted_apart() -> None:
+    waived = Verdict(
+        registry("acrwaived"),
+        Status.EXEMPT,
+        (
+            Reason("exempted:noncompliant", "Waiver until 2030-01-31 (tag): 'legacy'"),
+            Reason(LOGIN_MISSING, "why"),
+        ),
+    )
+    document = of_run(audit_run("run001", *FLEET, waived), Policy())
+    log = json.loads(render(document, ExportFormat.SARIF))
+    jsonschema.validate(log, SARIF_SCHEMA, cls=jsonschema.Draft4Validator)
+    results = [r for r in log["runs"][0]["results"] if r["properties"]["registry"] == "acrwaived"]
+    # Its finding is kept, suppressed by the exemption; the exemption itself is no finding.
+    assert [r["properties"]["code"] for r in results] == [LOGIN_MISSING]
+    assert results[0]["suppressions"] == [
+        {
+            "kind": "external",
+            "status": "accepted",
+            "justification": "Waiver until 2030-01-31 (tag): 'legacy'",
+            "properties": {"code": "exempted:noncompliant"},
+        }
+    ]
+    others = [r for r in log["runs"][0]["results"] if r["properties"]["registry"] != "acrwaived"]
+    assert not any("suppressions" in r for r in others)
+
+    findings = {
+        f["resources"][0]["name"]: f for f in json.loads(render(document, ExportFormat.OCSF))
+    }
+    ComplianceFinding.model_validate(findings["acrwaived"])
+    finding = findings["acrwaived"]
+    assert (finding["status"], finding["status_id"]) == ("exempt", 3)  # Suppressed
+    assert finding["status_detail"] == "Waiver until 2030-01-31 (tag): 'legacy'"
+    assert finding["compliance"]["status_id"] == 3  # Fail: what it would otherwise be
+    assert [c["uid"] for c in finding["compliance"]["checks"]] == [LOGIN_MISSING]
+    assert "status_id" not in findings["acrbad001"]
+
+    rows = list(csv.DictReader(io.StringIO(render(document, ExportFormat.CSV))))
+    assert [r["status"] for r in rows if r["registry"] == "acrwaived"] == ["exempt"]
+    cis = next(c for c in document["controls"] if c["id"] == "cis-azure:5.4")
+    assert (cis["failing"], cis["passing"], cis["notAssessed"], cis["exempt"]) == (1, 1, 2, 1)

@@ -35,8 +35,18 @@ EXPECTED_CODES = {
     "new_login_source",
     "admin_user_login",
     "artifact_deleted",
+    # Exemptions (auditor.exemptions).
+    "exempted",
+    "exemption_malformed",
+    "exemption_expired",
 }
-PARAMETERISED = {"category_missing", "category_disabled", "unknown", "logs_unreadable"}
+PARAMETERISED = {
+    "category_missing",
+    "category_disabled",
+    "unknown",
+    "logs_unreadable",
+    "exempted",
+}
 
 
 def _example(code: str) -> str:

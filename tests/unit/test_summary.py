@@ -60,6 +60,8 @@ def test_summary_document_is_exact() -> None:
         verdict("acrbad02", Status.NONCOMPLIANT, LOGIN_MISSING, sub=SUB_B),
         verdict("acrdark1", Status.UNKNOWN, "unknown:HTTP 403", sub=SUB_B),
         verdict("acrgone1", Status.REMOVED, "removed", sub=SUB_B),
+        # Exempt: counted apart, its reasons kept (and counted) behind the exemption.
+        verdict("acrwaived", Status.EXEMPT, "exempted:noncompliant", LOGIN_MISSING),
         errors=("subscription x: throttled", "categories unavailable"),
     )
     assert summarize(run, generated_at=FINISHED).to_dict() == {
@@ -74,17 +76,25 @@ def test_summary_document_is_exact() -> None:
             "trigger": "timer",
             "errorCount": 2,
         },
-        "totals": {"total": 6, "compliant": 2, "noncompliant": 2, "unknown": 1, "removed": 1},
-        # 2 of the 4 judged; unknown and removed are not judgements.
+        "totals": {
+            "total": 7,
+            "compliant": 2,
+            "noncompliant": 2,
+            "unknown": 1,
+            "removed": 1,
+            "exempt": 1,
+        },
+        # 2 of the 4 judged; unknown, removed and exempt are not judgements.
         "compliancePercent": 50.0,
         "bySubscription": [
             {
                 "subscriptionId": SUB_A,
-                "total": 3,
+                "total": 4,
                 "compliant": 2,
                 "noncompliant": 1,
                 "unknown": 0,
                 "removed": 0,
+                "exempt": 1,
                 "compliancePercent": 66.6,
             },
             {
@@ -94,12 +104,14 @@ def test_summary_document_is_exact() -> None:
                 "noncompliant": 1,
                 "unknown": 1,
                 "removed": 1,
+                "exempt": 0,
                 "compliancePercent": 0.0,
             },
         ],
         "byReason": [
-            {"code": LOGIN_MISSING, "count": 2},
+            {"code": LOGIN_MISSING, "count": 3},
             {"code": REPO_MISSING, "count": 1},
+            {"code": "exempted:noncompliant", "count": 1},
             {"code": "removed", "count": 1},
             {"code": "unknown:HTTP 403", "count": 1},
         ],
@@ -221,6 +233,7 @@ def test_empty_run_and_empty_state() -> None:
         "noncompliant": 0,
         "unknown": 0,
         "removed": 0,
+        "exempt": 0,
     }
     assert document["bySubscription"] == []
     assert document["byReason"] == []

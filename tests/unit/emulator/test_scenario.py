@@ -65,12 +65,30 @@ def broken(small: dict[str, Any], change: Any) -> dict[str, Any]:
             lambda d: d.update(activity=[{"resourceId": "/subscriptions/x", "at": "-1h"}]),
             "activity[0].resourceId",
         ),
+        (lambda d: d["registries"][0].update(tags=["a"]), "registries[0].tags"),
+        (lambda d: d["registries"][0].update(tags={"a": 1}), "registries[0].tags.a"),
+        (lambda d: d["registries"][0].update(tags={"a": "x", "A": "y"}), "registries[0].tags.A"),
+        (lambda d: d["registries"][0].update(tags={"a": "x" * 257}), "registries[0].tags.a"),
     ],
 )
 def test_bad_scenarios_name_the_field(small: dict[str, Any], change: Any, field: str) -> None:
     with pytest.raises(ScenarioError) as err:
         scenario.parse(broken(small, change), source="bad.yaml")
     assert f"bad.yaml: {field}:" in str(err.value)
+
+
+def test_tag_dates_are_relative_to_the_scenarios_now(small: dict[str, Any]) -> None:
+    data = copy.deepcopy(small)
+    data["registries"][0]["tags"] = {
+        "acr-auditor-exempt": "r; until={today+30d}",
+        "d": "{today-2d}",
+    }
+    [reg, *_] = scenario.parse(data).registries
+    now = datetime.fromisoformat(small["now"].replace("Z", "+00:00"))
+    assert reg.tags == {
+        "acr-auditor-exempt": f"r; until={(now + timedelta(days=30)).date()}",
+        "d": str((now - timedelta(days=2)).date()),
+    }
 
 
 def test_unreadable_and_invalid_files(tmp_path: Path) -> None:
