@@ -143,12 +143,31 @@ def timer_audit(
     settings: Settings, store: AuditStore, *, progress: Progress | None = None
 ) -> AuditRun:
     """What a scheduled run does, in Functions and in `serve`: the audit, then, after its
-    writes, the prune of expired rows (within its own budget; it never raises)."""
+    writes, the prune of expired rows (within its own budget; it never raises) and, when
+    switched on, the remediation of the allowed noncompliant registries."""
+    from auditor.remediation.service import remediate_after_run
     from auditor.retention import prune_after_run
 
     run = audit_once(settings, trigger="timer", progress=progress)
     prune_after_run(store, settings)
+    # Opt-in (AUDITOR_ENABLE_REMEDIATION); never raises.
+    remediate_after_run(
+        settings,
+        run,
+        store,
+        connect=lambda: build_arm_clients(settings, build_credential()),
+        alerts=remediation_alerts(settings),
+    )
     return run
+
+
+def remediation_alerts(
+    settings: Settings, credential: TokenCredential | None = None
+) -> Callable[[AuditRun, SettingChange], AuditRun]:
+    """The alerts of a registry re-judged after a remediation, the write named in them."""
+    return lambda run, change: send_alerts(
+        settings, run, credential=credential, setting_changes=[change]
+    )
 
 
 def audit_registry_once(
