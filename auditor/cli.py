@@ -25,6 +25,8 @@ from auditor.cli_json import run_document
 from auditor.errors import ConfigError
 from auditor.facts import Status, Verdict
 from auditor.reasons import catalog
+from auditor.remediation.cli import add_parser as remediate_parser
+from auditor.remediation.cli import cmd_remediate
 from auditor.run_record import AuditRun, RunStatus
 from auditor.settings import GUID_RE, Settings
 from auditor.summary import LOGIN_OBSERVATIONS, log_counts
@@ -116,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         default="json",
         help="sarif (SARIF 2.1.0), ocsf (OCSF Compliance Findings), csv or json (docs/exports.md)",
     )
+    remediate_parser(sub, _subscription)
     alerts = sub.add_parser("alerts", help="alert sinks")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
     alerts_test = alerts_sub.add_parser("test", help="send a test alert to one configured sink")
@@ -449,13 +452,17 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
     import uvicorn
 
     from auditor.api import create_app
-    from auditor.runtime import alerts_provider, build_store, timer_audit
+    from auditor.runtime import alerts_provider, build_store, remediation_route, timer_audit
     from auditor.schedule import Scheduler
 
     settings = Settings.from_env(environ)
     store = build_store(settings)
     app = create_app(
-        lambda: store, alerts_provider=alerts_provider(settings), policy=settings.policy
+        lambda: store,
+        alerts_provider=alerts_provider(settings),
+        policy=settings.policy,
+        # Local and without keys: the remediation route is served (409 while switched off).
+        remediation=remediation_route(settings, lambda: store),
     )
     scheduler = None
     if not args.no_schedule:
@@ -499,6 +506,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
             return cmd_export(args, env)
         if args.command == "trail":
             return cmd_trail(args, env)
+        if args.command == "remediate":
+            return cmd_remediate(args, env)
         return cmd_serve(args, env)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -23,6 +23,9 @@ from auditor.settings import Settings
 if TYPE_CHECKING:
     from auditor.alerts import AlertService, SettingChange
     from auditor.alerts.stream import AlertStream
+    from auditor.facts import Registry
+    from auditor.remediation.apply import Outcome
+    from auditor.remediation.service import RemediationRoute
     from auditor.storage import AuditStore
 
 log = logging.getLogger(__name__)
@@ -240,3 +243,31 @@ def send_alerts(
         return dataclasses.replace(run, errors=(*run.errors, f"alerting failed: {exc}"))
     problems = report.problems()
     return dataclasses.replace(run, errors=(*run.errors, *problems)) if problems else run
+
+
+def remediation_route(
+    settings: Settings,
+    store_provider: Callable[[], AuditStore],
+    credential: TokenCredential | None = None,
+) -> RemediationRoute:
+    """For `POST /api/registries/{name}/remediate`: one registry, read afresh, its plan and,
+    when asked, its write (ARM clients per request, closed after it)."""
+    from auditor.remediation.documents import Actor
+    from auditor.remediation.service import RemediationRoute, remediate_one
+
+    def run(registry: Registry, apply: bool) -> tuple[Outcome, list[str]]:
+        clients = build_arm_clients(settings, credential or build_credential())
+        try:
+            return remediate_one(
+                settings,
+                clients,
+                registry,
+                Actor.API,
+                apply=apply,
+                store=store_provider(),
+                alerts=remediation_alerts(settings, credential),
+            )
+        finally:
+            clients.close()
+
+    return RemediationRoute(enabled=settings.remediation.enabled, run=run)

@@ -27,6 +27,7 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request, Response
 from pydantic import TypeAdapter
 
 from auditor.api import docs, models, problems
+from auditor.api.remediation import router as remediation_router
 from auditor.control_summary import ControlsDocument, control_summary
 from auditor.exports import (
     EXTENSIONS,
@@ -46,6 +47,7 @@ from auditor.time_bounds import parse_time_bound
 
 if TYPE_CHECKING:
     from auditor.alerts import AlertService
+    from auditor.remediation.service import RemediationRoute
 
 log = logging.getLogger(__name__)
 
@@ -440,13 +442,15 @@ def create_app(
     now: Callable[[], datetime] = _utc_now,
     alerts_provider: Callable[[], AlertService] | None = None,
     policy: Policy = DEFAULT_POLICY,
+    remediation: RemediationRoute | None = None,
 ) -> FastAPI:
     """The API app. `store_provider` is called per request (cache it if building a store is
     costly); `now` is the clock for `dataAgeSeconds` and relative `since`/`until`.
     `alerts_provider` (None: alerting is not configured, `/api/alerts` is 404) is called per
     request and the service it returns is closed after it, so it must build a new one, e.g.
     `lambda: AlertService.from_settings(settings, credential=credential)`. `policy` is the
-    one the exports state (the settings' policy)."""
+    one the exports state (the settings' policy). `remediation` (None: this app refuses
+    `POST .../remediate` with 403) is what that route runs (`auditor.api.remediation`)."""
     app = FastAPI(
         title="acr-auditor",
         version=API_VERSION,
@@ -464,7 +468,9 @@ def create_app(
     app.state.now = now
     app.state.alerts_provider = alerts_provider
     app.state.policy = policy
+    app.state.remediation = remediation
     app.include_router(router)
+    app.include_router(remediation_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

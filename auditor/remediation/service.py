@@ -226,3 +226,13 @@ def remediate_one(
     writer = remediator(settings, clients, actor, store=store, alerts=alerts)
     outcome = writer.remediate(fleet.verdicts[0], fleet.categories, apply=apply)
     return outcome, [*fleet.errors, *writer.errors]
+
+
+@dataclass(frozen=True)
+class RemediationRoute:
+    """What `POST /api/registries/{name}/remediate` runs: `enabled` is the setting
+    (AUDITOR_ENABLE_REMEDIATION), `run` remediates one registry (dry run unless `apply`) and
+    returns the outcome and the problems met."""
+
+    enabled: bool
+    run: Callable[[Registry, bool], tuple[Outcome, list[str]]]

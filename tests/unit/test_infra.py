@@ -537,6 +537,7 @@ def test_every_azure_call_in_the_code_maps_to_a_role_operation() -> None:
     )
     unused = mapped - in_code
     assert not unused, f"operations.json maps {sorted(unused)}, which auditor/ no longer calls"
+
     def role_sdk(role: str) -> set[str]:
         return {call for o in OPERATIONS["operations"] if role in o["roles"] for call in o["sdk"]}
 

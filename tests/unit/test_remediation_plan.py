@@ -186,7 +186,9 @@ def test_the_new_setting_never_takes_the_name_of_an_existing_one(taken: str) -> 
 
 def test_at_five_settings_a_storage_only_setting_gains_the_workspace() -> None:
     archive = setting("archive", storage_account_id=STORAGE, logs=ALL_LOGS, metrics=METRICS)
-    others = [setting(f"s{i}", workspace_id=OTHER, logs=(LogEntry(False, LOGIN),)) for i in range(4)]
+    others = [
+        setting(f"s{i}", workspace_id=OTHER, logs=(LogEntry(False, LOGIN),)) for i in range(4)
+    ]
     policy = Policy(accepted_workspaces=[WS])
     result = plan(archive, *others, policy=policy)
     assert result.kind is PlanKind.UPDATE
@@ -238,7 +240,7 @@ def test_no_metrics_when_the_policy_does_not_require_them() -> None:
 @pytest.mark.parametrize(
     "hostile",
     [
-        "it's \"quoted\"",
+        'it\'s "quoted"',
         "new\nline",
         "ünïcödé-名前",
         "a" * 260,
