@@ -30,6 +30,7 @@ from auditor.remediation.cli import cmd_remediate
 from auditor.run_record import AuditRun, RunStatus
 from auditor.settings import GUID_RE, Settings
 from auditor.summary import LOGIN_OBSERVATIONS, log_counts
+from auditor.terminal import shown as _shown
 
 if TYPE_CHECKING:
     from auditor.azure.clients import ArmClients
@@ -228,13 +229,6 @@ def _table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[str]]) -
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     for row in (headers, *rows):
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
-
-
-def _shown(value: str | None) -> str:
-    # Log values are written by callers: no control characters (escape sequences) reach the
-    # terminal.
-    text = "".join(c if c.isprintable() else "?" for c in " ".join((value or "").split()))
-    return text or "-"
 
 
 def render_trail(trail: Trail, out: TextIO) -> None:

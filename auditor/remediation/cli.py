@@ -21,6 +21,7 @@ from auditor.remediation.documents import (
     SettingDocument,
 )
 from auditor.settings import Settings
+from auditor.terminal import shown as _shown
 
 EXIT_OK, EXIT_LEFT, EXIT_FAILED = 0, 1, 2
 
@@ -115,13 +116,6 @@ def exit_code(document: RemediationDocument) -> int:
         if apply and action is not None and action["result"] != "applied":
             return EXIT_LEFT
     return EXIT_LEFT if document["errors"] else EXIT_OK
-
-
-def _shown(value: str | None) -> str:
-    # Names come from Azure and from whoever named the setting: no escape sequences reach the
-    # terminal.
-    text = "".join(c if c.isprintable() else "?" for c in " ".join((value or "").split()))
-    return text or "-"
 
 
 def _last(resource_id: str | None) -> str:
