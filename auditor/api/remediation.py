@@ -24,7 +24,12 @@ from auditor.storage.actions import MAX_ACTIONS, ActionLog
 
 NAME_PATTERN = r"^[A-Za-z0-9]{5,50}$"  # as the registry routes
 
-router = APIRouter(prefix="/api", tags=["remediation"])
+# As the reading routes: an invalid parameter is a 400 problem, the store down a 503.
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": models.Problem, "description": "An invalid parameter, named in the body"},
+    503: {"model": models.Problem, "description": "The results store is unavailable"},
+}
+router = APIRouter(prefix="/api", tags=["remediation"], responses=_ERRORS)
 Name = Annotated[str, Path(pattern=NAME_PATTERN, description="registry name")]
 Limit = Annotated[int, Query(ge=1, le=MAX_ACTIONS, description="actions, newest first")]
 
