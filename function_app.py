@@ -17,7 +17,13 @@ from auditor.alerts import registry_from_event, setting_change_from_event
 from auditor.allocator import cap_malloc_arenas
 from auditor.api import create_app
 from auditor.run_record import RunStatus
-from auditor.runtime import alerts_provider, audit_registry_once, build_store, timer_audit
+from auditor.runtime import (
+    alerts_provider,
+    audit_registry_once,
+    build_store,
+    remediation_route,
+    timer_audit,
+)
 from auditor.settings import Settings
 from auditor.storage import AuditStore
 
@@ -39,6 +45,14 @@ api = create_app(
     scope=settings.audit.subscriptions,
 )
 app = func.AsgiFunctionApp(app=api, http_auth_level=func.AuthLevel.FUNCTION)
+# The same API with the one route that writes to Azure, reached only through `remediate`
+# below (the master key): `api` refuses it with 403 whatever key it is given.
+admin_api = create_app(
+    _store,
+    alerts_provider=alerts_provider(settings),
+    policy=settings.policy,
+    remediation=remediation_route(settings, _store),
+)
 
 
 @app.timer_trigger(schedule=settings.audit.schedule, arg_name="timer", run_on_startup=False)
@@ -62,6 +76,12 @@ def audit_timer(timer: func.TimerRequest) -> None:
 async def health(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
     # Same handler as the API's /api/health; this route only exists to lift the key requirement.
     return await func.AsgiMiddleware(api).handle_async(req, context)
+
+
+@app.route(route="registries/{name}/remediate", methods=["POST"], auth_level=func.AuthLevel.ADMIN)
+async def remediate(req: func.HttpRequest, context: func.Context) -> func.HttpResponse:
+    # Writes a diagnostic setting (with ?apply=true): a stronger key than the reading API's.
+    return await func.AsgiMiddleware(admin_api).handle_async(req, context)
 
 
 @app.event_grid_trigger(arg_name="event")

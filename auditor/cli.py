@@ -27,9 +27,12 @@ from auditor.cli_json import run_document
 from auditor.errors import ConfigError
 from auditor.facts import Status, Verdict
 from auditor.reasons import catalog
+from auditor.remediation.cli import add_parser as remediate_parser
+from auditor.remediation.cli import cmd_remediate
 from auditor.run_record import AuditRun, RunStatus
 from auditor.settings import GUID_RE, Settings
 from auditor.summary import LOGIN_OBSERVATIONS, Totals, log_counts
+from auditor.terminal import shown as _shown
 
 if TYPE_CHECKING:
     from auditor.azure.clients import ArmClients
@@ -127,6 +130,7 @@ def build_parser() -> argparse.ArgumentParser:
         "back from now: 24h, 7d); default the last run",
     )
     _add_report(sub)
+    remediate_parser(sub, _subscription)
     alerts = sub.add_parser("alerts", help="alert sinks")
     alerts_sub = alerts.add_subparsers(dest="alerts_command", required=True)
     alerts_test = alerts_sub.add_parser("test", help="send a test alert to one configured sink")
@@ -260,13 +264,6 @@ def _table(out: TextIO, headers: Sequence[str], rows: Sequence[Sequence[str]]) -
     widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(headers)]
     for row in (headers, *rows):
         out.write("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() + "\n")
-
-
-def _shown(value: str | None) -> str:
-    # Log values are written by callers: no control characters (escape sequences) reach the
-    # terminal.
-    text = "".join(c if c.isprintable() else "?" for c in " ".join((value or "").split()))
-    return text or "-"
 
 
 def render_trail(trail: Trail, out: TextIO) -> None:
@@ -653,7 +650,7 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
     import uvicorn
 
     from auditor.api import create_app
-    from auditor.runtime import alerts_provider, build_store, timer_audit
+    from auditor.runtime import alerts_provider, build_store, remediation_route, timer_audit
     from auditor.schedule import Scheduler
 
     settings = Settings.from_env(environ)
@@ -663,6 +660,8 @@ def cmd_serve(args: argparse.Namespace, environ: dict[str, str]) -> int:
         alerts_provider=alerts_provider(settings),
         policy=settings.policy,
         scope=settings.audit.subscriptions,
+        # Local and without keys: the remediation route is served (409 while switched off).
+        remediation=remediation_route(settings, lambda: store),
     )
     scheduler = None
     if not args.no_schedule:
@@ -708,6 +707,8 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
             return cmd_trail(args, env)
         if args.command == "report":
             return cmd_report(args, env)
+        if args.command == "remediate":
+            return cmd_remediate(args, env)
         return cmd_serve(args, env)
     except (ConfigError, BadOption) as exc:
         print(f"error: {exc}", file=sys.stderr)

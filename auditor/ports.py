@@ -81,6 +81,23 @@ class MonitorClient(Protocol):
 
 
 @runtime_checkable
+class SettingWrites(Protocol):
+    """A resource's diagnostic settings read and written one by one (remediation only)."""
+
+    def get(self, resource_uri: str, name: str, **options: Any) -> object: ...
+
+    def create_or_update(
+        self, resource_uri: str, name: str, parameters: Any, **options: Any
+    ) -> object: ...
+
+
+@runtime_checkable
+class MonitorWriteClient(Protocol):
+    @property
+    def diagnostic_settings(self) -> SettingWrites: ...
+
+
+@runtime_checkable
 class ActivityLogOperations(Protocol):
     """A subscription's activity log (`activity_logs`); `filter` is the SDK's own name."""
 
@@ -134,6 +151,13 @@ class SettingsReads(Protocol):
     """A registry's diagnostic settings and the categories it offers."""
 
     def monitor(self) -> MonitorClient: ...
+
+
+@runtime_checkable
+class SettingsWrites(Protocol):
+    """Remediation: one diagnostic setting read and written (`auditor.remediation.apply`)."""
+
+    def monitor(self) -> MonitorWriteClient: ...
 
 
 @runtime_checkable

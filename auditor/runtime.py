@@ -23,6 +23,9 @@ from auditor.settings import Settings
 if TYPE_CHECKING:
     from auditor.alerts import AlertService, SettingChange
     from auditor.alerts.stream import AlertStream
+    from auditor.facts import Registry
+    from auditor.remediation.apply import Outcome
+    from auditor.remediation.service import RemediationRoute
     from auditor.storage import AuditStore
 
 log = logging.getLogger(__name__)
@@ -143,12 +146,31 @@ def timer_audit(
     settings: Settings, store: AuditStore, *, progress: Progress | None = None
 ) -> AuditRun:
     """What a scheduled run does, in Functions and in `serve`: the audit, then, after its
-    writes, the prune of expired rows (within its own budget; it never raises)."""
+    writes, the prune of expired rows (within its own budget; it never raises) and, when
+    switched on, the remediation of the allowed noncompliant registries."""
+    from auditor.remediation.service import remediate_after_run
     from auditor.retention import prune_after_run
 
     run = audit_once(settings, trigger="timer", progress=progress)
     prune_after_run(store, settings)
+    # Opt-in (AUDITOR_ENABLE_REMEDIATION); never raises.
+    remediate_after_run(
+        settings,
+        run,
+        store,
+        connect=lambda: build_arm_clients(settings, build_credential()),
+        alerts=remediation_alerts(settings),
+    )
     return run
+
+
+def remediation_alerts(
+    settings: Settings, credential: TokenCredential | None = None
+) -> Callable[[AuditRun, SettingChange], AuditRun]:
+    """The alerts of a registry re-judged after a remediation, the write named in them."""
+    return lambda run, change: send_alerts(
+        settings, run, credential=credential, setting_changes=[change]
+    )
 
 
 def audit_registry_once(
@@ -221,3 +243,31 @@ def send_alerts(
         return dataclasses.replace(run, errors=(*run.errors, f"alerting failed: {exc}"))
     problems = report.problems()
     return dataclasses.replace(run, errors=(*run.errors, *problems)) if problems else run
+
+
+def remediation_route(
+    settings: Settings,
+    store_provider: Callable[[], AuditStore],
+    credential: TokenCredential | None = None,
+) -> RemediationRoute:
+    """For `POST /api/registries/{name}/remediate`: one registry, read afresh, its plan and,
+    when asked, its write (ARM clients per request, closed after it)."""
+    from auditor.remediation.documents import Actor
+    from auditor.remediation.service import RemediationRoute, remediate_one
+
+    def run(registry: Registry, apply: bool) -> tuple[Outcome, list[str]]:
+        clients = build_arm_clients(settings, credential or build_credential())
+        try:
+            return remediate_one(
+                settings,
+                clients,
+                registry,
+                Actor.API,
+                apply=apply,
+                store=store_provider(),
+                alerts=remediation_alerts(settings, credential),
+            )
+        finally:
+            clients.close()
+
+    return RemediationRoute(enabled=settings.remediation.enabled, run=run)

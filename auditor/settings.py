@@ -41,7 +41,7 @@ from pydantic_core import CoreSchema, PydanticUseDefault, core_schema
 
 from auditor.errors import ConfigError
 from auditor.exemptions import Exemption, ExemptionSettingError, parse_setting
-from auditor.policy import GUID_PATTERN, Destination, Policy, parse_destinations
+from auditor.policy import GUID_PATTERN, Destination, Policy, is_workspace_id, parse_destinations
 from auditor.schedule import next_fire
 
 # Anchored at both ends, so `.match` is as strict as `.fullmatch`.
@@ -818,6 +818,63 @@ class AlertSettings(SettingsGroup):
         return data
 
 
+class _WorkspaceId(_Kind):
+    def accepts(self) -> str:
+        return "a Log Analytics workspace ARM id"
+
+    def parse(self, text: str) -> str:
+        if not is_workspace_id(text):
+            raise ValueError(
+                f"{_shown(text)} is not a Log Analytics workspace id (expected /subscriptions/"
+                "<guid>/resourceGroups/<rg>/providers/Microsoft.OperationalInsights/workspaces/"
+                "<name>)"
+            )
+        return text.rstrip("/")
+
+
+class RemediationSettings(SettingsGroup):
+    """Opt-in remediation: writing the diagnostic setting a noncompliant registry lacks."""
+
+    enabled: Annotated[bool, _FLAG] = Field(
+        default=False,
+        validation_alias="AUDITOR_ENABLE_REMEDIATION",
+        description="Let the deployed auditor write diagnostic settings: after each timer run "
+        "for the registries of the allow-list (next rows), and on `POST /api/registries/{name}"
+        "/remediate` (admin key). Off, it only reads. The deployment grants the write right "
+        "only when it is on. `python -m auditor remediate --apply` does not need it: a person "
+        "runs it with their own rights.",
+    )
+    workspace: Annotated[str | None, _WorkspaceId()] = Field(
+        default=None,
+        validation_alias="AUDITOR_REMEDIATION_WORKSPACE",
+        description="The workspace a remediation sends the logs to (resource-specific mode). "
+        "It must be accepted by the policy (`AUDITOR_ACCEPTED_WORKSPACES`, when set). Required "
+        "when remediation is enabled.",
+    )
+    subscriptions: Annotated[tuple[str, ...], _Items(_subscription_ids, "GUIDs")] = Field(
+        default=(),
+        validation_alias="AUDITOR_REMEDIATION_SUBSCRIPTIONS",
+        description="Subscriptions whose noncompliant registries the timer remediates after "
+        "each run; unset: none (the API and the CLI can still remediate one registry).",
+    )
+    max_per_run: Annotated[int, _Number(int, low=1, high=1000)] = Field(
+        default=10,
+        validation_alias="AUDITOR_REMEDIATION_MAX_PER_RUN",
+        description="Most registries the timer remediates after one run; the rest wait for the "
+        "next run.",
+    )
+
+    @model_validator(mode="after")
+    def _workspace_when_enabled(self) -> Self:
+        if self.enabled and self.workspace is None:
+            raise ConfigError(
+                self.variable("workspace"),
+                f"is required when {self.variable('enabled')} is true: the workspace a "
+                "remediation sends the logs to",
+            )
+        return self
+
+
 # In docs/settings.md's order.
 GROUPS: tuple[type[SettingsGroup], ...] = (
     PolicySettings,
@@ -826,6 +883,7 @@ GROUPS: tuple[type[SettingsGroup], ...] = (
     LogsSettings,
     StorageSettings,
     AlertSettings,
+    RemediationSettings,
 )
 # Every variable this module reads.
 SETTING_NAMES: tuple[str, ...] = tuple(name for group in GROUPS for name in group.variables())
@@ -841,6 +899,7 @@ class Settings:
     logs: LogsSettings
     storage: StorageSettings
     alerts: AlertSettings
+    remediation: RemediationSettings
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str], *, require_storage: bool = True) -> Settings:
@@ -854,11 +913,27 @@ class Settings:
             for name in SETTING_NAMES
             if (value := environ.get(name)) is not None and value.strip()
         }
+        storage = StorageSettings.read(given, require_storage=require_storage)
+        policy = PolicySettings.read(given).policy
         return cls(  # storage first: with nothing set, its absence is the error to report
-            storage=StorageSettings.read(given, require_storage=require_storage),
-            policy=PolicySettings.read(given).policy,
+            storage=storage,
+            policy=policy,
             audit=AuditSettings.read(given),
             arm=ArmSettings.read(given),
             logs=LogsSettings.read(given),
             alerts=AlertSettings.read(given),
+            remediation=_remediation(given, policy),
         )
+
+
+def _remediation(given: Mapping[str, str], policy: Policy) -> RemediationSettings:
+    """The remediation settings; their workspace must be one the policy accepts, or a
+    remediation would write a setting the next audit still finds noncompliant."""
+    group = RemediationSettings.read(given)
+    if group.workspace is not None and not policy.accepts_workspace(group.workspace):
+        raise ConfigError(
+            RemediationSettings.variable("workspace"),
+            "is not accepted by the policy (AUDITOR_ACCEPTED_DESTINATIONS, "
+            "AUDITOR_ACCEPTED_WORKSPACES): a setting sending there would stay noncompliant",
+        )
+    return group

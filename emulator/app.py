@@ -249,7 +249,7 @@ class CoreMiddleware:
         """The request after its latency, with any injected fault in place of the handler."""
         latency = self.world.knobs.latency_for(api)
         delay = latency.sample_s() if latency else 0.0
-        fault = self.world.take_fault(api, path, CORE_FAULT_KINDS)
+        fault = self.world.take_fault(api, path, CORE_FAULT_KINDS, method=scope["method"])
         if fault is not None and fault.kind == "slow":
             delay += fault.delay_s
         if delay > 0:

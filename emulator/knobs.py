@@ -37,13 +37,15 @@ YAML schema (every key optional; defaults are Azure's documented values)::
         - {kind: status, status: 403, subscription: 22222222-2222-2222-2222-222222222222}
         - {kind: slow, delay_s: 2, api: logs, probability: 0.1, seed: 3}
         - {kind: malformed, path: "diagnosticSettings", count: 1}
+        - {kind: status, status: 403, method: PUT, path: "/diagnosticSettings/"}  # writes only
         - {kind: partial, api: logs, count: 1}       # applied by the Log Analytics handler
         - {kind: status, status: 404, api: logs, path: "/v1/workspaces/",
            code: WorkspaceNotFoundError}
 
 A fault fires for the next `count` matching requests, or with `probability` (seeded), or, with
 neither, on every matching request. `path` is a case-insensitive regex searched in the request
-path; `subscription` is shorthand for a path regex matching that subscription's ARM paths.
+path; `subscription` is shorthand for a path regex matching that subscription's ARM paths;
+`method` (GET, PUT, POST, DELETE...) limits it to one HTTP method.
 """
 
 from __future__ import annotations
@@ -65,7 +67,7 @@ FAULT_KINDS = ("status", "slow", "malformed", "partial")
 CORE_FAULT_KINDS = frozenset({"status", "slow", "malformed"})
 DISTRIBUTIONS = ("fixed", "uniform", "lognormal")
 FAULT_FIELDS = (
-    "kind", "api", "path", "subscription", "status", "code", "message", "delay_s",
+    "kind", "api", "path", "subscription", "method", "status", "code", "message", "delay_s",
     "retry_after", "count", "probability", "seed",
     "id", "fired",  # read-only (reported by to_dict), ignored on input
 )  # fmt: skip
@@ -166,6 +168,7 @@ class Fault:
     kind: str
     api: str = "any"
     path: str = ""
+    method: str | None = None  # upper case; None: any
     status: int = 500
     code: str | None = None
     message: str | None = None
@@ -186,10 +189,12 @@ class Fault:
     def exhausted(self) -> bool:
         return self.count is not None and self.count <= 0
 
-    def try_fire(self, api: str, path: str) -> bool:
+    def try_fire(self, api: str, path: str, method: str | None = None) -> bool:
         """Whether this fault applies to the request; consumes one count. Caller holds the
         world lock."""
         if self.api not in ("any", api) or self.exhausted():
+            return False
+        if self.method is not None and method is not None and method.upper() != self.method:
             return False
         if self.path and not self._regex.search(path):
             return False
@@ -205,6 +210,8 @@ class Fault:
         out: dict[str, Any] = {"id": self.id, "kind": self.kind, "api": self.api}
         if self.path:
             out["path"] = self.path
+        if self.method is not None:
+            out["method"] = self.method
         if self.kind == "status":
             out["status"] = self.status
         if self.kind == "slow" or self.delay_s:
@@ -391,13 +398,14 @@ def parse_fault(
     prob = p.number(m, "probability", path, None, hi=1.0) if "probability" in m else None
     if count is not None and prob is not None:
         raise p.error(f"{path}.probability", "give either count or probability, not both")
-    for key in ("code", "message"):
+    for key in ("code", "message", "method"):
         if key in m and (not isinstance(m[key], str) or not m[key]):
             raise p.error(f"{path}.{key}", "expected a non-empty string")
     return Fault(
         kind=kind,
         api=api,
         path=regex,
+        method=m["method"].upper() if "method" in m else None,
         status=status,
         code=m.get("code"),
         message=m.get("message"),

@@ -396,7 +396,14 @@ class World:
         with self.lock:
             self._knobs.faults.clear()
 
-    def take_fault(self, api: str, path: str, kinds: Collection[str] | None = None) -> Fault | None:
+    def take_fault(
+        self,
+        api: str,
+        path: str,
+        kinds: Collection[str] | None = None,
+        *,
+        method: str | None = None,
+    ) -> Fault | None:
         """The next injected fault for this api and path, consuming one of its count.
 
         `kinds` limits the search: the core middleware asks for status/slow/malformed; the Log
@@ -406,7 +413,7 @@ class World:
             for f in self._knobs.faults:
                 if kinds is not None and f.kind not in kinds:
                     continue
-                if f.try_fire(api, path):
+                if f.try_fire(api, path, method):
                     self.counters[f"faults:{f.kind}"] += 1
                     return f
         return None

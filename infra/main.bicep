@@ -97,8 +97,14 @@ param alertOnUnknown bool = false
 
 // ---------------------------------------------------------------------------- rights and events
 
-@description('Give the auditor the right to write diagnostic settings on the audited scope (remediation). Off: it can only read.')
+@description('Give the auditor the right to write diagnostic settings on the audited scope (remediation), and switch remediation on (AUDITOR_ENABLE_REMEDIATION). Off: it can only read.')
 param enableRemediation bool = false
+
+@description('Workspace ARM id remediation sends registry logs to (AUDITOR_REMEDIATION_WORKSPACE); required with enableRemediation.')
+param remediationWorkspace string = ''
+
+@description('Comma-separated subscription ids whose noncompliant registries the timer remediates (AUDITOR_REMEDIATION_SUBSCRIPTIONS); empty: none.')
+param remediationSubscriptions string = ''
 
 @description('Subscribe the function diagnostic_setting_changed to this subscription system topic. Set it after the first code deployment (Event Grid checks that the function exists).')
 param subscribeEvents bool = false
@@ -202,6 +208,11 @@ var defaultSettings = {
   AUDITOR_RETENTION_EVIDENCE_DAYS: ''
   AUDITOR_RETENTION_RUNS_DAYS: ''
   AUDITOR_RETENTION_HISTORY_DAYS: ''
+  // The setting follows the role: the app writes only when its identity may.
+  AUDITOR_ENABLE_REMEDIATION: enableRemediation ? 'true' : 'false'
+  AUDITOR_REMEDIATION_WORKSPACE: remediationWorkspace
+  AUDITOR_REMEDIATION_SUBSCRIPTIONS: remediationSubscriptions
+  AUDITOR_REMEDIATION_MAX_PER_RUN: ''
 }
 
 // ---------------------------------------------------------------------------- resources

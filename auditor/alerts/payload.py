@@ -116,7 +116,7 @@ def summary(alert: Alert) -> str:
         Change.LOGIN_FAILURE_BURST: f"{name}: burst of failed logins: {_detail(alert)}",
         Change.ANONYMOUS_PULL: f"{name}: anonymous pulls: {_detail(alert)}",
         Change.RECOVERED: (
-            f"{name} is compliant again"
+            f"{name} is compliant again" + (f" (diagnostic setting{_by(change)})" if change else "")
             if alert.topic is Topic.COMPLIANCE
             else f"{name}: no more {alert.topic.value.replace('_', ' ')} seen"
         ),

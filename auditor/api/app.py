@@ -30,6 +30,7 @@ from pydantic import TypeAdapter
 from auditor import compliance_history as history
 from auditor import history_views
 from auditor.api import dashboard, docs, models, problems
+from auditor.api.remediation import router as remediation_router
 from auditor.compliance_history import (
     ComplianceAtDocument,
     PeriodDocument,
@@ -54,6 +55,7 @@ from auditor.time_bounds import parse_instant, parse_time_bound
 
 if TYPE_CHECKING:
     from auditor.alerts import AlertService
+    from auditor.remediation.service import RemediationRoute
 
 log = logging.getLogger(__name__)
 
@@ -578,6 +580,7 @@ def create_app(
     alerts_provider: Callable[[], AlertService] | None = None,
     policy: Policy = DEFAULT_POLICY,
     scope: Sequence[str] = (),
+    remediation: RemediationRoute | None = None,
 ) -> FastAPI:
     """The API app. `store_provider` is called per request (cache it if building a store is
     costly); `now` is the clock for `dataAgeSeconds` and relative `since`/`until`.
@@ -585,7 +588,9 @@ def create_app(
     request and the service it returns is closed after it, so it must build a new one, e.g.
     `lambda: AlertService.from_settings(settings, credential=credential)`. `policy` is the
     one the exports and the report state (the settings' policy); `scope` the configured
-    subscriptions the report names (empty: all the auditor can see)."""
+    subscriptions the report names (empty: all the auditor can see). `remediation` (None: this
+    app refuses `POST .../remediate` with 403) is what that route runs
+    (`auditor.api.remediation`)."""
     app = FastAPI(
         title="acr-auditor",
         version=API_VERSION,
@@ -605,7 +610,9 @@ def create_app(
     app.state.alerts_provider = alerts_provider
     app.state.policy = policy
     app.state.scope = tuple(scope)
+    app.state.remediation = remediation
     app.include_router(router)
+    app.include_router(remediation_router)
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:

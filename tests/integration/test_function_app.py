@@ -59,9 +59,9 @@ class Context:
     retry_context = None
 
 
-async def call_http(function: Any, path: str) -> func.HttpResponse:
+async def call_http(function: Any, path: str, method: str = "GET") -> func.HttpResponse:
     # The query string travels in the URL, as the host delivers it to the ASGI bridge.
-    request = func.HttpRequest("GET", f"http://localhost:7071{path}", body=b"", headers={})
+    request = func.HttpRequest(method, f"http://localhost:7071{path}", body=b"", headers={})
     handler = function.get_user_function()
     return await handler(request, Context())  # type: ignore[no-any-return]
 
@@ -75,6 +75,7 @@ def test_bindings_are_what_the_host_indexes(
         "health",
         "http_app_func",
         "diagnostic_setting_changed",
+        "remediate",
     }
 
     (timer,) = functions["audit_timer"].get_bindings_dict()["bindings"]
@@ -92,6 +93,12 @@ def test_bindings_are_what_the_host_indexes(
     health_trigger = functions["health"].get_bindings_dict()["bindings"][0]
     assert health_trigger["route"] == "health"
     assert health_trigger["authLevel"] == func.AuthLevel.ANONYMOUS
+
+    # The one route that writes to Azure takes the master key, not the API's function keys.
+    remediate_trigger = functions["remediate"].get_bindings_dict()["bindings"][0]
+    assert remediate_trigger["route"] == "registries/{name}/remediate"
+    assert [str(m) for m in remediate_trigger["methods"]] == ["POST"]
+    assert remediate_trigger["authLevel"] == func.AuthLevel.ADMIN
 
 
 def test_timer_runs_an_audit_and_the_api_serves_it(
@@ -297,3 +304,20 @@ def test_a_pruning_failure_does_not_fail_the_timer(
     assert [r["id"] for r in store.list_runs()[0]][1:] == ["expired"]
     assert store.registry_history(expired.name) != []
     assert any(r.levelname == "WARNING" and "retention" in r.getMessage() for r in caplog.records)
+
+
+def test_remediation_is_refused_by_the_api_and_off_behind_the_admin_key(
+    function_app: tuple[ModuleType, dict[str, Any]],
+) -> None:
+    _, functions = function_app
+    path = "/api/registries/acrnosetting01/remediate?apply=true"
+
+    async def calls() -> list[func.HttpResponse]:
+        return [
+            await call_http(functions["http_app_func"], path, "POST"),
+            await call_http(functions["remediate"], path, "POST"),
+        ]
+
+    through_api, through_admin = asyncio.run(calls())
+    assert through_api.status_code == 403  # a function key never reaches a write
+    assert through_admin.status_code == 409  # AUDITOR_ENABLE_REMEDIATION is off

@@ -1,7 +1,8 @@
 """The custom roles against what the code really sends: full audits (with the log check, the
 subscription list, the per-subscription registry list after a Resource Graph failure) and an
 Event Grid re-audit run against the emulator with the real Azure SDK clients, and every request
-in the emulator's log must be an operation of the reader role in infra/operations.json.
+in the emulator's log must be an operation of the reader role in infra/operations.json; a
+remediation's requests are the reader's and the remediator's.
 
 A new Azure call the role does not grant fails here, before it fails with 403 in Azure.
 """
@@ -19,6 +20,7 @@ import pytest
 from auditor.runtime import audit_once, audit_registry_once
 from auditor.settings import Settings
 from emulator.testing import RunningEmulator
+from tests.integration.test_cli import run_cli
 
 pytestmark = pytest.mark.integration
 
@@ -31,7 +33,12 @@ ROUTES = [
     for request in operation["requests"]
 ]
 READER = set(OPERATIONS["roles"]["reader"]["actions"])
+REMEDIATOR = set(OPERATIONS["roles"]["remediator"]["actions"])
 AUDITED_APIS = ("arm", "resourcegraph", "logs")
+WORKSPACE = (
+    "/subscriptions/11111111-1111-1111-1111-111111111111/resourceGroups/rg-monitoring"
+    "/providers/Microsoft.OperationalInsights/workspaces/law-central"
+)
 
 
 def operations_sent(emu: RunningEmulator) -> dict[str, int]:
@@ -75,15 +82,29 @@ def test_every_request_of_an_audit_is_an_operation_of_the_reader_role(
         used[action] = used.get(action, 0) + count
 
     assert set(used) <= READER, sorted(set(used) - READER)
+
+    # A remediation written: its one read of the setting and its write.
+    emu.world.reset_request_log()
+    remediated = run_cli(
+        {**env, "AUDITOR_REMEDIATION_WORKSPACE": WORKSPACE},
+        "remediate", "--apply", "--registry", "acrnosetting01", "--no-store",
+    )  # fmt: skip
+    assert remediated.returncode == 0, remediated.stdout + remediated.stderr
+    writes = operations_sent(emu)
+    assert set(writes) <= READER | REMEDIATOR, sorted(set(writes) - READER - REMEDIATOR)
+    assert REMEDIATOR <= set(writes)
+    for action, count in writes.items():
+        used[action] = used.get(action, 0) + count
+
     # Every operation that names its requests was seen, so the mapping itself is exercised.
     mapped = {action for _, _, action in ROUTES}
     assert set(used) == mapped, f"never sent: {sorted(mapped - set(used))}"
 
 
 def test_the_routes_recognise_what_they_should() -> None:
-    # A write the auditor never sends is not a reader operation.
-    write = [a for m, p, a in ROUTES if m == "PUT"]
-    assert write == []
+    # The one write, remediation's, is not a reader operation.
+    write = {a for m, p, a in ROUTES if m == "PUT"}
+    assert write == REMEDIATOR and not write & READER
     sample: dict[str, Any] = {
         "GET /subscriptions": "Microsoft.Resources/subscriptions/read",
         "POST /providers/Microsoft.ResourceGraph/resources": (

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -150,6 +151,17 @@ def test_uncatalogued_codes_still_render() -> None:
 def test_resolved_is_info() -> None:
     assert severity(ALERTS["resolved"]) == "info"
     assert summary(ALERTS["resolved"]) == "acrprod is compliant again"
+    remediated = SettingChange(
+        ALERTS["resolved"].registry.id,
+        SettingOperation.WRITE,
+        "acr-auditor",
+        caller="acr-auditor remediation (timer)",
+        source="remediation",
+    )
+    assert summary(replace(ALERTS["resolved"], setting_change=remediated)) == (
+        "acrprod is compliant again (diagnostic setting 'acr-auditor' by acr-auditor "
+        "remediation (timer))"
+    )
 
 
 @pytest.mark.parametrize("name", ALERTS)

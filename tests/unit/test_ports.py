@@ -54,11 +54,18 @@ def arm() -> Iterator[ArmClients]:
 ARM: list[tuple[str, Callable[[ArmClients], object], type]] = [
     ("ArmClients", lambda a: a, ports.WorkspaceReads),
     ("ArmClients", lambda a: a, ports.SettingsReads),
+    ("ArmClients", lambda a: a, ports.SettingsWrites),
     ("ArmClients", lambda a: a, ports.InventoryReads),
     ("ArmClients", lambda a: a, ports.TrailReads),
     ("workspaces()", lambda a: a.workspaces(SUB), ports.WorkspaceClient),
     ("workspaces().workspaces", lambda a: a.workspaces(SUB).workspaces, ports.ByName),
     ("monitor()", lambda a: a.monitor(), ports.MonitorClient),
+    ("monitor()", lambda a: a.monitor(), ports.MonitorWriteClient),
+    (
+        "monitor().diagnostic_settings",
+        lambda a: a.monitor().diagnostic_settings,
+        ports.SettingWrites,
+    ),
     ("monitor().diagnostic_settings", lambda a: a.monitor().diagnostic_settings, ports.ByResource),
     (
         "monitor().diagnostic_settings_category",
