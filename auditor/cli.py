@@ -491,7 +491,7 @@ def render_fleet_at(document: ComplianceAtDocument, out: TextIO) -> None:
     out.write(f"Fleet at {_stamp(document['at'])} ({source})\n\n")
     _table(
         out,
-        ("SUBSCRIPTION", "TOTAL", "COMPLIANT", "NONCOMPLIANT", "UNKNOWN", "REMOVED", "%"),
+        ("SUBSCRIPTION", "TOTAL", "COMPLIANT", "NONCOMPLIANT", "UNKNOWN", "REMOVED", "EXEMPT", "%"),
         [
             (
                 s["subscriptionId"],
@@ -513,7 +513,7 @@ def render_fleet_at(document: ComplianceAtDocument, out: TextIO) -> None:
         out.write(f"  {reason['count']:>5}  {_shown(reason['code'])}\n")
 
 
-_COUNTS = ("total", "compliant", "noncompliant", "unknown", "removed")
+_COUNTS = ("total", "compliant", "noncompliant", "unknown", "removed", "exempt")
 
 
 def _counts(totals: Totals) -> tuple[int, ...]:
@@ -524,6 +524,7 @@ def _counts(totals: Totals) -> tuple[int, ...]:
         totals["noncompliant"],
         totals["unknown"],
         totals["removed"],
+        totals.get("exempt", 0),
     )
 
 
@@ -540,7 +541,7 @@ def render_period(document: PeriodDocument, out: TextIO) -> None:
     out.write(f"Compliance from {_stamp(document['from'])} to {_stamp(document['to'])}\n\n")
     _table(
         out,
-        ("REGISTRY", "SUBSCRIPTION", "COMPLIANT", "JUDGED", "RATIO", "CHANGES", "NEVER"),
+        ("REGISTRY", "SUBSCRIPTION", "COMPLIANT", "JUDGED", "RATIO", "EXEMPT", "CHANGES", "NEVER"),
         [
             (
                 _shown(r["name"]),
@@ -548,6 +549,7 @@ def render_period(document: PeriodDocument, out: TextIO) -> None:
                 _hours(r["compliantSeconds"]),
                 _hours(r["knownSeconds"]),
                 "-" if r["complianceRatio"] is None else f"{r['complianceRatio']:.1%}",
+                _hours(r["exemptSeconds"]) if r["exemptSeconds"] else "-",
                 str(len(r["intervals"]) - 1),
                 "yes" if r["neverCompliant"] else "",
             )

@@ -12,8 +12,15 @@ order), they give:
   counted `removed`, as the summary counts the removals of its run);
 - **a period's statistics** (`period_document`): per registry the seconds it was compliant
   and the seconds it was judged at all (compliant or noncompliant: `unknown`, `removed` and
-  the time before first sight are not judgements), the mean time to fix, the registries never
-  compliant, and the runs that covered the period.
+  the time before first sight are not judgements), the seconds it was exempt, the mean time to
+  fix, the registries never compliant, and the runs that covered the period.
+
+Exempt time (docs/exemptions.md) is neither compliant nor noncompliant: it is left out of the
+judged time (`knownSeconds`) and so of the ratio, as `compliancePercent` leaves exempt
+registries out, and counted apart in `exemptSeconds`. A registry exempt the whole period has no
+judged time (ratio null) and no compliant time, so it is among the never compliant, as an
+unknown one is; noncompliant, then exempt, then compliant is not a fix (the exemption came
+between).
 
 Each document is defined here as a `TypedDict` beside its builder; the API serves them as its
 response schemas. The time is always a parameter (`now`: where a still-open interval ends).
@@ -97,7 +104,9 @@ class Interval:
 IntervalDocument = TypedDict(
     "IntervalDocument",
     {
-        "status": Annotated[str, Field(description="compliant, noncompliant, unknown, removed")],
+        "status": Annotated[
+            str, Field(description="compliant, noncompliant, unknown, removed, exempt")
+        ],
         "reasonCodes": Annotated[list[str], Field(description="sorted, without details")],
         "from": Annotated[str, Field(description="when a run first found this state")],
         "to": Annotated[
@@ -139,7 +148,14 @@ class RegistryPeriod(TypedDict):
         int,
         Field(
             description="seconds within the period it was judged compliant or noncompliant "
-            "(not unknown, removed, or before it was first seen)"
+            "(not unknown, removed, exempt, or before it was first seen)"
+        ),
+    ]
+    exemptSeconds: Annotated[
+        int,
+        Field(
+            description="seconds within the period it was exempt (docs/exemptions.md): "
+            "neither compliant nor judged"
         ),
     ]
     complianceRatio: Annotated[
@@ -379,12 +395,14 @@ def _registry_period(
         return None  # not there in the period (first seen after it, or removed before)
     compliant = sum(i.overlap(start, end, now) for i in shown if i.status == Status.COMPLIANT.value)
     known = sum(i.overlap(start, end, now) for i in shown if i.status in _JUDGED)
+    exempt = sum(i.overlap(start, end, now) for i in shown if i.status == Status.EXEMPT.value)
     row = shown[-1].row
     return {
         "name": row.name,
         "subscriptionId": row.subscription_id,
         "compliantSeconds": int(compliant),
         "knownSeconds": int(known),
+        "exemptSeconds": int(exempt),
         "complianceRatio": round(compliant / known, 4) if known > 0 else None,
         "neverCompliant": compliant == 0,
         "intervals": [interval_document(i, now) for i in shown],

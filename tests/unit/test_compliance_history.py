@@ -3,6 +3,7 @@ statistics, and the printable report built from them. Pure: every time is given.
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -120,6 +121,7 @@ def test_the_fleet_at_an_instant_is_each_registry_s_last_change_by_then() -> Non
         "noncompliant": 1,
         "unknown": 1,
         "removed": 0,
+        "exempt": 0,
     }
     assert document["compliancePercent"] == 50.0
     assert document["byReason"] == [
@@ -244,6 +246,77 @@ def test_the_period_ends_at_now_at_the_latest() -> None:
     document = ch.period_document(FLEET, RUNS, start=T0, end=NOW + 5 * H, now=NOW)
     assert document["to"] == NOW.isoformat()
     assert registry(document, "acrflip01")["knownSeconds"] == 10 * 3600
+
+
+# acrwaived: noncompliant at 0, exempt at 2 (what it would otherwise be kept in the reason),
+# compliant at 6 (fixed, the exemption removed). acrparked: exempt from 0 on (still open).
+EXEMPTIONS = (
+    row("acrwaived", 0, "noncompliant", MISSING),
+    row("acrwaived", 2, "exempt", "exempted:noncompliant", MISSING),
+    row("acrwaived", 6, "compliant"),
+    row("acrparked", 0, "exempt", "exempted:unknown", "unknown:HTTP 403"),
+)
+
+
+def test_exempt_time_is_counted_apart_and_not_judged() -> None:
+    document = ch.period_document(EXEMPTIONS, RUNS, start=T0 + H, end=T0 + 8 * H, now=NOW)
+    waived = registry(document, "acrwaived")
+    # noncompliant 1-2, exempt 2-6, compliant 6-8: the ratio is over the judged 3 hours.
+    assert waived["exemptSeconds"] == 4 * 3600
+    assert waived["knownSeconds"] == 3 * 3600
+    assert waived["compliantSeconds"] == 2 * 3600
+    assert waived["complianceRatio"] == round(2 / 3, 4)
+    assert not waived["neverCompliant"]
+    assert [i["status"] for i in waived["intervals"]] == ["noncompliant", "exempt", "compliant"]
+    # Exempt the whole period: nothing judged, no ratio, and never compliant (as unknown).
+    parked = registry(document, "acrparked")
+    assert parked["exemptSeconds"] == 7 * 3600
+    assert parked["knownSeconds"] == parked["compliantSeconds"] == 0
+    assert parked["complianceRatio"] is None
+    assert document["neverCompliant"] == ["acrparked"]
+    # Noncompliant, exempt, compliant: the exemption came between, so it is not a fix.
+    assert document["fixes"] == 0 and document["meanTimeToFixSeconds"] is None
+    # Registries never exempt have none.
+    assert registry(period(), "acrflip01")["exemptSeconds"] == 0
+
+
+def test_the_fleet_at_an_instant_counts_exempt_registries_apart() -> None:
+    both = ch.compliance_at(EXEMPTIONS, RUNS, T0 + 3 * H)
+    assert both["totals"]["exempt"] == 2 and both["totals"]["total"] == 2
+    assert both["compliancePercent"] is None  # none judged
+    later = ch.compliance_at(EXEMPTIONS, RUNS, T0 + 6.5 * H)
+    assert (later["totals"]["exempt"], later["totals"]["compliant"]) == (1, 1)
+    assert later["compliancePercent"] == 100.0  # the exempt one is left out
+    assert [s["exempt"] for s in later["bySubscription"]] == [1]
+
+
+def test_the_report_shows_exempt_counts_and_time() -> None:
+    document = ch.period_document(EXEMPTIONS, RUNS, start=T0 + H, end=T0 + 8 * H, now=NOW)
+    html = render_report(
+        document,
+        ch.compliance_at(EXEMPTIONS, RUNS, T0 + 3 * H),
+        policy=policy_document(Policy()),
+        scope=[],
+        generated_at=NOW,
+    )
+    fleet = html.split("<h2>Fleet at the end of the period</h2>")[1].split("</table>")[0]
+    headers = re.findall(r"<th[^>]*>([^<]*)</th>", fleet)
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", fleet)
+    assert dict(zip(headers, cells, strict=True)) == {
+        "Registries": "2",
+        "Compliant": "0",
+        "Noncompliant": "0",
+        "Unknown": "0",
+        "Removed": "0",
+        "Exempt": "2",
+        "Compliant %": "-",
+    }
+    time_in = html.split("<h2>Time in compliance</h2>")[1].split("</table>")[0]
+    rows = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in time_in.split("<tr>")[2:]]
+    assert [(r[0], r[3], r[4], r[5], r[6]) for r in rows] == [
+        ("acrparked", "0s", "-", "7h", "yes"),
+        ("acrwaived", "3h", "66.7 %", "4h", ""),
+    ]
 
 
 def test_run_coverage_counts_the_runs_started_in_the_period_by_outcome() -> None:

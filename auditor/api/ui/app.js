@@ -5,7 +5,16 @@
 const KEY_STORAGE = "acr-auditor:function-key";
 // The API lives beside the page: /api/ui -> /api (whatever the Functions route prefix is).
 const API_BASE = location.pathname.replace(/\/ui\/?$/, "");
-const STATUSES = ["compliant", "noncompliant", "unknown", "removed"];
+// As the API's totals. Exempt registries (an exemption in force, docs/exemptions.md) are
+// counted apart: neither compliant nor judged, as compliancePercent leaves them out.
+const STATUSES = ["compliant", "noncompliant", "unknown", "removed", "exempt"];
+// The trend's segments, bottom up, and the status colours of the charts (not text: the
+// badges' text colours are in style.css).
+const TREND = ["compliant", "noncompliant", "unknown", "exempt"];
+const COLOURS = {
+  compliant: "#1a7f43", noncompliant: "#c62828", unknown: "#6b7280", removed: "#b7791f",
+  exempt: "#6d28d9",
+};
 const OLD_DATA_SECONDS = 26 * 3600; // the timer runs hourly by default: a day is old
 const PERIOD_DAYS = 7;
 
@@ -123,8 +132,7 @@ function append(node, children) {
 }
 
 function badge(status) {
-  const known = ["compliant", "noncompliant", "unknown", "removed", "running", "succeeded",
-    "partial", "failed", "abandoned"];
+  const known = [...STATUSES, "running", "succeeded", "partial", "failed", "abandoned"];
   return el("span", { class: `badge ${known.includes(status) ? status : "unknown"}` },
     status ?? "unknown");
 }
@@ -234,19 +242,19 @@ async function showOverview(view) {
     STATUSES.map((status) => el("li", { class: "card", "data-total": status },
       el("a", { href: `#/registries?status=${status}` },
         el("span", { class: "label" }, status),
-        el("span", { class: "value" }, totals[status])))),
+        el("span", { class: "value" }, totals[status] ?? 0)))),
     el("li", { class: "card", "data-total": "percent" },
       el("span", { class: "label" }, "Compliant of judged"),
       el("span", { class: "value" },
         doc.compliancePercent === null ? "—" : `${doc.compliancePercent}%`)));
 
   const bySubscription = table("By subscription",
-    ["Subscription", "Total", "Compliant", "Noncompliant", "Unknown", "Removed", "Compliant %"],
+    ["Subscription", "Total", ...STATUSES.map((s) => s[0].toUpperCase() + s.slice(1)), "Compliant %"],
     doc.bySubscription.map((s) => [
       registriesLink({ subscription: s.subscriptionId }, s.subscriptionId),
-      s.total, s.compliant, s.noncompliant, s.unknown, s.removed,
+      s.total, ...STATUSES.map((status) => s[status] ?? 0),
       s.compliancePercent === null ? "—" : `${s.compliancePercent}%`,
-    ]), { numeric: [1, 2, 3, 4, 5, 6], captionHidden: true });
+    ]), { numeric: [1, 2, 3, 4, 5, 6, 7], captionHidden: true });
   bySubscription.id = "by-subscription";
 
   const byReason = doc.byReason.length
@@ -294,20 +302,21 @@ function trendChart(items) {
   if (!runs.length) return el("p", { class: "note" }, "No finished run yet.");
   const width = 560, height = 200, left = 36, bottom = 22, top = 8;
   const plotHeight = height - bottom - top;
-  const max = Math.max(1, ...runs.map((r) => r.totals.compliant + r.totals.noncompliant + r.totals.unknown));
+  // A run stored before exemptions has no `exempt` count: none.
+  const count = (run, status) => run.totals[status] ?? 0;
+  const max = Math.max(1, ...runs.map((r) => TREND.reduce((sum, s) => sum + count(r, s), 0)));
   const slot = (width - left) / Math.max(runs.length, 8);
   const barWidth = Math.max(4, slot * 0.7);
-  const colours = { compliant: "#1a7f43", noncompliant: "#c62828", unknown: "#6b7280" };
   const bars = runs.map((run, i) => {
     let y = top + plotHeight;
     const x = left + i * slot + (slot - barWidth) / 2;
-    const label = `${when(run.finishedAt)}: ${run.totals.compliant} compliant, ${run.totals.noncompliant} noncompliant, ${run.totals.unknown} unknown (${run.status})`;
+    const label = `${when(run.finishedAt)}: ${TREND.map((s) => `${count(run, s)} ${s}`).join(", ")} (${run.status})`;
     return svg("g", { "data-run": run.id },
       svg("title", {}, label),
-      ["compliant", "noncompliant", "unknown"].map((status) => {
-        const h = (run.totals[status] / max) * plotHeight;
+      TREND.map((status) => {
+        const h = (count(run, status) / max) * plotHeight;
         y -= h;
-        return h > 0 ? svg("rect", { x, y, width: barWidth, height: h, fill: colours[status] }) : null;
+        return h > 0 ? svg("rect", { x, y, width: barWidth, height: h, fill: COLOURS[status], "data-status": status }) : null;
       }));
   });
   const first = runs[0], last = runs[runs.length - 1];
@@ -328,8 +337,7 @@ function trendChart(items) {
   return el("figure", { class: "chart", id: "trend" },
     chart,
     el("ul", { class: "legend", "aria-hidden": "true" },
-      ["compliant", "noncompliant", "unknown"].map((s) =>
-        el("li", {}, el("span", { class: `swatch ${s}` }), s))),
+      TREND.map((s) => el("li", {}, el("span", { class: `swatch ${s}` }), s))),
     el("figcaption", { id: "trend-desc" }, description));
 }
 
@@ -348,9 +356,11 @@ async function fillPeriod(section) {
     .filter((r) => r.knownSeconds > 0)
     .sort((a, b) => a.complianceRatio - b.complianceRatio || a.name.localeCompare(b.name));
   const never = doc.neverCompliant || [];
+  // Exempt time is not judged: it is in neither the compliant nor the known time.
+  const exempt = (doc.registries || []).filter((r) => r.exemptSeconds > 0).length;
   section.replaceChildren(title,
     el("p", { id: "period-facts" },
-      `Mean time to fix: ${duration(doc.meanTimeToFixSeconds)}. Never compliant in the period: ${never.length}.`),
+      `Mean time to fix: ${duration(doc.meanTimeToFixSeconds)}. Never compliant in the period: ${never.length}. Exempt for some of it: ${exempt}.`),
     registries.length
       ? table("Least compliant registries in the period",
         ["Registry", "Compliant of known time", "Known time"],
@@ -566,14 +576,13 @@ async function fillIntervals(holder, name) {
     holder.replaceChildren(el("p", { class: "note" }, `No known status in the last ${PERIOD_DAYS} days.`));
     return;
   }
-  const colours = { compliant: "#1a7f43", noncompliant: "#c62828", unknown: "#6b7280", removed: "#b7791f" };
   let x = 0;
   const width = 560;
   const bar = svg("svg", { viewBox: `0 0 ${width} 24`, width, height: 24, role: "img",
     "aria-label": `Status over the last ${PERIOD_DAYS} days: ${items.map((i) => `${i.status} for ${duration(i.durationSeconds)}`).join(", ")}` },
   items.map((i) => {
     const w = (i.durationSeconds / total) * width;
-    const rect = svg("rect", { x, y: 0, width: Math.max(w, 0.5), height: 24, fill: colours[i.status] || "#6b7280" },
+    const rect = svg("rect", { x, y: 0, width: Math.max(w, 0.5), height: 24, fill: COLOURS[i.status] || COLOURS.unknown },
       svg("title", {}, `${i.status} from ${when(i.from)} to ${when(i.to)} (${duration(i.durationSeconds)})`));
     x += w;
     return rect;
@@ -647,8 +656,8 @@ async function showRuns(view) {
   let token = null;
   const runsTable = el("div", { class: "table-wrap" }, el("table", { id: "runs" },
     el("caption", {}, "Audit runs, newest first"),
-    el("thead", {}, el("tr", {}, ["Started", "Status", "Trigger", "Duration", "Compliant", "Noncompliant", "Unknown", "Errors"]
-      .map((h, i) => el("th", { scope: "col", class: i >= 4 && i < 7 ? "num" : null }, h)))),
+    el("thead", {}, el("tr", {}, ["Started", "Status", "Trigger", "Duration", "Compliant", "Noncompliant", "Unknown", "Exempt", "Errors"]
+      .map((h, i) => el("th", { scope: "col", class: i >= 4 && i < 8 ? "num" : null }, h)))),
     body));
   async function load() {
     more.disabled = true;
@@ -663,6 +672,7 @@ async function showRuns(view) {
         el("td", { class: "num" }, t.compliant ?? "—"),
         el("td", { class: "num" }, t.noncompliant ?? "—"),
         el("td", { class: "num" }, t.unknown ?? "—"),
+        el("td", { class: "num" }, run.totals ? t.exempt ?? 0 : "—"),
         el("td", { class: "errors" }, run.errorCount
           ? el("details", {}, el("summary", {}, `${run.errorCount} error${run.errorCount === 1 ? "" : "s"}`),
             el("ul", {}, run.errors.map((e) => el("li", {}, e))),

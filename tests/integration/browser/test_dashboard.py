@@ -242,7 +242,7 @@ def test_the_overview_shows_the_apis_numbers(served: Served, page: Any) -> None:
         "return [...document.querySelectorAll('#by-subscription tbody tr')]"
         ".map(r => [...r.children].map(c => c.textContent))"
     )
-    assert [row[:6] for row in rows] == [
+    assert [row[: 2 + len(STATUSES)] for row in rows] == [
         [s["subscriptionId"], *(str(s[k]) for k in ("total", *STATUSES))]
         for s in summary["bySubscription"]
     ]
@@ -266,7 +266,42 @@ def test_the_overview_shows_the_apis_numbers(served: Served, page: Any) -> None:
     screenshot(browser, "dashboard")
 
 
-STATUSES = ("compliant", "noncompliant", "unknown", "removed")
+STATUSES = ("compliant", "noncompliant", "unknown", "removed", "exempt")
+
+
+def test_exempt_registries_are_counted_and_listed_apart(served: Served, page: Any) -> None:
+    browser = page("/")
+    summary = served.api("/compliance")
+    exempt = [r["name"] for r in served.api("/registries", status="exempt")["items"]]
+    assert "acrlegacyreports" in exempt  # the demo's tag, in force
+    card = browser.find_element("css selector", "[data-total=exempt]")
+    assert card.find_element("css selector", ".value").text == str(summary["totals"]["exempt"])
+    assert summary["totals"]["exempt"] == len(exempt)
+    # Compliant of judged leaves them out, as the API's percentage does.
+    judged = summary["totals"]["compliant"] + summary["totals"]["noncompliant"]
+    assert summary["compliancePercent"] == summary["totals"]["compliant"] * 1000 // judged / 10
+    assert "exempt" in texts(browser, "#trend .legend li")
+    segments = browser.execute_script(
+        "return document.querySelectorAll('#trend rect[data-status=exempt]').length"
+    )
+    assert segments == 2  # one per run: both audits saw the exemption
+    # Its card links to the filtered list, which shows exactly the API's exempt registries.
+    card.find_element("tag name", "a").click()
+    settle(browser)
+    assert "status=exempt" in browser.current_url
+    _wait_for_rows(browser, exempt)
+    assert texts(browser, "#registries tbody td:nth-child(2)") == ["exempt"] * len(exempt)
+    selected = browser.execute_script("return document.getElementById('filter-status').value")
+    assert selected == "exempt"
+    screenshot(browser, "registries-exempt")
+    # The registry page: its badge and the reason that says what it would otherwise be.
+    browser = page("/registry/acrlegacyreports")
+    assert texts(browser, "h2 .badge") == ["exempt"]
+    codes = browser.execute_script(
+        "return [...document.querySelectorAll('.finding')].map(f => f.dataset.code)"
+    )
+    assert codes[0].startswith("exempted")
+    screenshot(browser, "registry-exempt")
 
 
 def _select(browser: Any, name: str, value: str) -> None:
@@ -374,6 +409,8 @@ def test_runs_show_status_duration_and_errors(served: Served, page: Any) -> None
     browser = page("/runs")
     runs = served.api("/runs")["items"]
     assert texts(browser, "#runs tbody tr td:nth-child(2)") == [r["status"] for r in runs]
+    exempt = texts(browser, "#runs tbody tr td:nth-child(8)")  # the Exempt column
+    assert exempt == [str(r["totals"]["exempt"]) for r in runs] and "0" not in exempt
     errors = texts(browser, "#runs tbody summary")
     assert errors == [f"{r['errorCount']} error" + ("s" * (r["errorCount"] != 1))
                       for r in runs if r["errorCount"]]  # fmt: skip
@@ -450,7 +487,15 @@ def contrast(foreground: str, background: str) -> float:
 
 
 @pytest.mark.parametrize(
-    "route", ["/", "/registries?status=noncompliant", "/registry/acrreportingprod", "/runs"]
+    "route",
+    [
+        "/",
+        "/registries?status=noncompliant",
+        "/registries?status=exempt",
+        "/registry/acrreportingprod",
+        "/registry/acrlegacyreports",
+        "/runs",
+    ],
 )
 def test_each_view_passes_basic_accessibility_checks(page: Any, route: str) -> None:
     browser = page(route)
