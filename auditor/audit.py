@@ -12,12 +12,12 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from azure.core.exceptions import AzureError
 
-from auditor import exemptions
+from auditor import change_run, exemptions
 from auditor.azure.clients import ArmClients
 from auditor.azure.diagnostics import MalformedSettingError, read_categories, read_settings
 from auditor.azure.errors import describe_error, retry_after, transient
@@ -30,15 +30,16 @@ from auditor.azure.inventory import (
 )
 from auditor.evidence.judgement import apply_evidence
 from auditor.evidence.model import LogEvidence
-from auditor.facts import CategoryInfo, Registry, Status, Verdict
+from auditor.facts import CategoryInfo, DiagnosticSetting, Registry, Status, Verdict
 from auditor.judgement import judge
 from auditor.logs_audit import EvidenceCollector, EvidenceResult, LogOptions
 from auditor.pacing import SubscriptionQueue
 from auditor.policy import ACR_LOG_CATEGORIES, Policy, unknown_categories
 from auditor.ports import RunStore, VerdictWriter
-from auditor.run_record import AuditRun, RunStatus
+from auditor.run_record import AuditRun, RunMode, RunStatus
 from auditor.settings import PolicySettings
 from auditor.storage.errors import StorageError
+from auditor.storage.keys import registry_key
 
 if TYPE_CHECKING:
     from auditor.azure.logs import LogsReader
@@ -173,8 +174,14 @@ def run_audit(
     logs_reader: LogsReader | None = None,
     log_options: LogOptions | None = None,
     on_judged: Judged | None = None,
+    mode: RunMode = RunMode.FULL,
+    overlap: timedelta = timedelta(minutes=30),
 ) -> AuditRun:
-    """`logs_reader` given: the logs are checked too (do events arrive?), which can make a
+    """`mode` CHANGES: only the registries the activity log says changed since the last
+    finished run (less `overlap`) are read; the rest are judged from their stored settings
+    (`change_run`). Without a store, or with nothing stored, every registry is read.
+
+    `logs_reader` given: the logs are checked too (do events arrive?), which can make a
     registry `logs_silent` (noncompliant), `pending`, or unknown when its workspace fails.
 
     Storage that fails never costs the run its verdicts: the run finishes, the returned record
@@ -200,6 +207,8 @@ def run_audit(
         storage=storage,
         run_id=run_id,
         started=started,
+        mode=mode,
+        overlap=overlap,
     )
     try:
         return audit.run()
@@ -260,6 +269,29 @@ class _Storage:
             self._known = self.writer.known_registries()  # before any write changes it
         in_scope = {s.lower() for s in subscriptions}
         return [r for r in self._known if not in_scope or r.subscription_id in in_scope]
+
+    def has_state(self) -> bool:
+        """The store answered and its registries were read: a change-driven run can compare."""
+        self.opened()
+        return self.writer is not None and self.usable
+
+    def stored_settings(self, registry: Registry) -> tuple[DiagnosticSetting, ...] | None:
+        """The settings the last run read for `registry`; None when none are usable."""
+        if self.writer is None:
+            return None
+        return self.writer.stored_settings(registry_key(registry.name))
+
+    def watermark(self) -> datetime | None:
+        """When the newest finished run started: a change-driven run reads the activity log
+        from there (less its overlap). None when it cannot be read."""
+        if self._store is None or not self.usable:
+            return None
+        try:
+            latest, _ = self._store.last_sweeps()
+        except (StorageError, AzureError) as exc:
+            log.warning("run %s: last runs unreadable: %s", self._run_id, describe_error(exc))
+            return None
+        return latest
 
     @property
     def busy(self) -> bool:
@@ -328,7 +360,10 @@ class _Audit:
     storage: _Storage
     run_id: str
     started: datetime
+    mode: RunMode = RunMode.FULL
+    overlap: timedelta = timedelta(minutes=30)
     errors: list[str] = field(default_factory=list)
+    changes: change_run.ChangePlan = field(default_factory=change_run.ChangePlan)
 
     def run(self) -> AuditRun:
         try:
@@ -369,14 +404,52 @@ class _Audit:
         collector = self._collector(registries, unreadable, categories)
         settling = _Settling(self, collector)
         try:
-            read = self._read_settings(registries, categories, settling)
-            return self._finish(inventory, [*read, *unreadable], collector, settling)
+            to_read = self._plan_reads(registries, categories)
+            for verdict in self.changes.kept:
+                settling.add(verdict, read=False)
+            read = self._read_settings(to_read, categories, settling)
+            return self._finish(
+                inventory, [*self.changes.kept, *read, *unreadable], collector, settling
+            )
         finally:
             if collector is not None:
                 collector.close()
 
     def _known(self) -> list[Registry]:
         return self.storage.known_registries(self.subscriptions)
+
+    def _plan_reads(
+        self, registries: Sequence[Registry], categories: Sequence[CategoryInfo]
+    ) -> Sequence[Registry]:
+        """Every registry in a full run; in a change-driven one, those the activity log says
+        changed and those with nothing usable stored (`change_run`)."""
+        if self.mode is RunMode.FULL:
+            return registries
+        if not self.storage.has_state():
+            self.changes.full = {
+                s: "nothing stored to compare with" for s in {r.subscription_id for r in registries}
+            }
+            return registries
+        now = self.clock()
+        watermark = self.storage.watermark()
+        subscriptions = {r.subscription_id.lower() for r in registries}
+        self.changes = change_run.plan(
+            registries,
+            stored=self.storage.stored_settings,
+            known={r.key for r in self._known()},
+            logs=change_run.read_logs(self.clients, subscriptions, watermark, now, self.overlap),
+            watermark=watermark,
+            now=now,
+            overlap=self.overlap,
+            categories=categories,
+            policy=self.policy,
+        )
+        if self.progress:
+            self.progress(
+                f"changes: {len(self.changes.read)} registries to read,"
+                f" {len(self.changes.kept)} judged from their stored settings"
+            )
+        return self.changes.read
 
     def _inventory_failed(self, known: Sequence[Registry], exc: Exception) -> AuditRun:
         # Without an inventory nothing can be judged; the run is recorded as failed.
@@ -539,6 +612,10 @@ class _Audit:
             orphan_activity=tuple(result.orphan_activity) if result else (),
             log_queries=result.queries if result else 0,
             policy=self.policy,
+            mode=self.mode,
+            rereads=self.changes.rereads,
+            full_reads=self.changes.full,
+            settings_reads=self.stats.settings_reads,
         )
         if self.progress:
             self.progress(f"audit: {len(verdicts)} registries judged")
@@ -558,10 +635,13 @@ class _Settling:
         self._waiting: dict[str, Verdict] = {}
         self._last_write = self._last_report = time.monotonic()
 
-    def add(self, verdict: Verdict) -> None:
+    def add(self, verdict: Verdict, *, read: bool = True) -> None:
+        """A judged registry; `read`: judged from settings read now, not stored ones."""
         self._waiting[verdict.registry.key] = verdict
         if self._collector is not None:
             self._collector.add(verdict)
+        if not read:
+            return
         stats = self._audit.stats
         stats.settings_reads += 1
         if verdict.status is Status.UNKNOWN:

@@ -80,6 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="do not write results to Table Storage (no storage settings needed)",
     )
     audit.add_argument("--no-alerts", action="store_true", help="do not send alerts for this run")
+    mode = audit.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--changes",
+        action="store_true",
+        help="change-driven: read the activity log since the last run and re-read only the "
+        "registries that changed; the rest are judged from their stored settings",
+    )
+    mode.add_argument(
+        "--full",
+        action="store_true",
+        help="read every registry's settings (the default for `audit`)",
+    )
     audit.add_argument("--quiet", action="store_true", help="no progress on stderr")
     audit.add_argument(
         "--status",
@@ -355,12 +367,16 @@ def _progress(quiet: bool) -> Any:
 
 
 def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
+    from auditor.run_record import RunMode
     from auditor.runtime import audit_once
 
+    if args.changes and args.no_store:
+        raise BadOption("--changes compares with the stored results: not with --no-store")
     settings = Settings.from_env(environ, require_storage=not args.no_store)
     run = audit_once(
         settings,
         trigger="cli",
+        mode=RunMode.CHANGES if args.changes else RunMode.FULL,
         subscriptions=args.subscription or None,
         use_store=not args.no_store,
         alerts=not args.no_alerts,

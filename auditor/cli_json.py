@@ -45,6 +45,10 @@ class AuditRunInfo(TypedDict):
     status: str
     trigger: str
     errors: list[str]
+    mode: str  # full, or changes: only what the activity log says changed was read
+    settingsReads: int  # registries whose settings were read from ARM
+    rereads: dict[str, list[str]]  # a change-driven run: registry id -> why it was read
+    fullReads: dict[str, str]  # a change-driven run: subscription -> why all of it was read
 
 
 class AuditedRegistry(RegistryDocument):
@@ -102,6 +106,10 @@ def run_document(run: AuditRun) -> AuditDocument:
             "status": run.status.value,
             "trigger": run.trigger,
             "errors": list(run.errors),
+            "mode": run.mode.value,
+            "settingsReads": run.settings_reads,
+            "rereads": {key: list(why) for key, why in sorted(run.rereads.items())},
+            "fullReads": dict(sorted(run.full_reads.items())),
         },
         "totals": StatusCounts.of(v.status for v in run.verdicts).to_dict(),
         "registries": [

@@ -268,6 +268,10 @@ class RunStore(Protocol):
 
     def run_writer(self, run_id: str) -> VerdictWriter: ...
 
+    def last_sweeps(self) -> tuple[datetime | None, datetime | None]:
+        """When the newest finished run, and the newest finished full sweep, started."""
+        ...
+
 
 @runtime_checkable
 class HistoryReads(Protocol):

@@ -16,6 +16,11 @@ from auditor.facts import Verdict
 from auditor.policy import Policy
 
 
+class RunMode(enum.StrEnum):
+    FULL = "full"  # every registry's settings read
+    CHANGES = "changes"  # only registries the activity log says changed (issue #15)
+
+
 class RunStatus(enum.StrEnum):
     SUCCEEDED = "succeeded"  # every registry judged
     PARTIAL = "partial"  # finished, but some registries or subscriptions are unknown
@@ -47,3 +52,10 @@ class AuditRun:
     # What the verdicts were judged against (None: a record made without a policy, e.g. a
     # run that died before judging).
     policy: Policy | None = field(default=None, compare=False)
+    mode: RunMode = RunMode.FULL
+    # A change-driven run: why each registry re-read was (registry key -> reasons), and which
+    # subscriptions were read in full and why; the other registries were judged again from
+    # the settings the last run read.
+    rereads: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
+    full_reads: Mapping[str, str] = field(default_factory=dict, compare=False)
+    settings_reads: int = 0  # registries whose settings this run read from ARM

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from azure.core.credentials import TokenCredential
@@ -17,7 +18,7 @@ from auditor import telemetry
 from auditor.audit import AuditStats, Progress, audit_registry, run_audit
 from auditor.azure.clients import ArmClients
 from auditor.pacing import TokenBucketPacer
-from auditor.run_record import AuditRun
+from auditor.run_record import AuditRun, RunMode
 from auditor.settings import Settings
 
 if TYPE_CHECKING:
@@ -100,9 +101,11 @@ def audit_once(
     progress: Progress | None = None,
     credential: TokenCredential | None = None,
     stats: AuditStats | None = None,
+    mode: RunMode = RunMode.FULL,
 ) -> AuditRun:
-    """One full audit; alerts go out from every run that stores its results (they need the
-    alert state in Table Storage), unless `alerts=False` (`--no-alerts`)."""
+    """One audit (`mode`: a full sweep, or change-driven); alerts go out from every run that
+    stores its results (they need the alert state in Table Storage), unless `alerts=False`
+    (`--no-alerts`)."""
     from auditor.logs_audit import LogOptions, build_logs_reader
 
     credential = credential or build_credential()
@@ -127,6 +130,8 @@ def audit_once(
                 logs_reader=reader,
                 log_options=LogOptions.from_settings(settings.logs) if check_logs else None,
                 on_judged=stream.submit if stream is not None else None,
+                mode=mode,
+                overlap=settings.audit.changes_overlap,
             )
             if stream is not None:
                 run = stream.finish(run)
@@ -142,6 +147,23 @@ def audit_once(
     return run
 
 
+def scheduled_mode(
+    settings: Settings, store: AuditStore, *, now: datetime | None = None
+) -> RunMode:
+    """A full sweep when the last one is `AUDITOR_FULL_SWEEP_HOURS` old (or unknown), else a
+    change-driven run. Never raises: a store it cannot read means a full sweep."""
+    every = settings.audit.full_sweep
+    if every <= timedelta(0):
+        return RunMode.FULL
+    try:
+        _, last_full = store.last_sweeps()
+    except Exception:
+        log.warning("last runs unreadable: a full sweep", exc_info=True)
+        return RunMode.FULL
+    moment = now or datetime.now(UTC)
+    return RunMode.CHANGES if last_full is not None and moment - last_full < every else RunMode.FULL
+
+
 def timer_audit(
     settings: Settings, store: AuditStore, *, progress: Progress | None = None
 ) -> AuditRun:
@@ -151,7 +173,9 @@ def timer_audit(
     from auditor.remediation.service import remediate_after_run
     from auditor.retention import prune_after_run
 
-    run = audit_once(settings, trigger="timer", progress=progress)
+    run = audit_once(
+        settings, trigger="timer", progress=progress, mode=scheduled_mode(settings, store)
+    )
     prune_after_run(store, settings)
     # Opt-in (AUDITOR_ENABLE_REMEDIATION); never raises.
     remediate_after_run(

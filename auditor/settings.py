@@ -523,6 +523,23 @@ class AuditSettings(SettingsGroup):
         validation_alias="AUDITOR_SCHEDULE",
         description="When the timer trigger runs (the default: hourly, on the hour).",
     )
+    full_sweep: Annotated[timedelta, _Number(float, low=0.0, high=8760.0, unit="hours")] = Field(
+        default=timedelta(hours=24),
+        validation_alias="AUDITOR_FULL_SWEEP_HOURS",
+        description="A scheduled run reads every registry's settings when the last full sweep "
+        "is this old; in between it is change-driven: it reads the activity log and re-reads "
+        "only registries whose settings or registry changed (or whose last read failed). `0`: "
+        "every scheduled run is a full sweep.",
+    )
+    changes_overlap: Annotated[timedelta, _Number(float, low=0.0, high=1440.0, unit="minutes")] = (
+        Field(
+            default=timedelta(minutes=30),
+            validation_alias="AUDITOR_CHANGES_OVERLAP_MINUTES",
+            description="How far before the last run's start a change-driven run reads the "
+            "activity log from: Azure lists an event only once it has ingested it, minutes after "
+            "the change.",
+        )
+    )
 
 
 class ArmSettings(SettingsGroup):

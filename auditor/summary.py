@@ -243,6 +243,16 @@ class Run(TypedDict):
     errorCount: int
     errors: list[str]
     errorsOmitted: Annotated[int, Field(description="errors counted but too long to keep")]
+    mode: Annotated[
+        str,
+        Field(
+            description="full: every registry's settings read; changes: only those the "
+            "activity log says changed, the rest judged from the settings last read"
+        ),
+    ]
+    settingsReads: Annotated[
+        int | None, Field(description="registries whose settings the run read from ARM")
+    ]
 
 
 def iso(moment: datetime) -> str:

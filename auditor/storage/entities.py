@@ -17,7 +17,7 @@ from auditor.compliance_history import HistoryRow
 from auditor.evidence import documents
 from auditor.evidence.model import LogEvidence
 from auditor.facts import Reason, Registry, Status, Verdict
-from auditor.run_record import AuditRun
+from auditor.run_record import AuditRun, RunMode
 from auditor.storage import keys
 from auditor.summary import ComplianceSummary, StatusCounts, iso, registry_document
 
@@ -282,6 +282,9 @@ def finished_run_entity(run: AuditRun) -> dict[str, Any]:
         "ErrorCount": len(run.errors),
         "Errors": errors,
         "ErrorsOmitted": omitted,
+        "Mode": run.mode.value,
+        "SettingsReads": run.settings_reads,
+        "FullReads": clip(json.dumps(dict(run.full_reads), separators=(",", ":"))),
     }
 
 
@@ -317,6 +320,9 @@ def run_doc(row: Mapping[str, Any], *, now: datetime | None = None) -> dict[str,
         "errorCount": row.get("ErrorCount", 0),
         "errors": json.loads(row["Errors"]) if row.get("Errors") else [],
         "errorsOmitted": row.get("ErrorsOmitted", 0),
+        # Rows written before change-driven runs were all full sweeps.
+        "mode": row.get("Mode", RunMode.FULL.value),
+        "settingsReads": row.get("SettingsReads"),
     }
 
 

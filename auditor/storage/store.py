@@ -41,6 +41,7 @@ class AuditStore:
         self.run_writer = self.writer.run_writer
         self.finish_run = self.writer.finish_run
         self.known_registries = self.reader.known_registries
+        self.last_sweeps = self.reader.last_sweeps
         # What the API reads.
         self.get_summary = self.reader.get_summary
         self.ping = self.reader.ping
