@@ -24,6 +24,9 @@ class StoredState:
     reason_codes: tuple[str, ...]
     status_since: datetime | None
     last_run_id: str | None
+    # The diagnostic settings last read, as stored (`entities.settings_json`), None when not
+    # known: raw text, parsed only for the registry that needs it, so a fleet's states stay small.
+    settings: str | None = None
 
 
 def reason_codes(reasons: Iterable[Reason]) -> tuple[str, ...]:

@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from auditor.change_feed import ChangeLog
     from auditor.compliance_history import HistoryRow
     from auditor.evidence.model import LogEvidence, Row
-    from auditor.facts import Registry, Verdict
+    from auditor.facts import DiagnosticSetting, Registry, Verdict
     from auditor.kql import Query
     from auditor.run_record import AuditRun
     from auditor.summary import Run
@@ -253,6 +253,13 @@ class VerdictWriter(Protocol):
     def known_registries(self) -> list[Registry]:
         """Registries stored as present when the writer opened (not removed): what the
         inventory should find."""
+        ...
+
+    def stored_settings(self, key: str) -> tuple[DiagnosticSetting, ...] | None:
+        """The diagnostic settings the last run read for registry `key`
+        (`keys.registry_key(name)`), as stored when the writer opened: what a change-driven
+        run judges a registry by without reading it again. None when not known (the last
+        read failed, the registry is new, or the row predates stored settings)."""
         ...
 
 

@@ -16,7 +16,16 @@ from auditor.changes import Change, StoredState, reason_codes
 from auditor.compliance_history import HistoryRow
 from auditor.evidence import documents
 from auditor.evidence.model import LogEvidence
-from auditor.facts import Reason, Registry, Status, Verdict
+from auditor.exemptions import otherwise
+from auditor.facts import (
+    DiagnosticSetting,
+    LogEntry,
+    MetricEntry,
+    Reason,
+    Registry,
+    Status,
+    Verdict,
+)
 from auditor.run_record import AuditRun, RunMode
 from auditor.storage import keys
 from auditor.summary import ComplianceSummary, StatusCounts, iso, registry_document
@@ -101,6 +110,120 @@ def parse_reasons(text: str | None) -> tuple[Reason, ...]:
     )
 
 
+SETTINGS_VERSION = 1
+# Short keys (`Settings` is in every stored state a run reads); None values are left out.
+_SETTING_FIELDS = (
+    ("id", "id"),
+    ("name", "name"),
+    ("ws", "workspace_id"),
+    ("sa", "storage_account_id"),
+    ("eh", "event_hub_authorization_rule_id"),
+    ("ehn", "event_hub_name"),
+    ("mp", "marketplace_partner_id"),
+    ("dt", "log_analytics_destination_type"),
+)
+
+
+# One encoder for the run, not one per call as `json.dumps` builds: a run encodes every
+# registry's settings.
+_SETTINGS_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
+
+def _setting_item(setting: DiagnosticSetting) -> dict[str, Any]:
+    item: dict[str, Any] = {
+        short: value
+        for short, field in _SETTING_FIELDS
+        if (value := getattr(setting, field)) is not None
+    }
+    item["logs"] = [[e.enabled, e.category, e.category_group] for e in setting.logs]
+    item["metrics"] = [[m.category, m.enabled] for m in setting.metrics]
+    return item
+
+
+def settings_json(settings: Sequence[DiagnosticSetting]) -> str | None:
+    """The diagnostic settings a run read, as a registry row keeps them (`Settings`), so a
+    later run can judge the registry again without reading them: `{"v":1,"s":[{"id","name",
+    "ws","sa","eh","ehn","mp","dt","logs":[[enabled,category,group]],"metrics":[[category,
+    enabled]]}]}`. None when they would not fit one string property: never clipped, since a
+    clipped setting could be judged differently."""
+    document = {"v": SETTINGS_VERSION, "s": [_setting_item(s) for s in settings]}
+    text = _SETTINGS_ENCODER.encode(document)
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: escaped, it is valid on the wire, exact
+            text = _ascii(document)
+    # A character is at most two UTF-16 units: most texts fit without counting.
+    return text if len(text) * 2 <= MAX_STRING or utf16_len(text) <= MAX_STRING else None
+
+
+def _text(value: object) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError("not a string")
+
+
+def _required(value: object) -> str:
+    if isinstance(value, str):
+        return value
+    raise TypeError("not a string")
+
+
+def _flag(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    raise TypeError("not a boolean")
+
+
+def _items(value: object) -> list[Any]:
+    if isinstance(value, list):
+        return value
+    raise TypeError("not a list")
+
+
+def _setting_from(item: object) -> DiagnosticSetting:
+    if not isinstance(item, dict):
+        raise TypeError("not an object")
+    text = {field: _text(item.get(short)) for short, field in _SETTING_FIELDS[2:]}
+    logs = [_items(entry) for entry in _items(item.get("logs"))]
+    metrics = [_items(entry) for entry in _items(item.get("metrics"))]
+    return DiagnosticSetting(
+        id=_required(item.get("id")),
+        name=_required(item.get("name")),
+        **text,
+        logs=tuple(
+            LogEntry(_flag(on), _text(category), _text(group)) for on, category, group in logs
+        ),
+        metrics=tuple(MetricEntry(_required(category), _flag(on)) for category, on in metrics),
+    )
+
+
+def parse_settings(text: str | None) -> tuple[DiagnosticSetting, ...] | None:
+    """The settings `settings_json` stored; None when there are none stored, or they are
+    malformed or of a version this code does not know (the registry is then read again)."""
+    if not text:
+        return None
+    try:
+        document = json.loads(text)
+        version = document.get("v") if isinstance(document, dict) else None
+        if type(version) is not int or version != SETTINGS_VERSION:  # not True, not 1.0
+            return None
+        return tuple(_setting_from(item) for item in _items(document.get("s")))
+    except (ValueError, TypeError, RecursionError):  # unpacking a wrong-length entry: ValueError
+        return None
+
+
+def _read_settings(verdict: Verdict) -> str | None:
+    """The `Settings` of a verdict whose run read its registry's settings; None for unknown
+    and removed ones (and exempt ones that would otherwise be unknown)."""
+    status = verdict.status
+    if status is Status.EXEMPT and verdict.reasons:
+        status = otherwise(verdict.reasons[0].code) or Status.EXEMPT
+    if status not in (Status.COMPLIANT, Status.NONCOMPLIANT):
+        return None
+    return settings_json(verdict.settings)
+
+
 def registry_entity(
     key: str,
     verdict: Verdict,
@@ -128,6 +251,8 @@ def registry_entity(
     }
     if last_event is not None:  # rows are replaced whole: no older value stays behind
         entity["LastEvent"] = iso(last_event)
+    if (settings := _read_settings(verdict)) is not None:  # absent: not known
+        entity["Settings"] = settings
     return entity
 
 
@@ -178,6 +303,7 @@ STATE_COLUMNS = (
     "SubscriptionId",
     "ResourceGroup",
     "Location",
+    "Settings",
 )
 
 
@@ -188,6 +314,7 @@ def stored_state(row: Mapping[str, Any]) -> StoredState:
         reason_codes=reason_codes(parse_reasons(row.get("Reasons"))),
         status_since=parse_time(row.get("StatusSince")),
         last_run_id=row.get("LastRunId"),
+        settings=settings if isinstance(settings := row.get("Settings"), str) else None,
     )
 
 

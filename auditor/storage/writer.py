@@ -29,7 +29,7 @@ from azure.data.tables import TableClient, UpdateMode
 from auditor import changes
 from auditor.changes import StoredState
 from auditor.evidence.model import LogEvidence
-from auditor.facts import Registry, Status, Verdict
+from auditor.facts import DiagnosticSetting, Registry, Status, Verdict
 from auditor.run_record import AuditRun
 from auditor.storage import entities, keys
 from auditor.storage.errors import StorageError
@@ -165,6 +165,13 @@ class RunWriter:
         read of the stored state its changes are judged against, so a run reads it once."""
         return [s.registry for s in self._opened_with.values() if s.status != Status.REMOVED.value]
 
+    def stored_settings(self, key: str) -> tuple[DiagnosticSetting, ...] | None:
+        """The diagnostic settings stored for registry `key` (`keys.registry_key`) when this
+        writer opened, from the same read as `known_registries`; None when not known (never
+        read, unreadable, or stored by an older version)."""
+        state = self._opened_with.get(key)
+        return entities.parse_settings(state.settings) if state is not None else None
+
     @property
     def busy(self) -> bool:
         """A queued write is still running (one writer thread: the last one is the newest);
@@ -299,6 +306,7 @@ class RunWriter:
                     reason_codes=codes,
                     status_since=since,
                     last_run_id=self._run_id,
+                    settings=registry_rows[-1].get("Settings"),
                 )
         # First: once the run row says finished, its evidence is there to read.
         self._write_evidence(items, observed_at)

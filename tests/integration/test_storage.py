@@ -11,13 +11,16 @@ from typing import Any
 import pytest
 from azure.data.tables import TableServiceClient
 
-from auditor.facts import Reason, Registry, Status, Verdict
+from auditor import exemptions
+from auditor.facts import Reason, Registry, Status, Verdict, normalize_id
+from auditor.judgement import judge
 from auditor.run_record import AuditRun, RunStatus
-from auditor.storage import AuditStore, InvalidContinuationToken, StorageError, StorageRetry
+from auditor.storage import AuditStore, InvalidContinuationToken, StorageError, StorageRetry, keys
 from auditor.storage import writer as writer_module
 from auditor.storage.writer import MAX_BATCH
 from auditor.summary import summarize
 from emulator.azurite import DEV_KEY
+from tests.unit.test_judgement import CASES
 
 pytestmark = pytest.mark.integration
 
@@ -627,6 +630,49 @@ def test_known_registries(store: AuditStore) -> None:
     )
     finish(store, audit_run(2, verdict("acrknow1", Status.UNKNOWN, "unknown:x")))
     assert store.known_registries() == [registry("acrknow1")]
+
+
+def test_a_registry_is_judged_again_from_the_settings_its_row_keeps(store: AuditStore) -> None:
+    """What a change-driven run does for a registry whose settings did not change: judge it
+    from the settings the last run read, with the same result as that run."""
+    cases = {f"acrcase{i:03d}": case for i, case in enumerate(CASES)}
+    judged = {
+        name: judge(registry(name), c.settings, c.categories, c.policy, read_error=c.read_error)
+        for name, c in cases.items()
+    }
+    waiver = exemptions.Exemption(
+        "migration", exemptions.Category.WAIVER, T0 + timedelta(days=30), "setting"
+    )
+    # One exempt registry that would be compliant and one whose read failed.
+    waived = [
+        next(n for n, v in judged.items() if v.status is status)
+        for status in (Status.COMPLIANT, Status.UNKNOWN)
+    ]
+    exempted = {normalize_id(registry(n).id): waiver for n in waived}
+    verdicts = exemptions.apply(judged.values(), exempted, now=T0)
+    assert {Status.COMPLIANT, Status.NONCOMPLIANT, Status.UNKNOWN, Status.EXEMPT} == {
+        v.status for v in verdicts
+    }
+    finish(store, audit_run(1, *verdicts))
+
+    with store.run_writer("run002") as writer:
+        for name, case in cases.items():
+            stored = writer.stored_settings(keys.registry_key(name))
+            original = judged[name]
+            if original.status is Status.UNKNOWN:
+                assert stored is None, name  # not read: not known, not "no settings"
+                continue
+            assert stored == case.settings, name  # `()` for none: distinct from None
+            again = judge(registry(name), stored, case.categories, case.policy)
+            assert again.status is original.status, name
+            assert [r.code for r in again.reasons] == [r.code for r in original.reasons], name
+
+    # Rows are replaced whole: a registry whose next read fails is no longer known.
+    unknown = verdict("acrcase001", Status.UNKNOWN, "unknown:throttled")
+    finish(store, audit_run(2, unknown, listed=frozenset()))
+    with store.run_writer("run003") as writer:
+        assert writer.stored_settings(keys.registry_key("acrcase001")) is None
+        assert writer.stored_settings(keys.registry_key("acrcase002")) == CASES[2].settings
 
 
 def _closed_port() -> int:
