@@ -253,6 +253,13 @@ class Run(TypedDict):
     settingsReads: Annotated[
         int | None, Field(description="registries whose settings the run read from ARM")
     ]
+    fullReads: Annotated[
+        dict[str, str],
+        Field(
+            description="a change-driven run: subscriptions whose registries were all read, "
+            "and why (no watermark yet, the activity log unreadable)"
+        ),
+    ]
 
 
 def iso(moment: datetime) -> str:

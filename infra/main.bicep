@@ -177,6 +177,8 @@ var subscriptionScopes = [for id in subscriptionIds: '/subscriptions/${id}']
 var defaultSettings = {
   AUDITOR_SUBSCRIPTIONS: useManagementGroup ? join(givenSubscriptions, ',') : join(subscriptionIds, ',')
   AUDITOR_SCHEDULE: schedule
+  AUDITOR_FULL_SWEEP_HOURS: ''
+  AUDITOR_CHANGES_OVERLAP_MINUTES: ''
   AUDITOR_REQUIRED_CATEGORIES: requiredCategories
   AUDITOR_REQUIRE_METRICS: requireMetrics ? 'true' : 'false'
   AUDITOR_ACCEPTED_DESTINATIONS: acceptedDestinations

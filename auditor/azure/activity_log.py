@@ -89,10 +89,13 @@ class ActivityLogReader:
 
     def _events(self, subscription_id: str, start: datetime, end: datetime) -> Iterator[object]:
         """Every event of both providers' listings (iterating the pager sends the requests)."""
-        operations = self._clients.activity_monitor(subscription_id).activity_logs
+        client = self._clients.activity_monitor(subscription_id)
         count = 0
         for provider in PROVIDERS:
-            for event in operations.list(filter=event_filter(start, end, provider), select=SELECT):
+            found = client.activity_logs.list(
+                filter=event_filter(start, end, provider), select=SELECT
+            )
+            for event in found:
                 count += 1
                 if count > self._max_events:
                     raise TooManyEvents(f"more than {self._max_events} events in the window")

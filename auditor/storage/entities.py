@@ -26,6 +26,7 @@ from auditor.facts import (
     Status,
     Verdict,
 )
+from auditor.reasons import catalog
 from auditor.run_record import AuditRun, RunMode
 from auditor.storage import keys
 from auditor.summary import ComplianceSummary, StatusCounts, iso, registry_document
@@ -213,13 +214,21 @@ def parse_settings(text: str | None) -> tuple[DiagnosticSetting, ...] | None:
         return None
 
 
+_UNREAD = f"{catalog.UNKNOWN}:"  # the settings could not be read (or not judged at all)
+
+
 def _read_settings(verdict: Verdict) -> str | None:
-    """The `Settings` of a verdict whose run read its registry's settings; None for unknown
-    and removed ones (and exempt ones that would otherwise be unknown)."""
+    """The `Settings` of a verdict whose run read its registry's settings; None for removed
+    ones and those whose settings could not be read (an `unknown:` reason). A registry
+    unknown only for its logs (its workspace unreadable) had its settings read: kept, so a
+    change-driven run need not read them again."""
     status = verdict.status
     if status is Status.EXEMPT and verdict.reasons:
         status = otherwise(verdict.reasons[0].code) or Status.EXEMPT
-    if status not in (Status.COMPLIANT, Status.NONCOMPLIANT):
+    if status is Status.UNKNOWN:
+        if any(r.code.startswith(_UNREAD) for r in verdict.reasons):
+            return None
+    elif status not in (Status.COMPLIANT, Status.NONCOMPLIANT):
         return None
     return settings_json(verdict.settings)
 
@@ -450,7 +459,19 @@ def run_doc(row: Mapping[str, Any], *, now: datetime | None = None) -> dict[str,
         # Rows written before change-driven runs were all full sweeps.
         "mode": row.get("Mode", RunMode.FULL.value),
         "settingsReads": row.get("SettingsReads"),
+        "fullReads": _full_reads(row.get("FullReads")),
     }
+
+
+def _full_reads(text: Any) -> dict[str, str]:
+    """A change-driven run's subscriptions read in full, and why; {} when unreadable."""
+    try:
+        found = json.loads(text) if isinstance(text, str) else {}
+    except ValueError:
+        return {}
+    if not isinstance(found, dict):
+        return {}
+    return {str(k): str(v) for k, v in found.items()}
 
 
 def summary_entity(summary: ComplianceSummary) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from auditor.run_record import RunMode
 from auditor.runtime import audit_once, audit_registry_once
 from auditor.settings import Settings
 from emulator.testing import RunningEmulator
@@ -70,6 +71,8 @@ def test_every_request_of_an_audit_is_an_operation_of_the_reader_role(
     run = audit_once(settings, trigger="test", alerts=False)
     assert run.verdicts and run.log_queries > 0
     audit_registry_once(settings, run.verdicts[0].registry.id, trigger="event")
+    # A change-driven run: the activity log since the run above.
+    audit_once(settings, trigger="test", alerts=False, mode=RunMode.CHANGES)
     for action, count in operations_sent(emu).items():
         used[action] = used.get(action, 0) + count
 

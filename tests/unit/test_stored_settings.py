@@ -216,6 +216,10 @@ NO_SETTING = Verdict(REGISTRY, Status.NONCOMPLIANT, MISSING, settings=())
 # An unknown verdict may carry what was read before the read failed: never stored.
 UNKNOWN = Verdict(REGISTRY, Status.UNKNOWN, UNREAD, settings=(EVERY_FIELD,))
 REMOVED = Verdict(REGISTRY, Status.REMOVED, (Reason("removed", "gone"),))
+# Unknown for its logs (its workspace unreadable), not its settings: those were read.
+LOGS_UNKNOWN = Verdict(
+    REGISTRY, Status.UNKNOWN, (Reason("logs_unreadable:http_404", "why"),), settings=(EVERY_FIELD,)
+)
 
 
 @pytest.mark.parametrize(
@@ -229,6 +233,8 @@ REMOVED = Verdict(REGISTRY, Status.REMOVED, (Reason("removed", "gone"),))
         (UNKNOWN, None),
         (exempt(UNKNOWN), None),
         (REMOVED, None),
+        (LOGS_UNKNOWN, (EVERY_FIELD,)),
+        (exempt(LOGS_UNKNOWN), (EVERY_FIELD,)),
     ],
     ids=[
         "compliant",
@@ -239,6 +245,8 @@ REMOVED = Verdict(REGISTRY, Status.REMOVED, (Reason("removed", "gone"),))
         "unknown",
         "exempt-unknown",
         "removed",
+        "logs-unknown",
+        "exempt-logs-unknown",
     ],
 )
 def test_a_row_keeps_the_settings_its_run_read(
