@@ -71,6 +71,10 @@ MAX_WALL_OVER_BOUND = 1.10
 MAX_RSS_MB_AT_10K = 200
 # 10,000 registries with no throttle bound (every subscription within its burst).
 MAX_WALL_S_WITHOUT_BOUND_AT_10K = 20.0
+# A change-driven run (issue #15): ARM reads <= changes + 2 per subscription + 10, in 10 s.
+CHANGES_READS_PER_SUBSCRIPTION = 2
+CHANGES_READS_SLACK = 10
+MAX_CHANGES_WALL_S = 10.0
 # Below this the bound says little: start-up alone takes about a second.
 MEANINGFUL_BOUND_S = 5.0
 
@@ -84,6 +88,9 @@ class Case:
     # at random over all of them): real tenants have one or two big subscriptions.
     one_subscription_share: float | None
     description: str
+    # A change-driven case: a full sweep, then this many diagnostic settings deleted, then the
+    # run measured: `audit --changes` (issue #15's figures).
+    changes: int = 0
 
 
 CASES = {
@@ -93,6 +100,14 @@ CASES = {
         Case("10k", 10_000, 20, 0.5, "10,000 registries, 20 subscriptions, half in one"),
         Case("5k-one-sub", 5_000, 1, None, "one subscription holding 5,000"),
         Case("10k-100-subs", 10_000, 100, None, "100 subscriptions sharing 10,000"),
+        Case(
+            "10k-changes",
+            10_000,
+            20,
+            None,
+            "10,000 in 20 subscriptions, 25 settings changed since a full sweep",
+            changes=25,
+        ),
     )
 }
 
@@ -561,6 +576,13 @@ def build_result(
             if n >= 10_000 and r.wall_over_bound is None
             else None
         ),
+        "changes_reads": (
+            r.arm_reads  # Resource Graph's included, as the issue counts them
+            <= case.changes + CHANGES_READS_PER_SUBSCRIPTION * r.subscriptions + CHANGES_READS_SLACK
+            if case.changes and run > 1
+            else None
+        ),
+        "changes_wall": r.wall_s <= MAX_CHANGES_WALL_S if case.changes and run > 1 else None,
         "no_429": r.throttled_429 == 0,
         "peak_rss": r.peak_rss_mb <= MAX_RSS_MB_AT_10K if n >= 10_000 else None,
         "all_judged": totals.get("total") == n and audit.exit_code in (0, 1),
@@ -606,10 +628,18 @@ def run_case(case: Case, args: argparse.Namespace, root: Path) -> list[Result]:
             env["AUDITOR_MAX_CONCURRENCY"] = str(args.concurrency)
         emulator_process = psutil.Process(emulator.proc.pid)
         audits = []
-        for run in range(1, args.runs + 1):
+        # A change-driven case measures its second run: a full sweep first, then the changes.
+        runs = max(args.runs, 2) if case.changes else args.runs
+        for run in range(1, runs + 1):
             if run > 1:
                 # Scheduled runs are hours apart: let the emulator's buckets fill up again.
                 time.sleep(ARM_BURST / rate + 1.0)
+            extra = []
+            if case.changes and run > 1:
+                _say(case.name, f"deleting {case.changes} diagnostic settings")
+                change_settings(env, scenario, case.changes)
+                time.sleep(ARM_BURST / rate + 1.0)  # and the writes' tokens come back
+                extra = ["--changes"]
             _say(case.name, f"audit run {run}")
             cpu_before = sum(emulator_process.cpu_times()[:2])
             commit = _commit()
@@ -621,7 +651,7 @@ def run_case(case: Case, args: argparse.Namespace, root: Path) -> list[Result]:
                 profile=args.profile,
                 memory=args.memory,
                 cpu_stages=args.cpu_stages,
-                cli_args=["--no-alerts"] if args.no_alerts else [],
+                cli_args=(["--no-alerts"] if args.no_alerts else []) + extra,
                 tick=tables.poll,
             )
             audits.append((audit, sum(emulator_process.cpu_times()[:2]) - cpu_before, commit))
@@ -638,6 +668,29 @@ def run_case(case: Case, args: argparse.Namespace, root: Path) -> list[Result]:
         _say(case.name, json.dumps(asdict(result)))
         results.append(result)
     return results
+
+
+def change_settings(env: dict[str, str], scenario: dict[str, Any], count: int) -> None:
+    """Deletes the first diagnostic setting of `count` registries (every n-th with one),
+    through ARM as an operator would: the emulator's activity log records each."""
+    from auditor.runtime import build_arm_clients, build_credential
+    from auditor.settings import Settings
+    from emulator.testing import sdk_environment
+
+    with_settings = [r for r in scenario["registries"] if r.get("settings")]
+    step = max(1, len(with_settings) // count)
+    chosen = with_settings[::step][:count]
+    with sdk_environment(env):
+        clients = build_arm_clients(Settings.from_env(env), build_credential())
+        try:
+            for r in chosen:
+                registry_id = (
+                    f"/subscriptions/{r['subscription']}/resourceGroups/{r['resourceGroup']}"
+                    f"/providers/Microsoft.ContainerRegistry/registries/{r['name']}"
+                )
+                clients.monitor().diagnostic_settings.delete(registry_id, r["settings"][0]["name"])
+        finally:
+            clients.close()
 
 
 def _say(case: str, message: str) -> None:
