@@ -36,7 +36,7 @@ from auditor.logs_audit import EvidenceCollector, EvidenceResult, LogOptions
 from auditor.pacing import SubscriptionQueue
 from auditor.policy import ACR_LOG_CATEGORIES, Policy, unknown_categories
 from auditor.ports import RunStore, VerdictWriter
-from auditor.run_record import AuditRun, RunMode, RunStatus
+from auditor.run_record import AuditRun, RunMode, RunStatus, Sweeps
 from auditor.settings import PolicySettings
 from auditor.storage.errors import StorageError
 from auditor.storage.keys import registry_key
@@ -281,17 +281,22 @@ class _Storage:
             return None
         return self.writer.stored_settings(registry_key(registry.name))
 
-    def watermark(self) -> datetime | None:
-        """When the newest finished run started: a change-driven run reads the activity log
-        from there (less its overlap). None when it cannot be read."""
+    def last_run(self) -> Sweeps:
+        """The newest finished run that read the fleet: a change-driven run reads the activity
+        log from its start (less the overlap). Empty when it cannot be read."""
         if self._store is None or not self.usable:
-            return None
+            return Sweeps()
         try:
-            latest, _ = self._store.last_sweeps()
+            return self._store.last_sweeps()
         except (StorageError, AzureError) as exc:
             log.warning("run %s: last runs unreadable: %s", self._run_id, describe_error(exc))
-            return None
-        return latest
+            return Sweeps()
+
+    def judged_in(self, registry: Registry, run_id: str | None) -> bool:
+        """The registry's stored row was written by run `run_id`."""
+        if self.writer is None or run_id is None:
+            return False
+        return self.writer.stored_run_id(registry_key(registry.name)) == run_id
 
     @property
     def busy(self) -> bool:
@@ -431,12 +436,16 @@ class _Audit:
             }
             return registries
         now = self.clock()
-        watermark = self.storage.watermark()
+        last = self.storage.last_run()
+        watermark = last.latest
         subscriptions = {r.subscription_id.lower() for r in registries}
         self.changes = change_run.plan(
             registries,
             stored=self.storage.stored_settings,
             known={r.key for r in self._known()},
+            # A registry the last run did not judge (a run scoped to other subscriptions) may
+            # have changed before its window: read it.
+            current=lambda r: self.storage.judged_in(r, last.latest_run),
             logs=change_run.read_logs(self.clients, subscriptions, watermark, now, self.overlap),
             watermark=watermark,
             now=now,

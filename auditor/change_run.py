@@ -26,6 +26,9 @@ from auditor.ports import ActivityLogReads
 
 # A registry the store has no row for: new since the last run.
 NOT_STORED = "not_stored"
+# A registry the last run did not judge (it was scoped to other subscriptions): its settings
+# are older than the window the activity log is read over.
+NOT_IN_LAST_RUN = "not_in_last_run"
 # Activity-log listings in flight at once (two per subscription; ARM paces them).
 _LOG_READERS = 8
 
@@ -43,6 +46,7 @@ def plan(
     *,
     stored: Callable[[Registry], tuple[DiagnosticSetting, ...] | None],
     known: Collection[str],
+    current: Callable[[Registry], bool],
     logs: Mapping[str, ChangeLog],
     watermark: datetime | None,
     now: datetime,
@@ -51,7 +55,8 @@ def plan(
     policy: Policy,
 ) -> ChangePlan:
     """Pure: the reads and the verdicts kept, given each registry's stored settings (None:
-    none usable), the keys of the registries stored as present, and the activity logs."""
+    none usable), the keys of the registries stored as present, whether the last run judged
+    each (`current`), and the activity logs."""
     previous = {r.key: stored(r) for r in registries}
     selection = change_feed.select(
         [StoredRegistry(r.id, r.subscription_id, previous[r.key] is not None) for r in registries],
@@ -67,6 +72,8 @@ def plan(
         why: tuple[str, ...] = tuple(selection.reads.get(registry.key, ()))
         if registry.key not in known:
             why = (NOT_STORED,)
+        elif not why and settings is not None and not current(registry):
+            why = (NOT_IN_LAST_RUN,)
         if settings is None or why or in_full:
             result.read.append(registry)
             if not in_full:

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     from auditor.evidence.model import LogEvidence, Row
     from auditor.facts import DiagnosticSetting, Registry, Verdict
     from auditor.kql import Query
-    from auditor.run_record import AuditRun
+    from auditor.run_record import AuditRun, Sweeps
     from auditor.summary import Run
 
 # runtime_checkable: `tests/unit/test_ports.py` checks the real SDK clients behind ArmClients,
@@ -250,6 +250,10 @@ class VerdictWriter(Protocol):
 
     def close(self) -> None: ...
 
+    def stored_run_id(self, key: str) -> str | None:
+        """The run that last wrote registry `key`'s row, when the writer opened."""
+        ...
+
     def known_registries(self) -> list[Registry]:
         """Registries stored as present when the writer opened (not removed): what the
         inventory should find."""
@@ -275,8 +279,8 @@ class RunStore(Protocol):
 
     def run_writer(self, run_id: str) -> VerdictWriter: ...
 
-    def last_sweeps(self) -> tuple[datetime | None, datetime | None]:
-        """When the newest finished run, and the newest finished full sweep, started."""
+    def last_sweeps(self) -> Sweeps:
+        """The newest finished fleet run (start, id) and the newest full sweep's start."""
         ...
 
 

@@ -59,3 +59,13 @@ class AuditRun:
     rereads: Mapping[str, tuple[str, ...]] = field(default_factory=dict, compare=False)
     full_reads: Mapping[str, str] = field(default_factory=dict, compare=False)
     settings_reads: int = 0  # registries whose settings this run read from ARM
+
+
+@dataclass(frozen=True)
+class Sweeps:
+    """What a change-driven run starts from: the newest finished run that read the fleet (when
+    it started, its id) and when the newest finished full sweep started."""
+
+    latest: datetime | None = None
+    latest_run: str | None = None
+    last_full: datetime | None = None

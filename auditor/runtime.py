@@ -156,7 +156,7 @@ def scheduled_mode(
     if every <= timedelta(0):
         return RunMode.FULL
     try:
-        _, last_full = store.last_sweeps()
+        last_full = store.last_sweeps().last_full
     except Exception:
         log.warning("last runs unreadable: a full sweep", exc_info=True)
         return RunMode.FULL

@@ -16,7 +16,7 @@ from azure.data.tables import TableClient
 
 from auditor.compliance_history import HistoryRow
 from auditor.facts import Registry, Status
-from auditor.run_record import RunMode, RunStatus
+from auditor.run_record import RunMode, RunStatus, Sweeps
 from auditor.storage import entities, keys
 from auditor.storage.errors import guarded
 from auditor.storage.keys import InvalidContinuationToken
@@ -32,6 +32,8 @@ Page = tuple[list[dict[str, Any]], str | None]
 
 # Runs that finished: what they read is stored (a failed one may have read nothing).
 FINISHED = frozenset({RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value})
+# Triggers of runs that judge one registry, not the fleet.
+ONE_REGISTRY = frozenset({"event"})
 
 
 def _check_page_size(name: str, value: int) -> None:
@@ -278,26 +280,29 @@ class AuditReader:
         moment = now or datetime.now(UTC)
         return _page(rows, limit, _RUNS_CURSOR, lambda r: entities.run_doc(r, now=moment))
 
-    def last_sweeps(self, *, scan: int = 500) -> tuple[datetime | None, datetime | None]:
-        """When the newest finished run started (a change-driven run's watermark), and when
-        the newest finished full sweep started; None for either not among the last `scan`
-        runs. A failed run counts for neither: it may have read nothing."""
-        latest: datetime | None = None
+    def last_sweeps(self, *, scan: int = 500) -> Sweeps:
+        """The newest finished run that read the fleet (its start is a change-driven run's
+        watermark) and when the newest finished full sweep started; None for what is not
+        among the last `scan` runs. A failed run counts for neither (it may have read
+        nothing), nor does a one-registry re-audit (an Event Grid notice)."""
+        latest: tuple[datetime, str] | None = None
         continuation: str | None = None
         seen = 0
         while seen < scan:
             runs, continuation = self.list_runs(limit=100, continuation=continuation)
             for run in runs:
                 started = entities.parse_time(run["startedAt"])
-                if run["status"] not in FINISHED or started is None:
+                if run["status"] not in FINISHED or run["trigger"] in ONE_REGISTRY:
                     continue
-                latest = latest or started
+                if started is None or run["id"] is None:
+                    continue
+                latest = latest or (started, run["id"])
                 if run["mode"] == RunMode.FULL.value:
-                    return latest, started
+                    return Sweeps(*latest, last_full=started)
             seen += len(runs)
             if continuation is None:
                 break
-        return latest, None
+        return Sweeps(*latest) if latest else Sweeps()
 
     def registry_logins(
         self,

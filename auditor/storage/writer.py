@@ -172,6 +172,11 @@ class RunWriter:
         state = self._opened_with.get(key)
         return entities.parse_settings(state.settings) if state is not None else None
 
+    def stored_run_id(self, key: str) -> str | None:
+        """The run that last wrote registry `key`'s row, when this writer opened."""
+        state = self._opened_with.get(key)
+        return state.last_run_id if state is not None else None
+
     @property
     def busy(self) -> bool:
         """A queued write is still running (one writer thread: the last one is the newest);

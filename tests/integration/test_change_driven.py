@@ -107,6 +107,32 @@ def test_the_timer_sweeps_in_full_when_the_last_sweep_is_old(local_azure: LocalA
     hourly: dict[str, Any] = {**env, "AUDITOR_FULL_SWEEP_HOURS": "0"}
     assert scheduled_mode(Settings.from_env(hourly), store) is RunMode.FULL
     full = store.last_sweeps()
-    audit(env, RunMode.CHANGES)
-    latest, last_full = store.last_sweeps()
-    assert last_full == full[1] and latest is not None and latest > last_full
+    changes = audit(env, RunMode.CHANGES)
+    after = store.last_sweeps()
+    assert after.last_full == full.last_full and after.latest_run == changes.run_id
+    assert after.latest is not None and full.last_full is not None
+    assert after.latest > full.last_full
+
+
+def test_registries_a_scoped_run_left_out_are_read_by_the_next_change_driven_run(
+    local_azure: LocalAzure,
+) -> None:
+    _, env = local_azure()
+    first = audit(env, RunMode.FULL)
+    by_sub: dict[str, set[str]] = {}
+    for v in first.verdicts:
+        by_sub.setdefault(v.registry.subscription_id.lower(), set()).add(v.registry.key)
+    scoped, other = sorted(by_sub, key=lambda s: -len(by_sub[s]))[:2]
+    # The newest run judged only one subscription: the others' rows are older than its start.
+    audit_once(Settings.from_env(env), trigger="test", alerts=False, subscriptions=[scoped])
+    changes = audit(env, RunMode.CHANGES)
+    assert by_sub[other] <= set(changes.rereads)
+    assert {changes.rereads[k] for k in by_sub[other]} <= {
+        ("not_in_last_run",),
+        ("last_read_failed",),
+    }
+    assert not set(changes.rereads) & by_sub[scoped] - {
+        v.registry.key
+        for v in first.verdicts
+        if any(r.code.startswith("unknown:") for r in v.reasons)
+    }
