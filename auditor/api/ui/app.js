@@ -650,13 +650,20 @@ function observations(items) {
 // ---------------------------------------------------------------------------------------
 // Runs: status, duration, errors; older pages with the continuation token.
 
+// "timer (full)", or "timer (changes, 25 read)": a change-driven run read only what changed.
+function runMode(run) {
+  const mode = run.mode ?? "full";
+  const read = mode === "changes" && run.settingsReads != null ? `, ${run.settingsReads} read` : "";
+  return `${run.trigger ?? "—"} (${mode}${read})`;
+}
+
 async function showRuns(view) {
   const body = el("tbody", {});
   const more = el("button", { type: "button" }, "Older runs");
   let token = null;
   const runsTable = el("div", { class: "table-wrap" }, el("table", { id: "runs" },
     el("caption", {}, "Audit runs, newest first"),
-    el("thead", {}, el("tr", {}, ["Started", "Status", "Trigger", "Duration", "Compliant", "Noncompliant", "Unknown", "Exempt", "Errors"]
+    el("thead", {}, el("tr", {}, ["Started", "Status", "Trigger (mode)", "Duration", "Compliant", "Noncompliant", "Unknown", "Exempt", "Errors"]
       .map((h, i) => el("th", { scope: "col", class: i >= 4 && i < 8 ? "num" : null }, h)))),
     body));
   async function load() {
@@ -667,7 +674,7 @@ async function showRuns(view) {
       body.append(el("tr", { "data-run": run.id },
         el("th", { scope: "row" }, when(run.startedAt, { seconds: true })),
         el("td", {}, badge(run.status)),
-        el("td", {}, run.trigger ?? "—"),
+        el("td", {}, runMode(run)),
         el("td", {}, duration(secondsBetween(run.startedAt, run.finishedAt))),
         el("td", { class: "num" }, t.compliant ?? "—"),
         el("td", { class: "num" }, t.noncompliant ?? "—"),

@@ -409,6 +409,11 @@ def test_runs_show_status_duration_and_errors(served: Served, page: Any) -> None
     browser = page("/runs")
     runs = served.api("/runs")["items"]
     assert texts(browser, "#runs tbody tr td:nth-child(2)") == [r["status"] for r in runs]
+    assert texts(browser, "#runs tbody tr td:nth-child(3)") == [
+        f"{r['trigger']} ({r['mode']}"
+        + (f", {r['settingsReads']} read)" if r["mode"] == "changes" else ")")
+        for r in runs
+    ]
     exempt = texts(browser, "#runs tbody tr td:nth-child(8)")  # the Exempt column
     assert exempt == [str(r["totals"]["exempt"]) for r in runs] and "0" not in exempt
     errors = texts(browser, "#runs tbody summary")
