@@ -7,9 +7,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,18 +16,19 @@ import pytest
 from fastapi.testclient import TestClient
 
 from auditor.api import create_app
-from auditor.facts import Reason, Registry, Status, Verdict
+from auditor.facts import Status, Verdict
 from auditor.policy import Policy
 from auditor.run_record import AuditRun, RunStatus
 from auditor.runtime import audit_once, build_store
 from auditor.settings import Settings
 from auditor.storage import AuditStore
 from emulator.testing import RunningEmulator
+from tests.integration.test_api import verdict
+from tests.integration.test_cli import run_cli
 
 pytestmark = pytest.mark.integration
 
 LocalAzure = Callable[..., tuple[RunningEmulator, dict[str, str]]]
-REPO = Path(__file__).resolve().parents[2]
 SUB_A = "00000000-0000-0000-0000-00000000000a"
 SUB_B = "00000000-0000-0000-0000-00000000000b"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
@@ -39,18 +37,6 @@ NOW = T0 + 6 * H
 MISSING = "category_missing:ContainerRegistryLoginEvents"
 PROBLEM = "application/problem+json"
 HOSTILE = 'acr<img src=x onerror="alert(1)">'
-
-
-def verdict(name: str, status: Status, *codes: str, sub: str = SUB_A) -> Verdict:
-    registry = Registry(
-        id=f"/subscriptions/{sub}/resourceGroups/rg/providers/"
-        f"Microsoft.ContainerRegistry/registries/{name}",
-        name=name,
-        subscription_id=sub,
-        resource_group="rg",
-        location="westeurope",
-    )
-    return Verdict(registry, status, tuple(Reason(code, f"why {code}") for code in codes))
 
 
 def store_run(store: AuditStore, number: int, *verdicts: Verdict) -> AuditRun:
@@ -307,19 +293,6 @@ def test_the_new_routes_are_documented_like_the_others(client: TestClient) -> No
 
 def audit(env: dict[str, str]) -> AuditRun:
     return audit_once(Settings.from_env(env), trigger="test", alerts=False)
-
-
-def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("AUDITOR_")}
-    return subprocess.run(
-        [sys.executable, "-m", "auditor", *args],
-        env={**clean, **env},
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
 
 
 def test_a_status_change_between_two_real_audits(local_azure: LocalAzure, tmp_path: Path) -> None:
