@@ -9,7 +9,7 @@ import logging
 import queue
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
@@ -27,7 +27,9 @@ from auditor.azure.inventory import (
     discover,
     read_registry,
     registry_from_id,
+    visible_subscriptions,
 )
+from auditor.change_feed import ChangeLog
 from auditor.evidence.judgement import apply_evidence
 from auditor.evidence.model import LogEvidence
 from auditor.facts import CategoryInfo, DiagnosticSetting, Registry, Status, Verdict
@@ -281,22 +283,24 @@ class _Storage:
             return None
         return self.writer.stored_settings(registry_key(registry.name))
 
-    def last_run(self) -> Sweeps:
-        """The newest finished run that read the fleet: a change-driven run reads the activity
-        log from its start (less the overlap). Empty when it cannot be read."""
+    def last_run(self, subscriptions: Collection[str]) -> Sweeps:
+        """When each of `subscriptions` was last listed by a finished run: a change-driven run
+        reads its activity log from there (less the overlap). Empty when unreadable."""
         if self._store is None or not self.usable:
             return Sweeps()
         try:
-            return self._store.last_sweeps()
+            return self._store.last_sweeps(subscriptions)
         except (StorageError, AzureError) as exc:
             log.warning("run %s: last runs unreadable: %s", self._run_id, describe_error(exc))
             return Sweeps()
 
-    def judged_in(self, registry: Registry, run_id: str | None) -> bool:
-        """The registry's stored row was written by run `run_id`."""
-        if self.writer is None or run_id is None:
-            return False
-        return self.writer.stored_run_id(registry_key(registry.name)) == run_id
+    def has_facts(self, registry: Registry) -> bool:
+        """The registry's stored row holds all its facts (see `VerdictWriter.stored_facts`)."""
+        return self.writer is not None and self.writer.stored_facts(registry_key(registry.name))
+
+    def judged_from_store(self, verdicts: Sequence[Verdict]) -> None:
+        if self.writer is not None:
+            self.writer.judged_from_store({registry_key(v.registry.name) for v in verdicts})
 
     @property
     def busy(self) -> bool:
@@ -369,6 +373,11 @@ class _Audit:
     overlap: timedelta = timedelta(minutes=30)
     errors: list[str] = field(default_factory=list)
     changes: change_run.ChangePlan = field(default_factory=change_run.ChangePlan)
+    # A change-driven run from the store: when it planned, each subscription's watermark, and
+    # the activity logs read.
+    _now: datetime | None = None
+    _watermarks: dict[str, datetime | None] = field(default_factory=dict)
+    _logs: dict[str, ChangeLog] = field(default_factory=dict)
 
     def run(self) -> AuditRun:
         try:
@@ -378,13 +387,7 @@ class _Audit:
 
     def _stages(self) -> AuditRun:
         try:
-            inventory = discover(
-                self.clients,
-                self.subscriptions,
-                # Read by the store's thread while Resource Graph answers.
-                expected=lambda: {r.subscription_id for r in self._known()},
-                progress=self.progress,
-            )
+            inventory = self._inventory()
         except (AzureError, InventoryError) as exc:
             return self._inventory_failed(self._known(), exc)
         self.stats.inventory = inventory
@@ -423,6 +426,43 @@ class _Audit:
     def _known(self) -> list[Registry]:
         return self.storage.known_registries(self.subscriptions)
 
+    def _inventory(self) -> Inventory:
+        """A full sweep lists the fleet; a change-driven run with a store takes it from there
+        and the activity log (`change_run.inventory`), listing only what they cannot tell."""
+        if self.mode is RunMode.FULL or not self.storage.has_state():
+            return self._listing(list(self.subscriptions))
+        self._now = self.clock()
+        found = Inventory()
+        subscriptions = visible_subscriptions(self.clients, self.subscriptions, found)
+        covered = self.storage.last_run(subscriptions).covered
+        self._watermarks = {s: covered.get(s) for s in subscriptions}
+        self._logs = change_run.read_logs(self.clients, self._watermarks, self._now, self.overlap)
+        listed = change_run.inventory(
+            self.clients,
+            subscriptions,
+            stored=self._known(),
+            facts=self.storage.has_facts,
+            logs=self._logs,
+            listing=self._listing,
+        )
+        listed.failed.update(found.failed)
+        listed.errors[:0] = found.errors
+        if self.progress:
+            self.progress(
+                f"inventory: {len(listed.registries)} registries in {len(listed.complete)}"
+                " subscriptions, from the store and the activity log"
+            )
+        return listed
+
+    def _listing(self, subscriptions: list[str]) -> Inventory:
+        return discover(
+            self.clients,
+            subscriptions,
+            # Read by the store's thread while Resource Graph answers.
+            expected=lambda: {r.subscription_id for r in self._known()},
+            progress=self.progress,
+        )
+
     def _plan_reads(
         self, registries: Sequence[Registry], categories: Sequence[CategoryInfo]
     ) -> Sequence[Registry]:
@@ -430,29 +470,23 @@ class _Audit:
         changed and those with nothing usable stored (`change_run`)."""
         if self.mode is RunMode.FULL:
             return registries
-        if not self.storage.has_state():
+        if self._now is None:  # no store to compare with: the inventory was listed
             self.changes.full = {
                 s: "nothing stored to compare with" for s in {r.subscription_id for r in registries}
             }
             return registries
-        now = self.clock()
-        last = self.storage.last_run()
-        watermark = last.latest
-        subscriptions = {r.subscription_id.lower() for r in registries}
         self.changes = change_run.plan(
             registries,
             stored=self.storage.stored_settings,
             known={r.key for r in self._known()},
-            # A registry the last run did not judge (a run scoped to other subscriptions) may
-            # have changed before its window: read it.
-            current=lambda r: self.storage.judged_in(r, last.latest_run),
-            logs=change_run.read_logs(self.clients, subscriptions, watermark, now, self.overlap),
-            watermark=watermark,
-            now=now,
+            logs=self._logs,
+            watermarks={s: at for s, at in self._watermarks.items() if at is not None},
+            now=self._now,
             overlap=self.overlap,
             categories=categories,
             policy=self.policy,
         )
+        self.storage.judged_from_store(self.changes.kept)
         if self.progress:
             self.progress(
                 f"changes: {len(self.changes.read)} registries to read,"

@@ -3,8 +3,9 @@ reads the activity log. Pure: no I/O, no clock; the caller passes `now`.
 
 The activity log (`auditor/azure/activity_log.py`) tells, per subscription, which registries
 had a diagnostic setting written or deleted, or were created, updated or deleted since the
-watermark. A registry is re-read when it changed, or when its last read failed. A
-subscription whose log could not be read, a first run and a watermark older than the log's 90
+subscription's watermark: when the newest finished run that listed it started. A registry is
+re-read when it changed, or when its last read failed. A subscription whose log could not be
+read, one no run has listed since the last full sweep and a watermark older than the log's 90
 days all mean a full read, with the reason.
 
 The query window starts `overlap` before the watermark: an event is listed only once Azure
@@ -86,12 +87,10 @@ class Selection:
     """The plan of a change-driven run.
 
     `reads`: registry id (normalized) -> why it is re-read. `full`: subscription (lower
-    case) -> why all its registries are read. `watermark`: where the next run's window
-    starts (before its overlap) once this run's reads are stored."""
+    case) -> why all its registries are read."""
 
     reads: Mapping[str, tuple[ReadReason, ...]]
     full: Mapping[str, str]
-    watermark: datetime
 
 
 def query_window(
@@ -109,28 +108,38 @@ def query_window(
     return start, now
 
 
+NO_WATERMARK = "no finished run since the last full sweep listed this subscription"
+TOO_OLD = "its last listing is older than the activity log's 90 days"
+
+
+def uncovered(watermark: datetime | None, now: datetime, overlap: timedelta) -> str | None:
+    """Why a subscription last listed at `watermark` must be read in full; None when its
+    activity log covers the time since."""
+    if query_window(watermark, now, overlap) is not None:
+        return None
+    return NO_WATERMARK if watermark is None else TOO_OLD
+
+
 def select(
     stored: Iterable[StoredRegistry],
     logs: Mapping[str, ChangeLog],
     *,
-    watermark: datetime | None,
+    watermarks: Mapping[str, datetime],
     now: datetime,
     overlap: timedelta,
 ) -> Selection:
-    """What to re-read given the stored registries and each subscription's change log (keyed
-    by subscription id, any case). A subscription with stored registries but no log is read
-    in full, as is everything when the window cannot be covered."""
+    """What to re-read given the stored registries, each subscription's change log and when
+    it was last listed (`watermarks`; all keyed by subscription id, any case). A subscription
+    whose window cannot be covered, or with no readable log, is read in full."""
     registries = list(stored)
     subscriptions = {r.subscription_id.lower() for r in registries} | {s.lower() for s in logs}
-    if query_window(watermark, now, overlap) is None:
-        why = (
-            "first change-driven run: no watermark"
-            if watermark is None
-            else "the watermark is older than the activity log's 90 days"
-        )
-        return Selection(reads={}, full=dict.fromkeys(sorted(subscriptions), why), watermark=now)
+    marks = {s.lower(): at for s, at in watermarks.items()}
     by_sub = {s.lower(): log for s, log in logs.items()}
-    full = {s: bad for s in sorted(subscriptions) if (bad := _unreadable(by_sub.get(s)))}
+    full = {
+        s: bad
+        for s in sorted(subscriptions)
+        if (bad := uncovered(marks.get(s), now, overlap) or _unreadable(by_sub.get(s)))
+    }
     reasons: dict[str, set[ReadReason]] = {}
     for r in registries:
         if not r.last_read_ok and r.subscription_id.lower() not in full:
@@ -140,7 +149,18 @@ def select(
         if sub not in full:
             _add_changes(reasons, log.changes, known)
     reads = {rid: tuple(sorted(why)) for rid, why in sorted(reasons.items())}
-    return Selection(reads=reads, full=full, watermark=now)
+    return Selection(reads=reads, full=full)
+
+
+def registry_events(log: ChangeLog) -> set[str]:
+    """The registries (normalized ids) created, updated or deleted in `log`'s window by an
+    operation that did not fail: a run that takes the inventory from its store reads them
+    again from ARM."""
+    return {
+        normalize_id(c.registry_id)
+        for c in _succeeded(log.changes)
+        if c.kind in (ChangeKind.REGISTRY_WRITTEN, ChangeKind.REGISTRY_DELETED)
+    }
 
 
 def _unreadable(log: ChangeLog | None) -> str | None:
@@ -151,15 +171,21 @@ def _unreadable(log: ChangeLog | None) -> str | None:
     return None
 
 
-def _add_changes(
-    reasons: dict[str, set[ReadReason]], changes: Iterable[RegistryChange], known: set[str]
-) -> None:
+def _succeeded(changes: Iterable[RegistryChange]) -> list[RegistryChange]:
     changes = list(changes)
     # An operation that failed changed nothing; its Started event shares its correlation id.
     failed = {c.correlation_id for c in changes if c.status == "Failed" and c.correlation_id}
-    for c in changes:
-        if c.status == "Failed" or (c.correlation_id and c.correlation_id in failed):
-            continue
+    return [
+        c
+        for c in changes
+        if c.status != "Failed" and not (c.correlation_id and c.correlation_id in failed)
+    ]
+
+
+def _add_changes(
+    reasons: dict[str, set[ReadReason]], changes: Iterable[RegistryChange], known: set[str]
+) -> None:
+    for c in _succeeded(changes):
         rid = normalize_id(c.registry_id)
         if c.kind is ChangeKind.REGISTRY_DELETED and rid not in known:
             continue  # never stored: nothing to confirm

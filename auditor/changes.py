@@ -27,6 +27,12 @@ class StoredState:
     # The diagnostic settings last read, as stored (`entities.settings_json`), None when not
     # known: raw text, parsed only for the registry that needs it, so a fleet's states stay small.
     settings: str | None = None
+    # `Digest` of the row (`entities.content_digest`): unchanged content need not be rewritten.
+    digest: str | None = None
+    # The digest of its newest stored evidence, and when that was written.
+    evidence: tuple[str, datetime] | None = None
+    # The row holds every fact of the registry (`entities.facts_json`), not only its place.
+    facts: bool = False
 
 
 def reason_codes(reasons: Iterable[Reason]) -> tuple[str, ...]:

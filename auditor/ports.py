@@ -18,7 +18,7 @@ they accept, and the import graph stays free of loops.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -250,8 +250,14 @@ class VerdictWriter(Protocol):
 
     def close(self) -> None: ...
 
-    def stored_run_id(self, key: str) -> str | None:
-        """The run that last wrote registry `key`'s row, when the writer opened."""
+    def stored_facts(self, key: str) -> bool:
+        """Registry `key`'s stored row holds every fact of the registry, so a change-driven
+        run can take it from the store instead of listing its subscription."""
+        ...
+
+    def judged_from_store(self, registry_keys: Collection[str]) -> None:
+        """Registries judged from their stored settings, not read: rows written only when
+        what they say changed."""
         ...
 
     def known_registries(self) -> list[Registry]:
@@ -279,8 +285,9 @@ class RunStore(Protocol):
 
     def run_writer(self, run_id: str) -> VerdictWriter: ...
 
-    def last_sweeps(self) -> Sweeps:
-        """The newest finished fleet run (start, id) and the newest full sweep's start."""
+    def last_sweeps(self, subscriptions: Collection[str] = ()) -> Sweeps:
+        """When each subscription was last listed by a finished run, and the newest full
+        sweep's start."""
         ...
 
 

@@ -63,9 +63,12 @@ class AuditRun:
 
 @dataclass(frozen=True)
 class Sweeps:
-    """What a change-driven run starts from: the newest finished run that read the fleet (when
-    it started, its id) and when the newest finished full sweep started."""
+    """What a change-driven run starts from. `covered`: per subscription (lower case), when
+    the newest finished run that listed it completely started; its activity log is read from
+    there (less the overlap), so a run scoped to other subscriptions costs none of their
+    changes. `latest`: when the newest finished fleet run started; `last_full`: the newest
+    finished full sweep."""
 
+    covered: Mapping[str, datetime] = field(default_factory=dict)
     latest: datetime | None = None
-    latest_run: str | None = None
     last_full: datetime | None = None

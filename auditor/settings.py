@@ -535,9 +535,9 @@ class AuditSettings(SettingsGroup):
         Field(
             default=timedelta(minutes=30),
             validation_alias="AUDITOR_CHANGES_OVERLAP_MINUTES",
-            description="How far before the last run's start a change-driven run reads the "
-            "activity log from: Azure lists an event only once it has ingested it, minutes after "
-            "the change.",
+            description="How far before the start of the last run that listed a subscription a "
+            "change-driven run reads its activity log from: Azure lists an event only once it has "
+            "ingested it, minutes after the change.",
         )
     )
 

@@ -177,6 +177,16 @@ def _visible(clients: InventoryReads, subs: list[str], inv: Inventory) -> list[s
     return [s for s in subs if s in listed]
 
 
+def visible_subscriptions(
+    clients: InventoryReads, subscriptions: Sequence[str], inv: Inventory
+) -> list[str]:
+    """The configured `subscriptions` the identity can list (the others failed on `inv`), or
+    every readable one it can list when none are configured."""
+    if subscriptions:
+        return _visible(clients, sorted({s.lower() for s in subscriptions}), inv)
+    return list_subscriptions(clients)
+
+
 def _batches(items: Sequence[str], size: int) -> Iterable[list[str]]:
     for start in range(0, len(items), size):
         yield list(items[start : start + size])
@@ -245,11 +255,8 @@ def discover(
     refused, is failed on the inventory, never an empty success.
     """
     inv = Inventory()
-    configured: list[str] = []
-    if subscriptions:
-        subs = configured = _visible(clients, sorted({s.lower() for s in subscriptions}), inv)
-    else:
-        subs = list_subscriptions(clients)
+    subs = visible_subscriptions(clients, subscriptions, inv)
+    configured = subs if subscriptions else []
     known: set[str] | None = None
     for batch in _batches(subs, SUBSCRIPTION_BATCH):
         try:

@@ -7,8 +7,9 @@ clipped to fit rather than trusted, so no input can make a write fail.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -242,7 +243,10 @@ def registry_entity(
     observed_at: datetime,
     status_since: datetime,
     last_event: datetime | None = None,
+    evidence: tuple[str, datetime] | None = None,
 ) -> dict[str, Any]:
+    """`evidence`: the digest of the registry's newest stored evidence and when it was
+    written (`evidence_entities`), so a later run can tell whether its own differs."""
     registry = verdict.registry
     entity = {
         "PartitionKey": keys.registry_partition(key),
@@ -252,6 +256,7 @@ def registry_entity(
         "SubscriptionId": clip(registry.subscription_id.strip().lower()),
         "ResourceGroup": clip(registry.resource_group),
         "Location": clip(registry.location),
+        "Facts": facts_json(registry),
         "Status": verdict.status.value,
         "Reasons": reasons,
         "LastRunId": clip(run_id),
@@ -262,7 +267,69 @@ def registry_entity(
         entity["LastEvent"] = iso(last_event)
     if (settings := _read_settings(verdict)) is not None:  # absent: not known
         entity["Settings"] = settings
+    if evidence is not None:
+        entity["EvidenceDigest"], at = evidence
+        entity["EvidenceAt"] = iso(at)
+    entity["Digest"] = content_digest(entity)
     return entity
+
+
+# What a run writes into every row it touches whatever changed: left out of `Digest`, so a
+# change-driven run can leave a registry's row alone when nothing else about it changed.
+_RUN_COLUMNS = frozenset({"LastRunId", "CheckedAt", "Digest"})
+
+
+def content_digest(entity: Mapping[str, Any]) -> str:
+    """A registry row's content, less the run that wrote it, as a short hash."""
+    text = _SETTINGS_ENCODER.encode(
+        sorted((k, str(v)) for k, v in entity.items() if k not in _RUN_COLUMNS)
+    )
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
+
+
+FACTS_VERSION = 1
+
+
+def facts_json(registry: Registry) -> str:
+    """The registry's facts beyond its id and place (`Facts`): what a change-driven run needs
+    to judge it again from the store, without listing the fleet. `{"v":1,"sku","admin",
+    "anon","created","tags":[[name,value]]}`."""
+    created = registry.created_at
+    return _ascii(
+        {
+            "v": FACTS_VERSION,
+            "sku": clip(registry.sku),
+            "admin": registry.admin_user_enabled,
+            "anon": registry.anonymous_pull_enabled,
+            "created": iso(created) if created is not None else None,
+            "tags": [[clip(k), clip(v, MAX_DETAIL)] for k, v in registry.tags],
+        }
+    )
+
+
+def _facts(text: object) -> dict[str, Any] | None:
+    """The facts `facts_json` stored; None when absent, malformed or of another version."""
+    if not isinstance(text, str):
+        return None
+    try:
+        found = json.loads(text)
+        if not isinstance(found, dict) or found.get("v") != FACTS_VERSION:
+            return None
+        tags = tuple((str(k), str(v)) for k, v in _items(found.get("tags", [])))
+        created = found.get("created")
+        return {
+            "sku": str(found.get("sku") or ""),
+            "admin_user_enabled": _optional_flag(found.get("admin")),
+            "anonymous_pull_enabled": _optional_flag(found.get("anon")),
+            "created_at": parse_time(created) if isinstance(created, str) else None,
+            "tags": tags,
+        }
+    except (ValueError, TypeError, RecursionError):
+        return None
+
+
+def _optional_flag(value: object) -> bool | None:
+    return value if isinstance(value, bool) else None
 
 
 def history_entity(
@@ -296,6 +363,7 @@ def registry_from_entity(row: Mapping[str, Any]) -> Registry:
         subscription_id=row.get("SubscriptionId", ""),
         resource_group=row.get("ResourceGroup", ""),
         location=row.get("Location", ""),
+        **(_facts(row.get("Facts")) or {}),
     )
 
 
@@ -312,11 +380,17 @@ STATE_COLUMNS = (
     "SubscriptionId",
     "ResourceGroup",
     "Location",
+    "Facts",
     "Settings",
+    "Digest",
+    "EvidenceDigest",
+    "EvidenceAt",
 )
 
 
 def stored_state(row: Mapping[str, Any]) -> StoredState:
+    evidence_at = parse_time(row.get("EvidenceAt"))
+    evidence_digest = row.get("EvidenceDigest")
     return StoredState(
         registry=registry_from_entity(row),
         status=row.get("Status"),
@@ -324,6 +398,13 @@ def stored_state(row: Mapping[str, Any]) -> StoredState:
         status_since=parse_time(row.get("StatusSince")),
         last_run_id=row.get("LastRunId"),
         settings=settings if isinstance(settings := row.get("Settings"), str) else None,
+        digest=digest if isinstance(digest := row.get("Digest"), str) else None,
+        evidence=(
+            (evidence_digest, evidence_at)
+            if isinstance(evidence_digest, str) and evidence_at is not None
+            else None
+        ),
+        facts=_facts(row.get("Facts")) is not None,
     )
 
 
@@ -421,7 +502,33 @@ def finished_run_entity(run: AuditRun) -> dict[str, Any]:
         "Mode": run.mode.value,
         "SettingsReads": run.settings_reads,
         "FullReads": clip(json.dumps(dict(run.full_reads), separators=(",", ":"))),
+        **_subscriptions_parts(run.inventoried_subscriptions),
     }
+
+
+def _subscriptions_parts(subscriptions: Iterable[str]) -> dict[str, Any]:
+    """The subscriptions a run listed completely (`Subscriptions0..n`, JSON split over string
+    properties): where the next change-driven run reads each one's activity log from. Left
+    out when even `SUMMARY_PARTS` properties cannot hold them (those are then read in full)."""
+    text = _ascii(sorted(subscriptions))
+    parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
+    if len(parts) > SUMMARY_PARTS:
+        return {}
+    return {
+        "SubscriptionParts": len(parts),
+        **{f"Subscriptions{i}": part for i, part in enumerate(parts)},
+    }
+
+
+def run_subscriptions(row: Mapping[str, Any]) -> list[str]:
+    """The subscriptions a stored run listed completely; none when not stored or unreadable
+    (rows before change-driven runs, or too many)."""
+    try:
+        count = int(row.get("SubscriptionParts", 0))
+        found = json.loads("".join(row[f"Subscriptions{i}"] for i in range(count)) or "[]")
+    except (ValueError, TypeError, KeyError):
+        return []
+    return [s.lower() for s in found if isinstance(s, str)] if isinstance(found, list) else []
 
 
 def run_doc(row: Mapping[str, Any], *, now: datetime | None = None) -> dict[str, Any]:
@@ -560,15 +667,18 @@ def fit_evidence(
 
 def evidence_entities(
     key: str, registry: Registry, evidence: LogEvidence, *, run_id: str, observed_at: datetime
-) -> list[dict[str, Any]]:
-    """The two rows (logins, activity) of one registry's evidence in one run; `key` is the
-    `registry_key`, partitioned like the registries table."""
+) -> tuple[list[dict[str, Any]], str]:
+    """The two rows (logins, activity) of one registry's evidence in one run, and their
+    digest: the documents less their window, which moves every run while what the logs
+    showed may not. `key` is the `registry_key`, partitioned like the registries table."""
     rows = []
+    digest = hashlib.blake2b(digest_size=16)
     for kind, document, lists in (
         (keys.EVIDENCE_LOGINS, documents.logins_document(evidence), documents.LOGIN_LISTS),
         (keys.EVIDENCE_ACTIVITY, documents.activity_document(evidence), documents.ACTIVITY_LISTS),
     ):
         fitted, text = fit_evidence(document, lists)
+        digest.update(text.replace(_ascii(fitted["window"]), "", 1).encode("ascii") + b"\0")
         parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
         row: dict[str, Any] = {
             "PartitionKey": keys.registry_partition(key),
@@ -584,7 +694,7 @@ def evidence_entities(
         }
         row.update({f"Part{i}": part for i, part in enumerate(parts)})
         rows.append(row)
-    return rows
+    return rows, digest.hexdigest()
 
 
 def evidence_doc(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,8 @@ written yet.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+import itertools
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, cast
 
@@ -280,29 +281,38 @@ class AuditReader:
         moment = now or datetime.now(UTC)
         return _page(rows, limit, _RUNS_CURSOR, lambda r: entities.run_doc(r, now=moment))
 
-    def last_sweeps(self, *, scan: int = 500) -> Sweeps:
-        """The newest finished run that read the fleet (its start is a change-driven run's
-        watermark) and when the newest finished full sweep started; None for what is not
-        among the last `scan` runs. A failed run counts for neither (it may have read
-        nothing), nor does a one-registry re-audit (an Event Grid notice)."""
-        latest: tuple[datetime, str] | None = None
-        continuation: str | None = None
-        seen = 0
-        while seen < scan:
-            runs, continuation = self.list_runs(limit=100, continuation=continuation)
-            for run in runs:
-                started = entities.parse_time(run["startedAt"])
-                if run["status"] not in FINISHED or run["trigger"] in ONE_REGISTRY:
-                    continue
-                if started is None or run["id"] is None:
-                    continue
-                latest = latest or (started, run["id"])
-                if run["mode"] == RunMode.FULL.value:
-                    return Sweeps(*latest, last_full=started)
-            seen += len(runs)
-            if continuation is None:
+    def last_sweeps(self, subscriptions: Collection[str] = (), *, scan: int = 500) -> Sweeps:
+        """When each subscription was last listed completely by a finished run, and when the
+        newest such run and the newest full sweep started: from the newest run back until
+        the full sweep and every one of `subscriptions` are found, or `scan` runs were read.
+        A failed run counts for none (it may have read nothing), nor does a one-registry
+        re-audit (an Event Grid notice)."""
+        wanted = {s.lower() for s in subscriptions}
+        covered: dict[str, datetime] = {}
+        latest: datetime | None = None
+        last_full: datetime | None = None
+        rows = _query(
+            self._tables.runs,
+            "PartitionKey eq @pk",
+            {"pk": keys.RUNS_PARTITION},
+            page_size=100,
+            action="reading the last runs",
+        )
+        for row in itertools.islice(rows, scan):
+            run = entities.run_doc(row)
+            started = entities.parse_time(run["startedAt"])
+            if run["status"] not in FINISHED or run["trigger"] in ONE_REGISTRY:
+                continue
+            if started is None:
+                continue
+            latest = latest or started
+            for sub in entities.run_subscriptions(row):
+                covered.setdefault(sub, started)
+            if run["mode"] == RunMode.FULL.value and last_full is None:
+                last_full = started
+            if last_full is not None and wanted <= covered.keys():
                 break
-        return Sweeps(*latest) if latest else Sweeps()
+        return Sweeps(covered, latest, last_full)
 
     def registry_logins(
         self,

@@ -9,18 +9,21 @@ place; the next run repeats any history entry whose registry row was not updated
 same row (a history row is named by its change, `changes.Change`: never lost, never twice,
 also when two runs overlap). Every write is an upsert (replace) in transactions of at most
 100 operations per partition, so finishing the same run twice writes the same rows again and
-no new history. Each write rides out a short outage (`Tables.retry`, see `retry`); a storage
-that stays down past its budget is a StorageError naming what was being written.
+no new history. A registry's log evidence is written when it differs from its newest stored
+evidence (the window aside) or that is `EVIDENCE_REFRESH` old; a registry a change-driven run
+judged from its stored settings (`judged_from_store`) keeps its row unless the row would say
+something else (`entities.content_digest`). Each write rides out a short outage
+(`Tables.retry`, see `retry`); a storage that stays down past its budget is a StorageError
+naming what was being written.
 """
 
 from __future__ import annotations
 
 import logging
-from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -46,6 +49,11 @@ _POINT_READS = 20
 _WRITE_WORKERS = 8
 # Registries whose rows are built and written together: ten transactions' worth of each table.
 _WRITE_SLICE = 10 * MAX_BATCH
+
+# Evidence that says the same as the newest stored is written again after this long anyway,
+# well within its retention (`AUDITOR_RETENTION_EVIDENCE_DAYS`, at least a day), so every
+# registry keeps a recent row.
+EVIDENCE_REFRESH = timedelta(hours=12)
 
 # One registry's part of a batch: its key, its verdict, its log evidence if any.
 _Item = tuple[str, Verdict, LogEvidence | None]
@@ -149,6 +157,9 @@ class RunWriter:
         # per batch): each is one partition, so order within a table is free.
         self._store = ThreadPoolExecutor(max_workers=_WRITE_WORKERS, thread_name_prefix="store")
         self._pending: list[Future[None]] = []
+        # Registry keys judged from their stored settings (a change-driven run): their rows
+        # are written only when their content changed.
+        self._unread: frozenset[str] = frozenset()
 
     def __enter__(self) -> RunWriter:
         return self
@@ -172,10 +183,17 @@ class RunWriter:
         state = self._opened_with.get(key)
         return entities.parse_settings(state.settings) if state is not None else None
 
-    def stored_run_id(self, key: str) -> str | None:
-        """The run that last wrote registry `key`'s row, when this writer opened."""
+    def stored_facts(self, key: str) -> bool:
+        """Registry `key`'s stored row held every fact of the registry when this writer
+        opened (`entities.facts_json`): a change-driven run can take it from the store."""
         state = self._opened_with.get(key)
-        return state.last_run_id if state is not None else None
+        return state is not None and state.facts
+
+    def judged_from_store(self, registry_keys: Collection[str]) -> None:
+        """Registries (`keys.registry_key`) judged from their stored settings, not read: their
+        rows keep when their settings were last read (`CheckedAt`) unless what they say
+        changed. Before the first `write`."""
+        self._unread = frozenset(registry_keys)
 
     @property
     def busy(self) -> bool:
@@ -272,26 +290,30 @@ class RunWriter:
     def _write_slice(self, items: Sequence[_Item], observed_at: datetime) -> None:
         registry_rows: list[dict[str, Any]] = []
         history_rows: list[dict[str, Any]] = []
+        evidence_rows: list[dict[str, Any]] = []
         for key, verdict, found in items:
             stored_reasons, omitted = entities.reasons_json(verdict.reasons)
             if omitted:
                 log.warning("registry %r: %d reasons did not fit its row", key, omitted)
             before = self._stored.get(key)
+            evidence = self._evidence(key, verdict, found, before, observed_at, evidence_rows)
             # As stored: the next run compares with what it reads back.
             codes = changes.reason_codes(entities.parse_reasons(stored_reasons))
             changed = changes.changed(before, verdict.status, codes)
             since = changes.status_since(before, changed=changed, observed_at=observed_at)
-            registry_rows.append(
-                entities.registry_entity(
-                    key,
-                    verdict,
-                    stored_reasons,
-                    run_id=self._run_id,
-                    observed_at=observed_at,
-                    status_since=since,
-                    last_event=found.last_event if found is not None else None,
-                )
+            row = entities.registry_entity(
+                key,
+                verdict,
+                stored_reasons,
+                run_id=self._run_id,
+                observed_at=observed_at,
+                status_since=since,
+                last_event=found.last_event if found is not None else None,
+                evidence=evidence,
             )
+            if key in self._unread and before is not None and before.digest == row["Digest"]:
+                continue  # judged from its stored settings, to the same row: left alone
+            registry_rows.append(row)
             if changed:
                 history_rows.append(
                     entities.history_entity(
@@ -303,18 +325,23 @@ class RunWriter:
                         change=changes.Change(before, verdict.status, codes),
                     )
                 )
-                # A registry written again in `finish` (its result changed) compares with
-                # what this wrote, and its history says so.
-                self._stored[key] = StoredState(
-                    registry=verdict.registry,
-                    status=verdict.status.value,
-                    reason_codes=codes,
-                    status_since=since,
-                    last_run_id=self._run_id,
-                    settings=registry_rows[-1].get("Settings"),
-                )
+            # A registry written again in `finish` (its result changed) compares with what
+            # this wrote, and its history says so.
+            self._stored[key] = StoredState(
+                registry=verdict.registry,
+                status=verdict.status.value,
+                reason_codes=codes,
+                status_since=since,
+                last_run_id=self._run_id,
+                settings=row.get("Settings"),
+                digest=row["Digest"],
+                evidence=evidence,
+                facts=True,
+            )
         # First: once the run row says finished, its evidence is there to read.
-        self._write_evidence(items, observed_at)
+        self._upsert_all(
+            self._tables.evidence, evidence_rows, "writing log evidence", parallel=True
+        )
         self._upsert_all(
             self._tables.history, history_rows, "writing registry history", parallel=True
         )
@@ -325,32 +352,33 @@ class RunWriter:
             parallel=True,
         )
 
-    def _write_evidence(self, items: Sequence[_Item], observed_at: datetime) -> None:
-        """Evidence rows are the bulk of a run's writes (JSON documents of every registry with
-        log traffic): built a transaction's worth at a time inside the writers, so memory holds
-        a few transactions' rows, not the fleet's."""
-        by_partition: dict[str, list[tuple[str, Verdict, LogEvidence]]] = defaultdict(list)
-        for key, verdict, found in items:
-            if found is not None:
-                by_partition[keys.registry_partition(key)].append((key, verdict, found))
-        # Two rows per registry: a task of MAX_BATCH // 2 registries is one full transaction.
-        per_task = max(1, MAX_BATCH // 2)
-        tasks = [
-            group[i : i + per_task]
-            for group in by_partition.values()
-            for i in range(0, len(group), per_task)
-        ]
-
-        def write(task: list[tuple[str, Verdict, LogEvidence]]) -> None:
-            rows: list[dict[str, Any]] = []
-            for key, verdict, found in task:
-                rows += entities.evidence_entities(
-                    key, verdict.registry, found, run_id=self._run_id, observed_at=observed_at
-                )
-            self._upsert_all(self._tables.evidence, rows, "writing log evidence")
-
-        # list(): the first failure is raised here, after every partition was tried.
-        list(self._store.map(write, tasks))
+    def _evidence(
+        self,
+        key: str,
+        verdict: Verdict,
+        found: LogEvidence | None,
+        before: StoredState | None,
+        observed_at: datetime,
+        rows: list[dict[str, Any]],
+    ) -> tuple[str, datetime] | None:
+        """Adds the registry's evidence rows to `rows` unless the newest stored ones say the
+        same (their window aside) and are recent; returns the digest and time of its newest
+        stored evidence. Evidence rows are most of a run's writes, and most registries'
+        logs say the same from one run to the next."""
+        stored = before.evidence if before is not None else None
+        if found is None:
+            return stored
+        built, digest = entities.evidence_entities(
+            key, verdict.registry, found, run_id=self._run_id, observed_at=observed_at
+        )
+        if (
+            stored is not None
+            and stored[0] == digest
+            and observed_at - stored[1] < EVIDENCE_REFRESH
+        ):
+            return stored
+        rows += built
+        return digest, observed_at
 
     def _upsert_all(
         self,

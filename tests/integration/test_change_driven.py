@@ -41,19 +41,34 @@ def settings_reads(emu: RunningEmulator) -> list[str]:
 
 
 def change_world(emu: RunningEmulator, rng: random.Random) -> set[str]:
-    """Random changes of the kinds the activity log records; the names of the registries."""
+    """Random changes of the kinds the activity log records: settings deleted and written, a
+    registry created and one deleted; the names of the registries."""
     world = emu.world
     with_settings = [r for r in world.registries() if r.settings]
     without = [r for r in world.registries() if not r.settings]
     donor = next(s for r in with_settings for s in r.settings if "workspaceId" in s.properties)
     changed: set[str] = set()
-    for reg in rng.sample(with_settings, 2):
+    deleted, *edited = rng.sample(with_settings, 3)
+    for reg in edited:
         assert world.delete_setting(reg.id, reg.settings[0].name, caller="ops@contoso.com")
         changed.add(reg.name)
     for reg in rng.sample(without, 1):
         world.put_setting(reg.id, "fixed", dict(donor.properties), caller="ops@contoso.com")
         changed.add(reg.name)
-    return changed
+    world.remove_registry(deleted.id, caller="ops@contoso.com")
+    added = world.add_registry(
+        {
+            "name": f"acrnew{rng.randrange(10**6):06d}",
+            "subscription": deleted.subscription,
+            "resourceGroup": "rg-new",
+        },
+        caller="ops@contoso.com",
+    )
+    return changed | {deleted.name, added.name}
+
+
+def graph_queries(emu: RunningEmulator) -> int:
+    return len(emu.world.requests(api="graph"))
 
 
 def test_a_change_driven_run_judges_as_a_full_sweep_and_reads_only_what_changed(
@@ -62,18 +77,23 @@ def test_a_change_driven_run_judges_as_a_full_sweep_and_reads_only_what_changed(
     emu, env = local_azure()
     first = audit(env, RunMode.FULL)
     assert first.mode is RunMode.FULL
-    before = len(settings_reads(emu))
+    before, listings = len(settings_reads(emu)), graph_queries(emu)
 
     changed = change_world(emu, random.Random(15))
     changes = audit(env, RunMode.CHANGES)
     read_now = settings_reads(emu)[before:]
+    assert graph_queries(emu) == listings  # the inventory came from the store and the log
     full = audit(env, RunMode.FULL)
 
     assert changes.mode is RunMode.CHANGES
-    assert judged(changes) == judged(full)  # the same verdicts as a full sweep
-    names = {v.registry.key: v.registry.name for v in full.verdicts}
+    # The same verdicts as a full sweep; the deleted registry is found removed once, by the
+    # first run after its deletion.
+    removed = {n for n, (status, _) in judged(changes).items() if status is Status.REMOVED}
+    assert len(removed) == 1 and removed < changed
+    assert {n: j for n, j in judged(changes).items() if n not in removed} == judged(full)
+    names = {v.registry.key: v.registry.name for v in changes.verdicts}
     reread = {names[k] for k in changes.rereads}
-    assert changed <= reread  # every registry that changed was read again
+    assert changed - removed <= reread  # every registry that changed was read again
     # ... and only those, and registries whose last settings read failed.
     unread = {
         v.registry.name
@@ -81,8 +101,8 @@ def test_a_change_driven_run_judges_as_a_full_sweep_and_reads_only_what_changed(
         if any(r.code.startswith("unknown:") for r in v.reasons)
     }
     assert reread <= changed | unread
-    assert {names.get(r, r) for r in read_now} == reread
-    assert changes.settings_reads == len(reread) < len(full.verdicts)
+    assert {names.get(r, r) for r in read_now} == reread - removed
+    assert changes.settings_reads == len(reread - removed) < len(full.verdicts)
     assert not changes.full_reads
 
 
@@ -93,7 +113,9 @@ def test_a_first_change_driven_run_reads_everything_and_says_why(
     run = audit(env, RunMode.CHANGES)
     assert run.mode is RunMode.CHANGES
     assert run.settings_reads == len(set(settings_reads(emu))) > 0
-    assert set(run.full_reads.values()) == {"first change-driven run: no watermark"}
+    assert set(run.full_reads.values()) == {
+        "no finished run since the last full sweep listed this subscription"
+    }
     assert not run.rereads
 
 
@@ -109,30 +131,60 @@ def test_the_timer_sweeps_in_full_when_the_last_sweep_is_old(local_azure: LocalA
     full = store.last_sweeps()
     changes = audit(env, RunMode.CHANGES)
     after = store.last_sweeps()
-    assert after.last_full == full.last_full and after.latest_run == changes.run_id
-    assert after.latest is not None and full.last_full is not None
-    assert after.latest > full.last_full
+    assert after.last_full == full.last_full and after.latest == changes.started_at
+    assert full.last_full is not None and changes.started_at > full.last_full
+    # Every subscription is read from the change-driven run's start next time.
+    assert after.covered and set(after.covered.values()) == {changes.started_at}
 
 
-def test_registries_a_scoped_run_left_out_are_read_by_the_next_change_driven_run(
+def test_a_change_made_before_a_scoped_run_in_another_subscription_is_still_read(
     local_azure: LocalAzure,
 ) -> None:
-    _, env = local_azure()
+    """Each subscription's activity log is read from when a run last listed it: a run scoped
+    to one subscription does not move the others' windows past their changes."""
+    emu, env = local_azure()
     first = audit(env, RunMode.FULL)
     by_sub: dict[str, set[str]] = {}
     for v in first.verdicts:
         by_sub.setdefault(v.registry.subscription_id.lower(), set()).add(v.registry.key)
     scoped, other = sorted(by_sub, key=lambda s: -len(by_sub[s]))[:2]
-    # The newest run judged only one subscription: the others' rows are older than its start.
+    target = next(
+        r for r in emu.world.registries() if r.subscription.lower() == other and r.settings
+    )
+    assert emu.world.delete_setting(target.id, target.settings[0].name, caller="ops@contoso.com")
+    # The newest run lists only one subscription, after the change in the other.
     audit_once(Settings.from_env(env), trigger="test", alerts=False, subscriptions=[scoped])
     changes = audit(env, RunMode.CHANGES)
-    assert by_sub[other] <= set(changes.rereads)
-    assert {changes.rereads[k] for k in by_sub[other]} <= {
-        ("not_in_last_run",),
-        ("last_read_failed",),
-    }
-    assert not set(changes.rereads) & by_sub[scoped] - {
+    failed_before = {
         v.registry.key
         for v in first.verdicts
         if any(r.code.startswith("unknown:") for r in v.reasons)
     }
+    assert changes.rereads.get(target.id.lower()) == ("setting_deleted",)
+    assert set(changes.rereads) - failed_before == {target.id.lower()}
+    assert judged(changes) == judged(audit(env, RunMode.FULL))
+
+
+def test_a_change_driven_run_leaves_unchanged_rows_alone(local_azure: LocalAzure) -> None:
+    """Registries judged from their stored settings to the same result are not rewritten:
+    their rows keep when their settings were last read; evidence that says the same as the
+    newest stored is not stored again."""
+    emu, env = local_azure()
+    first = audit(env, RunMode.FULL)
+    store = build_store(Settings.from_env(env))
+    rows = {d["name"]: d for d in store.reader.list_registries(page_size=1000)[0]}
+    target = next(r for r in emu.world.registries() if r.settings)
+    assert emu.world.delete_setting(target.id, target.settings[0].name, caller="ops@contoso.com")
+    changes = audit(env, RunMode.CHANGES)
+    after = {d["name"]: d for d in store.reader.list_registries(page_size=1000)[0]}
+    rewritten = {n for n in after if after[n]["checkedAt"] != rows[n]["checkedAt"]}
+    assert target.name in rewritten
+    assert rewritten == {
+        v.registry.name for v in changes.verdicts if v.registry.key in changes.rereads
+    }
+    # Evidence the same as stored (its window aside) stays the first run's.
+    quiet = [n for n in sorted(set(rows) - rewritten) if store.reader.registry_logins(n)[0]]
+    assert quiet
+    for name in quiet:
+        newest = store.reader.registry_logins(name, limit=1)[0][0]
+        assert newest["runId"] == first.run_id

@@ -14,6 +14,7 @@ from auditor.change_feed import (
     RegistryChange,
     StoredRegistry,
     query_window,
+    registry_events,
     select,
 )
 
@@ -37,6 +38,11 @@ STORED = [
 ]
 
 
+def marks(at: datetime, *subs: str) -> dict[str, datetime]:
+    """Every (or the given) subscription last listed at `at`."""
+    return dict.fromkeys(subs or (SUB1, SUB2), at)
+
+
 def change(
     registry: str, kind: ChangeKind, status: str = "Succeeded", correlation: str = ""
 ) -> RegistryChange:
@@ -55,13 +61,13 @@ def test_changed_and_failed_registries_are_read_with_their_reasons() -> None:
         ),
         SUB2.upper(): log(SUB2, change(new, ChangeKind.REGISTRY_WRITTEN)),
     }
-    plan = select(STORED, logs, watermark=NOW - 2 * HOUR, now=NOW, overlap=OVERLAP)
+    plan = select(STORED, logs, watermarks=marks(NOW - 2 * HOUR), now=NOW, overlap=OVERLAP)
     assert plan.reads == {
         A.lower(): (ReadReason.SETTING_DELETED, ReadReason.SETTING_WRITTEN),
         B.lower(): (ReadReason.LAST_READ_FAILED,),
         new.lower(): (ReadReason.REGISTRY_WRITTEN,),
     }
-    assert plan.full == {} and plan.watermark == NOW
+    assert plan.full == {}
 
 
 def test_a_deleted_registry_is_confirmed_only_when_it_was_stored() -> None:
@@ -72,7 +78,7 @@ def test_a_deleted_registry_is_confirmed_only_when_it_was_stored() -> None:
             SUB2, change(C, ChangeKind.REGISTRY_DELETED), change(gone, ChangeKind.REGISTRY_DELETED)
         ),
     }
-    plan = select(STORED, logs, watermark=NOW - HOUR, now=NOW, overlap=OVERLAP)
+    plan = select(STORED, logs, watermarks=marks(NOW - HOUR), now=NOW, overlap=OVERLAP)
     assert plan.reads[C.lower()] == (ReadReason.REGISTRY_DELETED,)
     assert gone.lower() not in plan.reads
 
@@ -86,7 +92,7 @@ def test_a_failed_operation_changes_nothing_even_its_started_event() -> None:
         ),
         SUB2: log(SUB2, change(C, ChangeKind.SETTING_WRITTEN, "Started", "op-2")),
     }
-    plan = select(STORED, logs, watermark=NOW - HOUR, now=NOW, overlap=OVERLAP)
+    plan = select(STORED, logs, watermarks=marks(NOW - HOUR), now=NOW, overlap=OVERLAP)
     assert A.lower() not in plan.reads
     # Started and not (yet) finished: read it, it may have changed.
     assert plan.reads[C.lower()] == (ReadReason.SETTING_WRITTEN,)
@@ -94,7 +100,7 @@ def test_a_failed_operation_changes_nothing_even_its_started_event() -> None:
 
 def test_an_unreadable_or_missing_log_means_a_full_read_of_that_subscription() -> None:
     logs = {SUB1: log(SUB1, error="HTTP 403 AuthorizationFailed: no")}
-    plan = select(STORED, logs, watermark=NOW - HOUR, now=NOW, overlap=OVERLAP)
+    plan = select(STORED, logs, watermarks=marks(NOW - HOUR), now=NOW, overlap=OVERLAP)
     assert plan.full == {
         SUB1: "its activity log could not be read: HTTP 403 AuthorizationFailed: no",
         SUB2: "its activity log was not read",
@@ -105,16 +111,44 @@ def test_an_unreadable_or_missing_log_means_a_full_read_of_that_subscription() -
 @pytest.mark.parametrize(
     ("watermark", "why"),
     [
-        (None, "first change-driven run: no watermark"),
-        (NOW - timedelta(days=90), "the watermark is older than the activity log's 90 days"),
+        (None, "no finished run since the last full sweep listed this subscription"),
+        (NOW - timedelta(days=90), "its last listing is older than the activity log's 90 days"),
     ],
 )
-def test_without_a_usable_watermark_everything_is_read(
+def test_without_a_usable_watermark_a_subscription_is_read_in_full(
     watermark: datetime | None, why: str
 ) -> None:
-    plan = select(STORED, {SUB1: log(SUB1)}, watermark=watermark, now=NOW, overlap=OVERLAP)
-    assert plan.full == {SUB1: why, SUB2: why} and plan.reads == {}
-    assert plan.watermark == NOW
+    watermarks = marks(NOW - HOUR, SUB2) | ({SUB1: watermark} if watermark else {})
+    logs = {SUB1: log(SUB1, change(A, ChangeKind.SETTING_DELETED)), SUB2: log(SUB2)}
+    plan = select(STORED, logs, watermarks=watermarks, now=NOW, overlap=OVERLAP)
+    # SUB2's window is covered: only SUB1 is read in full, and its log is not used.
+    assert plan.full == {SUB1: why} and plan.reads == {}
+
+
+def test_each_subscription_is_judged_by_its_own_watermark() -> None:
+    """A subscription a scoped run did not list keeps its older watermark, so a change made
+    before the newest run, in a subscription that run did not list, is still read."""
+    before = change(C, ChangeKind.SETTING_DELETED)  # an hour ago
+    logs = {SUB1: log(SUB1), SUB2: log(SUB2, before)}
+    watermarks = {SUB1: NOW - timedelta(minutes=5), SUB2: NOW - 3 * HOUR}
+    plan = select(STORED, logs, watermarks=watermarks, now=NOW, overlap=OVERLAP)
+    assert plan.full == {}
+    assert plan.reads[C.lower()] == (ReadReason.SETTING_DELETED,)
+
+
+def test_registry_events_are_the_successful_registry_writes_and_deletes() -> None:
+    new, gone = rid(SUB1, "acrnew"), rid(SUB1, "acrgone")
+    found = registry_events(
+        log(
+            SUB1,
+            change(new, ChangeKind.REGISTRY_WRITTEN),
+            change(gone, ChangeKind.REGISTRY_DELETED),
+            change(A, ChangeKind.SETTING_DELETED),
+            change(B, ChangeKind.REGISTRY_WRITTEN, "Started", "op-9"),
+            change(B, ChangeKind.REGISTRY_WRITTEN, "Failed", "op-9"),
+        )
+    )
+    assert found == {new.lower(), gone.lower()}
 
 
 def test_the_window_starts_the_overlap_before_the_watermark() -> None:

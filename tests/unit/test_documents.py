@@ -247,7 +247,7 @@ def test_what_the_store_serves_back_is_its_definition() -> None:
     summary = summarize(run, generated_at=FINISHED)
     conforms(ComplianceDocument, entities.summary_from_entity(entities.summary_entity(summary)))
     busy = run.verdicts[0].registry
-    logins, activity = entities.evidence_entities(
+    (logins, activity), _ = entities.evidence_entities(
         busy.key, busy, run.evidence[busy.key], run_id=run.run_id, observed_at=FINISHED
     )
     conforms(LoginEntry, entities.evidence_doc(logins))

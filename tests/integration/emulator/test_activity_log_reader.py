@@ -75,7 +75,11 @@ def test_the_worlds_changes_come_back_as_registry_changes(
         StoredRegistry(LEGACY, SUB2, last_read_ok=True),
     ]
     plan = select(
-        stored, {SUB2: log}, watermark=start, now=emu.world.now(), overlap=timedelta(minutes=5)
+        stored,
+        {SUB2: log},
+        watermarks={SUB2: start},
+        now=emu.world.now(),
+        overlap=timedelta(minutes=5),
     )
     assert set(plan.reads) == {NOSETTING.lower(), LEGACY.lower()} and plan.full == {}
 
