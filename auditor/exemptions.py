@@ -209,18 +209,6 @@ def resolve(
     return from_tags(tags, now=now, max_days=max_days)
 
 
-def tag_pairs(tags: object) -> tuple[tuple[str, str], ...]:
-    """The tags `Registry.tags` keeps, from Azure's tag object: only the exemption tag (any
-    case; a value that is not text is kept as text, and found malformed)."""
-    if not isinstance(tags, Mapping):
-        return ()
-    return tuple(
-        (name, value if isinstance(value, str) else json.dumps(value))
-        for name, value in tags.items()
-        if isinstance(name, str) and name.lower() == TAG
-    )
-
-
 # --------------------------------------------------------------------------- in a run
 
 _OWN_CODES = frozenset({catalog.EXEMPTED, MALFORMED, EXPIRED})

@@ -27,9 +27,8 @@ class Registry:
     admin_user_enabled: bool | None = None
     anonymous_pull_enabled: bool | None = None
     created_at: datetime | None = None
-    # Only the tags the auditor reads (the exemption tag, `auditor.exemptions.TAG`), as
-    # (name, value) pairs: a fleet of 10,000 registries need not hold every tag, and pairs
-    # keep the fact hashable.
+    # Only the tags the auditor reads (`auditor.tags`), as (name, value) pairs: a fleet of
+    # 10,000 registries need not hold every tag, and pairs keep the fact hashable.
     tags: tuple[tuple[str, str], ...] = ()
 
     @property

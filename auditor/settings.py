@@ -43,6 +43,7 @@ from auditor.errors import ConfigError
 from auditor.exemptions import Exemption, ExemptionSettingError, parse_setting
 from auditor.policy import GUID_PATTERN, Destination, Policy, is_workspace_id, parse_destinations
 from auditor.schedule import next_fire
+from auditor.tags import TagRule, keep, parse_rule
 
 # Anchored at both ends, so `.match` is as strict as `.fullmatch`.
 GUID_RE = re.compile(rf"{GUID_PATTERN}\Z")
@@ -283,6 +284,14 @@ class _Exemptions(_Kind):
 
     def show(self, value: Any) -> str:
         return "" if not value else f"{len(value)} exemptions"
+
+
+class _Tag(_Kind):
+    def accepts(self) -> str:
+        return "a tag name, or `name=value`"
+
+    def parse(self, text: str) -> TagRule:
+        return parse_rule(text)
 
 
 # NCRONTAB: second minute hour day month day-of-week, as Azure Functions timer triggers use.
@@ -856,10 +865,10 @@ class RemediationSettings(SettingsGroup):
         default=False,
         validation_alias="AUDITOR_ENABLE_REMEDIATION",
         description="Let the deployed auditor write diagnostic settings: after each timer run "
-        "for the registries of the allow-list (next rows), and on `POST /api/registries/{name}"
-        "/remediate` (admin key). Off, it only reads. The deployment grants the write right "
-        "only when it is on. `python -m auditor remediate --apply` does not need it: a person "
-        "runs it with their own rights.",
+        "for the registries of the allow-lists (subscriptions, tag: next rows), and on "
+        "`POST /api/registries/{name}/remediate` (admin key). Off, it only reads. The "
+        "deployment grants the write right only when it is on. `python -m auditor remediate "
+        "--apply` does not need it: a person runs it with their own rights.",
     )
     workspace: Annotated[str | None, _WorkspaceId()] = Field(
         default=None,
@@ -872,7 +881,19 @@ class RemediationSettings(SettingsGroup):
         default=(),
         validation_alias="AUDITOR_REMEDIATION_SUBSCRIPTIONS",
         description="Subscriptions whose noncompliant registries the timer remediates after "
-        "each run; unset: none (the API and the CLI can still remediate one registry).",
+        "each run. Unset, and no `AUDITOR_REMEDIATION_TAG`: none (the API and the CLI can still "
+        "remediate one registry).",
+    )
+    tag: Annotated[TagRule | None, _Tag()] = Field(
+        default=None,
+        validation_alias="AUDITOR_REMEDIATION_TAG",
+        description="A registry tag that puts a registry of any audited subscription on the "
+        "timer's allow-list: `name` (any value) or `name=value` (that value exactly, spaces "
+        "around it aside; the name in any case). The timer remediates a noncompliant registry "
+        "whose subscription is in `AUDITOR_REMEDIATION_SUBSCRIPTIONS` or that carries this "
+        "tag; either allow-list alone is enough. Anyone who may write a registry's tags can opt "
+        "it in (a remediation only adds logging). Not `acr-auditor-exempt`: an exempt registry "
+        "is never remediated.",
     )
     max_per_run: Annotated[int, _Number(int, low=1, high=1000)] = Field(
         default=10,
@@ -947,6 +968,8 @@ def _remediation(given: Mapping[str, str], policy: Policy) -> RemediationSetting
     """The remediation settings; their workspace must be one the policy accepts, or a
     remediation would write a setting the next audit still finds noncompliant."""
     group = RemediationSettings.read(given)
+    if group.tag is not None:
+        keep(group.tag.name)  # the inventory keeps only the tags some setting reads
     if group.workspace is not None and not policy.accepts_workspace(group.workspace):
         raise ConfigError(
             RemediationSettings.variable("workspace"),

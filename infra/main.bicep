@@ -106,6 +106,9 @@ param remediationWorkspace string = ''
 @description('Comma-separated subscription ids whose noncompliant registries the timer remediates (AUDITOR_REMEDIATION_SUBSCRIPTIONS); empty: none.')
 param remediationSubscriptions string = ''
 
+@description('Registry tag, name or name=value, whose noncompliant registries the timer remediates in any audited subscription (AUDITOR_REMEDIATION_TAG); empty: none.')
+param remediationTag string = ''
+
 @description('Subscribe the function diagnostic_setting_changed to this subscription system topic. Set it after the first code deployment (Event Grid checks that the function exists).')
 param subscribeEvents bool = false
 
@@ -214,6 +217,7 @@ var defaultSettings = {
   AUDITOR_ENABLE_REMEDIATION: enableRemediation ? 'true' : 'false'
   AUDITOR_REMEDIATION_WORKSPACE: remediationWorkspace
   AUDITOR_REMEDIATION_SUBSCRIPTIONS: remediationSubscriptions
+  AUDITOR_REMEDIATION_TAG: remediationTag
   AUDITOR_REMEDIATION_MAX_PER_RUN: ''
 }
 

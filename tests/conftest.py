@@ -11,6 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from auditor import tags
 from emulator import azurite
 
 
@@ -32,3 +33,10 @@ def storage_connection_string(azurite_server: azurite.Azurite) -> str:
 def table_prefix() -> str:
     """A fresh table-name prefix per test, so tests sharing one Azurite never see each other."""
     return "t" + uuid.uuid4().hex[:12]
+
+
+@pytest.fixture
+def kept_tags(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tag names a test's settings add to the kept set (`auditor.tags.keep`) are the test's
+    only: the set is the process's."""
+    monkeypatch.setattr(tags, "_KEPT", set(tags._KEPT))

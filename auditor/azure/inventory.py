@@ -14,9 +14,9 @@ from azure.core.exceptions import AzureError
 from azure.mgmt.resourcegraph.models import QueryRequest, QueryRequestOptions
 
 from auditor.azure.errors import describe_error
-from auditor.exemptions import tag_pairs
 from auditor.facts import Registry
 from auditor.ports import InventoryReads
+from auditor.tags import tag_pairs
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ registries), never taken from the stored results, which may be an hour old.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -28,7 +28,7 @@ from auditor.run_record import AuditRun, RunStatus
 
 if TYPE_CHECKING:
     from auditor.azure.clients import ArmClients
-    from auditor.settings import Settings
+    from auditor.settings import RemediationSettings, Settings
     from auditor.storage import AuditStore
 
 log = logging.getLogger(__name__)
@@ -141,6 +141,27 @@ def remediator(
     )
 
 
+def in_scope(registry: Registry, options: RemediationSettings) -> bool:
+    """Whether the timer may remediate `registry`: its subscription is on the allow-list
+    (AUDITOR_REMEDIATION_SUBSCRIPTIONS) or it carries the tag (AUDITOR_REMEDIATION_TAG)."""
+    if registry.subscription_id.lower() in options.subscriptions:
+        return True
+    return options.tag is not None and options.tag.matches(registry.tags)
+
+
+def due(settings: Settings, verdicts: Iterable[Verdict]) -> list[Verdict]:
+    """The verdicts the timer may remediate: noncompliant (never an exempt registry), in scope
+    and with settings a write can fix."""
+    options = settings.remediation
+    return [
+        v
+        for v in verdicts
+        if v.status is Status.NONCOMPLIANT
+        and in_scope(v.registry, options)
+        and plan_remediation(v, (), settings.policy, options.workspace).writes
+    ]
+
+
 def remediate_after_run(
     settings: Settings,
     run: AuditRun,
@@ -149,32 +170,26 @@ def remediate_after_run(
     connect: Callable[[], ArmClients],
     alerts: Alerts | None = None,
 ) -> list[ActionDocument]:
-    """The timer's step after an audit: with remediation on, the noncompliant registries of
-    the allowed subscriptions whose settings a write can fix, at most `max_per_run`, each
-    read again just before. Never raises: problems are logged."""
+    """The timer's step after an audit: with remediation on, the `due` registries, at most
+    `max_per_run`, each read again just before. Either allow-list (subscriptions or tag)
+    alone turns the step on. Never raises: problems are logged."""
     options = settings.remediation
-    if not options.enabled or not options.subscriptions or run.status is RunStatus.FAILED:
+    listed = options.subscriptions or options.tag is not None
+    if not options.enabled or not listed or run.status is RunStatus.FAILED:
         return []
-    allowed = set(options.subscriptions)
-    due = [
-        v
-        for v in run.verdicts
-        if v.status is Status.NONCOMPLIANT
-        and v.registry.subscription_id in allowed
-        and plan_remediation(v, (), settings.policy, options.workspace).writes
-    ]
-    if len(due) > options.max_per_run:
+    selected = due(settings, run.verdicts)
+    if len(selected) > options.max_per_run:
         log.warning(
             "remediation: %d registries due, %d this run (AUDITOR_REMEDIATION_MAX_PER_RUN)",
-            len(due),
+            len(selected),
             options.max_per_run,
         )
-    if not due:
+    if not selected:
         return []
     try:
         clients = connect()
         try:
-            return _remediate(settings, due[: options.max_per_run], clients, store, alerts)
+            return _remediate(settings, selected[: options.max_per_run], clients, store, alerts)
         finally:
             clients.close()
     except Exception:  # the audit is done and stored; its remediation must not fail it
@@ -184,12 +199,21 @@ def remediate_after_run(
 
 def _remediate(
     settings: Settings,
-    due: Sequence[Verdict],
+    selected: Sequence[Verdict],
     clients: ArmClients,
     store: AuditStore,
     alerts: Alerts | None,
 ) -> list[ActionDocument]:
-    fleet = Fleet(verdicts=[fresh(clients, settings, v.registry) for v in due])
+    read = [fresh(clients, settings, v.registry) for v in selected]
+    # Chosen again on the fresh read: one exempted, untagged or fixed since the run is left.
+    fleet = Fleet(verdicts=due(settings, read))
+    for verdict in read:
+        if verdict not in fleet.verdicts:
+            log.info(
+                "remediation: %s left alone, %s when read again",
+                verdict.registry.name,
+                verdict.status.value,
+            )
     fleet.categories = _categories(clients, fleet)
     writer = remediator(settings, clients, Actor.TIMER, store=store, alerts=alerts)
     outcomes = [writer.remediate(v, fleet.categories, apply=True) for v in fleet.verdicts]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -32,6 +32,7 @@ pytestmark = pytest.mark.integration
 
 LocalAzure = Callable[..., tuple[RunningEmulator, dict[str, str]]]
 PROD = "11111111-1111-1111-1111-111111111111"
+DEV = "22222222-2222-2222-2222-222222222222"
 WORKSPACE = (
     f"/subscriptions/{PROD}/resourceGroups/rg-monitoring"
     "/providers/Microsoft.OperationalInsights/workspaces/law-central"
@@ -264,3 +265,40 @@ def test_the_timer_remediates_the_allowed_subscriptions_within_the_cap(
     assert dev is not None and emu.world.settings(dev.id) == []  # not on the allow-list
     timer_audit(settings, store)
     assert len(ActionLog(store.tables).list()) == 3  # the third, next run
+
+
+@pytest.mark.usefixtures("kept_tags")
+def test_the_timer_remediates_a_tagged_registry_whatever_its_subscription(
+    local_azure: LocalAzure,
+) -> None:
+    emu, env = _estate(local_azure)
+    until = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
+    for name, tagged in (
+        ("acroptin01", {"Auto-Remediate": " yes "}),
+        ("acroptno01", {"auto-remediate": "no"}),
+        (
+            "acroptexempt01",
+            {"auto-remediate": "yes", "acr-auditor-exempt": f"Retiring; until={until}"},
+        ),
+    ):
+        emu.world.add_registry(
+            {"name": name, "subscription": DEV, "resourceGroup": "rg-dev", "tags": tagged}
+        )
+    env = {
+        **env,
+        "AUDITOR_ENABLE_REMEDIATION": "true",
+        "AUDITOR_REMEDIATION_TAG": "auto-remediate=yes",  # and no subscription listed
+        "AUDITOR_ALERT_LOG_RECORDS": "false",
+    }
+    settings = Settings.from_env(env)
+    store = build_store(settings)
+    timer_audit(settings, store)
+    actions = ActionLog(store.tables).list()
+    assert [(a["registry"], a["actor"], a["result"]) for a in actions] == [
+        ("acroptin01", "timer", "applied")
+    ]
+    assert actions[0]["subscriptionId"] == DEV
+    # Untagged (in either subscription), tagged with another value, or exempt: left alone.
+    for name in ("acrnosetting01", "acrfixme01", "acroptno01", "acroptexempt01"):
+        untouched = emu.world.registry_by_name(name)
+        assert untouched is not None and emu.world.settings(untouched.id) == [], name

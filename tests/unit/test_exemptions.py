@@ -22,10 +22,10 @@ from auditor.exemptions import (
     otherwise,
     parse_setting,
     resolve,
-    tag_pairs,
 )
 from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.settings import Settings
+from auditor.tags import tag_pairs
 
 NOW = datetime.now(UTC)
 TODAY = NOW.date()
