@@ -31,6 +31,11 @@ def keep(name: str) -> None:
     _KEPT.add(name.lower())
 
 
+def kept() -> frozenset[str]:
+    """The tag names kept now (lower case)."""
+    return frozenset(_KEPT)
+
+
 def tag_pairs(tags: object) -> tuple[tuple[str, str], ...]:
     """The tags `Registry.tags` keeps, from Azure's tag object: the kept names only (any case;
     a value that is not text is kept as text, and found malformed where it is read)."""

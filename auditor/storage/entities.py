@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from auditor import tags
 from auditor.changes import Change, StoredState, reason_codes
 from auditor.compliance_history import HistoryRow
 from auditor.evidence import documents
@@ -293,7 +294,9 @@ FACTS_VERSION = 1
 def facts_json(registry: Registry) -> str:
     """The registry's facts beyond its id and place (`Facts`): what a change-driven run needs
     to judge it again from the store, without listing the fleet. `{"v":1,"sku","admin",
-    "anon","created","tags":[[name,value]]}`."""
+    "anon","created","tags":[[name,value]],"kept":[names]}`: `kept` are the tag names kept
+    when it was written (`auditor.tags`), so a tag a setting reads since is not taken as
+    absent."""
     created = registry.created_at
     return _ascii(
         {
@@ -303,26 +306,30 @@ def facts_json(registry: Registry) -> str:
             "anon": registry.anonymous_pull_enabled,
             "created": iso(created) if created is not None else None,
             "tags": [[clip(k), clip(v, MAX_DETAIL)] for k, v in registry.tags],
+            "kept": sorted(tags.kept()),
         }
     )
 
 
 def _facts(text: object) -> dict[str, Any] | None:
-    """The facts `facts_json` stored; None when absent, malformed or of another version."""
+    """The facts `facts_json` stored; None when absent, malformed, of another version, or
+    written before a tag now kept was (its value would be missing)."""
     if not isinstance(text, str):
         return None
     try:
         found = json.loads(text)
         if not isinstance(found, dict) or found.get("v") != FACTS_VERSION:
             return None
-        tags = tuple((str(k), str(v)) for k, v in _items(found.get("tags", [])))
+        if not tags.kept() <= set(_items(found.get("kept", []))):
+            return None
+        pairs = tuple((str(k), str(v)) for k, v in _items(found.get("tags", [])))
         created = found.get("created")
         return {
             "sku": str(found.get("sku") or ""),
             "admin_user_enabled": _optional_flag(found.get("admin")),
             "anonymous_pull_enabled": _optional_flag(found.get("anon")),
             "created_at": parse_time(created) if isinstance(created, str) else None,
-            "tags": tags,
+            "tags": pairs,
         }
     except (ValueError, TypeError, RecursionError):
         return None

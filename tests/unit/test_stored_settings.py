@@ -5,13 +5,14 @@ None ("not known"), never an exception and never a partial setting."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from azure.data.tables import TableServiceClient
 
-from auditor import exemptions
+from auditor import exemptions, tags
 from auditor.changes import StoredState
 from auditor.facts import (
     DiagnosticSetting,
@@ -23,6 +24,8 @@ from auditor.facts import (
     Verdict,
     normalize_id,
 )
+from auditor.judgement import judge
+from auditor.policy import Policy
 from auditor.storage import RunWriter, entities, keys
 from auditor.storage.tables import Tables
 
@@ -290,3 +293,39 @@ def test_the_run_writer_parses_what_it_opened_with() -> None:
         assert writer.stored_settings("unknown") is None
         assert writer.stored_settings("garbled") is None
         assert writer.stored_settings("never-stored") is None
+
+
+FULL_FACTS = replace(
+    REGISTRY,
+    location="westeurope",
+    sku="Premium",
+    admin_user_enabled=True,
+    anonymous_pull_enabled=False,
+    created_at=NOW - timedelta(days=3),
+    tags=((exemptions.TAG, "waiver; until=2999-01-01"),),
+)
+
+
+def test_a_row_keeps_every_fact_of_its_registry() -> None:
+    row = entity(judge(FULL_FACTS, (EVERY_FIELD,), (), Policy()))
+    state = entities.stored_state(row)
+    assert state.facts and state.registry == FULL_FACTS
+    # A row an older version wrote names the registry only: its facts are not known.
+    assert not entities.stored_state({k: v for k, v in row.items() if k != "Facts"}).facts
+
+
+@pytest.mark.usefixtures("kept_tags")
+def test_facts_written_before_a_tag_was_kept_are_not_known() -> None:
+    row = entity(judge(FULL_FACTS, (EVERY_FIELD,), (), Policy()))
+    tags.keep("auto-remediate")
+    assert not entities.stored_state(row).facts  # its value may be missing from the row
+    assert entities.stored_state(entity(judge(FULL_FACTS, (), (), Policy()))).facts
+
+
+def test_the_digest_is_the_rows_content_less_the_run_that_wrote_it() -> None:
+    verdict = judge(REGISTRY, (EVERY_FIELD,), (), Policy())
+    row = entity(verdict)
+    again = {**row, "LastRunId": "another", "CheckedAt": NOW.isoformat()}
+    assert entities.content_digest(again) == row["Digest"]
+    assert entities.content_digest({**row, "Status": "noncompliant"}) != row["Digest"]
+    assert entities.content_digest({**row, "Settings": None}) != row["Digest"]
