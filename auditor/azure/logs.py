@@ -23,10 +23,21 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 from azure.core.credentials import TokenCredential
-from azure.core.exceptions import AzureError, HttpResponseError, ServiceRequestError
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    DecodeError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    map_error,
+)
+from azure.core.rest import HttpRequest
 from azure.monitor.query import LogsQueryClient, LogsQueryPartialResult, LogsQueryResult
 
 from auditor.azure.errors import describe_error, retry_after
@@ -147,7 +158,7 @@ class LogsReader:
                 raise ValueError("a credential is needed to create the LogsQueryClient")
             # `audience` sets the token scope (`<audience>/.default`); without it the SDK asks
             # for a token for the endpoint's host. retry_total=0: we retry ourselves.
-            client = LogsQueryClient(
+            client = RowsQueryClient(
                 credential,
                 endpoint=endpoint,
                 audience=audience,
@@ -264,6 +275,117 @@ class LogsReader:
                 rows=_rows(getattr(result, "tables", None) or []), attempts=attempts
             )
         return self._failed(QueryOutcome(error="unexpected query result", attempts=attempts))
+
+
+class RowsQueryClient(LogsQueryClient):
+    """`LogsQueryClient` whose `query_workspace` answers with the tables as the service sent
+    them (`RawResult`): the same request through the same pipeline (token, timeouts, the
+    service's errors as `HttpResponseError`), without the SDK's result models. Those walk
+    every cell twice (a typed model, then `LogsTableRow` with each datetime parsed by
+    isodate): about 4 s of client CPU for a 10,000-registry fleet's queries, whose rows are
+    read by name and parsed where used (`evidence.rows`)."""
+
+    def query_workspace(  # type: ignore[override]
+        self,
+        workspace_id: str,
+        query: str,
+        *,
+        timespan: tuple[datetime, datetime] | None,
+        server_timeout: int | None = None,
+        **kwargs: Any,
+    ) -> RawResult:
+        body: dict[str, Any] = {"query": query}
+        if timespan is not None:
+            body["timespan"] = "/".join(_iso_utc(t) for t in timespan)
+        headers = {"Prefer": f"wait={server_timeout}"} if server_timeout else {}
+        request = HttpRequest(
+            "POST", f"/workspaces/{quote(workspace_id, safe='')}/query", json=body, headers=headers
+        )
+        response = self.send_request(request, **kwargs)
+        if response.status_code != 200:
+            map_error(response.status_code, response, _ERROR_MAP)
+            raise HttpResponseError(response=response)
+        try:
+            document = response.json()
+        except ValueError as exc:
+            raise DecodeError("the query answer is not JSON", response=response) from exc
+        return RawResult.of(document)
+
+
+_ERROR_MAP: Mapping[int, type[HttpResponseError]] = {
+    401: ClientAuthenticationError,
+    404: ResourceNotFoundError,
+}
+
+
+def _iso_utc(moment: datetime) -> str:
+    return moment.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class RawTable:
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+@dataclass(frozen=True)
+class RawError:
+    """The `error` of a partial answer, read like the SDK's `LogsQueryError`."""
+
+    code: str | None
+    message: str | None
+    details: list[Any]
+
+
+@dataclass(frozen=True)
+class RawResult:
+    """A query answer as sent: `status` "PartialError" with `partial_error` and `partial_data`
+    when the service says it is incomplete, else "Success" with `tables`."""
+
+    status: str
+    tables: list[RawTable]
+    partial_error: RawError | None = None
+
+    @property
+    def partial_data(self) -> list[RawTable]:
+        return self.tables
+
+    @classmethod
+    def of(cls, document: Any) -> RawResult:
+        if not isinstance(document, Mapping):
+            raise DecodeError("the query answer is not a JSON object")
+        tables = [_raw_table(t) for t in document.get("tables") or []]
+        error = document.get("error")
+        if not error:
+            return cls("Success", tables)
+        if not isinstance(error, Mapping):
+            error = {"message": str(error)}
+        details = error.get("details")
+        return cls(
+            "PartialError",
+            tables,
+            RawError(
+                _text(error.get("code")),
+                _text(error.get("message")),
+                list(details) if isinstance(details, list) else [],
+            ),
+        )
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _raw_table(table: Any) -> RawTable:
+    if not isinstance(table, Mapping):
+        raise DecodeError("a table of the query answer is not a JSON object")
+    columns = [
+        str(c.get("name")) if isinstance(c, Mapping) else str(c) for c in table.get("columns") or []
+    ]
+    rows = table.get("rows") or []
+    if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
+        raise DecodeError("the rows of the query answer are not lists")
+    return RawTable(columns, rows)
 
 
 def _status(result: Any) -> str:

@@ -672,20 +672,40 @@ def fit_evidence(
     return doc, text
 
 
-def evidence_entities(
-    key: str, registry: Registry, evidence: LogEvidence, *, run_id: str, observed_at: datetime
-) -> tuple[list[dict[str, Any]], str]:
-    """The two rows (logins, activity) of one registry's evidence in one run, and their
-    digest: the documents less their window, which moves every run while what the logs
-    showed may not. `key` is the `registry_key`, partitioned like the registries table."""
-    rows = []
-    digest = hashlib.blake2b(digest_size=16)
-    for kind, document, lists in (
+# (kind, document, its lists in trimming order) for each of a registry's two evidence rows.
+EvidenceDocuments = tuple[tuple[str, Mapping[str, Any], Sequence[str]], ...]
+
+
+def evidence_documents(evidence: LogEvidence) -> tuple[EvidenceDocuments, str]:
+    """The documents of one registry's evidence rows (logins, activity) and their digest: the
+    documents less their window, which moves every run while what the logs showed may not.
+    Cheap next to `evidence_entities`, so a run can tell whether to store them."""
+    documents_ = (
         (keys.EVIDENCE_LOGINS, documents.logins_document(evidence), documents.LOGIN_LISTS),
         (keys.EVIDENCE_ACTIVITY, documents.activity_document(evidence), documents.ACTIVITY_LISTS),
-    ):
+    )
+    digest = hashlib.blake2b(digest_size=16)
+    for _, document, _ in documents_:
+        text = _SETTINGS_ENCODER.encode({k: v for k, v in document.items() if k != "window"})
+        digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
+    return documents_, digest.hexdigest()
+
+
+def evidence_entities(
+    key: str,
+    registry: Registry,
+    evidence: LogEvidence,
+    *,
+    run_id: str,
+    observed_at: datetime,
+    built: EvidenceDocuments | None = None,
+) -> list[dict[str, Any]]:
+    """The two rows (logins, activity) of one registry's evidence in one run, from its
+    documents (`built`, else built here). `key` is the `registry_key`, partitioned like the
+    registries table."""
+    rows = []
+    for kind, document, lists in built or evidence_documents(evidence)[0]:
         fitted, text = fit_evidence(document, lists)
-        digest.update(text.replace(_ascii(fitted["window"]), "", 1).encode("ascii") + b"\0")
         parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
         row: dict[str, Any] = {
             "PartitionKey": keys.registry_partition(key),
@@ -701,7 +721,7 @@ def evidence_entities(
         }
         row.update({f"Part{i}": part for i, part in enumerate(parts)})
         rows.append(row)
-    return rows, digest.hexdigest()
+    return rows
 
 
 def evidence_doc(row: Mapping[str, Any]) -> dict[str, Any]:

@@ -368,16 +368,18 @@ class RunWriter:
         stored = before.evidence if before is not None else None
         if found is None:
             return stored
-        built, digest = entities.evidence_entities(
-            key, verdict.registry, found, run_id=self._run_id, observed_at=observed_at
+        documents, digest = entities.evidence_documents(found)
+        if stored is not None and stored[0] == digest:
+            if observed_at - stored[1] < EVIDENCE_REFRESH:
+                return stored
+        rows += entities.evidence_entities(
+            key,
+            verdict.registry,
+            found,
+            run_id=self._run_id,
+            observed_at=observed_at,
+            built=documents,
         )
-        if (
-            stored is not None
-            and stored[0] == digest
-            and observed_at - stored[1] < EVIDENCE_REFRESH
-        ):
-            return stored
-        rows += built
         return digest, observed_at
 
     def _upsert_all(

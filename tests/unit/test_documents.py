@@ -247,11 +247,26 @@ def test_what_the_store_serves_back_is_its_definition() -> None:
     summary = summarize(run, generated_at=FINISHED)
     conforms(ComplianceDocument, entities.summary_from_entity(entities.summary_entity(summary)))
     busy = run.verdicts[0].registry
-    (logins, activity), _ = entities.evidence_entities(
+    logins, activity = entities.evidence_entities(
         busy.key, busy, run.evidence[busy.key], run_id=run.run_id, observed_at=FINISHED
     )
     conforms(LoginEntry, entities.evidence_doc(logins))
     conforms(ActivityEntry, entities.evidence_doc(activity))
+
+
+def test_the_evidence_digest_is_what_the_logs_showed_not_when() -> None:
+    run = realistic_run()
+    busy = run.verdicts[0].registry
+    evidence = run.evidence[busy.key]
+    _, digest = entities.evidence_documents(evidence)
+    later = replace(
+        evidence,
+        window_start=evidence.window_start + timedelta(hours=1),
+        window_end=evidence.window_end + timedelta(hours=1),
+    )
+    assert entities.evidence_documents(later)[1] == digest
+    assert entities.evidence_documents(replace(evidence, logins=evidence.logins[1:]))[1] != digest
+    assert entities.evidence_documents(replace(evidence, problems=("capped",)))[1] != digest
 
 
 def documented_type(definition: Any, path: str) -> Any:
