@@ -200,8 +200,15 @@ class RegistryDocument(TypedDict):
 class RegistryRecord(RegistryDocument):
     """A registry as last checked: its verdict, by which run and when."""
 
-    lastRunId: str | None
-    checkedAt: str | None
+    lastRunId: Annotated[str | None, Field(description="the run that last wrote this record")]
+    checkedAt: Annotated[
+        str | None,
+        Field(
+            description="when a run last read the registry's settings or found its verdict "
+            "changed; a change-driven run leaves an unchanged registry's record as it was "
+            "(the activity log showed no change)"
+        ),
+    ]
     statusSince: Annotated[
         str | None, Field(description="since when the status and reasons are as now")
     ]
