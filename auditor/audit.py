@@ -59,9 +59,6 @@ Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 # batch is not handed another: the registries gather into a bigger one instead of queuing
 # (each batch's rows and alerts wait in memory until written).
 WRITE_EVERY_SECONDS = 1.0
-# Registries handed out at once once the reads are done: the store writes one slice while the
-# next one's evidence is built.
-DRAIN_SLICE = 1000
 
 
 @dataclass
@@ -419,7 +416,6 @@ class _Audit:
             for verdict in self.changes.kept:
                 settling.add(verdict, read=False)
             read = self._read_settings(to_read, categories, settling)
-            settling.drain()
             return self._finish(
                 inventory, [*self.changes.kept, *read, *unreadable], collector, settling
             )
@@ -703,27 +699,14 @@ class _Settling:
             self._last_report = now
             self._audit.progress(progress())
 
-    def drain(self) -> None:
-        """The reads are done: once every log query has answered, the registries still
-        waiting are handed out `DRAIN_SLICE` at a time, so the store and the alerts take one
-        slice while the next one's evidence is built, rather than all at the run's end."""
-        if self._collector is None or not self._audit.storage.usable:
-            return
-        self._collector.wait()
-        while self._waiting:
-            left = len(self._waiting)
-            self._hand_over(limit=DRAIN_SLICE)
-            if len(self._waiting) == left:
-                return  # the rest are settled at the end, with the run's late activity
-
-    def _hand_over(self, limit: int | None = None) -> None:
+    def _hand_over(self) -> None:
         if not self._audit.storage.usable:
             return  # registries stay waiting: the end of the run returns them all
         evidence: Mapping[str, LogEvidence] = {}
         if self._collector is None:
             ready = list(self._waiting)
         else:
-            ready, evidence = self._collector.settle(limit)
+            ready, evidence = self._collector.settle()
         settled = [self._waiting.pop(k) for k in ready if k in self._waiting]
         if not settled:
             return

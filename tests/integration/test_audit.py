@@ -110,26 +110,6 @@ def test_rerun_is_idempotent(local_azure: LocalAzure) -> None:
     assert summary["totals"] == {**summary["totals"], "compliant": 2, "noncompliant": 4}
 
 
-def test_once_the_reads_are_done_the_rest_is_stored_a_slice_at_a_time(
-    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """No hand-over while reading: every registry waits for the end of the reads, then goes
-    to the store in slices as its evidence is built, not all at the run's end."""
-    monkeypatch.setattr(audit_module, "WRITE_EVERY_SECONDS", 3600.0)
-    monkeypatch.setattr(audit_module, "DRAIN_SLICE", 2)
-    _, env = local_azure()
-    run = audit(env)
-    assert outcome(run) == EXPECTED
-    store = build_store(Settings.from_env(env))
-    checked = set()
-    for name in EXPECTED:
-        stored = store.get_registry(name)
-        assert stored is not None and stored["lastRunId"] == run.run_id
-        checked.add(datetime.fromisoformat(stored["checkedAt"]))
-    assert len(checked) >= len(EXPECTED) // 2  # one time per slice
-    assert max(checked) < run.finished_at
-
-
 def test_registries_are_stored_while_the_rest_are_still_read(
     local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
 ) -> None:
