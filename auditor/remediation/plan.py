@@ -121,6 +121,15 @@ def plan_remediation(
             tuple(r.code for r in verdict.reasons),
             why=f"its settings were not read (status {verdict.status.value})",
         )
+    if verdict.status is Status.EXEMPT:
+        # Its owners accepted it as it is: the exemption is lifted first, by whoever set it.
+        return Plan(
+            registry,
+            PlanKind.BLOCKED,
+            verdict.status,
+            tuple(r.code for r in verdict.reasons),
+            why="it is exempt: lift the exemption (tag or AUDITOR_EXEMPTIONS) to remediate it",
+        )
     settings = tuple(verdict.settings)
     judged = judge(registry, settings, categories, policy)
     base = Plan(registry, PlanKind.BLOCKED, judged.status, tuple(r.code for r in judged.reasons))

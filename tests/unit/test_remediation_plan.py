@@ -220,6 +220,12 @@ def test_a_registry_whose_settings_were_not_read_is_not_planned(status: Status) 
     assert result.kind is PlanKind.BLOCKED and status.value in result.why
 
 
+def test_an_exempt_registry_is_never_planned_whoever_asks() -> None:
+    result = plan(status=Status.EXEMPT)
+    assert result.kind is PlanKind.BLOCKED and not result.writes
+    assert "exempt" in result.why
+
+
 def test_categories_by_name_when_all_logs_does_not_cover_them() -> None:
     # The categories API is the authority on group membership, as for the judgement.
     categories = (
