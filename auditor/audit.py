@@ -429,14 +429,19 @@ class _Audit:
     def _inventory(self) -> Inventory:
         """A full sweep lists the fleet; a change-driven run with a store takes it from there
         and the activity log (`change_run.inventory`), listing only what they cannot tell."""
-        if self.mode is RunMode.FULL or not self.storage.has_state():
+        if self.mode is RunMode.FULL or not self.storage.usable:
             return self._listing(list(self.subscriptions))
-        self._now = self.clock()
+        # The subscriptions and their activity logs are read while the store's thread reads
+        # the stored registries.
+        now = self.clock()
         found = Inventory()
         subscriptions = visible_subscriptions(self.clients, self.subscriptions, found)
         covered = self.storage.last_run(subscriptions).covered
-        self._watermarks = {s: covered.get(s) for s in subscriptions}
-        self._logs = change_run.read_logs(self.clients, self._watermarks, self._now, self.overlap)
+        watermarks = {s: covered.get(s) for s in subscriptions}
+        logs = change_run.read_logs(self.clients, watermarks, now, self.overlap)
+        if not self.storage.has_state():
+            return self._listing(list(self.subscriptions))
+        self._now, self._watermarks, self._logs = now, watermarks, logs
         listed = change_run.inventory(
             self.clients,
             subscriptions,
