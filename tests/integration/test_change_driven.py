@@ -188,3 +188,27 @@ def test_a_change_driven_run_leaves_unchanged_rows_alone(local_azure: LocalAzure
     for name in quiet:
         newest = store.reader.registry_logins(name, limit=1)[0][0]
         assert newest["runId"] == first.run_id
+
+
+def test_a_registry_the_log_names_but_arm_cannot_read_is_judged_not_dropped(
+    local_azure: LocalAzure,
+) -> None:
+    emu, env = local_azure()
+    audit(env, RunMode.FULL)
+    sub = next(r.subscription for r in emu.world.registries())
+    added = emu.world.add_registry(
+        {"name": "acrunreadable01", "subscription": sub, "resourceGroup": "rg-new"},
+        caller="ops@contoso.com",
+    )
+    # Its GET fails every time; its settings (a longer path) still read.
+    emu.world.add_fault(
+        {"kind": "status", "status": 500, "api": "arm", "path": "/registries/acrunreadable01$"}
+    )
+    changes = audit(env, RunMode.CHANGES)
+    [found] = [v for v in changes.verdicts if v.registry.name == added.name]
+    assert found.status is not Status.REMOVED
+    assert changes.rereads[added.id.lower()] == ("not_stored",)
+    assert any(
+        e.startswith(f"registry {added.id.lower()}: could not be read after the activity log")
+        for e in changes.errors
+    )
