@@ -57,12 +57,18 @@ class RunPage(BaseModel):
 
 
 class LoginPage(BaseModel):
-    items: list[LoginEntry] = Field(description="one entry per run, newest first")
+    items: list[LoginEntry] = Field(
+        description="newest first: one entry per run whose evidence differed from the one "
+        "before (its window aside), and at least one every 12 hours"
+    )
     continuation: str | None
 
 
 class ActivityPage(BaseModel):
-    items: list[ActivityEntry] = Field(description="one entry per run, newest first")
+    items: list[ActivityEntry] = Field(
+        description="newest first: one entry per run whose evidence differed from the one "
+        "before (its window aside), and at least one every 12 hours"
+    )
     continuation: str | None
 
 
