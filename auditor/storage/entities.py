@@ -128,8 +128,8 @@ _SETTING_FIELDS = (
 
 
 # One encoder for the run, not one per call as `json.dumps` builds: a run encodes every
-# registry's settings.
-_SETTINGS_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+# registry's settings and digests.
+_COMPACT = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def _setting_item(setting: DiagnosticSetting) -> dict[str, Any]:
@@ -150,7 +150,7 @@ def settings_json(settings: Sequence[DiagnosticSetting]) -> str | None:
     enabled]]}]}`. None when they would not fit one string property: never clipped, since a
     clipped setting could be judged differently."""
     document = {"v": SETTINGS_VERSION, "s": [_setting_item(s) for s in settings]}
-    text = _SETTINGS_ENCODER.encode(document)
+    text = _COMPACT.encode(document)
     if not text.isascii():
         try:
             text.encode("utf-8")
@@ -282,9 +282,7 @@ _RUN_COLUMNS = frozenset({"LastRunId", "CheckedAt", "Digest"})
 
 def content_digest(entity: Mapping[str, Any]) -> str:
     """A registry row's content, less the run that wrote it, as a short hash."""
-    text = _SETTINGS_ENCODER.encode(
-        sorted((k, str(v)) for k, v in entity.items() if k not in _RUN_COLUMNS)
-    )
+    text = _COMPACT.encode(sorted((k, str(v)) for k, v in entity.items() if k not in _RUN_COLUMNS))
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=16).hexdigest()
 
 
@@ -513,26 +511,34 @@ def finished_run_entity(run: AuditRun) -> dict[str, Any]:
     }
 
 
+def split_parts(text: str, *, count: str = "Parts", part: str = "Part") -> dict[str, Any]:
+    """`text` over string properties `<part>0..n`, with their number in `count`: an ASCII text
+    (its length is its size in UTF-16 code units) longer than one property holds."""
+    parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
+    return {count: len(parts), **{f"{part}{i}": chunk for i, chunk in enumerate(parts)}}
+
+
+def joined_parts(row: Mapping[str, Any], *, count: str = "Parts", part: str = "Part") -> str:
+    """The text `split_parts` stored; KeyError when the row lacks it or a part."""
+    return "".join(row[f"{part}{i}"] for i in range(int(row[count])))
+
+
 def _subscriptions_parts(subscriptions: Iterable[str]) -> dict[str, Any]:
     """The subscriptions a run listed completely (`Subscriptions0..n`, JSON split over string
     properties): where the next change-driven run reads each one's activity log from. Left
     out when even `SUMMARY_PARTS` properties cannot hold them (those are then read in full)."""
-    text = _ascii(sorted(subscriptions))
-    parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
-    if len(parts) > SUMMARY_PARTS:
-        return {}
-    return {
-        "SubscriptionParts": len(parts),
-        **{f"Subscriptions{i}": part for i, part in enumerate(parts)},
-    }
+    found = split_parts(
+        _ascii(sorted(subscriptions)), count="SubscriptionParts", part="Subscriptions"
+    )
+    return found if found["SubscriptionParts"] <= SUMMARY_PARTS else {}
 
 
 def run_subscriptions(row: Mapping[str, Any]) -> list[str]:
     """The subscriptions a stored run listed completely; none when not stored or unreadable
     (rows before change-driven runs, or too many)."""
     try:
-        count = int(row.get("SubscriptionParts", 0))
-        found = json.loads("".join(row[f"Subscriptions{i}"] for i in range(count)) or "[]")
+        text = joined_parts(row, count="SubscriptionParts", part="Subscriptions")
+        found = json.loads(text)
     except (ValueError, TypeError, KeyError):
         return []
     return [s.lower() for s in found if isinstance(s, str)] if isinstance(found, list) else []
@@ -603,19 +609,16 @@ def summary_entity(summary: ComplianceSummary) -> dict[str, Any]:
             max_reasons=reasons // 2,
         )
         text = json.dumps(summary.to_dict(), separators=(",", ":"))
-    parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
-    entity: dict[str, Any] = {
+    return {
         "PartitionKey": keys.SUMMARY_PARTITION,
         "RowKey": keys.SUMMARY_ROW,
         "RunId": clip(summary.last_run.id) if summary.last_run else None,
-        "Parts": len(parts),
+        **split_parts(text),
     }
-    entity.update({f"Part{i}": part for i, part in enumerate(parts)})
-    return entity
 
 
 def summary_from_entity(row: Mapping[str, Any]) -> dict[str, Any]:
-    text = "".join(row[f"Part{i}"] for i in range(int(row["Parts"])))
+    text = joined_parts(row)
     document: dict[str, Any] = json.loads(text)
     return document
 
@@ -686,7 +689,7 @@ def evidence_documents(evidence: LogEvidence) -> tuple[EvidenceDocuments, str]:
     )
     digest = hashlib.blake2b(digest_size=16)
     for _, document, _ in documents_:
-        text = _SETTINGS_ENCODER.encode({k: v for k, v in document.items() if k != "window"})
+        text = _COMPACT.encode({k: v for k, v in document.items() if k != "window"})
         digest.update(text.encode("utf-8", "surrogatepass") + b"\0")
     return documents_, digest.hexdigest()
 
@@ -706,7 +709,6 @@ def evidence_entities(
     rows = []
     for kind, document, lists in built or evidence_documents(evidence)[0]:
         fitted, text = fit_evidence(document, lists)
-        parts = [text[i : i + MAX_STRING] for i in range(0, len(text), MAX_STRING)]
         row: dict[str, Any] = {
             "PartitionKey": keys.registry_partition(key),
             "RowKey": keys.evidence_row_key(key, kind, observed_at, run_id),
@@ -717,14 +719,13 @@ def evidence_entities(
             "WindowStart": iso(evidence.window_start),
             "WindowEnd": iso(evidence.window_end),
             "Omitted": sum(fitted["omitted"].values()),
-            "Parts": len(parts),
+            **split_parts(text),
         }
-        row.update({f"Part{i}": part for i, part in enumerate(parts)})
         rows.append(row)
     return rows
 
 
 def evidence_doc(row: Mapping[str, Any]) -> dict[str, Any]:
     """A stored evidence row as the API serves it: the run, then the document."""
-    text = "".join(row[f"Part{i}"] for i in range(int(row["Parts"])))
+    text = joined_parts(row)
     return {"runId": row.get("RunId"), "observedAt": row.get("ObservedAt"), **json.loads(text)}
