@@ -67,6 +67,11 @@ def change_world(emu: RunningEmulator, rng: random.Random) -> set[str]:
     return changed | {deleted.name, added.name}
 
 
+def read_failed(run: AuditRun) -> list[Verdict]:
+    """The registries whose settings `run` could not read: the next run reads them again."""
+    return [v for v in run.verdicts if any(r.code.startswith("unknown:") for r in v.reasons)]
+
+
 def graph_queries(emu: RunningEmulator) -> int:
     return len(emu.world.requests(api="graph"))
 
@@ -95,11 +100,7 @@ def test_a_change_driven_run_judges_as_a_full_sweep_and_reads_only_what_changed(
     reread = {names[k] for k in changes.rereads}
     assert changed - removed <= reread  # every registry that changed was read again
     # ... and only those, and registries whose last settings read failed.
-    unread = {
-        v.registry.name
-        for v in first.verdicts
-        if any(r.code.startswith("unknown:") for r in v.reasons)
-    }
+    unread = {v.registry.name for v in read_failed(first)}
     assert reread <= changed | unread
     assert {names.get(r, r) for r in read_now} == reread - removed
     assert changes.settings_reads == len(reread - removed) < len(full.verdicts)
@@ -155,11 +156,7 @@ def test_a_change_made_before_a_scoped_run_in_another_subscription_is_still_read
     # The newest run lists only one subscription, after the change in the other.
     audit_once(Settings.from_env(env), trigger="test", alerts=False, subscriptions=[scoped])
     changes = audit(env, RunMode.CHANGES)
-    failed_before = {
-        v.registry.key
-        for v in first.verdicts
-        if any(r.code.startswith("unknown:") for r in v.reasons)
-    }
+    failed_before = {v.registry.key for v in read_failed(first)}
     assert changes.rereads.get(target.id.lower()) == ("setting_deleted",)
     assert set(changes.rereads) - failed_before == {target.id.lower()}
     assert judged(changes) == judged(audit(env, RunMode.FULL))
