@@ -12,13 +12,16 @@ from azure.data.tables import TableClient, TableServiceClient, TableTransactionE
 
 from auditor.storage.errors import StorageError
 from auditor.storage.retry import StorageRetry
-from auditor.storage.transactions import MAX_OPERATIONS, transactions
+from auditor.storage.transactions import (
+    MAX_OPERATIONS,
+    Operation,
+    submit_transaction,
+    transactions,
+)
 
 __all__ = ["MAX_OPERATIONS", "Operation", "transactions", "write_all"]
 
 R = TypeVar("R")
-# (operation, entity, keyword arguments), as `TableClient.submit_transaction` takes them.
-Operation = tuple[str, Mapping[str, Any], Mapping[str, Any]]
 
 
 class LazyTable:
@@ -73,7 +76,7 @@ def _submit(client: TableClient, operations: list[Operation]) -> list[Mapping[st
     retries a POST on a lost connection), so a delivery recorded during a blip is not sent
     again as a possible repeat. Errors come out as the SDK raised them."""
     try:
-        return _RETRY.call("writing alert state", client.submit_transaction, operations)
+        return _RETRY.call("writing alert state", submit_transaction, client, operations)
     except StorageError as exc:
         if isinstance(exc.__cause__, AzureError):
             raise exc.__cause__ from None

@@ -23,7 +23,7 @@ from azure.data.tables import TableClient, TableTransactionError
 from auditor.storage import keys
 from auditor.storage.errors import guarded
 from auditor.storage.tables import MAX_PAGE, Tables
-from auditor.storage.transactions import transactions
+from auditor.storage.transactions import submit_transaction, transactions
 from auditor.summary import iso
 
 _MAX_TIMEOUT = 30.0  # seconds per request, fewer when the deadline is closer
@@ -100,7 +100,7 @@ def _pages(
 def _delete(table: TableClient, rows: list[dict[str, Any]], deadline: Deadline) -> int:
     options = deadline.request_options()
     try:
-        table.submit_transaction([("delete", row) for row in rows], **options)
+        submit_transaction(table, [("delete", row, {}) for row in rows], **options)
     except TableTransactionError:
         # A row already gone fails its transaction as a whole: delete them one by one.
         for row in rows:

@@ -1,12 +1,22 @@
-"""How rows are grouped into Table Storage entity-group transactions: one partition each, at
-most 100 operations, a payload well under the 4 MiB limit, no row twice. Shared by the audit
-store and the alert engine."""
+"""Table Storage entity-group transactions: how rows are grouped (one partition each, at most
+100 operations, a payload well under the 4 MiB limit, no row twice) and how one is sent
+(`submit_transaction`). Shared by the audit store, the alert engine and the pruning."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from email.utils import formatdate
 from typing import Any
+
+from azure.core.exceptions import DecodeError
+from azure.core.pipeline.transport._base import _deserialize_response
+from azure.core.rest import HttpRequest
+from azure.data.tables import RequestTooLargeError, TableClient, TableTransactionError
+from azure.data.tables._error import _decode_error, _validate_tablename_error
+from azure.data.tables._table_batch import TableBatchOperations
 
 MAX_OPERATIONS = 100  # Table Storage's limit per entity-group transaction
 # A transaction may carry 4 MiB; the estimate below is JSON without the multipart envelope
@@ -35,3 +45,186 @@ def transactions(entities: Sequence[Mapping[str, Any]]) -> list[list[int]]:
         groups.append(members)
         open_groups[partition] = (members, {row}, size)
     return groups
+
+
+# -- sending one transaction ---------------------------------------------------------------
+
+# (operation, entity, keyword arguments), as `TableClient.submit_transaction` takes them.
+Operation = tuple[str, Mapping[str, Any], Mapping[str, Any]]
+_EOL = b"\r\n"
+
+
+def submit_transaction(
+    table: TableClient, operations: Iterable[Operation], **options: Any
+) -> list[Mapping[str, Any]]:
+    """`table.submit_transaction(operations, **options)`: the same operations, request,
+    pipeline (credential, timeouts), result (each operation's response metadata: its `etag`)
+    and errors (`TableTransactionError`, `RequestTooLargeError`, `HttpResponseError`).
+
+    The SDK writes and reads the multipart bodies with Python's `email` package, and reads
+    each answer's parts on a thread pool of its own: most of a large run's client CPU. Here
+    the SDK still builds each operation's request (its entity typing and headers), and the
+    multipart body around them is written and read as bytes; an answer's failing part is
+    handed to the SDK's own error decoding."""
+    client: Any = table  # the SDK's transaction path is not public API
+    batch = TableBatchOperations(
+        config=client._client._config,
+        endpoint=f"{client.scheme}://{client._primary_hostname}",
+        table_name=table.table_name,
+        is_cosmos_endpoint=client._cosmos_endpoint,
+    )
+    for operation in operations:
+        batch.add_operation(operation)
+    requests = batch.requests
+    if not requests:
+        return []
+    boundary = f"batch_{uuid.uuid4()}"
+    request = HttpRequest(
+        "POST",
+        f"{client.scheme}://{client._primary_hostname}/$batch",
+        headers={
+            "x-ms-version": client.api_version,
+            "DataServiceVersion": "3.0",
+            "MaxDataServiceVersion": "3.0;NetFx",
+            "Content-Type": f"multipart/mixed; boundary={boundary}",
+            "Accept": "application/json",
+        },
+        content=multipart_body(requests, boundary, f"changeset_{uuid.uuid4()}"),
+    )
+    response = client._client.send_request(request, stream=True, **options)
+    if response.status_code == 413:
+        raise _failure(response, table.table_name, too_large=True)
+    if response.status_code != 202:
+        raise _failure(response, table.table_name)
+    try:
+        parts = response_parts(response.headers.get("Content-Type", ""), response.read())
+    except ValueError as exc:
+        raise DecodeError(f"Table Storage answered a transaction with {exc}", response) from exc
+    if len(parts) != len(requests) and all(200 <= p.status < 300 for p in parts):
+        raise DecodeError(
+            f"Table Storage answered {len(parts)} of a transaction's {len(requests)} operations",
+            response,
+        )
+    for index, part in enumerate(parts):
+        if part.status == 413:
+            raise _failure(response, table.table_name, too_large=True)
+        if not 200 <= part.status < 300:
+            matching = requests[index] if index < len(requests) else request
+            failed = _deserialize_response(part.raw, matching)  # type: ignore[no-untyped-call]
+            raise _failure(failed, table.table_name, error_type=TableTransactionError)
+    return [{"etag": part.etag} if part.etag is not None else {} for part in parts]
+
+
+def _failure(
+    response: Any,
+    table_name: str,
+    *,
+    too_large: bool = False,
+    error_type: type[Exception] | None = None,
+) -> Exception:
+    """The error the SDK raises for `response`, decoded by the SDK."""
+    if too_large:
+        return _decode_error(  # type: ignore[no-untyped-call,no-any-return]
+            response,
+            error_message="The transaction request was too large",
+            error_type=RequestTooLargeError,
+        )
+    decoded: Exception = _decode_error(response, error_type=error_type)  # type: ignore[no-untyped-call]
+    _validate_tablename_error(decoded, table_name)  # type: ignore[no-untyped-call]
+    return decoded
+
+
+def multipart_body(requests: Sequence[HttpRequest], boundary: str, changeset: str) -> bytes:
+    """One change set of `requests` in a batch body, as azure-core writes it."""
+    now = formatdate(usegmt=True)
+    out = [
+        b"--" + boundary.encode(),
+        b"Content-Type: multipart/mixed; boundary=" + changeset.encode(),
+        b"",
+    ]
+    for index, part in enumerate(requests):
+        content = part.content
+        body = content.encode() if isinstance(content, str) else bytes(content or b"")
+        headers = {**part.headers, "x-ms-date": now, "Date": now}
+        if body:
+            headers["Content-Length"] = str(len(body))
+        out += [
+            b"--" + changeset.encode(),
+            b"Content-Type: application/http",
+            b"Content-Transfer-Encoding: binary",
+            b"Content-ID: " + str(index).encode(),
+            b"",
+            f"{part.method} {part.url} HTTP/1.1".encode(),
+            *(f"{name}: {value}".encode() for name, value in headers.items()),
+            b"",
+            body,
+        ]
+    out += [b"--" + changeset.encode() + b"--", b"", b"--" + boundary.encode() + b"--", b""]
+    return _EOL.join(out)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One operation's answer in a batch response: its status, ETag, and the raw HTTP text."""
+
+    status: int
+    etag: str | None
+    raw: bytes
+
+
+def response_parts(content_type: str, body: bytes) -> list[Part]:
+    """The operations' answers of a batch response body (`multipart/mixed`, change sets
+    nested), in order. Raises ValueError when the body is not what the service sends."""
+    boundary = _boundary(content_type)
+    if boundary is None:
+        raise ValueError(f"a batch response that is not multipart: {content_type!r}")
+    parts: list[Part] = []
+    for chunk in _split(body, boundary):
+        headers, _, payload = chunk.partition(_EOL + _EOL)
+        kind = _header(headers, b"content-type") or ""
+        if kind.startswith("multipart/mixed"):
+            parts += response_parts(kind, payload)
+        elif kind.startswith("application/http"):
+            parts.append(_part(payload))
+        else:
+            raise ValueError(f"a batch response part of type {kind!r}")
+    return parts
+
+
+def _boundary(content_type: str) -> str | None:
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.strip().partition("=")
+        if name.lower() == "boundary" and value:
+            return value.strip('"')
+    return None
+
+
+def _split(body: bytes, boundary: str) -> list[bytes]:
+    delimiter = b"--" + boundary.encode()
+    chunks = body.split(delimiter)
+    if len(chunks) < 2:
+        raise ValueError(f"a batch response without its boundary {boundary!r}")
+    # Before the first delimiter: the preamble; after the closing one ("--"): the epilogue.
+    inner = []
+    for chunk in chunks[1:]:
+        if chunk.startswith(b"--"):
+            break
+        inner.append(chunk.removeprefix(_EOL).removesuffix(_EOL))
+    return inner
+
+
+def _part(payload: bytes) -> Part:
+    head, _, _ = payload.partition(_EOL + _EOL)
+    status_line, _, headers = head.partition(_EOL)
+    fields = status_line.split(b" ", 2)
+    if len(fields) < 2 or not fields[0].startswith(b"HTTP/") or not fields[1].isdigit():
+        raise ValueError(f"a batch response part with status line {status_line[:80]!r}")
+    return Part(int(fields[1]), _header(headers, b"etag"), payload)
+
+
+def _header(block: bytes, name: bytes) -> str | None:
+    for line in block.split(_EOL):
+        key, sep, value = line.partition(b":")
+        if sep and key.strip().lower() == name:
+            return value.strip().decode("latin-1")
+    return None

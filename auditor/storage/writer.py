@@ -37,7 +37,7 @@ from auditor.run_record import AuditRun
 from auditor.storage import entities, keys
 from auditor.storage.errors import StorageError
 from auditor.storage.tables import MAX_PAGE, Tables
-from auditor.storage.transactions import MAX_OPERATIONS, transactions
+from auditor.storage.transactions import MAX_OPERATIONS, submit_transaction, transactions
 from auditor.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -393,7 +393,8 @@ class RunWriter:
         def submit(batch: list[dict[str, Any]]) -> None:
             self._tables.retry.call(
                 action,
-                table.submit_transaction,
+                submit_transaction,
+                table,
                 [("upsert", row, {"mode": UpdateMode.REPLACE}) for row in batch],
             )
 

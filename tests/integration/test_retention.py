@@ -18,7 +18,7 @@ from auditor.evidence.model import LogEvidence
 from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.retention import RetentionReport, prune_expired
 from auditor.run_record import AuditRun, RunStatus
-from auditor.storage import AuditStore
+from auditor.storage import AuditStore, pruning
 from emulator.azurite import DEV_KEY
 
 pytestmark = pytest.mark.integration
@@ -169,14 +169,16 @@ def test_many_rows_go_in_transactions_of_one_partition(
     store_run(store, "old", timedelta(days=401), verdicts)
     transactions: list[int] = []
     single: list[str] = []
-    for table in (store.tables.evidence, store.tables.history):
-        submit = table.submit_transaction
+    submit = pruning.submit_transaction
+    counted_tables = {store.tables.evidence.table_name, store.tables.history.table_name}
 
-        def counted(operations: Any, submit: Any = submit, **options: Any) -> Any:
+    def counted(table: Any, operations: Any, **options: Any) -> Any:
+        if table.table_name in counted_tables:
             transactions.append(len(list(operations)))
-            return submit(operations, **options)
+        return submit(table, operations, **options)
 
-        monkeypatch.setattr(table, "submit_transaction", counted)
+    monkeypatch.setattr(pruning, "submit_transaction", counted)
+    for table in (store.tables.evidence, store.tables.history):
         monkeypatch.setattr(table, "delete_entity", lambda *a, **k: single.append(a))
 
     report = prune_expired(store)

@@ -1,0 +1,117 @@
+"""The batch bodies `transactions.submit_transaction` writes and reads, without a service."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from azure.core.pipeline._base import Pipeline
+from azure.core.rest import HttpRequest
+from azure.data.tables import UpdateMode
+from azure.data.tables._generated._configuration import AzureTableConfiguration
+from azure.data.tables._policies import StorageHeadersPolicy
+from azure.data.tables._table_batch import TableBatchOperations
+
+from auditor.storage.transactions import Part, multipart_body, response_parts
+
+ENDPOINT = "https://account.table.core.windows.net"
+
+
+def operations() -> list[HttpRequest]:
+    batch = TableBatchOperations(
+        config=AzureTableConfiguration(url=ENDPOINT), endpoint=ENDPOINT, table_name="t"
+    )
+    batch.add_operation(("upsert", {"PartitionKey": "p", "RowKey": "a", "S": "x\r\n--b"}, {}))
+    batch.add_operation(
+        ("upsert", {"PartitionKey": "p", "RowKey": "b", "N": 1}, {"mode": UpdateMode.REPLACE})
+    )
+    batch.add_operation(("create", {"PartitionKey": "p", "RowKey": "c"}))
+    batch.add_operation(("delete", {"PartitionKey": "p", "RowKey": "d"}))
+    return batch.requests
+
+
+def test_the_body_is_the_one_azure_core_writes() -> None:
+    requests = operations()
+    changeset = HttpRequest("POST", "")
+    changeset.set_multipart_mixed(
+        *requests, policies=[StorageHeadersPolicy()], boundary="changeset_1"
+    )
+    request = HttpRequest("POST", f"{ENDPOINT}/$batch")
+    request.set_multipart_mixed(
+        changeset, policies=[StorageHeadersPolicy()], enforce_https=False, boundary="batch_1"
+    )
+    Pipeline._prepare_multipart_mixed_request(request)
+    request._prepare_multipart_body()  # type: ignore[attr-defined]
+
+    def dated(body: bytes) -> bytes:
+        return re.sub(rb"(x-ms-date|Date): [^\r]*", rb"\1: (now)", body)
+
+    ours = multipart_body(requests, "batch_1", "changeset_1")
+    assert dated(ours) == dated(request.content)
+    assert ours.count(b"Content-ID: ") == 4
+
+
+def answer(*parts: bytes, inner: str = "changesetresponse_9") -> bytes:
+    body = b"".join(
+        b"--" + inner.encode() + b"\r\nContent-Type: application/http\r\n"
+        b"Content-Transfer-Encoding: binary\r\n\r\n" + part + b"\r\n"
+        for part in parts
+    )
+    return (
+        b"--batchresponse_1\r\nContent-Type: multipart/mixed; boundary="
+        + inner.encode()
+        + b"\r\n\r\n"
+        + body
+        + b"--"
+        + inner.encode()
+        + b"--\r\n--batchresponse_1--\r\n"
+    )
+
+
+OUTER = "multipart/mixed; boundary=batchresponse_1"
+OK = b"HTTP/1.1 204 No Content\r\nETag: W/\"datetime'2031-01-01'\"\r\n\r\n"
+
+
+def test_each_operations_answer_in_order_with_its_etag() -> None:
+    created = b'HTTP/1.1 201 Created\r\nLocation: x\r\nEtag: W/"e2"\r\n\r\n{}'
+    parts = response_parts(OUTER, answer(OK, created))
+    assert [(p.status, p.etag) for p in parts] == [
+        (204, "W/\"datetime'2031-01-01'\""),
+        (201, 'W/"e2"'),
+    ]
+    assert parts[1].raw.startswith(b"HTTP/1.1 201 Created")
+
+
+def test_a_failure_keeps_its_body_for_the_sdks_error_decoding() -> None:
+    failed = (
+        b"HTTP/1.1 409 Conflict\r\nContent-Type: application/json\r\n\r\n"
+        b'{"odata.error":{"code":"EntityAlreadyExists","message":{"value":"1:exists"}}}'
+    )
+    [part] = response_parts(OUTER, answer(failed))
+    assert part == Part(409, None, failed)
+
+
+def test_a_quoted_boundary_and_a_preamble() -> None:
+    body = b"preamble\r\n" + answer(OK)
+    assert len(response_parts('multipart/mixed; boundary="batchresponse_1"', body)) == 1
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body", "problem"),
+    [
+        ("application/json", b"{}", "not multipart"),
+        (OUTER, b"nothing of the kind", "without its boundary"),
+        (OUTER, answer(b"changesetresponse_9\r\nHTTP/1.1 400 Bad"), "status line"),
+        (OUTER, answer(b"HTTP/1.1 abc OK\r\n\r\n"), "status line"),
+        (
+            OUTER,
+            b"--batchresponse_1\r\nContent-Type: text/plain\r\n\r\nhello\r\n--batchresponse_1--",
+            "of type 'text/plain'",
+        ),
+    ],
+)
+def test_a_malformed_answer_says_what_is_wrong(
+    content_type: str, body: bytes, problem: str
+) -> None:
+    with pytest.raises(ValueError, match=problem):
+        response_parts(content_type, body)
