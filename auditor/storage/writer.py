@@ -333,7 +333,8 @@ class RunWriter:
                 reason_codes=codes,
                 status_since=since,
                 last_run_id=self._run_id,
-                settings=row.get("Settings"),
+                # What a later write compares with: not the settings text, which only the
+                # state read at the start serves (`stored_settings`).
                 digest=row["Digest"],
                 evidence=evidence,
                 facts=True,
