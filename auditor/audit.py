@@ -413,9 +413,9 @@ class _Audit:
         settling = _Settling(self, collector)
         try:
             to_read = self._plan_reads(registries, categories)
-            for verdict in self.changes.kept:
-                settling.add(verdict, read=False)
+            settling.add_all(self.changes.kept, read=False)
             read = self._read_settings(to_read, categories, settling)
+            settling.drain()
             return self._finish(
                 inventory, [*self.changes.kept, *read, *unreadable], collector, settling
             )
@@ -685,15 +685,26 @@ class _Settling:
 
     def add(self, verdict: Verdict, *, read: bool = True) -> None:
         """A judged registry; `read`: judged from settings read now, not stored ones."""
-        self._waiting[verdict.registry.key] = verdict
+        self.add_all((verdict,), read=read)
+
+    def add_all(self, verdicts: Sequence[Verdict], *, read: bool = True) -> None:
+        self._waiting.update((v.registry.key, v) for v in verdicts)
         if self._collector is not None:
-            self._collector.add(verdict)
+            self._collector.add_all(verdicts)
         if not read:
             return
         stats = self._audit.stats
-        stats.settings_reads += 1
-        if verdict.status is Status.UNKNOWN:
-            stats.read_failures += 1
+        stats.settings_reads += len(verdicts)
+        stats.read_failures += sum(v.status is Status.UNKNOWN for v in verdicts)
+
+    def drain(self) -> None:
+        """After the last read: registries settle as their workspaces answer, not all at the
+        end, so their evidence, rows and alerts overlap the queries still running."""
+        if self._collector is None:
+            return
+        while not self._collector.wait(WRITE_EVERY_SECONDS):
+            self.tick(lambda: "logs: waiting for the workspaces' queries")
+        self.tick(lambda: "logs: every query answered")
 
     def tick(self, progress: Callable[[], str]) -> None:
         now = time.monotonic()

@@ -17,6 +17,7 @@ over halves of its time range, at most `max_splits` times; the analysis merges t
 
 from __future__ import annotations
 
+import concurrent.futures
 import functools
 import logging
 import math
@@ -25,7 +26,7 @@ from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from auditor import kql
 from auditor.azure.logs import LogsReader, WorkspaceRef, resolve_workspace
@@ -281,6 +282,8 @@ class EvidenceCollector:
         self._unsettled: dict[str, None] = {}  # registry keys, in the order they came
         self._settled: set[str] = set()
         self._activity: list[_Sent] = []
+        # Workspaces whose registry queries `add_all` is about to send.
+        self._asking: list[tuple[str, Future[WorkspaceRef]]] = []
         # Registries handed out by `settle`, by how many activity queries had been sent then.
         self._settled_after: dict[int, list[str]] = {}
         # Workspace reads are ARM calls (paced elsewhere); queries are bounded by the reader.
@@ -303,6 +306,38 @@ class EvidenceCollector:
 
     def add(self, verdict: Verdict) -> None:
         """Route one judged registry; a workspace seen for the first time gets its queries."""
+        self.add_all((verdict,))
+
+    def add_all(self, verdicts: Iterable[Verdict]) -> None:
+        """Route judged registries. The activity queries of the workspaces seen first here go
+        out before their registry queries: every registry's settling waits on all of them,
+        and only on its own workspaces' registry queries."""
+        for verdict in verdicts:
+            self._route(verdict)
+        asked, self._asking = self._asking, []
+        for workspace_id, ref in asked:
+            # One task per purpose: a result is packed as soon as it arrives, so at most one
+            # unpacked result per pool worker exists at a time.
+            self._answers[workspace_id] = [
+                self._pool.submit(self._ask, ref, selection, purpose)
+                for selection in self._selections
+                for purpose in _REGISTRY_PURPOSES
+            ]
+
+    def wait(self, timeout: float) -> bool:
+        """Waits until a query sent so far returns, at most `timeout` seconds; True when every
+        one has returned."""
+        sent: list[Future[Any]] = [*self._activity]
+        sent += (f for answers in self._answers.values() for f in answers)
+        out = [f for f in sent if not f.done()]
+        if not out:
+            return True
+        _, still = concurrent.futures.wait(
+            out, timeout=timeout, return_when=concurrent.futures.FIRST_COMPLETED
+        )
+        return not still
+
+    def _route(self, verdict: Verdict) -> None:
         key = verdict.registry.key
         self._unsettled[key] = None
         routes = plan_routes(
@@ -471,13 +506,8 @@ class EvidenceCollector:
                 build = functools.partial(self._activity_q, subs)
                 self._activity.append(self._pool.submit(self._query, ref, build))
         if registry_queries and workspace_id not in self._answers:
-            # One task per purpose: a result is packed as soon as it arrives, so at most one
-            # unpacked result per pool worker exists at a time.
-            self._answers[workspace_id] = [
-                self._pool.submit(self._ask, ref, selection, purpose)
-                for selection in self._selections
-                for purpose in _REGISTRY_PURPOSES
-            ]
+            self._answers[workspace_id] = []  # sent by `add_all`, after the activity queries
+            self._asking.append((workspace_id, ref))
 
     def _activity_q(self, subscriptions: list[str], ref: WorkspaceRef) -> list[_Request]:
         return [_activity_request(ref, subscriptions, self._window, self._opts)]

@@ -5,6 +5,7 @@ settling registries as their answers arrive, options."""
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -497,3 +498,50 @@ def test_activity_found_after_a_registry_settled_is_added_to_its_evidence() -> N
     assert result.revised == {early.registry.key}
     found = result.evidence[early.registry.key]
     assert [a.operation for a in found.activity] == [kql.SETTING_DELETE.upper()]
+
+
+def test_registries_added_together_get_every_activity_query_before_registry_queries() -> None:
+    """Every registry's settling waits on all the activity queries: sent first, one query
+    at a time, they return before the registry queries of any workspace."""
+    fleet = [verdict("acra", "law-a"), verdict("acrb", "law-b"), verdict("acrc", "law-a")]
+    reader = FakeReader(max_concurrency=1)
+    with EvidenceCollector(
+        FakeArm(), reader, now=NOW, subscriptions=[SUB], registries=[v.registry.key for v in fleet]
+    ) as collector:
+        collector.add_all(fleet)
+        while not collector.wait(5):
+            pass
+        assert collector.wait(0)  # every query returned
+        collector.finish(fleet)
+    purposes = [query.purpose for _, query in reader.sent]
+    assert purposes[:2] == [Purpose.ACTIVITY] * 2
+    assert Purpose.ACTIVITY not in purposes[2:]
+    assert len(purposes) == 2 * len(Purpose)
+
+
+def test_wait_returns_when_a_query_returns_and_says_whether_any_is_still_out() -> None:
+    gate = threading.Event()
+
+    def answer(customer_id: str, query: Query) -> QueryOutcome:
+        if query.purpose is not Purpose.ACTIVITY:
+            gate.wait(5)
+        return QueryOutcome()
+
+    one = verdict("acrone", "law-a")
+    with EvidenceCollector(
+        FakeArm(), FakeReader(answer), now=NOW, subscriptions=[SUB], registries=[one.registry.key]
+    ) as collector:
+        collector.add(one)
+        while not collector._activity[0].done():
+            threading.Event().wait(0.01)
+        # The activity query has returned, the registry queries are held: it waits its time
+        # for them (a caller looping on it must not spin), then says they are still out.
+        began = time.monotonic()
+        assert collector.wait(0.2) is False
+        assert time.monotonic() - began >= 0.15
+        gate.set()
+        deadline = 50
+        while not collector.wait(0.1) and deadline:
+            deadline -= 1
+        assert collector.wait(0)
+        collector.finish([one])
