@@ -62,11 +62,18 @@ class ArmClients:
             )
             session.mount("https://", adapter)
             session.mount("http://", adapter)
+            # The environment's proxies and CA bundle, read once for the ARM endpoint (every
+            # client here talks to it only): requests otherwise reads them, and ~/.netrc, on
+            # each request, a fifth of its CPU per read of a 10,000-registry run.
+            found = session.merge_environment_settings(self.endpoint, {}, None, True, None)
+            session.proxies.update(found["proxies"] or {})
+            session.trust_env = False
             self._transport = RequestsTransport(
                 session=session,
                 session_owner=False,
                 connection_timeout=self.connection_timeout,
                 read_timeout=self.read_timeout,
+                connection_verify=found["verify"],
             )
         return {
             "base_url": self.endpoint,
