@@ -305,11 +305,17 @@ class RowsQueryClient(LogsQueryClient):
         if response.status_code != 200:
             map_error(response.status_code, response, _ERROR_MAP)
             raise HttpResponseError(response=response)
-        try:
-            document = response.json()
-        except ValueError as exc:
-            raise DecodeError("the query answer is not JSON", response=response) from exc
-        return RawResult.of(document)
+        # One answer decoded at a time: decoding holds the GIL anyway, and the answers of half
+        # a fleet's registries decoded side by side held some 45 MB of JSON at once.
+        with _DECODING:
+            try:
+                document = response.json()
+            except ValueError as exc:
+                raise DecodeError("the query answer is not JSON", response=response) from exc
+            return RawResult.of(document)
+
+
+_DECODING = threading.Lock()
 
 
 _ERROR_MAP: Mapping[int, type[HttpResponseError]] = {
@@ -324,8 +330,10 @@ def _iso_utc(moment: datetime) -> str:
 
 @dataclass(frozen=True)
 class RawTable:
+    """A table as sent, its rows read by column name (`LogRow`)."""
+
     columns: list[str]
-    rows: list[list[Any]]
+    rows: tuple[LogRow, ...]
 
 
 @dataclass(frozen=True)
@@ -385,7 +393,7 @@ def _raw_table(table: Any) -> RawTable:
     rows = table.get("rows") or []
     if not isinstance(rows, list) or not all(isinstance(r, list) for r in rows):
         raise DecodeError("the rows of the query answer are not lists")
-    return RawTable(columns, rows)
+    return RawTable(columns, _log_rows(columns, rows))
 
 
 def _status(result: Any) -> str:
@@ -429,20 +437,24 @@ class LogRow(Mapping[str, Any]):
 
 
 def _rows(tables: Iterable[Any]) -> tuple[LogRow, ...]:
-    """The primary (first) table's rows. Strings are interned: resource ids, identities and
-    operation names repeat on every row, and the JSON decoder makes a new copy of each."""
+    """The primary (first) table's rows."""
     for table in tables:
+        if isinstance(table, RawTable):
+            return table.rows  # read as they were decoded
         columns = [str(c) for c in getattr(table, "columns", None) or []]
-        index = {c: i for i, c in enumerate(columns)}
-        intern = sys.intern
-        return tuple(
-            LogRow(
-                index,
-                tuple(intern(v) if type(v) is str and len(v) < 1024 else v for v in row),
-            )
-            for row in table.rows
-        )
+        return _log_rows(columns, table.rows)
     return ()
+
+
+def _log_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> tuple[LogRow, ...]:
+    """Rows read by column name. Strings are interned: resource ids, identities and operation
+    names repeat on every row, and the JSON decoder makes a new copy of each."""
+    index = {c: i for i, c in enumerate(columns)}
+    intern = sys.intern
+    return tuple(
+        LogRow(index, tuple(intern(v) if type(v) is str and len(v) < 1024 else v for v in row))
+        for row in rows
+    )
 
 
 def _describe_query_error(error: Any) -> str | None:
