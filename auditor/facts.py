@@ -19,7 +19,7 @@ def normalize_id(resource_id: str) -> str:
     return sys.intern(resource_id.strip().rstrip("/").lower())
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Registry:
     id: str
     name: str
@@ -44,7 +44,7 @@ class Registry:
                 object.__setattr__(self, name, sys.intern(value))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogEntry:
     """One entry of a setting's `logs` list: either a category or a category group."""
 
@@ -53,13 +53,13 @@ class LogEntry:
     category_group: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class MetricEntry:
     category: str
     enabled: bool
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DiagnosticSetting:
     id: str
     name: str
@@ -73,7 +73,7 @@ class DiagnosticSetting:
     metrics: tuple[MetricEntry, ...] = ()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class CategoryInfo:
     """One row of the diagnostic settings categories API for the registry resource type."""
 
@@ -92,7 +92,7 @@ class Status(enum.StrEnum):
     EXEMPT = "exempt"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Reason:
     """A shortfall: `code` is stable (e.g. `category_missing:ContainerRegistryLoginEvents`);
     `detail` is plain words for people."""
@@ -101,7 +101,7 @@ class Reason:
     detail: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Verdict:
     registry: Registry
     status: Status

@@ -61,7 +61,7 @@ class SettingOperation(enum.StrEnum):
     DELETE = "delete"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SettingChange:
     """A diagnostic-setting write or delete seen in the activity log or an Event Grid event.
 
@@ -91,7 +91,7 @@ def short_hash(text: str, length: int = 20) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:length]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AlertState:
     """What the auditor last knew about one alert key, as stored between runs.
 
@@ -118,7 +118,7 @@ class AlertState:
     etag: str | None = field(default=None, compare=False)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Alert:
     """One notice, as every sink receives it. `id` is unique per notice; consumers dedupe on it."""
 

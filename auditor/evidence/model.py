@@ -26,7 +26,7 @@ DEFAULT_ANONYMOUS_IDENTITIES: tuple[str, ...] = ("", "anonymous", "<anonymous>",
 DEFAULT_ADMIN_IDENTITIES: tuple[str, ...] = ("{name}", "{name}.azurecr.io")
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class EvidenceOptions:
     """Thresholds of the analysis (validated where they are set: the logs settings, or
     `auditor.logs_audit.LogOptions` for the ones no setting gives)."""
@@ -74,7 +74,7 @@ class ActivityKind(enum.StrEnum):
     REGISTRY_DELETE = "registry_delete"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class QueryRows:
     """What one query returned: its rows, or why it has none. `registry_keys` are the
     registries the query selected (empty for the subscription-wide activity query)."""
@@ -92,7 +92,7 @@ class QueryRows:
         return self.error is None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TableFreshness:
     table: str
     last_event: datetime | None
@@ -100,7 +100,7 @@ class TableFreshness:
     previous_events: int  # in the window before it
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class WorkspaceFreshness:
     """Whether this registry's routed tables receive events in this workspace."""
 
@@ -120,7 +120,7 @@ class WorkspaceFreshness:
         return sum(t.events for t in self.per_table)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LoginSummary:
     """Login attempts of one identity from one IP in the current window."""
 
@@ -132,7 +132,7 @@ class LoginSummary:
     last_seen: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LoginTotals:
     """Attempts and failures per identity, or per caller IP."""
 
@@ -141,7 +141,7 @@ class LoginTotals:
     failures: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FailureBurst:
     """At least the threshold of failed logins from one IP or identity within the burst
     window: `failures` is the most seen in any such window, between `start` and `end`."""
@@ -154,7 +154,7 @@ class FailureBurst:
     total_failures: int  # in the whole current window
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class FirstSeen:
     """An identity or caller IP that logged in now but not in the previous window."""
 
@@ -165,7 +165,7 @@ class FirstSeen:
     failures: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AnonymousPull:
     repository: str
     count: int
@@ -175,7 +175,7 @@ class AnonymousPull:
     last_seen: datetime | None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TrailCount:
     """Repository operations of one identity on one repository in the current window."""
 
@@ -190,7 +190,7 @@ class TrailCount:
     last_seen: datetime | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TrailEntry:
     """One delete, untag or purge: who, what, when, from where."""
 
@@ -205,7 +205,7 @@ class TrailEntry:
     result: str
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActivityEvent:
     """A successful activity-log record about a registry or one of its diagnostic settings."""
 
@@ -228,7 +228,7 @@ class ActivityEvent:
         return self.resource_id[start:].strip("/") or None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class LogEvidence:
     """What Log Analytics shows about one registry in one run."""
 

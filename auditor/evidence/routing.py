@@ -15,7 +15,7 @@ from auditor.facts import CategoryInfo, Verdict, normalize_id
 from auditor.judgement import enabled_log_categories, is_resource_specific
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Route:
     """A registry should be filling `tables` of this workspace (ARM id, normalized)."""
 

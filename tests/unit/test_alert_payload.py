@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -66,8 +67,7 @@ def alert(**changes: Any) -> Alert:
         ),
         run_id="20260301T120000Z-1234abcd",
     )
-    fields = {**base.__dict__, **changes}
-    return Alert(**fields)
+    return dataclasses.replace(base, **changes)
 
 
 ALERTS = {
