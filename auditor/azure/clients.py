@@ -7,19 +7,22 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-import requests
 from azure.core.credentials import TokenCredential
-from azure.core.pipeline.transport import RequestsTransport
 from azure.mgmt.loganalytics import LogAnalyticsManagementClient
 from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.subscription import SubscriptionClient
 
 from auditor.azure.pipeline import ArmPacingPolicy
+from auditor.azure.transport import Urllib3Transport
 from auditor.pacing import TokenBucketPacer
 
 if TYPE_CHECKING:
     from azure.mgmt.containerregistry import ContainerRegistryManagementClient
+    from azure.mgmt.monitor.v2021_05_01_preview.operations import (
+        DiagnosticSettingsCategoryOperations,
+        DiagnosticSettingsOperations,
+    )
 
 # Subscription id the monitor client requires but never uses: diagnostic settings calls take a
 # full resource id.
@@ -33,6 +36,15 @@ ARM_READ_TIMEOUT_SECONDS = 30.0
 
 def _scope(audience: str) -> str:
     return audience.rstrip("/") + "/.default"
+
+
+@dataclass(frozen=True)
+class MonitorOperations:
+    """The monitor client's operation groups the auditor uses (`auditor.ports.MonitorClient`
+    and `MonitorWriteClient`)."""
+
+    diagnostic_settings: DiagnosticSettingsOperations
+    diagnostic_settings_category: DiagnosticSettingsCategoryOperations
 
 
 @dataclass
@@ -50,30 +62,19 @@ class ArmClients:
     # that times out falls back to the per-subscription lists.
     connection_timeout: float = ARM_CONNECTION_TIMEOUT_SECONDS
     read_timeout: float = ARM_READ_TIMEOUT_SECONDS
-    _transport: RequestsTransport | None = field(default=None, init=False, repr=False)
+    _transport: Urllib3Transport | None = field(default=None, init=False, repr=False)
     _cache: dict[tuple[str, str], Any] = field(default_factory=dict, init=False, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
+    _monitor: MonitorOperations | None = field(default=None, init=False, repr=False)
 
     def _common(self) -> dict[str, Any]:
+        # Called by `_get`'s factories, under its lock.
         if self._transport is None:
-            session = requests.Session()
-            adapter = requests.adapters.HTTPAdapter(
-                pool_connections=4, pool_maxsize=self.pool_size, max_retries=0
-            )
-            session.mount("https://", adapter)
-            session.mount("http://", adapter)
-            # The environment's proxies and CA bundle, read once for the ARM endpoint (every
-            # client here talks to it only): requests otherwise reads them, and ~/.netrc, on
-            # each request, a fifth of its CPU per read of a 10,000-registry run.
-            found = session.merge_environment_settings(self.endpoint, {}, None, True, None)
-            session.proxies.update(found["proxies"] or {})
-            session.trust_env = False
-            self._transport = RequestsTransport(
-                session=session,
-                session_owner=False,
+            self._transport = Urllib3Transport(
+                self.endpoint,
+                pool_size=self.pool_size,
                 connection_timeout=self.connection_timeout,
                 read_timeout=self.read_timeout,
-                connection_verify=found["verify"],
             )
         return {
             "base_url": self.endpoint,
@@ -111,12 +112,21 @@ class ArmClients:
             lambda: _registry_client(self.credential, subscription_id, **self._common()),
         )
 
-    def monitor(self) -> MonitorManagementClient:
-        return self._get(  # type: ignore[no-any-return]
-            "monitor",
-            "",
-            lambda: MonitorManagementClient(self.credential, _ANY_SUBSCRIPTION, **self._common()),
-        )
+    def monitor(self) -> MonitorOperations:
+        """The diagnostic-settings operation groups, built once: the SDK's multi-API client
+        builds a new group (and its serializers' table of every model) on each access, a
+        sixth of a settings read's CPU."""
+        with self._lock:
+            if self._monitor is None:
+                client = MonitorManagementClient(
+                    self.credential, _ANY_SUBSCRIPTION, **self._common()
+                )
+                self._cache[("monitor", "")] = client
+                self._monitor = MonitorOperations(
+                    diagnostic_settings=client.diagnostic_settings,
+                    diagnostic_settings_category=client.diagnostic_settings_category,
+                )
+            return self._monitor
 
     def activity_monitor(self, subscription_id: str) -> MonitorManagementClient:
         """A monitor client bound to one subscription: its activity log is listed under it."""
@@ -140,8 +150,9 @@ class ArmClients:
             for client in self._cache.values():
                 client.close()
             self._cache.clear()
+            self._monitor = None
             if self._transport is not None:
-                self._transport.session.close()  # type: ignore[union-attr]
+                self._transport.close()
                 self._transport = None
 
 
