@@ -12,11 +12,13 @@ import random
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-
-import httpx
+from typing import TYPE_CHECKING
 
 from auditor.alerts.budget import BUDGET_SPENT
 from auditor.alerts.sinks.base import DeliveryError, redact, register_secret
+
+if TYPE_CHECKING:
+    import httpx
 
 USER_AGENT = "acr-auditor-alerts/1"
 _RETRYABLE_STATUS = frozenset({408, 429})
@@ -49,6 +51,10 @@ class HttpPoster:
         self._options = options or HttpOptions()
         self._sleep = sleep
         register_secret(url)
+        # Imported here: httpx (and the console libraries it brings) costs a run without
+        # a webhook sink 40 ms of start-up and a few MB.
+        import httpx
+
         self._client = httpx.Client(
             timeout=httpx.Timeout(self._options.timeout),
             follow_redirects=False,
@@ -65,6 +71,8 @@ class HttpPoster:
         """Send `body`; DeliveryError (naming only the sink) when every attempt failed, or
         when `deadline` (`time.monotonic()` seconds) comes first: no attempt or backoff
         runs past it."""
+        import httpx
+
         options = self._options
         attempts = options.retries + 1
         problem = ""
@@ -111,9 +119,13 @@ class HttpPoster:
                 tried = f" (last try: {problem})" if problem else ""
                 raise DeliveryError(self._sink, BUDGET_SPENT + tried)
             seconds = min(seconds, left)
+        import httpx
+
         return httpx.Timeout(seconds)
 
     def _snippet(self, response: httpx.Response) -> str:
+        import httpx
+
         try:
             text = response.text
         except (UnicodeDecodeError, httpx.HTTPError):
