@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
 
 import pytest
+from azure.core import MatchConditions
 from azure.core.pipeline._base import Pipeline
 from azure.core.rest import HttpRequest
-from azure.data.tables import UpdateMode
+from azure.data.tables import EdmType, UpdateMode
 from azure.data.tables._generated._configuration import AzureTableConfiguration
 from azure.data.tables._policies import StorageHeadersPolicy
 from azure.data.tables._table_batch import TableBatchOperations
 
-from auditor.storage.transactions import Part, multipart_body, response_parts
+from auditor.storage.transactions import Part, _requests, multipart_body, response_parts
 
 ENDPOINT = "https://account.table.core.windows.net"
 
@@ -115,3 +119,83 @@ def test_a_malformed_answer_says_what_is_wrong(
 ) -> None:
     with pytest.raises(ValueError, match=problem):
         response_parts(content_type, body)
+
+
+class Colour(Enum):
+    RED = "red"
+
+
+HOSTILE_KEYS = ["a", "it's", "a/b?c#d", "100% ü", "''", " spaced ", "x\u202ey", "%27"]
+
+
+def typed_row(partition: str, row: str, n: int) -> dict[str, Any]:
+    return {
+        "PartitionKey": partition,
+        "RowKey": row,
+        "Text": f"line\r\n--batch {n} 'quoted' \"double\" ü",
+        "Small": n,
+        "Big": (2**40 + n, EdmType.INT64),
+        "Ratio": n / 3,
+        "Flag": n % 2 == 0,
+        "At": datetime(2031, 1, 2, 3, 4, 5, n, tzinfo=UTC),
+        "Missing": None,
+        "Typed": (str(n), EdmType.INT64),
+        "Colour": Colour.RED,
+        "Raw": b"\x00\xff",
+    }
+
+
+def built(operations: list[Any], templated: bool) -> list[tuple[Any, ...]]:
+    batch = TableBatchOperations(
+        config=AzureTableConfiguration(url=ENDPOINT), endpoint=ENDPOINT, table_name="audit"
+    )
+    if templated:
+        requests = _requests(batch, operations)
+    else:
+        for operation in operations:
+            batch.add_operation(operation)
+        requests = batch.requests
+    out = []
+    for request in requests:
+        content = request.content
+        body = content.encode() if isinstance(content, str) else bytes(content or b"")
+        headers = {k: v for k, v in request.headers.items() if k != "Content-Length"}
+        out.append((request.method, request.url, list(headers.items()), body))
+    return out
+
+
+@pytest.mark.parametrize("partition", HOSTILE_KEYS)
+def test_requests_built_from_the_first_of_their_kind_are_the_sdks(partition: str) -> None:
+    replace = {"mode": UpdateMode.REPLACE}
+    operations: list[Any] = []
+    for n, row in enumerate(HOSTILE_KEYS):
+        operations += [
+            ("upsert", typed_row(partition, f"u{row}", n), replace),
+            ("create", typed_row(partition, f"c{row}", n), {}),
+            ("CREATE", typed_row(partition, f"C{row}", n)),
+        ]
+    # Kinds the SDK still builds, between the templated ones.
+    operations += [
+        ("upsert", typed_row(partition, "merge", 0), {"mode": UpdateMode.MERGE}),
+        ("upsert", typed_row(partition, "default", 0), {}),
+        ("delete", {"PartitionKey": partition, "RowKey": "gone"}, {}),
+        (
+            "update",
+            typed_row(partition, "etag", 0),
+            {"etag": 'W/"1"', "match_condition": MatchConditions.IfNotModified},
+        ),
+        ("upsert", typed_row(partition, "last", 9), replace),
+    ]
+    ours = built(operations, templated=True)
+    assert ours == built(operations, templated=False)
+    assert len(ours) == len(operations)
+
+
+def test_a_templated_operation_in_another_partition_is_refused() -> None:
+    replace = {"mode": UpdateMode.REPLACE}
+    operations = [
+        ("upsert", typed_row("p", "a", 1), replace),
+        ("upsert", typed_row("q", "b", 2), replace),
+    ]
+    with pytest.raises(ValueError, match="Partition Keys"):
+        built(operations, templated=True)
