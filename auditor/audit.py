@@ -474,11 +474,13 @@ class _Audit:
         """Every registry in a full run; in a change-driven one, those the activity log says
         changed and those with nothing usable stored (`change_run`)."""
         if self.mode is RunMode.FULL:
+            self.storage.judged_from_store(())
             return registries
         if self._now is None:  # no store to compare with: the inventory was listed
             self.changes.full = {
                 s: "nothing stored to compare with" for s in {r.subscription_id for r in registries}
             }
+            self.storage.judged_from_store(())
             return registries
         self.changes = change_run.plan(
             registries,

@@ -179,7 +179,7 @@ class RunWriter:
     def stored_settings(self, key: str) -> tuple[DiagnosticSetting, ...] | None:
         """The diagnostic settings stored for registry `key` (`keys.registry_key`) when this
         writer opened, from the same read as `known_registries`; None when not known (never
-        read, unreadable, or stored by an older version)."""
+        read, unreadable, or stored by an older version) or after `judged_from_store`."""
         state = self._opened_with.get(key)
         return entities.parse_settings(state.settings) if state is not None else None
 
@@ -192,8 +192,16 @@ class RunWriter:
     def judged_from_store(self, registry_keys: Collection[str]) -> None:
         """Registries (`keys.registry_key`) judged from their stored settings, not read: their
         rows keep when their settings were last read (`CheckedAt`) unless what they say
-        changed. Before the first `write`."""
+        changed. Before the first `write`, after the last `stored_settings`: the stored
+        settings text is let go here (the rest of the run compares digests), a fleet's worth
+        held to the run's end otherwise."""
         self._unread = frozenset(registry_keys)
+        for key, state in self._opened_with.items():
+            if state.settings is not None:
+                lean = replace(state, settings=None)
+                self._opened_with[key] = lean
+                if self._stored.get(key) is state:
+                    self._stored[key] = lean
 
     @property
     def busy(self) -> bool:

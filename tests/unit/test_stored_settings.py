@@ -295,6 +295,19 @@ def test_the_run_writer_parses_what_it_opened_with() -> None:
         assert writer.stored_settings("never-stored") is None
 
 
+def test_the_run_writer_lets_the_settings_text_go_once_the_run_has_planned() -> None:
+    service = TableServiceClient.from_connection_string(AZURITE)  # sends nothing
+    key = keys.registry_key(REGISTRY.name)
+    text = entities.settings_json((EVERY_FIELD,))
+    opened = {key: StoredState(REGISTRY, "compliant", ("a",), NOW, "run0", text, digest="d")}
+    with RunWriter(Tables(service, prefix="t"), "run1", opened) as writer:
+        assert writer.stored_settings(key) == (EVERY_FIELD,)
+        writer.judged_from_store([key])
+        assert writer.stored_settings(key) is None
+        assert writer.known_registries() == [REGISTRY]  # the rest of the state stays
+        assert writer.stored_facts(key) is False
+
+
 FULL_FACTS = replace(
     REGISTRY,
     location="westeurope",
