@@ -17,13 +17,13 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
 from auditor import __version__
-from auditor.cli_json import run_document
+from auditor.cli_json import run_document_streamed
 from auditor.errors import ConfigError
 from auditor.facts import Status, Verdict
 from auditor.reasons import catalog
@@ -384,7 +384,7 @@ def cmd_audit(args: argparse.Namespace, environ: dict[str, str]) -> int:
         progress=_progress(args.quiet or not sys.stderr.isatty()),
     )
     if args.format == "json":
-        write_json(run_document(run), sys.stdout)
+        write_json(run_document_streamed(run), sys.stdout)
     elif args.format in EXPORT_FORMATS:
         from auditor.exports import ExportFormat, of_run, render
 
@@ -474,16 +474,21 @@ def cmd_report(args: argparse.Namespace, environ: dict[str, str]) -> int:
 def write_json(document: Mapping[str, Any], out: TextIO) -> None:
     """Indented for a person at a terminal. Compact for a pipe or a file, and one list item
     at a time through the JSON encoder's C path: a 10,000-registry run in a tenth of the time
-    indenting takes, never held whole as one string."""
+    indenting takes, never held whole as one string. A value that is an iterator is written
+    as a list, each item as it comes."""
     if out.isatty():
-        json.dump(document, out, indent=2)
+        json.dump(
+            {k: list(v) if isinstance(v, Iterator) else v for k, v in document.items()},
+            out,
+            indent=2,
+        )
         out.write("\n")
         return
     compact = functools.partial(json.dumps, separators=(",", ":"))
     out.write("{")
     for i, (key, value) in enumerate(document.items()):
         out.write(("," if i else "") + compact(key) + ":")
-        if isinstance(value, list):
+        if isinstance(value, (list, Iterator)):
             out.write("[")
             for j, item in enumerate(value):
                 out.write(("," if j else "") + compact(item))

@@ -10,6 +10,7 @@ They are made of the core's documents: `RegistryDocument` and the summary's `Tot
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any, cast
 
 from typing_extensions import TypedDict
 
@@ -97,6 +98,14 @@ class TrailDocument(TypedDict):
 
 def run_document(run: AuditRun) -> AuditDocument:
     """The documented `--format json` output; keys are stable."""
+    document = run_document_streamed(run)
+    document["registries"] = list(document["registries"])
+    return cast(AuditDocument, document)
+
+
+def run_document_streamed(run: AuditRun) -> dict[str, Any]:
+    """`run_document` with its registries as an iterator, each built as it is written
+    (`cli.write_json`): a fleet's documents are never all held at once."""
     return {
         "schemaVersion": SCHEMA_VERSION,
         "run": {
@@ -112,10 +121,10 @@ def run_document(run: AuditRun) -> AuditDocument:
             "fullReads": dict(sorted(run.full_reads.items())),
         },
         "totals": StatusCounts.of(v.status for v in run.verdicts).to_dict(),
-        "registries": [
+        "registries": (
             {**registry_document(v), "logs": logs_document(run.evidence.get(v.registry.key))}
             for v in run.verdicts
-        ],
+        ),
         "logs": log_counts(run),
     }
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from auditor import kql
-from auditor.cli import render_table, run_document
+from auditor.cli import render_table
+from auditor.cli_json import run_document
 from auditor.evidence.model import (
     LogEvidence,
     LoginSummary,

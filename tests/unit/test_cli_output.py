@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
 
 from auditor.cli import write_json
+from auditor.cli_json import run_document, run_document_streamed
+from auditor.facts import Registry, Status, Verdict
+from auditor.run_record import AuditRun, RunStatus
 
+REGISTRIES = [{"name": f"acr{i}", "reasons": [], "score": i / 3} for i in range(3)]
 DOCUMENT = {
     "run": {"id": "r1", "status": "partial", "errors": ['a "quoted" \u00e9rror']},
-    "registries": [{"name": f"acr{i}", "reasons": [], "score": i / 3} for i in range(3)],
+    "registries": REGISTRIES,
     "empty": [],
     "none": None,
 }
@@ -33,3 +39,45 @@ def test_a_terminal_gets_indented_json() -> None:
     out = Terminal()
     write_json(DOCUMENT, out)
     assert out.getvalue() == json.dumps(DOCUMENT, indent=2) + "\n"
+
+
+def test_an_iterator_is_written_as_a_list_one_item_at_a_time() -> None:
+    built: list[int] = []
+
+    def registries() -> Iterator[object]:
+        for i, item in enumerate(REGISTRIES):
+            built.append(i)
+            yield item
+
+    for out in (io.StringIO(), Terminal()):
+        built.clear()
+        write_json({**DOCUMENT, "registries": registries()}, out)
+        assert json.loads(out.getvalue()) == DOCUMENT
+        assert built == [0, 1, 2]
+
+
+def test_the_streamed_run_document_is_the_run_document() -> None:
+    run = AuditRun(
+        run_id="r1",
+        started_at=datetime(2031, 1, 1, tzinfo=UTC),
+        finished_at=datetime(2031, 1, 1, 0, 5, tzinfo=UTC),
+        status=RunStatus.SUCCEEDED,
+        verdicts=tuple(
+            Verdict(
+                Registry(
+                    id=f"/subscriptions/s/resourceGroups/g/providers/x/registries/r{i}",
+                    name=f"r{i}",
+                    subscription_id="s",
+                    resource_group="g",
+                ),
+                Status.COMPLIANT,
+            )
+            for i in range(3)
+        ),
+    )
+    streamed = io.StringIO()
+    write_json(run_document_streamed(run), streamed)
+    whole = io.StringIO()
+    write_json(run_document(run), whole)
+    assert streamed.getvalue() == whole.getvalue()
+    assert len(json.loads(streamed.getvalue())["registries"]) == 3
