@@ -415,7 +415,6 @@ def _streamed_table(reader: _JsonReader) -> RawTable:
     index: dict[str, int] = {}
     columns: list[str] = []
     rows: list[LogRow] = []
-    intern = sys.intern
     for key in reader.members():
         if key == "columns":
             found = reader.value()
@@ -431,12 +430,7 @@ def _streamed_table(reader: _JsonReader) -> RawTable:
                     reader.value()  # cut short: ValueError
                     raise DecodeError("the rows of the query answer are not lists")
                 row = reader.value()
-                rows.append(
-                    LogRow(
-                        index,
-                        tuple(intern(v) if type(v) is str and len(v) < 1024 else v for v in row),
-                    )
-                )
+                rows.append(_log_row(index, row))
         elif key == "rows":
             if reader.value():
                 raise DecodeError("the rows of the query answer are not lists")
@@ -582,11 +576,12 @@ def _log_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> tuple[Lo
     """Rows read by column name. Strings are interned: resource ids, identities and operation
     names repeat on every row, and the JSON decoder makes a new copy of each."""
     index = {c: i for i, c in enumerate(columns)}
+    return tuple(_log_row(index, row) for row in rows)
+
+
+def _log_row(index: Mapping[str, int], row: Iterable[Any]) -> LogRow:
     intern = sys.intern
-    return tuple(
-        LogRow(index, tuple(intern(v) if type(v) is str and len(v) < 1024 else v for v in row))
-        for row in rows
-    )
+    return LogRow(index, tuple(intern(v) if type(v) is str and len(v) < 1024 else v for v in row))
 
 
 def _describe_query_error(error: Any) -> str | None:
