@@ -40,6 +40,7 @@ from auditor.alerts.payload import severity, summary, timestamp
 from auditor.alerts.tables import LazyTable, Operation, etag_of, utc, without_none, write_all
 from auditor.alerts.transitions import StateChange
 from auditor.facts import Registry
+from auditor.storage.listing import list_rows
 from auditor.storage.pruning import Deadline, Pruned, delete_matching
 
 log = logging.getLogger(__name__)
@@ -82,7 +83,9 @@ class AlertStateStore:
                 states[key] = _to_state(entity)
             return states
         wanted = set(keys) if keys is not None else None
-        for entity in table.query_entities("PartitionKey eq @pk", parameters={"pk": STATE}):
+        for entity in list_rows(
+            table, query_filter="PartitionKey eq @pk", parameters={"pk": STATE}
+        ):
             state = _to_state(entity)
             if wanted is None or state.key in wanted:
                 states[state.key] = state

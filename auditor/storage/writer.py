@@ -36,6 +36,7 @@ from auditor.facts import DiagnosticSetting, Registry, Status, Verdict
 from auditor.run_record import AuditRun
 from auditor.storage import entities, keys
 from auditor.storage.errors import StorageError
+from auditor.storage.listing import list_rows
 from auditor.storage.tables import MAX_PAGE, Tables
 from auditor.storage.transactions import MAX_OPERATIONS, submit_transaction, transactions
 from auditor.summary import summarize
@@ -108,8 +109,8 @@ def stored_states(
     try:
         return {
             row["RowKey"]: entities.stored_state(row)
-            for row in registries.list_entities(
-                results_per_page=MAX_PAGE, select=list(entities.STATE_COLUMNS), **options
+            for row in list_rows(
+                registries, results_per_page=MAX_PAGE, select=entities.STATE_COLUMNS, **options
             )
             if only is None or row["RowKey"] in only
         }
