@@ -39,7 +39,9 @@ class Registry:
     def __post_init__(self) -> None:
         object.__setattr__(self, "key", normalize_id(self.id))
         # A fleet's registries share a few subscriptions, groups, regions and SKUs: one copy.
-        for name in ("subscription_id", "resource_group", "location", "sku"):
+        # Ids and names too: a run holds a registry from the inventory, the store and the
+        # alert states, each with its own copy of the same text.
+        for name in ("id", "name", "subscription_id", "resource_group", "location", "sku"):
             if type(value := getattr(self, name)) is str:
                 object.__setattr__(self, name, sys.intern(value))
 
