@@ -14,7 +14,7 @@ import azure.functions as func
 
 from auditor import telemetry
 from auditor.alerts import registry_from_event, setting_change_from_event
-from auditor.allocator import cap_malloc_arenas
+from auditor.allocator import tune_malloc
 from auditor.api import create_app
 from auditor.run_record import RunStatus
 from auditor.runtime import (
@@ -27,7 +27,7 @@ from auditor.runtime import (
 from auditor.settings import Settings
 from auditor.storage import AuditStore
 
-cap_malloc_arenas(os.environ)  # for the arenas the runs' threads will create
+tune_malloc(os.environ)  # before the runs start their threads
 telemetry.configure()
 settings = Settings.from_env(os.environ)
 

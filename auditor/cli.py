@@ -714,9 +714,9 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
         logging.getLogger("azure.identity").setLevel(logging.ERROR)
     env = dict(os.environ if environ is None else environ)
     from auditor import telemetry
-    from auditor.allocator import cap_malloc_arenas
+    from auditor.allocator import tune_malloc
 
-    cap_malloc_arenas(env)  # before any thread starts
+    tune_malloc(env)  # before any thread starts
 
     telemetry.configure(env)
     try:

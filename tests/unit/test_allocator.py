@@ -1,4 +1,5 @@
-"""The malloc arena cap: applied on glibc unless the operator set MALLOC_ARENA_MAX."""
+"""The malloc tuning: the arena cap and the fixed mmap threshold, applied on glibc unless
+the operator set MALLOC_ARENA_MAX or MALLOC_MMAP_THRESHOLD_."""
 
 from __future__ import annotations
 
@@ -8,19 +9,21 @@ import sys
 
 import pytest
 
-from auditor.allocator import cap_malloc_arenas
+from auditor.allocator import cap_malloc_arenas, fix_mmap_threshold
 
 GLIBC = platform.libc_ver()[0] == "glibc"
 
 
 def test_the_operators_setting_wins() -> None:
     assert cap_malloc_arenas({"MALLOC_ARENA_MAX": "8"}) is False
+    assert fix_mmap_threshold({"MALLOC_MMAP_THRESHOLD_": "65536"}) is False
 
 
-@pytest.mark.skipif(not GLIBC, reason="mallopt(M_ARENA_MAX) is glibc's")
-def test_glibc_takes_the_cap() -> None:
+@pytest.mark.skipif(not GLIBC, reason="mallopt is glibc's")
+@pytest.mark.parametrize("function", ["cap_malloc_arenas", "fix_mmap_threshold"])
+def test_glibc_takes_the_setting(function: str) -> None:
     # In a fresh process, as the CLI and the Functions worker apply it.
-    code = "from auditor.allocator import cap_malloc_arenas; print(cap_malloc_arenas({}))"
+    code = f"from auditor.allocator import {function}; print({function}({{}}))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
     )
@@ -31,6 +34,6 @@ def test_the_cli_applies_it_before_the_run(monkeypatch: pytest.MonkeyPatch) -> N
     from auditor import cli
 
     seen: list[dict[str, str]] = []
-    monkeypatch.setattr("auditor.allocator.cap_malloc_arenas", lambda env: seen.append(env))
+    monkeypatch.setattr("auditor.allocator.tune_malloc", lambda env: seen.append(env))
     assert cli.main(["audit"], environ={"AUDITOR_SCHEDULE": "not a schedule"}) == 2
     assert seen and seen[0]["AUDITOR_SCHEDULE"] == "not a schedule"
