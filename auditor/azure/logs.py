@@ -359,13 +359,16 @@ class RawResult:
         return self.tables
 
     @classmethod
-    def of(cls, document: Any, *, tables: list[RawTable] | None = None) -> RawResult:
-        """From the decoded answer; `tables` when its tables were decoded already."""
+    def of(cls, document: Any) -> RawResult:
+        """From the whole decoded answer (`decode_answer` decodes it a row at a time)."""
         if not isinstance(document, Mapping):
             raise DecodeError("the query answer is not a JSON object")
-        if tables is None:
-            tables = [_raw_table(t) for t in document.get("tables") or []]
-        error = document.get("error")
+        tables = [_raw_table(t) for t in document.get("tables") or []]
+        return cls.answered(tables, document.get("error"))
+
+    @classmethod
+    def answered(cls, tables: list[RawTable], error: Any) -> RawResult:
+        """The answer's tables, and its `error` member as sent (a partial answer's)."""
         if not error:
             return cls("Success", tables)
         if not isinstance(error, Mapping):
@@ -404,7 +407,7 @@ def decode_answer(text: str) -> RawResult:
         else:
             reader.value()
     reader.end()
-    return RawResult.of({"tables": [], "error": error}, tables=tables)
+    return RawResult.answered(tables, error)
 
 
 def _streamed_table(reader: _JsonReader) -> RawTable:

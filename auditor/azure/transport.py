@@ -14,7 +14,6 @@ here talks to one endpoint.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator, MutableMapping
 from typing import Any
 
@@ -41,8 +40,6 @@ from urllib3.exceptions import (
     ReadTimeoutError,
     SSLError,
 )
-
-log = logging.getLogger(__name__)
 
 # Per-request options azure-core's pipeline may pass down; any other is refused by name.
 _IGNORED_OPTIONS = frozenset({"stream"})
@@ -182,8 +179,6 @@ def _azure_error(error: HTTPError) -> Exception:
         return ServiceRequestTimeoutError(error, error=error)
     if isinstance(error, ReadTimeoutError):
         return ServiceResponseTimeoutError(error, error=error)
-    if isinstance(error, ProtocolError):
-        if "IncompleteRead" in str(error):
-            return IncompleteReadError(error, error=error)
-        return ServiceResponseError(error, error=error)
+    if isinstance(error, ProtocolError) and "IncompleteRead" in str(error):
+        return IncompleteReadError(error, error=error)
     return ServiceResponseError(error, error=error)

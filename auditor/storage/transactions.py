@@ -71,9 +71,9 @@ def submit_transaction(
 
     The SDK writes and reads the multipart bodies with Python's `email` package, and reads
     each answer's parts on a thread pool of its own: most of a large run's client CPU. Here
-    the SDK still builds each operation's request (its entity typing and headers), and the
-    multipart body around them is written and read as bytes; an answer's failing part is
-    handed to the SDK's own error decoding."""
+    the SDK still builds the operations' requests, or the first of each kind the rest are
+    built from (`_requests`), and the multipart body around them is written and read as
+    bytes; an answer's failing part is handed to the SDK's own error decoding."""
     client: Any = table  # the SDK's transaction path is not public API
     batch = TableBatchOperations(
         config=client._client._config,
