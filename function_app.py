@@ -16,6 +16,7 @@ from auditor import telemetry
 from auditor.alerts import registry_from_event, setting_change_from_event
 from auditor.allocator import tune_malloc
 from auditor.api import create_app
+from auditor.gc_tuning import tune_gc
 from auditor.run_record import RunStatus
 from auditor.runtime import (
     alerts_provider,
@@ -28,6 +29,7 @@ from auditor.settings import Settings
 from auditor.storage import AuditStore
 
 tune_malloc(os.environ)  # before the runs start their threads
+tune_gc()
 telemetry.configure()
 settings = Settings.from_env(os.environ)
 

@@ -715,8 +715,10 @@ def main(argv: Sequence[str] | None = None, environ: dict[str, str] | None = Non
     env = dict(os.environ if environ is None else environ)
     from auditor import telemetry
     from auditor.allocator import tune_malloc
+    from auditor.gc_tuning import tune_gc
 
     tune_malloc(env)  # before any thread starts
+    tune_gc()
 
     telemetry.configure(env)
     try:

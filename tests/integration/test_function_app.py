@@ -49,6 +49,22 @@ def function_app(
     sys.modules.pop("function_app", None)
 
 
+def test_importing_the_app_tunes_the_collector(
+    function_app: tuple[ModuleType, dict[str, Any]],
+) -> None:
+    from auditor.gc_tuning import THRESHOLDS
+
+    before = gc.get_threshold()
+    gc.set_threshold(700, 10, 10)
+    sys.modules.pop("function_app", None)
+    try:
+        importlib.import_module("function_app")
+        assert gc.get_threshold() == THRESHOLDS
+    finally:
+        sys.modules.pop("function_app", None)
+        gc.set_threshold(*before)
+
+
 class Context:
     """The invocation context the host passes; the ASGI bridge reads only these."""
 
