@@ -47,6 +47,7 @@ from auditor.facts import CategoryInfo, Verdict, normalize_id
 from auditor.kql import Purpose, Query, Span, Window
 from auditor.policy import Policy
 from auditor.ports import LogQueries, QueryAnswer, WorkspaceReads
+from auditor.priority_pool import PriorityPool
 from auditor.settings import LogsSettings
 
 if TYPE_CHECKING:
@@ -228,6 +229,7 @@ _Sent = Future[tuple[list[QueryRows], int]]
 # run's peak).
 _BUILD_SLICE = 500
 _REGISTRY_PURPOSES = tuple(p for p in Purpose if p is not Purpose.ACTIVITY)
+_ACTIVITY_QUERY, _REGISTRY_QUERY = 0, 1  # priorities in the query pool
 _Asked = Future[tuple[list[_Answer], int]]
 
 
@@ -288,9 +290,9 @@ class EvidenceCollector:
         self._settled_after: dict[int, list[str]] = {}
         # Workspace reads are ARM calls (paced elsewhere); queries are bounded by the reader.
         self._resolver = ThreadPoolExecutor(max_workers=4, thread_name_prefix="logs-ws")
-        self._pool = ThreadPoolExecutor(
-            max_workers=logs_reader.max_concurrency, thread_name_prefix="logs-q"
-        )
+        # Activity queries first, even when their workspace is first seen late: every
+        # registry's settling waits on all of them.
+        self._pool = PriorityPool(logs_reader.max_concurrency, thread_name_prefix="logs-q")
         for workspace in self._opts.activity_workspaces:
             self._workspace(normalize_id(workspace), registry_queries=False)
 
@@ -301,7 +303,7 @@ class EvidenceCollector:
         self.close()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        self._pool.shutdown()
         self._resolver.shutdown(wait=True, cancel_futures=True)
 
     def add(self, verdict: Verdict) -> None:
@@ -319,7 +321,7 @@ class EvidenceCollector:
             # One task per purpose: a result is packed as soon as it arrives, so at most one
             # unpacked result per pool worker exists at a time.
             self._answers[workspace_id] = [
-                self._pool.submit(self._ask, ref, selection, purpose)
+                self._pool.submit(_REGISTRY_QUERY, self._ask, ref, selection, purpose)
                 for selection in self._selections
                 for purpose in _REGISTRY_PURPOSES
             ]
@@ -504,7 +506,7 @@ class EvidenceCollector:
             self._refs[workspace_id] = ref
             for subs in kql.chunks(self._subscriptions, self._opts.chunk_size):
                 build = functools.partial(self._activity_q, subs)
-                self._activity.append(self._pool.submit(self._query, ref, build))
+                self._activity.append(self._pool.submit(_ACTIVITY_QUERY, self._query, ref, build))
         if registry_queries and workspace_id not in self._answers:
             self._answers[workspace_id] = []  # sent by `add_all`, after the activity queries
             self._asking.append((workspace_id, ref))

@@ -519,6 +519,44 @@ def test_registries_added_together_get_every_activity_query_before_registry_quer
     assert len(purposes) == 2 * len(Purpose)
 
 
+def test_a_workspace_first_seen_late_has_its_activity_query_before_queued_registry_queries() -> (
+    None
+):
+    """Every registry waits on all the activity queries: a workspace first routed to while
+    registry queries are queued gets its activity query out at the next free worker."""
+    gate = threading.Event()
+    reader_started = threading.Event()
+
+    def answer(customer_id: str, query: Query) -> QueryOutcome:
+        if query.purpose is not Purpose.ACTIVITY:
+            reader_started.set()
+            gate.wait(5)
+        return QueryOutcome()
+
+    early, late = verdict("acrearly", "law-a"), verdict("acrlate", "law-b")
+    reader = FakeReader(answer, max_concurrency=1)
+    with EvidenceCollector(
+        FakeArm(),
+        reader,
+        now=NOW,
+        subscriptions=[SUB],
+        registries=[v.registry.key for v in (early, late)],
+    ) as collector:
+        collector.add(early)
+        assert reader_started.wait(5)  # law-a's first registry query holds the only worker
+        collector.add(late)
+        gate.set()
+        while not collector.wait(5):
+            pass
+        collector.finish([early, late])
+    names = {guid: name for name, guid in GUIDS.items()}
+    sent = [(names[c], q.purpose) for c, q in reader.sent]
+    registry_queries = len(Purpose) - 1
+    assert sent[:2] == [("law-a", Purpose.ACTIVITY), ("law-a", sent[1][1])]
+    assert sent[2] == ("law-b", Purpose.ACTIVITY)  # ahead of law-a's other registry queries
+    assert [w for w, _ in sent[3 : 2 + registry_queries]] == ["law-a"] * (registry_queries - 1)
+
+
 def test_wait_returns_when_a_query_returns_and_says_whether_any_is_still_out() -> None:
     gate = threading.Event()
 
