@@ -545,9 +545,15 @@ def _selections(
 
 def _index(result: QueryRows, keep: frozenset[str] | None) -> _Answer:
     rows: dict[str, list[Row]] = {}
+    keys: dict[str, str] = {}  # a registry's id repeats on each of its rows
     for row in result.rows:
         value = row.get(kql.COL_RESOURCE)
-        key = normalize_id(value) if isinstance(value, str) else ""
+        if isinstance(value, str):
+            key = keys.get(value)
+            if key is None:
+                key = keys[value] = normalize_id(value)
+        else:
+            key = ""
         if keep is None or key in keep:
             rows.setdefault(key, []).append(row)
     packed = {k: pickle.dumps(v, protocol=pickle.HIGHEST_PROTOCOL) for k, v in rows.items()}

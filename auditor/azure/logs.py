@@ -584,7 +584,8 @@ def _log_rows(columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> tuple[Lo
 
 def _log_row(index: Mapping[str, int], row: Iterable[Any]) -> LogRow:
     intern = sys.intern
-    return LogRow(index, tuple(intern(v) if type(v) is str and len(v) < 1024 else v for v in row))
+    # A list, not a generator: no frame resumed per value.
+    return LogRow(index, tuple([intern(v) if type(v) is str and len(v) < 1024 else v for v in row]))
 
 
 def _describe_query_error(error: Any) -> str | None:

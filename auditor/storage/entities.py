@@ -60,6 +60,8 @@ def utf16_len(text: str) -> int:
 def clip(text: str, limit: int = MAX_FIELD) -> str:
     """`text` without lone surrogates (not valid UTF-8 on the wire), at most `limit` UTF-16
     code units, cut between characters."""
+    if text.isascii() and len(text) <= limit:
+        return text  # most values: one UTF-16 unit per character, no surrogates
     text = text.encode("utf-8", "replace").decode("utf-8")[:limit]
     excess = utf16_len(text) - limit
     while excess > 0:
