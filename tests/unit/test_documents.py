@@ -269,6 +269,21 @@ def test_the_evidence_digest_is_what_the_logs_showed_not_when() -> None:
     assert entities.evidence_documents(replace(evidence, problems=("capped",)))[1] != digest
 
 
+def test_the_evidence_digest_does_not_follow_which_strings_are_shared() -> None:
+    # Rows decoded in another run share other string objects: same content, same digest.
+    run = realistic_run()
+    evidence = run.evidence[run.verdicts[0].registry.key]
+    assert len(evidence.logins) >= 2
+    name = "ops@contoso.com"
+    shared = replace(evidence, logins=tuple(replace(s, identity=name) for s in evidence.logins))
+    fresh = replace(
+        evidence,
+        logins=tuple(replace(s, identity=name.encode().decode()) for s in evidence.logins),
+    )
+    assert fresh.logins[0].identity is not fresh.logins[1].identity
+    assert entities.evidence_documents(fresh)[1] == entities.evidence_documents(shared)[1]
+
+
 def documented_type(definition: Any, path: str) -> Any:
     """The type `path` (`registries[].logs.tables[]`, as docs/cli-json.md spells keys) names
     in `definition`; KeyError or AssertionError when the definition has no such key."""
