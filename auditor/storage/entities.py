@@ -700,7 +700,10 @@ def evidence_documents(evidence: LogEvidence) -> tuple[EvidenceDocuments, str]:
         # so the bytes would follow which strings happen to be shared). Another Python may
         # write other bytes: the evidence rows are then written again once.
         content = {k: v for k, v in document.items() if k != "window"}
-        digest.update(marshal.dumps(content, _MARSHAL_VERSION))
+        try:
+            digest.update(marshal.dumps(content, _MARSHAL_VERSION))
+        except ValueError:  # a str or int subclass (an enum member), which JSON writes as such
+            digest.update(_COMPACT.encode(content).encode("utf-8", "surrogatepass"))
     return documents_, digest.hexdigest()
 
 

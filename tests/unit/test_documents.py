@@ -5,6 +5,7 @@ one side only fails here, for a realistic `LogEvidence` and run."""
 
 from __future__ import annotations
 
+import enum
 import json
 import re
 import types
@@ -282,6 +283,18 @@ def test_the_evidence_digest_does_not_follow_which_strings_are_shared() -> None:
     )
     assert fresh.logins[0].identity is not fresh.logins[1].identity
     assert entities.evidence_documents(fresh)[1] == entities.evidence_documents(shared)[1]
+
+
+def test_the_evidence_digest_takes_enum_members_where_strings_are_expected() -> None:
+    class Kind(enum.StrEnum):
+        IP = "ip"
+
+    run = realistic_run()
+    evidence = run.evidence[run.verdicts[0].registry.key]
+    seen = model.FirstSeen(Kind.IP, "203.0.113.9", None, 1, 0)
+    _, digest = entities.evidence_documents(replace(evidence, first_seen=(seen,)))
+    assert digest != entities.evidence_documents(evidence)[1]
+    assert len(digest) == 32
 
 
 def documented_type(definition: Any, path: str) -> Any:
