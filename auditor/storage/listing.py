@@ -4,19 +4,29 @@ the reads a run makes of whole tables: the stored registries and the alert state
 `TableClient.list_entities` and `query_entities` deserialize every page through the
 generated client's models before turning each entity into a `TableEntity`: a 10,000-row
 table took about 0.8 s of CPU, half of it in those models. Here the SDK still builds each
-page's request (filter, select, continuation) and sends it through its own pipeline, and
-still turns each entity into a `TableEntity` (`_convert_to_entity`, types and metadata); only
+page's request (filter, select, continuation) and sends it through its own pipeline; only
 the page's JSON is read directly.
+
+Each entity becomes the `TableEntity` the SDK's `_convert_to_entity` makes (types, metadata),
+through `to_entity`, which parses Edm.DateTime values (and every row's Timestamp) with
+`datetime.fromisoformat` rather than the SDK's `strptime`: at 10,000 rows, 0.1 s of CPU
+instead of 0.5 s. Values not in the service's own format still go to the SDK's parser.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
+from urllib.parse import quote
 
 from azure.core.exceptions import DecodeError
-from azure.data.tables import TableClient, TableEntity
-from azure.data.tables._deserialize import _convert_to_entity
+from azure.data.tables import EdmType, EntityProperty, TableClient, TableEntity
+from azure.data.tables._deserialize import (
+    _ENTITY_TO_PYTHON_CONVERSIONS,
+    TablesEntityDatetime,
+    _from_entity_datetime,
+)
 from azure.data.tables._error import _decode_error
 from azure.data.tables._generated.operations._operations import (
     build_table_query_entities_request,
@@ -58,7 +68,7 @@ def list_rows(
         if response.status_code != 200:
             raise _decode_error(response)  # type: ignore[no-untyped-call]
         for entity in _page(response):
-            yield _convert_to_entity(entity)  # type: ignore[no-untyped-call]
+            yield to_entity(entity)
         next_partition = response.headers.get(_NEXT_PARTITION)
         next_row = response.headers.get(_NEXT_ROW)
         if not next_partition and not next_row:
@@ -73,3 +83,67 @@ def _page(response: Any) -> list[Mapping[str, Any]]:
     if not isinstance(value, list) or not all(isinstance(e, Mapping) for e in value):
         raise DecodeError("Table Storage answered a query with a malformed page", response)
     return value
+
+
+# What the service writes: seconds, then up to 7 decimals (more are cut to microseconds, as
+# the SDK does), then Z.
+_SERVICE_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z")
+_PLAIN = frozenset((EdmType.STRING, EdmType.INT32))
+
+
+def entity_time(value: str) -> TablesEntityDatetime:
+    """An Edm.DateTime value as the SDK's `_from_entity_datetime` parses it."""
+    if _SERVICE_TIME.fullmatch(value) is None:
+        parsed: TablesEntityDatetime = _from_entity_datetime(value)  # type: ignore[no-untyped-call]
+        return parsed
+    seconds, dot, decimals = value[:-1].partition(".")
+    moment = TablesEntityDatetime.fromisoformat(f"{seconds}{dot}{decimals[:6]}+00:00")
+    moment._service_value = value  # type: ignore[attr-defined] # as the SDK keeps it
+    return moment
+
+
+def to_entity(entry: Mapping[str, Any]) -> TableEntity:
+    """The entity `azure.data.tables._deserialize._convert_to_entity` makes of `entry`, with
+    Edm.DateTime values parsed by `entity_time`."""
+    entity = TableEntity()
+    properties: dict[str, Any] = {}
+    types: dict[str, str] = {}
+    odata: dict[str, Any] = {}
+    for name, value in entry.items():
+        if name.startswith("odata."):
+            odata[name[6:]] = value
+        elif name.endswith("@odata.type"):
+            types[name[:-11]] = value
+        else:
+            properties[name] = value
+    for known in ("PartitionKey", "RowKey"):
+        value = properties.pop(known, None)
+        if value is not None:
+            entity[known] = value
+    timestamp = properties.pop("Timestamp", None)
+    for name, value in properties.items():
+        entity[name] = _value(value, types.get(name))
+    etag = odata.pop("etag", None)
+    odata.pop("metadata", None)
+    if timestamp:
+        if not etag:
+            etag = "W/\"datetime'" + quote(timestamp) + "'\""
+        timestamp = entity_time(timestamp)
+    odata.update({"etag": etag, "timestamp": timestamp})
+    entity._metadata = odata  # type: ignore[assignment] # all odata.* fields, as the SDK keeps
+    return entity
+
+
+def _value(value: Any, kind: str | None) -> Any:
+    if kind is None:
+        if isinstance(value, int) and not -(2**31) <= value < 2**31:
+            return EntityProperty(value, EdmType.INT64)  # the SDK's INT64 conversion
+        return value
+    if kind in _PLAIN:
+        return value
+    if kind == EdmType.DATETIME:
+        return entity_time(value)
+    convert = _ENTITY_TO_PYTHON_CONVERSIONS.get(kind)  # type: ignore[call-overload]
+    if convert is not None:
+        return convert(value)
+    return EntityProperty(kind, value)  # type: ignore[arg-type] # the SDK's own argument order
