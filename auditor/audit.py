@@ -59,6 +59,8 @@ Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 # batch is not handed another: the registries gather into a bigger one instead of queuing
 # (each batch's rows and alerts wait in memory until written).
 WRITE_EVERY_SECONDS = 1.0
+# Registries settled at once after the last log answer (see `_Settling.drain`).
+TAIL_SLICE = 1000
 
 
 @dataclass
@@ -305,6 +307,10 @@ class _Storage:
     @property
     def busy(self) -> bool:
         return self.writer is not None and self.writer.busy
+
+    def wait_idle(self) -> None:
+        if self.writer is not None:
+            self.writer.wait_idle()
 
     def write(
         self, verdicts: Sequence[Verdict], evidence: Mapping[str, LogEvidence], at: datetime
@@ -707,6 +713,15 @@ class _Settling:
         while not self._collector.wait(WRITE_EVERY_SECONDS):
             self.tick(lambda: "logs: waiting for the workspaces' queries")
         self.tick(lambda: "logs: every query answered")
+        # The rest, a slice at a time: each slice's evidence is built while the store writes
+        # the one before, rather than all of it before the first is written.
+        storage = self._audit.storage
+        while storage.usable:
+            ready, evidence = self._collector.settle(limit=TAIL_SLICE)
+            if not ready:
+                return
+            storage.wait_idle()
+            self._write(ready, evidence)
 
     def tick(self, progress: Callable[[], str]) -> None:
         now = time.monotonic()
@@ -725,6 +740,10 @@ class _Settling:
             ready = list(self._waiting)
         else:
             ready, evidence = self._collector.settle()
+        self._write(ready, evidence)
+
+    def _write(self, ready: Sequence[str], evidence: Mapping[str, LogEvidence]) -> None:
+        """Registries settled (keys) and their evidence, to the store and the alerts."""
         settled = [self._waiting.pop(k) for k in ready if k in self._waiting]
         if not settled:
             return

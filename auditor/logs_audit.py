@@ -351,9 +351,10 @@ class EvidenceCollector:
             if route.workspace_id not in self._answers:
                 self._workspace(route.workspace_id, registry_queries=True)
 
-    def settle(self) -> tuple[list[str], dict[str, LogEvidence]]:
-        """Registries whose evidence is complete now (keys, in the order they came) and
-        their evidence (registries without any have no entry); each is handed out once."""
+    def settle(self, limit: int | None = None) -> tuple[list[str], dict[str, LogEvidence]]:
+        """Registries whose evidence is complete now (keys, in the order they came; at most
+        `limit`) and their evidence (registries without any have no entry); each is handed
+        out once."""
         if not all(f.done() for f in self._activity):
             return [], {}
         answered = {w for w, answers in self._answers.items() if all(f.done() for f in answers)}
@@ -361,7 +362,7 @@ class EvidenceCollector:
             k
             for k in self._unsettled
             if all(r.workspace_id in answered for r in self._routes.get(k, ()))
-        ]
+        ][:limit]
         if not ready:
             return [], {}
         evidence = self._build(ready, self._activity_results())

@@ -238,6 +238,10 @@ class VerdictWriter(Protocol):
         """Still writing the last batch: the caller may gather a bigger one instead."""
         ...
 
+    def wait_idle(self) -> None:
+        """Returns when every queued batch is written (or failed: `finish` raises that)."""
+        ...
+
     def write(
         self,
         verdicts: Iterable[Verdict],

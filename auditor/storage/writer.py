@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
@@ -48,8 +48,8 @@ MAX_BATCH = MAX_OPERATIONS  # operations per transaction (a service limit)
 _POINT_READS = 20
 # Transactions in flight at once; each is one partition, so order within a table is free.
 _WRITE_WORKERS = 8
-# Registries whose rows are built and written together: ten transactions' worth of each table.
-_WRITE_SLICE = 10 * MAX_BATCH
+# Registries whose rows are built and written together: five transactions' worth of each table.
+_WRITE_SLICE = 5 * MAX_BATCH
 
 # Evidence that says the same as the newest stored is written again after this long anyway,
 # well within its retention (`AUDITOR_RETENTION_EVIDENCE_DAYS`, at least a day), so every
@@ -58,6 +58,12 @@ EVIDENCE_REFRESH = timedelta(hours=12)
 
 # One registry's part of a batch: its key, its verdict, its log evidence if any.
 _Item = tuple[str, Verdict, LogEvidence | None]
+
+
+class _SliceRows(NamedTuple):
+    evidence: list[dict[str, Any]]
+    history: list[dict[str, Any]]
+    registries: list[dict[str, Any]]
 
 
 class AuditWriter:
@@ -157,6 +163,8 @@ class RunWriter:
         # The transactions of every batch, on workers the writer owns for the run (not a pool
         # per batch): each is one partition, so order within a table is free.
         self._store = ThreadPoolExecutor(max_workers=_WRITE_WORKERS, thread_name_prefix="store")
+        # Sends a built slice (its tables in order, each on `_store`) while the next is built.
+        self._sender = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-send")
         self._pending: list[Future[None]] = []
         # Registry keys judged from their stored settings (a change-driven run): their rows
         # are written only when their content changed.
@@ -170,6 +178,7 @@ class RunWriter:
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)
+        self._sender.shutdown(wait=True, cancel_futures=True)
         self._store.shutdown(wait=True, cancel_futures=True)
 
     def known_registries(self) -> list[Registry]:
@@ -209,6 +218,10 @@ class RunWriter:
         """A queued write is still running (one writer thread: the last one is the newest);
         the caller can gather more registries for the next, rather than queue them up."""
         return bool(self._pending) and not self._pending[-1].done()
+
+    def wait_idle(self) -> None:
+        """Returns when the queued writes are done; their failures are `finish`'s to raise."""
+        wait(self._pending[-1:])  # one writer thread: the newest is the last to finish
 
     def write(
         self,
@@ -292,11 +305,19 @@ class RunWriter:
         # A slice at a time: the rows of a fleet's worth of registries (the end of a run whose
         # store fell behind) are not all built before the first is written. In key order, so
         # a slice holds few partitions and its transactions stay full.
+        # Each slice's rows are built while the one before is sent: building is CPU, sending
+        # mostly waiting on the service. At most two slices' rows exist at once.
         ordered = sorted(items, key=lambda item: item[0])
+        sending: Future[None] | None = None
         for start in range(0, len(ordered), _WRITE_SLICE):
-            self._write_slice(ordered[start : start + _WRITE_SLICE], observed_at)
+            rows = self._slice_rows(ordered[start : start + _WRITE_SLICE], observed_at)
+            if sending is not None:
+                sending.result()
+            sending = self._sender.submit(self._send, rows)
+        if sending is not None:
+            sending.result()
 
-    def _write_slice(self, items: Sequence[_Item], observed_at: datetime) -> None:
+    def _slice_rows(self, items: Sequence[_Item], observed_at: datetime) -> _SliceRows:
         registry_rows: list[dict[str, Any]] = []
         history_rows: list[dict[str, Any]] = []
         evidence_rows: list[dict[str, Any]] = []
@@ -348,18 +369,18 @@ class RunWriter:
                 evidence=evidence,
                 facts=True,
             )
+        return _SliceRows(evidence_rows, history_rows, registry_rows)
+
+    def _send(self, rows: _SliceRows) -> None:
         # First: once the run row says finished, its evidence is there to read.
         self._upsert_all(
-            self._tables.evidence, evidence_rows, "writing log evidence", parallel=True
+            self._tables.evidence, rows.evidence, "writing log evidence", parallel=True
         )
         self._upsert_all(
-            self._tables.history, history_rows, "writing registry history", parallel=True
+            self._tables.history, rows.history, "writing registry history", parallel=True
         )
         self._upsert_all(
-            self._tables.registries,
-            registry_rows,
-            "writing registry status",
-            parallel=True,
+            self._tables.registries, rows.registries, "writing registry status", parallel=True
         )
 
     def _evidence(
@@ -414,7 +435,7 @@ class RunWriter:
                 submit(batch)
             return
         # list(): the first failure is raised here, after every batch was tried. Only the
-        # writer's own thread (or `finish`'s caller) gets here, never a store worker.
+        # sender thread gets here, never a store worker.
         list(self._store.map(submit, batches))
 
 

@@ -19,6 +19,7 @@ from auditor.pacing import TokenBucketPacer
 from auditor.run_record import AuditRun, RunStatus
 from auditor.runtime import audit_once, build_arm_clients, build_credential, build_store
 from auditor.settings import Settings
+from auditor.storage import writer as writer_module
 from emulator import azurite
 from emulator.testing import RunningEmulator
 
@@ -108,6 +109,32 @@ def test_rerun_is_idempotent(local_azure: LocalAzure) -> None:
     summary = store.get_summary()
     assert summary is not None and summary["lastRun"]["id"] == second.run_id
     assert summary["totals"] == {**summary["totals"], "compliant": 2, "noncompliant": 4}
+
+
+def test_after_the_last_log_answer_registries_settle_a_slice_at_a_time(
+    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once every query has answered, the registries still waiting go to the store (and the
+    alerts) in slices, each built while the one before is written, not all at the run's end."""
+    monkeypatch.setattr(audit_module, "WRITE_EVERY_SECONDS", 3600.0)  # no hand-over before
+    monkeypatch.setattr(audit_module, "TAIL_SLICE", 2)
+    write = writer_module.RunWriter.write
+    batches: list[list[str]] = []
+
+    def writing(writer: Any, verdicts: Any, evidence: Any, **kwargs: Any) -> None:
+        batches.append([v.registry.name for v in verdicts])
+        write(writer, verdicts, evidence, **kwargs)
+
+    monkeypatch.setattr(writer_module.RunWriter, "write", writing)
+    _, env = local_azure(latency={"logs": 300})
+    run = audit(env)
+    assert outcome(run) == EXPECTED
+    assert [len(b) for b in batches] == [2] * (len(EXPECTED) // 2)
+    assert sorted(n for b in batches for n in b) == sorted(EXPECTED)
+    store = build_store(Settings.from_env(env))
+    for name in EXPECTED:
+        stored = store.get_registry(name)
+        assert stored is not None and stored["lastRunId"] == run.run_id
 
 
 def test_registries_are_stored_while_the_rest_are_still_read(

@@ -172,6 +172,36 @@ def test_a_run_larger_than_a_write_slice_is_stored_whole(
     assert len(table_rows("history")) == 36
 
 
+def test_a_slice_is_built_while_the_one_before_is_sent(
+    store: AuditStore, table_rows: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(writer_module, "_WRITE_SLICE", 7)
+    build, send = writer_module.RunWriter._slice_rows, writer_module.RunWriter._send
+    built: list[int] = []
+    second_built = threading.Event()
+    overlapped: list[bool] = []
+
+    def building(writer: Any, items: Any, observed_at: datetime) -> Any:
+        built.append(len(items))
+        if len(built) == 2:
+            second_built.set()
+        return build(writer, items, observed_at)
+
+    def sending(writer: Any, rows: Any) -> None:
+        if not overlapped:  # the first slice's send waits for the second slice's rows
+            overlapped.append(second_built.wait(timeout=5))
+        send(writer, rows)
+
+    monkeypatch.setattr(writer_module.RunWriter, "_slice_rows", building)
+    monkeypatch.setattr(writer_module.RunWriter, "_send", sending)
+    names = [f"{first}reg{i:02d}" for i in range(6) for first in "zay"]
+    finish(store, audit_run(1, *(verdict(n, Status.COMPLIANT) for n in names)))
+
+    assert overlapped == [True]
+    assert built == [7, 7, 4]
+    assert sorted(r["RowKey"] for r in table_rows("registries")) == sorted(names)
+
+
 def test_finishing_the_same_run_twice_changes_nothing(store: AuditStore, table_rows: Any) -> None:
     finish(
         store,
