@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import marshal
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -682,29 +681,12 @@ def fit_evidence(
 EvidenceDocuments = tuple[tuple[str, Mapping[str, Any], Sequence[str]], ...]
 
 
-_MARSHAL_VERSION = 2
-
-
-def evidence_documents(evidence: LogEvidence) -> tuple[EvidenceDocuments, str]:
-    """The documents of one registry's evidence rows (logins, activity) and their digest: the
-    documents less their window, which moves every run while what the logs showed may not.
-    Cheap next to `evidence_entities`, so a run can tell whether to store them."""
-    documents_ = (
+def evidence_documents(evidence: LogEvidence) -> EvidenceDocuments:
+    """The documents of one registry's evidence rows: logins, activity."""
+    return (
         (keys.EVIDENCE_LOGINS, documents.logins_document(evidence), documents.LOGIN_LISTS),
         (keys.EVIDENCE_ACTIVITY, documents.activity_document(evidence), documents.ACTIVITY_LISTS),
     )
-    digest = hashlib.blake2b(digest_size=16)
-    for _, document, _ in documents_:
-        # marshal: a sixth of JSON's CPU, and every registry's evidence is hashed each run.
-        # Version 2 writes each value in full (later ones refer back to objects seen twice,
-        # so the bytes would follow which strings happen to be shared). Another Python may
-        # write other bytes: the evidence rows are then written again once.
-        content = {k: v for k, v in document.items() if k != "window"}
-        try:
-            digest.update(marshal.dumps(content, _MARSHAL_VERSION))
-        except ValueError:  # a str or int subclass (an enum member), which JSON writes as such
-            digest.update(_COMPACT.encode(content).encode("utf-8", "surrogatepass"))
-    return documents_, digest.hexdigest()
 
 
 def evidence_entities(
@@ -714,13 +696,11 @@ def evidence_entities(
     *,
     run_id: str,
     observed_at: datetime,
-    built: EvidenceDocuments | None = None,
 ) -> list[dict[str, Any]]:
-    """The two rows (logins, activity) of one registry's evidence in one run, from its
-    documents (`built`, else built here). `key` is the `registry_key`, partitioned like the
-    registries table."""
+    """The two rows (logins, activity) of one registry's evidence in one run. `key` is the
+    `registry_key`, partitioned like the registries table."""
     rows = []
-    for kind, document, lists in built or evidence_documents(evidence)[0]:
+    for kind, document, lists in evidence_documents(evidence):
         fitted, text = fit_evidence(document, lists)
         row: dict[str, Any] = {
             "PartitionKey": keys.registry_partition(key),

@@ -31,6 +31,7 @@ from azure.data.tables import TableClient, UpdateMode
 
 from auditor import changes
 from auditor.changes import StoredState
+from auditor.evidence.digest import evidence_digest
 from auditor.evidence.model import LogEvidence
 from auditor.facts import DiagnosticSetting, Registry, Status, Verdict
 from auditor.run_record import AuditRun
@@ -399,17 +400,12 @@ class RunWriter:
         stored = before.evidence if before is not None else None
         if found is None:
             return stored
-        documents, digest = entities.evidence_documents(found)
+        digest = evidence_digest(found)
         if stored is not None and stored[0] == digest:
             if observed_at - stored[1] < EVIDENCE_REFRESH:
                 return stored
         rows += entities.evidence_entities(
-            key,
-            verdict.registry,
-            found,
-            run_id=self._run_id,
-            observed_at=observed_at,
-            built=documents,
+            key, verdict.registry, found, run_id=self._run_id, observed_at=observed_at
         )
         return digest, observed_at
 

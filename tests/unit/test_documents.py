@@ -5,7 +5,6 @@ one side only fails here, for a realistic `LogEvidence` and run."""
 
 from __future__ import annotations
 
-import enum
 import json
 import re
 import types
@@ -253,48 +252,6 @@ def test_what_the_store_serves_back_is_its_definition() -> None:
     )
     conforms(LoginEntry, entities.evidence_doc(logins))
     conforms(ActivityEntry, entities.evidence_doc(activity))
-
-
-def test_the_evidence_digest_is_what_the_logs_showed_not_when() -> None:
-    run = realistic_run()
-    busy = run.verdicts[0].registry
-    evidence = run.evidence[busy.key]
-    _, digest = entities.evidence_documents(evidence)
-    later = replace(
-        evidence,
-        window_start=evidence.window_start + timedelta(hours=1),
-        window_end=evidence.window_end + timedelta(hours=1),
-    )
-    assert entities.evidence_documents(later)[1] == digest
-    assert entities.evidence_documents(replace(evidence, logins=evidence.logins[1:]))[1] != digest
-    assert entities.evidence_documents(replace(evidence, problems=("capped",)))[1] != digest
-
-
-def test_the_evidence_digest_does_not_follow_which_strings_are_shared() -> None:
-    # Rows decoded in another run share other string objects: same content, same digest.
-    run = realistic_run()
-    evidence = run.evidence[run.verdicts[0].registry.key]
-    assert len(evidence.logins) >= 2
-    name = "ops@contoso.com"
-    shared = replace(evidence, logins=tuple(replace(s, identity=name) for s in evidence.logins))
-    fresh = replace(
-        evidence,
-        logins=tuple(replace(s, identity=name.encode().decode()) for s in evidence.logins),
-    )
-    assert fresh.logins[0].identity is not fresh.logins[1].identity
-    assert entities.evidence_documents(fresh)[1] == entities.evidence_documents(shared)[1]
-
-
-def test_the_evidence_digest_takes_enum_members_where_strings_are_expected() -> None:
-    class Kind(enum.StrEnum):
-        IP = "ip"
-
-    run = realistic_run()
-    evidence = run.evidence[run.verdicts[0].registry.key]
-    seen = model.FirstSeen(Kind.IP, "203.0.113.9", None, 1, 0)
-    _, digest = entities.evidence_documents(replace(evidence, first_seen=(seen,)))
-    assert digest != entities.evidence_documents(evidence)[1]
-    assert len(digest) == 32
 
 
 def documented_type(definition: Any, path: str) -> Any:
