@@ -210,6 +210,7 @@ def test_finishing_the_same_run_twice_changes_nothing(store: AuditStore, table_r
         "unknown": 1,
         "removed": 1,
         "exempt": 0,
+        "pending": 0,
     }
 
 

@@ -122,6 +122,7 @@ def test_the_fleet_at_an_instant_is_each_registry_s_last_change_by_then() -> Non
         "unknown": 1,
         "removed": 0,
         "exempt": 0,
+        "pending": 0,
     }
     assert document["compliancePercent"] == 50.0
     assert document["byReason"] == [
