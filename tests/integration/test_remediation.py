@@ -12,11 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from auditor.api import create_app
-from auditor.audit import run_audit
+from auditor.audit import audit_registry, run_audit
 from auditor.evidence.judgement import apply_evidence
 from auditor.facts import Status
 from auditor.logs_audit import LogOptions, collect_evidence
 from auditor.runtime import (
+    audit_registry_once,
     build_arm_clients,
     build_credential,
     build_store,
@@ -341,6 +342,25 @@ def test_a_remediated_registry_is_pending_until_its_events_arrive(
     assert (action["statusBefore"], action["statusAfter"]) == ("noncompliant", "pending")
     assert action["reasonsAfter"] == ["pending"]
     assert api.get("/api/registries/acrfixme01").json()["status"] == "pending"
+    # The Event Grid notice of that write re-judges its settings alone: still pending...
+    fixme = world.registry_by_name("acrfixme01")
+    assert fixme is not None
+    event = audit_registry_once(settings, fixme.id)
+    assert [(v.status, v.reasons[0].code) for v in event.verdicts] == [(Status.PENDING, "pending")]
+    # ...unless the actions cannot be read: then compliant, as before, and the run says why.
+    clients = build_arm_clients(settings, build_credential())
+    try:
+        blind_event = audit_registry(
+            clients,
+            settings.policy,
+            fixme.id,
+            store=_ActionsUnreadable(store),
+            pending_window=settings.logs.pending_window,
+        )
+    finally:
+        clients.close()
+    assert [(v.status, v.reasons) for v in blind_event.verdicts] == [(Status.COMPLIANT, ())]
+    assert any("remediation actions unreadable" in e for e in blind_event.errors)
     # Its owner fixes another registry the same way: not the auditor's doing.
     world.put_setting(
         owner.id,
