@@ -213,9 +213,8 @@ def run_audit(
     options = log_options or LogOptions()
     storage = _Storage(store, run_id)
     # Only a log check can tell a remediated registry's events have not arrived yet.
-    storage.start(
-        started, trigger, remediated_since=started - options.pending_window if logs_reader else None
-    )
+    since = started - options.pending_window if logs_reader is not None else None
+    storage.start(started, trigger, remediated_since=since)
     audit = _Audit(
         clients=clients,
         policy=policy,
