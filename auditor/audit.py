@@ -30,7 +30,7 @@ from auditor.azure.inventory import (
     visible_subscriptions,
 )
 from auditor.change_feed import ChangeLog
-from auditor.evidence.judgement import apply_evidence
+from auditor.evidence.judgement import apply_evidence, remediation_pending
 from auditor.evidence.model import LogEvidence
 from auditor.facts import CategoryInfo, DiagnosticSetting, Registry, Status, Verdict
 from auditor.judgement import judge
@@ -103,6 +103,22 @@ def _category_problem(policy: Policy, categories: Sequence[CategoryInfo]) -> str
         f"configuration error: {setting} names {', '.join(repr(n) for n in unknown)}, which "
         f"container registries do not have; valid log categories ({source}): {', '.join(names)}"
     )
+
+
+def recent_remediations(store: RunStore, since: datetime) -> tuple[frozenset[str], str | None]:
+    """The registries the auditor remediated since `since` (`RunStore.recent_remediations`),
+    or none and why: actions that cannot be read never fail a run, whose registries are then
+    judged as any other (compliant rather than `pending`)."""
+    try:
+        return store.recent_remediations(since), None
+    except Exception as exc:  # the run's verdicts matter more than its `pending` ones
+        if not isinstance(exc, (StorageError, AzureError)):
+            log.exception("reading the recent remediations failed")
+        detail = str(exc) if isinstance(exc, StorageError) else describe_error(exc)
+        return frozenset(), (
+            f"remediation actions unreadable: {detail}; registries remediated lately are "
+            "shown compliant, not pending"
+        )
 
 
 _RETRY_BACKOFF_SECONDS = 0.5  # doubling per attempt, as the SDK's own policy here
@@ -186,7 +202,9 @@ def run_audit(
     (`change_run`). Without a store, or with nothing stored, every registry is read.
 
     `logs_reader` given: the logs are checked too (do events arrive?), which can make a
-    registry `logs_silent` (noncompliant), `pending`, or unknown when its workspace fails.
+    registry `logs_silent` (noncompliant), `pending`, or unknown when its workspace fails;
+    with a store, the registries it remediated within the pending window (one read of the
+    actions table) are `pending` until their events arrive.
 
     Storage that fails never costs the run its verdicts: the run finishes, the returned record
     names the failure (`AuditRun.storage_error`), and the next run stores what this one could
@@ -194,8 +212,11 @@ def run_audit(
     """
     started = clock()
     run_id = new_run_id(started)
+    options = log_options or LogOptions()
     storage = _Storage(store, run_id)
-    storage.start(started, trigger)
+    # Only a log check can tell a remediated registry's events have not arrived yet.
+    since = started - options.pending_window if logs_reader is not None else None
+    storage.start(started, trigger, remediated_since=since)
     audit = _Audit(
         clients=clients,
         policy=policy,
@@ -206,7 +227,7 @@ def run_audit(
         clock=clock,
         stats=stats if stats is not None else AuditStats(),
         logs_reader=logs_reader,
-        options=log_options or LogOptions(),
+        options=options,
         on_judged=on_judged,
         storage=storage,
         run_id=run_id,
@@ -234,6 +255,10 @@ class _Storage:
         self._opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="run-open")
         self._opening: Future[None] | None = None
         self._known: list[Registry] | None = None
+        # Registries the auditor remediated within the pending window, and why they are not
+        # known when the actions could not be read (the run goes on without them).
+        self.remediated: frozenset[str] = frozenset()
+        self.remediated_error: str | None = None
 
     @property
     def usable(self) -> bool:
@@ -245,18 +270,28 @@ class _Storage:
             self.error = f"{detail}; this run's results were not stored (the next run stores them)"
             log.error("run %s: %s", self._run_id, self.error)
 
-    def start(self, started: datetime, trigger: str) -> None:
-        """Records the run and opens its writer (one read of the stored registries) on the
-        storage's own thread, so it overlaps the inventory instead of preceding it."""
+    def start(
+        self, started: datetime, trigger: str, *, remediated_since: datetime | None = None
+    ) -> None:
+        """Records the run and opens its writer (one read of the stored registries), then,
+        with `remediated_since`, reads the registries remediated since, on the storage's own
+        thread, so it overlaps the inventory instead of preceding it."""
         if self._store is not None:
-            self._opening = self._opener.submit(self._open, self._store, started, trigger)
+            self._opening = self._opener.submit(
+                self._open, self._store, started, trigger, remediated_since
+            )
 
-    def _open(self, store: RunStore, started: datetime, trigger: str) -> None:
+    def _open(
+        self, store: RunStore, started: datetime, trigger: str, remediated_since: datetime | None
+    ) -> None:
         try:
             store.start_run(self._run_id, started, trigger)
             self.writer = store.run_writer(self._run_id)
         except (StorageError, AzureError) as exc:
             self._failed(exc)
+            return
+        if remediated_since is not None:
+            self.remediated, self.remediated_error = recent_remediations(store, remediated_since)
 
     def opened(self) -> None:
         """Waits until the run is recorded and its writer open (or failed)."""
@@ -404,6 +439,8 @@ class _Audit:
         registries = inventory.registries
         self.stats.registries = len(registries)
         known = self._known()
+        if self.storage.remediated_error is not None:
+            self.errors.append(self.storage.remediated_error)
         categories = self._categories(registries)
         misconfigured = _category_problem(self.policy, categories)
         if misconfigured is not None:
@@ -765,6 +802,7 @@ class _Settling:
             silent_after=options.silent_after,
             pending_window=options.pending_window,
         )
+        judged = remediation_pending(judged, self._audit.storage.remediated)
         judged = exemptions.apply(judged, self._audit.policy.exemptions, now=now)
         self.final.update((v.registry.key, v) for v in judged)
         return judged
@@ -789,11 +827,18 @@ def audit_registry(
     store: RunStore | None = None,
     trigger: str = "event",
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    remediated: bool = False,
+    pending_window: timedelta | None = None,
 ) -> AuditRun:
     """Re-judge one registry at once (an Event Grid notice that its settings changed).
 
     Its row and history are stored; the fleet summary is left to the next full run, since one
     registry cannot say what the fleet looks like.
+
+    Its settings alone are judged, not its logs: a compliant registry the auditor remediated
+    is `pending`, its events taken as not arrived yet, when `remediated` (a remediation has
+    just written its setting) or, with `pending_window` and a store, when a remediation
+    applied within the window is stored. The next full run checks its logs.
     """
     started = clock()
     run_id = new_run_id(started)
@@ -818,6 +863,9 @@ def audit_registry(
             verdict = judge(registry, None, (), policy, read_error=misconfigured)
         else:
             judged = _judge_one(clients, registry, categories, policy)
+            if judged.status is Status.COMPLIANT:
+                keys = _remediated(registry, store, remediated, pending_window, started, errors)
+                [judged] = remediation_pending([judged], keys, logs_checked=False)
             [verdict] = exemptions.apply([judged], policy.exemptions, now=clock())
     status = RunStatus.PARTIAL if verdict.status is Status.UNKNOWN else RunStatus.SUCCEEDED
     run = AuditRun(
@@ -831,3 +879,23 @@ def audit_registry(
         policy=policy,
     )
     return store.finish_run(run, update_summary=False) if store is not None else run
+
+
+def _remediated(
+    registry: Registry,
+    store: RunStore | None,
+    remediated: bool,
+    window: timedelta | None,
+    now: datetime,
+    errors: list[str],
+) -> Collection[str]:
+    """`audit_registry`'s registries remediated lately: this one when it just was, else those
+    the store holds actions of within `window`."""
+    if remediated:
+        return {registry.key}
+    if store is None or window is None:
+        return ()
+    keys, problem = recent_remediations(store, now - window)
+    if problem is not None:
+        errors.append(problem)
+    return keys

@@ -512,7 +512,7 @@ def render_fleet_at(document: ComplianceAtDocument, out: TextIO) -> None:
     out.write(f"Fleet at {_stamp(document['at'])} ({source})\n\n")
     _table(
         out,
-        ("SUBSCRIPTION", "TOTAL", "COMPLIANT", "NONCOMPLIANT", "UNKNOWN", "REMOVED", "EXEMPT", "%"),
+        ("SUBSCRIPTION", *(name.upper() for name in _COUNTS), "%"),
         [
             (
                 s["subscriptionId"],
@@ -534,19 +534,13 @@ def render_fleet_at(document: ComplianceAtDocument, out: TextIO) -> None:
         out.write(f"  {reason['count']:>5}  {_shown(reason['code'])}\n")
 
 
-_COUNTS = ("total", "compliant", "noncompliant", "unknown", "removed", "exempt")
+_COUNTS = ("total", *(status.value for status in Status))
 
 
 def _counts(totals: Totals) -> tuple[int, ...]:
-    """The counts in `_COUNTS` order."""
-    return (
-        totals["total"],
-        totals["compliant"],
-        totals["noncompliant"],
-        totals["unknown"],
-        totals["removed"],
-        totals.get("exempt", 0),
-    )
+    """The counts in `_COUNTS` order; a status newer than the stored counts counts none."""
+    found: Mapping[str, object] = totals
+    return tuple(n if isinstance(n := found.get(name, 0), int) else 0 for name in _COUNTS)
 
 
 def _percent(value: float | None) -> str:
@@ -562,7 +556,7 @@ def render_period(document: PeriodDocument, out: TextIO) -> None:
     out.write(f"Compliance from {_stamp(document['from'])} to {_stamp(document['to'])}\n\n")
     _table(
         out,
-        ("REGISTRY", "SUBSCRIPTION", "COMPLIANT", "JUDGED", "RATIO", "EXEMPT", "CHANGES", "NEVER"),
+        "REGISTRY SUBSCRIPTION COMPLIANT JUDGED RATIO PENDING EXEMPT CHANGES NEVER".split(),
         [
             (
                 _shown(r["name"]),
@@ -570,6 +564,7 @@ def render_period(document: PeriodDocument, out: TextIO) -> None:
                 _hours(r["compliantSeconds"]),
                 _hours(r["knownSeconds"]),
                 "-" if r["complianceRatio"] is None else f"{r['complianceRatio']:.1%}",
+                _hours(r["pendingSeconds"]) if r["pendingSeconds"] else "-",
                 _hours(r["exemptSeconds"]) if r["exemptSeconds"] else "-",
                 str(len(r["intervals"]) - 1),
                 "yes" if r["neverCompliant"] else "",

@@ -22,6 +22,12 @@ judged time (ratio null) and no compliant time, so it is among the never complia
 unknown one is; noncompliant, then exempt, then compliant is not a fix (the exemption came
 between).
 
+Pending time (a registry the auditor remediated, its first events awaited) counts as compliant,
+as `compliancePercent` counts pending registries: its setting meets the policy, as that of a
+compliant registry with the `pending` reason does. It is also counted in `pendingSeconds`, and
+noncompliant then pending is a fix (remediated); pending then noncompliant (its events never
+came) starts a new noncompliant interval.
+
 Each document is defined here as a `TypedDict` beside its builder; the API serves them as its
 response schemas. The time is always a parameter (`now`: where a still-open interval ends).
 """
@@ -38,7 +44,7 @@ from typing import Annotated
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from auditor.facts import Reason, Status
+from auditor.facts import JUDGED, PASSING, Reason, Status
 from auditor.run_record import RunStatus
 from auditor.summary import (
     LastRun,
@@ -52,7 +58,6 @@ from auditor.summary import (
 )
 
 SCHEMA_VERSION = 1
-_JUDGED = frozenset({Status.COMPLIANT.value, Status.NONCOMPLIANT.value})
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,9 +109,7 @@ class Interval:
 IntervalDocument = TypedDict(
     "IntervalDocument",
     {
-        "status": Annotated[
-            str, Field(description="compliant, noncompliant, unknown, removed, exempt")
-        ],
+        "status": Annotated[str, Field(description=", ".join(Status))],
         "reasonCodes": Annotated[list[str], Field(description="sorted, without details")],
         "from": Annotated[str, Field(description="when a run first found this state")],
         "to": Annotated[
@@ -143,12 +146,21 @@ class RegistryPeriod(TypedDict):
 
     name: str
     subscriptionId: Annotated[str, Field(description="lower case, as last recorded")]
-    compliantSeconds: Annotated[int, Field(description="seconds compliant within the period")]
+    compliantSeconds: Annotated[
+        int, Field(description="seconds compliant or pending within the period")
+    ]
     knownSeconds: Annotated[
         int,
         Field(
-            description="seconds within the period it was judged compliant or noncompliant "
-            "(not unknown, removed, exempt, or before it was first seen)"
+            description="seconds within the period it was judged compliant, pending or "
+            "noncompliant (not unknown, removed, exempt, or before it was first seen)"
+        ),
+    ]
+    pendingSeconds: Annotated[
+        int,
+        Field(
+            description="seconds within the period it was pending (remediated by the auditor, "
+            "its first events awaited): part of compliantSeconds"
         ),
     ]
     exemptSeconds: Annotated[
@@ -192,7 +204,7 @@ PeriodDocument = TypedDict(
             int | None,
             Field(
                 description="mean duration of the noncompliant intervals that ended in "
-                "compliant within the period (whole intervals); null when none did"
+                "compliant or pending within the period (whole intervals); null when none did"
             ),
         ],
         "fixes": Annotated[int, Field(description="how many such intervals")],
@@ -220,7 +232,10 @@ class ComplianceAtDocument(TypedDict):
     totals: Totals
     compliancePercent: Annotated[
         float | None,
-        Field(description="compliant / (compliant + noncompliant) x 100, rounded down"),
+        Field(
+            description="compliant / (compliant + noncompliant) x 100, rounded down, pending "
+            "registries counted as compliant"
+        ),
     ]
     bySubscription: list[SubscriptionTotals]
     byReason: list[ReasonCount]
@@ -393,9 +408,10 @@ def _registry_period(
     shown = [i for i in ivs if i.meets(start, end)]
     if not any(i.status != Status.REMOVED.value for i in shown):
         return None  # not there in the period (first seen after it, or removed before)
-    compliant = sum(i.overlap(start, end, now) for i in shown if i.status == Status.COMPLIANT.value)
-    known = sum(i.overlap(start, end, now) for i in shown if i.status in _JUDGED)
+    compliant = sum(i.overlap(start, end, now) for i in shown if i.status in PASSING)
+    known = sum(i.overlap(start, end, now) for i in shown if i.status in JUDGED)
     exempt = sum(i.overlap(start, end, now) for i in shown if i.status == Status.EXEMPT.value)
+    pending = sum(i.overlap(start, end, now) for i in shown if i.status == Status.PENDING.value)
     row = shown[-1].row
     return {
         "name": row.name,
@@ -403,6 +419,7 @@ def _registry_period(
         "compliantSeconds": int(compliant),
         "knownSeconds": int(known),
         "exemptSeconds": int(exempt),
+        "pendingSeconds": int(pending),
         "complianceRatio": round(compliant / known, 4) if known > 0 else None,
         "neverCompliant": compliant == 0,
         "intervals": [interval_document(i, now) for i in shown],
@@ -410,12 +427,13 @@ def _registry_period(
 
 
 def fixes(ivs: Sequence[Interval], start: datetime, end: datetime) -> list[timedelta]:
-    """Durations of the noncompliant intervals that ended in compliant within [start, end]."""
+    """Durations of the noncompliant intervals that ended in compliant or pending (remediated)
+    within [start, end]."""
     return [
         before.end - before.start
         for before, after in pairwise(ivs)
         if before.status == Status.NONCOMPLIANT.value
-        and after.status == Status.COMPLIANT.value
+        and after.status in PASSING
         and before.end is not None
         and start <= before.end <= end
     ]

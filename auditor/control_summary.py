@@ -1,7 +1,7 @@
 """Per control, which registries pass and fail it: a pure function over stored registries.
 
 A registry fails a control when one of its reasons maps to it (`auditor.reasons.controls`),
-passes when it was judged (compliant or noncompliant) and none does, and is not assessed
+passes when it was judged (compliant, pending or noncompliant) and none does, and is not assessed
 otherwise (unknown: the auditor could not tell; removed: gone). An exempt registry is counted
 apart, whatever its reasons. Names are listed in the order
 given (the store's name order), at most `limit` per list; the counts cover every registry.
@@ -15,11 +15,9 @@ from typing import Annotated, Any
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from auditor.facts import Status
+from auditor.facts import JUDGED, Status
 from auditor.reasons import catalog
 from auditor.reasons.controls import ControlDocument
-
-_JUDGED = frozenset({Status.COMPLIANT.value, Status.NONCOMPLIANT.value})
 
 
 class ControlStatus(ControlDocument):
@@ -66,7 +64,7 @@ def control_summary(registries: Iterable[Mapping[str, Any]], *, limit: int) -> C
                 row["exempt"] += 1
             continue
         violated = {c.id for c in catalog.violated_controls(i["code"] for i in record["reasons"])}
-        judged = str(record["status"]) in _JUDGED
+        judged = str(record["status"]) in JUDGED
         for control_id, row in rows.items():
             if control_id in violated:
                 row["failing"] += 1

@@ -92,6 +92,18 @@ class Status(enum.StrEnum):
     # Excused from the logging requirement until a date (auditor.exemptions): the reasons
     # are kept, led by `exempted:<the status it would otherwise have>`.
     EXEMPT = "exempt"
+    # The auditor remediated its setting (a stored action within the pending window) and its
+    # first events have not arrived yet (auditor.evidence.judgement.remediation_pending).
+    PENDING = "pending"
+
+
+# Where compliance is measured (compliance percent, time in compliance, fixes, controls), a
+# registry counts as compliant with these statuses: pending is a registry whose setting meets
+# the policy and whose events are awaited, as a compliant one with the `pending` reason is.
+# The totals still count each status apart.
+PASSING = frozenset({Status.COMPLIANT, Status.PENDING})
+# A judgement of the registry's logging either way; unknown, removed and exempt are not.
+JUDGED = PASSING | {Status.NONCOMPLIANT}
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from auditor.compliance_history import (
     PeriodDocument,
     noncompliant_intervals,
 )
+from auditor.facts import Status
 from auditor.policy import PolicyDocument
 from auditor.summary import iso
 
@@ -65,4 +66,5 @@ def render_report(
         seen=seen,
         generated_at=iso(generated_at),
         noncompliant=noncompliant_intervals(period),
+        statuses=[status.value for status in Status],
     )

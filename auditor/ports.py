@@ -294,6 +294,11 @@ class RunStore(Protocol):
         sweep's start."""
         ...
 
+    def recent_remediations(self, since: datetime) -> frozenset[str]:
+        """The registries (normalised ids) whose setting a remediation applied after `since`
+        (the actions table)."""
+        ...
+
 
 @runtime_checkable
 class HistoryReads(Protocol):

@@ -212,7 +212,12 @@ def audit_registry_once(
         store = build_store(settings, credential)
         try:
             run = audit_registry(
-                clients, settings.policy, registry_id, store=store, trigger=trigger
+                clients,
+                settings.policy,
+                registry_id,
+                store=store,
+                trigger=trigger,
+                pending_window=settings.logs.pending_window,
             )
         finally:
             clients.close()

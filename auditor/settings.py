@@ -622,8 +622,9 @@ class LogsSettings(SettingsGroup):
             default=timedelta(minutes=90),
             validation_alias="AUDITOR_PENDING_MINUTES",
             description="A registry created, or whose diagnostic setting was created or changed, "
-            "less than this long ago is `pending` instead of silent (Azure needs up to 90 minutes "
-            "to start sending).",
+            "less than this long ago carries the reason `pending` instead of being silent (Azure "
+            "needs up to 90 minutes to start sending); one the auditor remediated within it is "
+            "`pending` until its events arrive.",
         )
     )
     burst_failures: Annotated[int, _Number(int, low=1, high=100_000)] = Field(

@@ -18,7 +18,7 @@ from typing import Annotated, NotRequired
 from pydantic import Field
 from typing_extensions import TypedDict
 
-from auditor.facts import Status, Verdict
+from auditor.facts import PASSING, Status, Verdict
 from auditor.policy import PolicyDocument, policy_document
 from auditor.reasons import catalog
 from auditor.run_record import AuditRun
@@ -63,6 +63,17 @@ class Totals(TypedDict):
                 default=0,
                 description="registries excused by an exemption in force (docs/exemptions.md): "
                 "neither compliant nor noncompliant",
+            ),
+        ]
+    ]
+    # Absent from a summary stored before the `pending` status; read back as 0.
+    pending: NotRequired[
+        Annotated[
+            int,
+            Field(
+                default=0,
+                description="registries the auditor remediated whose first events have not "
+                "arrived yet: counted as compliant in `compliancePercent`",
             ),
         ]
     ]
@@ -143,8 +154,9 @@ class ComplianceDocument(TypedDict):
         float | None,
         Field(
             description="compliant / (compliant + noncompliant) x 100, rounded down to one "
-            "decimal (100.0 only when every judged registry is compliant); unknown, removed and "
-            "exempt registries are left out; null when none was judged"
+            "decimal (100.0 only when every judged registry is compliant), pending registries "
+            "counted as compliant; unknown, removed and exempt registries are left out; null "
+            "when none was judged"
         ),
     ]
     bySubscription: Annotated[
@@ -277,6 +289,7 @@ def iso(moment: datetime) -> str:
 
 
 def compliance_percent(compliant: int, noncompliant: int) -> float | None:
+    """`compliant`: every registry that counts as compliant (`facts.PASSING`: pending ones too)."""
     judged = compliant + noncompliant
     if judged == 0:
         return None
@@ -286,30 +299,28 @@ def compliance_percent(compliant: int, noncompliant: int) -> float | None:
 
 @dataclass(frozen=True)
 class StatusCounts:
+    """A count per `Status`, each field named by its value."""
+
     compliant: int = 0
     noncompliant: int = 0
     unknown: int = 0
     removed: int = 0
     exempt: int = 0
+    pending: int = 0
 
     @classmethod
     def of(cls, statuses: Iterable[Status]) -> StatusCounts:
         counted = Counter(statuses)
-        return cls(
-            compliant=counted[Status.COMPLIANT],
-            noncompliant=counted[Status.NONCOMPLIANT],
-            unknown=counted[Status.UNKNOWN],
-            removed=counted[Status.REMOVED],
-            exempt=counted[Status.EXEMPT],
-        )
+        return cls(**{status.value: counted[status] for status in Status})
 
     @property
     def total(self) -> int:
-        return self.compliant + self.noncompliant + self.unknown + self.removed + self.exempt
+        return sum(getattr(self, status.value) for status in Status)
 
     @property
     def compliance_percent(self) -> float | None:
-        return compliance_percent(self.compliant, self.noncompliant)
+        passing = sum(getattr(self, status.value) for status in PASSING)
+        return compliance_percent(passing, self.noncompliant)
 
     def to_dict(self) -> Totals:
         return {
@@ -319,6 +330,7 @@ class StatusCounts:
             "unknown": self.unknown,
             "removed": self.removed,
             "exempt": self.exempt,
+            "pending": self.pending,
         }
 
 

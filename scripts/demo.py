@@ -31,6 +31,7 @@ EXAMPLE_PATHS = (
     "/report?from=7d",
     "/registries?status=noncompliant",
     "/registries?status=exempt",
+    "/registries?status=pending",
     # Registries of demo.yaml: one whose setting was deleted, and a busy one.
     "/registries/acrreportingprod",
     "/registries/acrreportingprod/intervals?from=7d",

@@ -50,6 +50,9 @@ class Change(enum.StrEnum):
     LOGIN_FAILURE_BURST = "login_failure_burst"
     ANONYMOUS_PULL = "anonymous_pull"
     RECOVERED = "recovered"
+    # The auditor remediated it (status `pending`, its events awaited): the fix is under way,
+    # so its open incident is closed; should its events never come, `went_silent` opens one.
+    REMEDIATED = "remediated"
     REGISTRY_REMOVED = "registry_removed"
     EXEMPTED = "exempted"  # an exemption now covers it: its open incident is closed
     EXEMPTION_EXPIRED = "exemption_expired"  # its exemption ended and it fails

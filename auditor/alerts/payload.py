@@ -120,6 +120,11 @@ def summary(alert: Alert) -> str:
             if alert.topic is Topic.COMPLIANCE
             else f"{name}: no more {alert.topic.value.replace('_', ' ')} seen"
         ),
+        Change.REMEDIATED: (
+            f"{name} was remediated"
+            + (f" (diagnostic setting{_by(change)})" if change else "")
+            + "; its alert is closed while its first events are awaited"
+        ),
         Change.REGISTRY_REMOVED: f"{name} no longer exists; its alert is closed",
         Change.EXEMPTED: f"{name} is exempt; its alert is closed: {_detail(alert)}",
         Change.EXEMPTION_EXPIRED: f"{name}: its exemption ended and it fails: {title}",

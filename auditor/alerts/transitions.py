@@ -10,6 +10,9 @@ Alerts follow transitions, never every run:
   once when it got worse (a reason that stops logging appeared: no setting, a category missing
   or disabled, logs silent);
 - compliant again -> `resolved`;
+- `pending` (the auditor remediated it and waits for its first events) -> never an alert; an
+  open incident is `resolved` with change `remediated`: the fix is under way. Should its events
+  not arrive in the pending window it is noncompliant (`logs_silent`), which opens one again;
 - `exempt` (an exemption in force, `auditor.exemptions`) -> never an alert; an open incident
   is `resolved` with change `exempted`. When the exemption ends the registry is judged as
   usual: failing then opens an incident with change `exemption_expired`;
@@ -47,7 +50,7 @@ from auditor.alerts.model import (
     notice_id,
     short_hash,
 )
-from auditor.facts import Reason, Registry, Status, Verdict, normalize_id
+from auditor.facts import JUDGED, PASSING, Reason, Registry, Status, Verdict, normalize_id
 from auditor.reasons import catalog
 
 # Base reason codes meaning the registry records less than it did: their appearance while an
@@ -137,7 +140,7 @@ def plan_alerts(
         interrupted = [
             r
             for r in verdict.reasons
-            if verdict.status is Status.COMPLIANT and _base(r.code) == catalog.LOGGING_INTERRUPTED
+            if verdict.status in PASSING and _base(r.code) == catalog.LOGGING_INTERRUPTED
         ]
         planner.observation(
             previous.get(alert_key(key, Topic.LOGGING_INTERRUPTED)),
@@ -223,7 +226,7 @@ def cause(previous: AlertState | None, verdict: Verdict, change: SettingChange |
         return Change.EXEMPTION_EXPIRED
     if previous is None:
         return Change.SETTING_DELETED if deleted else Change.NEW_REGISTRY
-    known = previous.status in (Status.COMPLIANT.value, Status.NONCOMPLIANT.value)
+    known = previous.status in JUDGED
     # Codes that appeared since the last judged run (none can be "new" after an unknown).
     new = {_base(c) for c in now_codes - set(previous.reason_codes)} if known else set()
     if deleted or catalog.NO_DIAGNOSTIC_SETTING in new:
@@ -245,6 +248,13 @@ def _exemption_ended(previous: AlertState | None, codes: Iterable[str]) -> bool:
     return lapsed and (previous is None or previous.status == Status.EXEMPT.value)
 
 
+# The statuses that close an open compliance incident, and the change their notice names.
+_CLOSES = {
+    Status.COMPLIANT: Change.RECOVERED,
+    Status.PENDING: Change.REMEDIATED,
+    Status.EXEMPT: Change.EXEMPTED,
+}
+
 # Reason codes only the logs can show: while the logs cannot be read they are unknown, not gone.
 _LOG_FINDINGS = frozenset({catalog.LOGS_SILENT, catalog.LOGGING_INTERRUPTED, catalog.PENDING})
 
@@ -260,7 +270,7 @@ def _observed_codes(previous: AlertState | None, verdict: Verdict) -> tuple[str,
 
 
 def _worsened(previous: AlertState, verdict: Verdict) -> bool:
-    if previous.status not in (Status.COMPLIANT.value, Status.NONCOMPLIANT.value):
+    if previous.status not in JUDGED:
         return False
     before = set(previous.reason_codes)
     return any(_base(r.code) in STOPS_LOGGING and r.code not in before for r in verdict.reasons)
@@ -312,12 +322,13 @@ class _Planner:
                 self._store(previous, observed)
             return
 
-        if status in (Status.COMPLIANT, Status.EXEMPT):
-            # An exemption closes an open incident as recovery does, and opens none.
+        if status in _CLOSES:
+            # An exemption or a remediation closes an open incident as recovery does, and
+            # opens none.
             if status is Status.COMPLIANT:
                 observed = replace(observed, ever_compliant=True)
             if previous is not None and previous.open:
-                why = Change.RECOVERED if status is Status.COMPLIANT else Change.EXEMPTED
+                why = _CLOSES[status]
                 self._notice(previous, observed, AlertKind.RESOLVED, why, verdict.reasons, change)
             else:
                 self._store(previous, observed)

@@ -2,7 +2,8 @@
 
 `apply_evidence` adds `logs_silent` (compliant becomes noncompliant), `pending` (status
 kept), `logs_unreadable` (compliant becomes unknown; never silently compliant) and
-`logging_interrupted` (status kept). `observations` turns security activity (bursts,
+`logging_interrupted` (status kept). `remediation_pending` then makes `pending` a status for
+the registries the auditor remediated itself. `observations` turns security activity (bursts,
 anonymous pulls, new login sources, admin-user logins, deletions) into catalog reasons that
 never change a status.
 """
@@ -10,7 +11,7 @@ never change a status.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
@@ -127,6 +128,33 @@ def apply_evidence(
                 changed_at=changed.get(verdict.registry.key),
             )
         )
+    return tuple(out)
+
+
+def remediation_pending(
+    verdicts: Iterable[Verdict], remediated: Collection[str], *, logs_checked: bool = True
+) -> tuple[Verdict, ...]:
+    """The verdicts with `pending` as the status of the registries the auditor remediated.
+
+    A registry in `remediated` (registry keys: a remediation applied within the pending
+    window, or in this run) that is compliant but carries the `pending` reason (its events
+    have not arrived yet) is `pending`: the fix is under way, not proven. Once its events
+    arrive it has no `pending` reason and stays compliant; past the window without them
+    `apply_evidence` has already made it noncompliant (`logs_silent`). Every other verdict
+    is returned as it is, so a registry the auditor did not remediate keeps today's verdict.
+    `logs_checked` False: judged on its settings alone right after a write (no log check), a
+    remediated registry's events cannot have arrived, so it gets the `pending` reason first.
+    """
+    keys = {normalize_id(k) for k in remediated}
+    out = []
+    for verdict in verdicts:
+        if verdict.status is Status.COMPLIANT and verdict.registry.key in keys:
+            reasons = verdict.reasons
+            if not logs_checked and all(r.code != catalog.PENDING for r in reasons):
+                reasons = tuple(sorted((*reasons, reason(catalog.PENDING)), key=lambda r: r.code))
+            if any(r.code == catalog.PENDING for r in reasons):
+                verdict = replace(verdict, status=Status.PENDING, reasons=reasons)
+        out.append(verdict)
     return tuple(out)
 
 

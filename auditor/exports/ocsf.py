@@ -2,8 +2,9 @@
 finding per registry, built with `py-ocsf-models` (as Prowler builds its OCSF output), so
 the models validate every field as it is set.
 
-`compliance.status_id` is Pass (compliant), Fail (noncompliant) or Warning (unknown: the
-auditor lacked information); a removed registry is not exported. An exempt registry keeps the
+`compliance.status_id` is Pass (compliant, or pending: remediated, its first events awaited),
+Fail (noncompliant) or Warning (unknown: the auditor lacked information); a removed registry
+is not exported. An exempt registry keeps the
 compliance status it would otherwise have, and the finding is `status_id` Suppressed with the
 exemption as `status_detail`. `compliance.requirements`
 are the controls the registry's reasons violate (every mapped control when it passes), one
@@ -34,14 +35,14 @@ from py_ocsf_models.objects.resource_details import ResourceDetails
 
 from auditor.exemptions import otherwise
 from auditor.exports.document import TOOL, ExportDocument, fingerprint, registry_identity
-from auditor.facts import Status
+from auditor.facts import PASSING, Status
 from auditor.reasons import catalog
 from auditor.reasons.catalog import ReasonInfo, Severity
 from auditor.summary import ReasonItem, RegistryRecord
 
 RESOURCE_TYPE = "Microsoft.ContainerRegistry/registries"
 _STATUS = {
-    Status.COMPLIANT: StatusID.Pass,
+    **dict.fromkeys(PASSING, StatusID.Pass),
     Status.NONCOMPLIANT: StatusID.Fail,
     Status.UNKNOWN: StatusID.Warning,
 }
@@ -105,7 +106,7 @@ def _finding(record: RegistryRecord, document: ExportDocument) -> ComplianceFind
     # A registry that passes meets every mapped control; one that does not, fails these.
     controls = (
         catalog.CONTROLS.controls
-        if judged is Status.COMPLIANT
+        if judged in PASSING
         else catalog.violated_controls(item["code"] for item in reasons)
     )
     millis, moment = _time(record)

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable
 from typing import TextIO
 
-from auditor.facts import Status
+from auditor.facts import PASSING, Status
 from auditor.remediation.documents import (
     SCHEMA_VERSION,
     RemediationDocument,
@@ -88,7 +88,7 @@ def cmd_remediate(args: argparse.Namespace, environ: dict[str, str]) -> int:
         entries = [
             writer.remediate(v, fleet.categories, apply=args.apply).document()
             for v in fleet.verdicts
-            if v.status is not Status.COMPLIANT
+            if v.status not in PASSING
         ]
     finally:
         clients.close()

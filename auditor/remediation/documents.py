@@ -93,7 +93,11 @@ class ActionDocument(TypedDict):
     statusBefore: str
     reasonsBefore: list[str]
     statusAfter: Annotated[
-        str | None, Field(description="the registry re-read and re-judged after the write")
+        str | None,
+        Field(
+            description="the registry re-read and re-judged after the write: `pending` when "
+            "the write made it meet the policy (its first events are awaited)"
+        ),
     ]
     reasonsAfter: list[str]
     pendingSince: Annotated[

@@ -118,14 +118,17 @@ def remediator(
     alerts: Alerts | None = None,
 ) -> Remediator:
     """A Remediator whose re-read stores the registry's new verdict (its history shows the
-    change) and sends its alerts (a registry fixed is `resolved`, naming the remediation), and
-    whose actions go to the actions table, when there is a store."""
+    change; fixed, it is `pending` until its events arrive) and sends its alerts (a registry
+    fixed is `resolved`, naming the remediation), and whose actions go to the actions table,
+    when there is a store."""
     from auditor.storage.actions import ActionLog
 
     policy = settings.policy
 
     def reread(registry: Registry, change: SettingChange) -> Verdict:
-        run = audit_registry(clients, policy, registry.id, store=store, trigger=REMEDIATION_TRIGGER)
+        run = audit_registry(
+            clients, policy, registry.id, store=store, trigger=REMEDIATION_TRIGGER, remediated=True
+        )
         if store is not None and alerts is not None:
             run = alerts(run, change)
         return run.verdicts[0]

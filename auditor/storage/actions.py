@@ -5,7 +5,9 @@ reader belong to the run).
 One partition, `action`; RowKey `<inverted time>_<action id>`, so every listing reads newest
 first, and a registry's actions are that range filtered on its `Registry` column (remediations
 are rare: at most `AUDITOR_REMEDIATION_MAX_PER_RUN` a run). The document is kept whole as JSON
-in `Document`; the columns beside it are for filtering and reading at a glance.
+in `Document`; the columns beside it are for filtering and reading at a glance. A run reads
+the writes applied within the pending window (`applied_since`, one query): those registries
+are `pending` until their events arrive.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from typing import Any, cast
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from auditor.remediation.documents import ActionDocument
+from auditor.facts import normalize_id
+from auditor.remediation.documents import ActionDocument, Result
 from auditor.storage import keys
 from auditor.storage.entities import clip
 from auditor.storage.errors import guarded
@@ -77,3 +80,36 @@ class ActionLog:
             except ResourceNotFoundError:
                 return []  # nothing remediated yet
         return found
+
+    def applied_since(self, since: datetime) -> frozenset[str]:
+        """The registries (normalised ids) whose setting a remediation wrote after `since`:
+        one query over the newest rows, applied writes only. A row whose document cannot be
+        read names no registry; StorageError when the table cannot be read."""
+        params = {
+            "partition": PARTITION,
+            "bound": keys.inverted_timestamp(since),  # newer rows sort before it
+            "applied": Result.APPLIED.value,
+        }
+
+        def read(**options: Any) -> frozenset[str]:
+            try:
+                rows = self._table.query_entities(
+                    "PartitionKey eq @partition and RowKey lt @bound and Result eq @applied",
+                    parameters=params,
+                    select=["Document"],
+                    results_per_page=1000,
+                    **options,
+                )
+                return frozenset(k for row in rows if (k := _registry_id(row)) is not None)
+            except ResourceNotFoundError:
+                return frozenset()  # nothing remediated yet
+
+        return self._tables.retry.call("reading recent remediations", read)
+
+
+def _registry_id(row: Any) -> str | None:
+    try:
+        found = json.loads(row["Document"])["registryId"]
+    except (KeyError, TypeError, ValueError):
+        return None
+    return normalize_id(found) if isinstance(found, str) and found.strip() else None

@@ -20,6 +20,7 @@ from auditor.evidence import documents
 from auditor.evidence.model import LogEvidence
 from auditor.exemptions import otherwise
 from auditor.facts import (
+    JUDGED,
     DiagnosticSetting,
     LogEntry,
     MetricEntry,
@@ -232,7 +233,7 @@ def _read_settings(verdict: Verdict) -> str | None:
     if status is Status.UNKNOWN:
         if any(r.code.startswith(_UNREAD) for r in verdict.reasons):
             return None
-    elif status not in (Status.COMPLIANT, Status.NONCOMPLIANT):
+    elif status not in JUDGED:
         return None
     return settings_json(verdict.settings)
 
@@ -503,6 +504,7 @@ def finished_run_entity(run: AuditRun) -> dict[str, Any]:
         "Unknown": counts.unknown,
         "Removed": counts.removed,
         "Exempt": counts.exempt,
+        "Pending": counts.pending,
         "ErrorCount": len(run.errors),
         "Errors": errors,
         "ErrorsOmitted": omitted,
@@ -564,6 +566,7 @@ def run_doc(row: Mapping[str, Any], *, now: datetime | None = None) -> dict[str,
             unknown=row.get("Unknown", 0),
             removed=row.get("Removed", 0),
             exempt=row.get("Exempt", 0),
+            pending=row.get("Pending", 0),  # rows before the `pending` status: none
         ).to_dict()
         if finished
         else None

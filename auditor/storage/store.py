@@ -9,6 +9,7 @@ from datetime import datetime
 from azure.core.credentials import TokenCredential
 from azure.data.tables import TableServiceClient
 
+from auditor.storage.actions import ActionLog
 from auditor.storage.connect import table_service_client
 from auditor.storage.errors import StorageError
 from auditor.storage.pruning import Deadline, Pruned, prune_audit_tables
@@ -42,6 +43,7 @@ class AuditStore:
         self.finish_run = self.writer.finish_run
         self.known_registries = self.reader.known_registries
         self.last_sweeps = self.reader.last_sweeps
+        self.recent_remediations = ActionLog(self.tables).applied_since
         # What the API reads.
         self.get_summary = self.reader.get_summary
         self.ping = self.reader.ping

@@ -132,6 +132,7 @@ def test_compliance_before_any_run(client: TestClient) -> None:
         "unknown": 0,
         "removed": 0,
         "exempt": 0,
+        "pending": 0,
     }
     assert body["compliancePercent"] is None
 
@@ -154,6 +155,7 @@ def test_compliance(client: TestClient, audited: AuditStore) -> None:
         "unknown": 1,
         "removed": 1,
         "exempt": 0,
+        "pending": 0,
     }
     assert body["compliancePercent"] == 33.3
     assert body["policy"] == policy_document(JUDGED)  # as the run recorded it

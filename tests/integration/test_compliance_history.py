@@ -117,6 +117,7 @@ def test_compliance_at_an_instant_is_the_state_then(client: TestClient, history:
         "unknown": 0,
         "removed": 0,
         "exempt": 0,
+        "pending": 0,
     }
     assert "dataAgeSeconds" not in body  # not the summary's document
 

@@ -12,11 +12,12 @@ import pytest
 from fastapi.testclient import TestClient
 
 from auditor.api import create_app
-from auditor.audit import run_audit
+from auditor.audit import audit_registry, run_audit
 from auditor.evidence.judgement import apply_evidence
 from auditor.facts import Status
 from auditor.logs_audit import LogOptions, collect_evidence
 from auditor.runtime import (
+    audit_registry_once,
     build_arm_clients,
     build_credential,
     build_store,
@@ -25,6 +26,7 @@ from auditor.runtime import (
 )
 from auditor.settings import Settings
 from auditor.storage.actions import ActionLog
+from auditor.storage.errors import StorageError
 from emulator.testing import RunningEmulator
 from tests.integration.test_cli import run_cli
 
@@ -104,7 +106,8 @@ def test_apply_makes_the_registry_compliant_and_its_logs_start_to_flow(
         action = entries[name]["action"]
         assert action["result"] == "applied", action
         assert action["actor"] == "cli"
-        assert action["statusBefore"] == "noncompliant" and action["statusAfter"] == "compliant"
+        # Fixed, and pending until its first events arrive.
+        assert action["statusBefore"] == "noncompliant" and action["statusAfter"] == "pending"
         assert action["pendingSince"] == action["at"]
     puts = [w for w in _writes(emu) if w.startswith("PUT ")]
     assert len(puts) == 2, puts
@@ -117,7 +120,7 @@ def test_apply_makes_the_registry_compliant_and_its_logs_start_to_flow(
     store = build_store(settings)
     actions = ActionLog(store.tables).list()
     assert {a["registry"] for a in actions} == {"acrfixme01", "acrlegacy01"}
-    assert store.reader.get_registry("acrfixme01")["status"] == "compliant"  # type: ignore[index]
+    assert store.reader.get_registry("acrfixme01")["status"] == "pending"  # type: ignore[index]
 
     # The next audit finds it compliant; once the emulated clock moves on, its events arrive.
     emu.world.advance(timedelta(minutes=30))
@@ -237,8 +240,8 @@ def test_the_api_route_needs_the_admin_app_and_the_setting(local_azure: LocalAzu
     assert admin.get("/api/actions").json()["items"][0]["registry"] == "acrnosetting01"
     assert admin.get("/api/registries/acrnothere01/actions").status_code == 404
     detail = admin.get("/api/registries/acrnosetting01").json()
-    assert detail["status"] == "compliant"
-    assert detail["history"][0]["status"] == "compliant"
+    assert detail["status"] == "pending"  # its first events awaited
+    assert [h["status"] for h in detail["history"][:2]] == ["pending", "noncompliant"]
 
 
 def test_the_timer_remediates_the_allowed_subscriptions_within_the_cap(
@@ -302,3 +305,124 @@ def test_the_timer_remediates_a_tagged_registry_whatever_its_subscription(
     for name in ("acrnosetting01", "acrfixme01", "acroptno01", "acroptexempt01"):
         untouched = emu.world.registry_by_name(name)
         assert untouched is not None and emu.world.settings(untouched.id) == [], name
+
+
+class _ActionsUnreadable:
+    """The store, except that the actions table cannot be read."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def recent_remediations(self, since: datetime) -> frozenset[str]:
+        raise StorageError("reading recent remediations", "HTTP 503")
+
+
+def test_a_remediated_registry_is_pending_until_its_events_arrive(
+    local_azure: LocalAzure,
+) -> None:
+    # Azure takes a while before a new setting's first events arrive: here 30 minutes.
+    emu, env = _estate(local_azure, logs={"first_data_delay_minutes": 30})
+    world = emu.world
+    owner = world.add_registry(
+        {"name": "acrowner01", "subscription": PROD, "resourceGroup": "rg-prod",
+         "createdAt": "2025-03-01T08:00:00Z", "events": [{"kind": "logins", "perHour": 60}]}
+    )  # fmt: skip
+    settings = Settings.from_env(env)
+    store = build_store(settings)
+    api = TestClient(create_app(lambda: store, policy=settings.policy))
+
+    applied = run_cli(env, "remediate", "--apply", "--registry", "acrfixme01", "--format", "json")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    action = _entries(applied.stdout)["acrfixme01"]["action"]
+    assert action["result"] == "applied"
+    # Re-judged at once: fixed, its first events awaited.
+    assert (action["statusBefore"], action["statusAfter"]) == ("noncompliant", "pending")
+    assert action["reasonsAfter"] == ["pending"]
+    assert api.get("/api/registries/acrfixme01").json()["status"] == "pending"
+    # The Event Grid notice of that write re-judges its settings alone: still pending...
+    fixme = world.registry_by_name("acrfixme01")
+    assert fixme is not None
+    event = audit_registry_once(settings, fixme.id)
+    assert [(v.status, v.reasons[0].code) for v in event.verdicts] == [(Status.PENDING, "pending")]
+    # ...unless the actions cannot be read: then compliant, as before, and the run says why.
+    clients = build_arm_clients(settings, build_credential())
+    try:
+        blind_event = audit_registry(
+            clients,
+            settings.policy,
+            fixme.id,
+            store=_ActionsUnreadable(store),
+            pending_window=settings.logs.pending_window,
+        )
+    finally:
+        clients.close()
+    assert [(v.status, v.reasons) for v in blind_event.verdicts] == [(Status.COMPLIANT, ())]
+    assert any("remediation actions unreadable" in e for e in blind_event.errors)
+    # Its owner fixes another registry the same way: not the auditor's doing.
+    world.put_setting(
+        owner.id,
+        "owner-setting",
+        {
+            "workspaceId": WORKSPACE,
+            "logAnalyticsDestinationType": "Dedicated",
+            "logs": [{"categoryGroup": "allLogs", "enabled": True}],
+            "metrics": [{"category": "AllMetrics", "enabled": True}],
+        },
+        caller="alice@contoso.com",
+    )
+
+    def audit(run_store: Any) -> Any:
+        clients = build_arm_clients(settings, build_credential())
+        reader = _logs_reader(settings)
+        try:
+            return run_audit(
+                clients,
+                settings.policy,
+                store=run_store,
+                logs_reader=reader,
+                log_options=LogOptions.from_settings(settings.logs),
+                clock=world.now,  # the emulator's: its events are where its clock says
+            )
+        finally:
+            reader.close()
+            clients.close()
+
+    def judged(run: Any) -> dict[str, tuple[str, list[str]]]:
+        return {
+            v.registry.name: (v.status.value, [r.code for r in v.reasons]) for v in run.verdicts
+        }
+
+    world.advance(timedelta(minutes=10))
+    waiting = judged(audit(store))
+    assert waiting["acrfixme01"] == ("pending", ["pending"])
+    assert waiting["acrowner01"] == ("compliant", ["pending"])  # as today: not remediated
+    assert [v for v in waiting.values() if v[0] == "pending"] == [("pending", ["pending"])]
+    listed = api.get("/api/registries", params={"status": "pending"}).json()["items"]
+    assert [r["name"] for r in listed] == ["acrfixme01"]
+    owner_row = api.get("/api/registries/acrowner01").json()
+    assert (owner_row["status"], [r["code"] for r in owner_row["reasons"]]) == (
+        "compliant",
+        ["pending"],
+    )
+    summary = api.get("/api/compliance").json()
+    assert summary["totals"]["pending"] == 1
+    assert summary["logs"]["pending"] == 2
+    assert api.get("/api/runs").json()["items"][0]["totals"]["pending"] == 1
+
+    # Actions that cannot be read cost the run nothing but the pending status, and say so.
+    blind = audit(_ActionsUnreadable(store))
+    assert judged(blind)["acrfixme01"] == ("compliant", ["pending"])
+    assert any("remediation actions unreadable" in e for e in blind.errors), blind.errors
+
+    # Its first events arrive 30 minutes after the write: compliant.
+    world.advance(timedelta(minutes=40))
+    arrived = judged(audit(store))
+    assert arrived["acrfixme01"] == ("compliant", [])
+    assert arrived["acrowner01"] == ("compliant", [])
+    assert api.get("/api/registries/acrfixme01").json()["status"] == "compliant"
+    assert api.get("/api/compliance").json()["totals"]["pending"] == 0
+    history = api.get("/api/registries/acrfixme01").json()["history"]
+    assert [h["status"] for h in history][:3] == ["compliant", "compliant", "pending"]

@@ -17,6 +17,7 @@ from auditor.judgement import judge
 from auditor.run_record import AuditRun, RunStatus
 from auditor.storage import AuditStore, InvalidContinuationToken, StorageError, StorageRetry, keys
 from auditor.storage import writer as writer_module
+from auditor.storage.actions import ActionLog
 from auditor.storage.writer import MAX_BATCH
 from auditor.summary import summarize
 from emulator.azurite import DEV_KEY
@@ -240,6 +241,7 @@ def test_finishing_the_same_run_twice_changes_nothing(store: AuditStore, table_r
         "unknown": 1,
         "removed": 1,
         "exempt": 0,
+        "pending": 0,
     }
 
 
@@ -740,3 +742,35 @@ def test_prefix_is_validated(storage_connection_string: str) -> None:
     for prefix in ("", "1abc", "a-b", "a" * 60):
         with pytest.raises(ValueError):
             AuditStore.from_connection_string(storage_connection_string, prefix=prefix)
+
+
+def _action(name: str, at: datetime, result: str = "applied") -> Any:
+    """The columns and keys a remediation action is stored and found by."""
+    return {
+        "id": at.strftime("%Y%m%dT%H%M%SZ") + "-" + name[-4:],
+        "at": at.isoformat(),
+        "actor": "timer",
+        "registry": name,
+        "registryId": registry(name).id,
+        "result": result,
+        "settingName": "acr-auditor",
+        "pendingSince": at.isoformat() if result == "applied" else None,
+    }
+
+
+def test_the_registries_remediated_since_an_instant_are_read_at_once(
+    store: AuditStore, table_rows: Any
+) -> None:
+    since = datetime.now(UTC) - timedelta(minutes=90)
+    assert store.recent_remediations(since) == frozenset()  # no actions table yet
+    log = ActionLog(store.tables)
+    log.record(_action("acrfixed1", since + timedelta(minutes=10)))
+    log.record(_action("acrrefused", since + timedelta(minutes=20), result="forbidden"))
+    log.record(_action("acrbefore", since - timedelta(minutes=1)))
+    # A row whose document cannot be read names no registry, and fails nothing.
+    broken = _action("acrbroken", since + timedelta(minutes=30))
+    log.record(broken)
+    [row] = [r for r in table_rows("actions") if r["Registry"] == "acrbroken"]
+    actions = store.tables.service.get_table_client(f"{store.tables.prefix}actions")
+    actions.upsert_entity({**row, "Document": "{not json"})
+    assert store.recent_remediations(since) == {normalize_id(registry("acrfixed1").id)}

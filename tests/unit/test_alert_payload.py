@@ -80,6 +80,19 @@ ALERTS = {
         reasons=(),
         setting_change=None,
     ),
+    "remediated": alert(
+        kind=AlertKind.RESOLVED,
+        change=Change.REMEDIATED,
+        status="pending",
+        reasons=(reason("pending"),),
+        setting_change=dataclasses.replace(
+            alert().setting_change,
+            operation=SettingOperation.WRITE,
+            setting_name="acr-auditor",
+            caller="acr-auditor remediation (api)",
+            source="remediation",
+        ),
+    ),
     "removed": alert(
         kind=AlertKind.RESOLVED,
         change=Change.REGISTRY_REMOVED,

@@ -511,3 +511,43 @@ def test_a_failing_registry_whose_exemption_ended_opens_an_alert_saying_so() -> 
     assert "exemption ended" in summary(alert)
     # Compliant when it ends: the expired finding is noted, nothing is alerted.
     assert Store().run([exempted(compliant(), now=later, days=-1)]).alerts == ()
+
+
+def pending(reg: Registry = REG) -> Verdict:
+    """Remediated by the auditor, its first events awaited."""
+    return verdict(Status.PENDING, "pending", reg=reg)
+
+
+def test_a_remediated_registry_resolves_its_open_incident_and_opens_none() -> None:
+    store = Store()
+    opened = only(store.run([failing()]))
+    write = SettingChange(
+        registry_id=REG.id,
+        operation=SettingOperation.WRITE,
+        setting_name="acr-auditor",
+        at=NOW + timedelta(minutes=5),
+        caller="acr-auditor remediation (timer)",
+        source="remediation",
+    )
+    later = NOW + timedelta(minutes=5)
+    resolved = only(store.run([pending()], now=later, setting_changes=[write]))
+    assert (resolved.kind, resolved.change) == (AlertKind.RESOLVED, Change.REMEDIATED)
+    assert resolved.incident_id == opened.incident_id and resolved.status == "pending"
+    assert summary(resolved) == (
+        "acrprod was remediated (diagnostic setting 'acr-auditor' by acr-auditor remediation "
+        "(timer)); its alert is closed while its first events are awaited"
+    )
+    assert not store.states[REG.key].open
+    # Still pending, then compliant once its events arrive: nothing more to tell.
+    assert store.run([pending()], now=later + 5 * DAY).alerts == ()
+    assert store.run([compliant()], now=later + 6 * DAY).alerts == ()
+    # A registry first seen pending opens nothing either.
+    assert Store().run([pending(registry("acrnew"))]).alerts == ()
+
+
+def test_a_remediated_registry_whose_events_never_came_opens_went_silent() -> None:
+    store = Store()
+    store.run([failing()])
+    store.run([pending()], now=NOW + timedelta(minutes=5))
+    alert = only(store.run([failing("logs_silent")], now=NOW + timedelta(hours=2)))
+    assert (alert.kind, alert.change) == (AlertKind.OPENED, Change.WENT_SILENT)

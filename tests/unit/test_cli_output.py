@@ -6,6 +6,7 @@ import io
 import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from typing import Any
 
 from auditor.cli import write_json
 from auditor.cli_json import run_document, run_document_streamed
@@ -81,3 +82,28 @@ def test_the_streamed_run_document_is_the_run_document() -> None:
     write_json(run_document(run), whole)
     assert streamed.getvalue() == whole.getvalue()
     assert len(json.loads(streamed.getvalue())["registries"]) == 3
+
+
+def test_the_fleet_table_has_a_column_per_status() -> None:
+    from auditor.cli import render_fleet_at
+
+    counts = {"total": 2, "compliant": 1, "noncompliant": 0, "unknown": 0, "removed": 0}
+    older = {**counts, "subscriptionId": "sub-old", "compliancePercent": 100.0}  # no exempt...
+    newer = {**older, "subscriptionId": "sub-new", "exempt": 0, "pending": 1}
+    document: Any = {
+        "at": "2026-03-01T12:00:00+00:00",
+        "lastRun": None,
+        "totals": {**counts, "total": 3, "exempt": 0, "pending": 1},
+        "compliancePercent": 100.0,
+        "bySubscription": [older, newer],
+        "byReason": [],
+    }
+    out = io.StringIO()
+    render_fleet_at(document, out)
+    lines = out.getvalue().splitlines()
+    assert lines[2].split() == [
+        "SUBSCRIPTION", "TOTAL", *(s.value.upper() for s in Status), "%",
+    ]  # fmt: skip
+    assert lines[3].split() == ["sub-old", "2", "1", "0", "0", "0", "0", "0", "100.0%"]
+    assert lines[4].split() == ["sub-new", "2", "1", "0", "0", "0", "0", "1", "100.0%"]
+    assert "3 registries: 1 compliant, 1 pending (100.0% compliant)" in out.getvalue()

@@ -122,6 +122,7 @@ def test_the_fleet_at_an_instant_is_each_registry_s_last_change_by_then() -> Non
         "unknown": 1,
         "removed": 0,
         "exempt": 0,
+        "pending": 0,
     }
     assert document["compliancePercent"] == 50.0
     assert document["byReason"] == [
@@ -309,14 +310,45 @@ def test_the_report_shows_exempt_counts_and_time() -> None:
         "Unknown": "0",
         "Removed": "0",
         "Exempt": "2",
+        "Pending": "0",
         "Compliant %": "-",
     }
     time_in = html.split("<h2>Time in compliance</h2>")[1].split("</table>")[0]
     rows = [re.findall(r"<td[^>]*>([^<]*)</td>", r) for r in time_in.split("<tr>")[2:]]
-    assert [(r[0], r[3], r[4], r[5], r[6]) for r in rows] == [
-        ("acrparked", "0s", "-", "7h", "yes"),
-        ("acrwaived", "3h", "66.7 %", "4h", ""),
+    assert [(r[0], r[3], r[4], r[5], r[6], r[7]) for r in rows] == [
+        ("acrparked", "0s", "-", "-", "7h", "yes"),
+        ("acrwaived", "3h", "66.7 %", "-", "4h", ""),
     ]
+
+
+# acrfixed: noncompliant at 0, remediated (pending) at 2, its events arrived at 3.
+# acrsilent: noncompliant at 0, remediated at 1, its events never came: noncompliant at 2.5.
+REMEDIATED = (
+    row("acrfixed", 0, "noncompliant", MISSING),
+    row("acrfixed", 2, "pending", "pending"),
+    row("acrfixed", 3, "compliant"),
+    row("acrsilent", 0, "noncompliant", MISSING),
+    row("acrsilent", 1, "pending", "pending"),
+    row("acrsilent", 2.5, "noncompliant", "logs_silent"),
+)
+
+
+def test_pending_time_counts_as_compliant_and_apart() -> None:
+    document = ch.period_document(REMEDIATED, RUNS, start=T0, end=T0 + 4 * H, now=NOW)
+    fixed = registry(document, "acrfixed")
+    assert fixed["pendingSeconds"] == 3600
+    assert (fixed["compliantSeconds"], fixed["knownSeconds"]) == (2 * 3600, 4 * 3600)
+    assert fixed["complianceRatio"] == 0.5
+    silent = registry(document, "acrsilent")
+    assert silent["pendingSeconds"] == silent["compliantSeconds"] == 1.5 * 3600
+    assert not silent["neverCompliant"]
+    # Each remediation ended a noncompliant interval: a fix (2 h and 1 h).
+    assert document["fixes"] == 2 and document["meanTimeToFixSeconds"] == 1.5 * 3600
+    assert [i["status"] for i in silent["intervals"]] == ["noncompliant", "pending", "noncompliant"]
+    # At 2.25 h both are pending: counted apart, and as compliant in the percent.
+    fleet = ch.compliance_at(REMEDIATED, RUNS, T0 + 2.25 * H)
+    assert (fleet["totals"]["pending"], fleet["totals"]["compliant"]) == (2, 0)
+    assert fleet["compliancePercent"] == 100.0
 
 
 def test_run_coverage_counts_the_runs_started_in_the_period_by_outcome() -> None:

@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from auditor import kql
+from auditor import exemptions, kql
 from auditor.evidence.build import build_evidence, find_burst
-from auditor.evidence.judgement import apply_evidence
+from auditor.evidence.judgement import apply_evidence, remediation_pending
 from auditor.evidence.model import (
     ActivityKind,
     EvidenceOptions,
@@ -345,6 +345,86 @@ def test_a_registry_update_counts_only_when_creation_time_is_unknown() -> None:
     )
     assert codes(out_known[0]) == ["logs_silent"]
     assert codes(out_unknown[0]) == ["pending"]
+
+
+# --------------------------------------------------------------------------- remediated
+
+
+def remediated(reg: Registry, *results: QueryRows, remediated: bool = True, **kw: Any) -> Verdict:
+    """The registry judged as a run does: its evidence, then the pending rule, then its
+    exemption; `remediated`: the auditor applied its setting within the pending window."""
+    v = verdict(reg, **kw)
+    [after] = judged([v], [rows(Purpose.FRESHNESS, [], regs=[reg]), *results])
+    [after] = remediation_pending([after], {reg.key} if remediated else set())
+    [after] = exemptions.apply([after], {}, now=NOW)
+    return after
+
+
+def setting_written(reg: Registry, ago: timedelta) -> QueryRows:
+    return rows(Purpose.ACTIVITY, [activity_row(reg, kql.SETTING_WRITE, NOW - ago)])
+
+
+def test_a_remediated_registry_waiting_for_its_events_is_pending() -> None:
+    reg = registry(created_at=NOW - timedelta(days=300))
+    out = remediated(reg, setting_written(reg, timedelta(minutes=20)))
+    assert (out.status, codes(out)) == (Status.PENDING, ["pending"])
+
+
+def test_a_remediated_registry_whose_events_arrived_is_compliant() -> None:
+    reg = registry(created_at=NOW - timedelta(days=300))
+    fresh = rows(Purpose.FRESHNESS, [fresh_row(reg, last=NOW - timedelta(minutes=5))], regs=[reg])
+    v = verdict(reg)
+    [after] = judged([v], [fresh, setting_written(reg, timedelta(minutes=20))])
+    [after] = remediation_pending([after], {reg.key})
+    assert (after.status, codes(after)) == (Status.COMPLIANT, [])
+
+
+def test_a_remediated_registry_silent_past_the_window_is_noncompliant() -> None:
+    reg = registry(created_at=NOW - timedelta(days=300))
+    out = remediated(reg, setting_written(reg, PENDING + timedelta(minutes=1)))
+    assert (out.status, codes(out)) == (Status.NONCOMPLIANT, ["logs_silent"])
+
+
+def test_a_registry_not_remediated_keeps_its_verdict_while_pending() -> None:
+    reg = registry(created_at=NOW - timedelta(days=300))
+    out = remediated(reg, setting_written(reg, timedelta(minutes=20)), remediated=False)
+    assert (out.status, codes(out)) == (Status.COMPLIANT, ["pending"])
+    # Nor does another registry's remediation change it.
+    [other] = remediation_pending([out], {registry("acrother01").key})
+    assert other is out
+
+
+def test_only_a_compliant_registry_becomes_pending() -> None:
+    reg = registry(created_at=NOW - timedelta(minutes=10))
+    missing = Reason("category_missing:ContainerRegistryLoginEvents")
+    still = verdict(reg, status=Status.NONCOMPLIANT, reasons=[missing, Reason("pending")])
+    unknown = verdict(reg, status=Status.UNKNOWN, reasons=[Reason("pending")])
+    assert remediation_pending([still, unknown], {reg.key}) == (still, unknown)
+
+
+def test_an_exempt_registry_stays_exempt() -> None:
+    until = (NOW + timedelta(days=30)).date().isoformat()
+    reg = registry(
+        created_at=NOW - timedelta(days=300),
+        tags=((exemptions.TAG, f"Retiring; until={until}"),),
+    )
+    out = remediated(reg, setting_written(reg, timedelta(minutes=20)))
+    assert out.status is Status.EXEMPT
+    assert codes(out)[0] == "exempted:pending"
+    assert remediation_pending([out], {reg.key}) == (out,)
+
+
+def test_judged_on_settings_alone_a_remediated_registry_awaits_its_events() -> None:
+    reg = registry()
+    fixed, other = verdict(reg), verdict(registry("acrother01"))
+    broken = verdict(registry("acrbroken01"), status=Status.NONCOMPLIANT)
+    out = remediation_pending(
+        [fixed, other, broken], {reg.id.upper(), broken.registry.key}, logs_checked=False
+    )
+    assert (out[0].status, codes(out[0])) == (Status.PENDING, ["pending"])
+    assert out[0].reasons[0].detail == describe("pending").detail()
+    assert out[1:] == (other, broken)
+    assert remediation_pending(out, {reg.key}, logs_checked=False) == out  # no second reason
 
 
 # --------------------------------------------------------------------------- unknown

@@ -266,3 +266,27 @@ def test_an_exempt_registry_is_suppressed_in_sarif_and_ocsf_and_counted_apart() 
     assert [r["status"] for r in rows if r["registry"] == "acrwaived"] == ["exempt"]
     cis = next(c for c in document["controls"] if c["id"] == "cis-azure:5.4")
     assert (cis["failing"], cis["passing"], cis["notAssessed"], cis["exempt"]) == (1, 1, 2, 1)
+
+
+def test_a_pending_registry_passes_in_every_format() -> None:
+    # Remediated by the auditor, its first events awaited: it meets the policy.
+    fixed = verdict("acrfixed1", Status.PENDING, "pending")
+    document = of_run(audit_run("run001", *FLEET, fixed), Policy())
+    findings = {
+        f["resources"][0]["name"]: f for f in json.loads(render(document, ExportFormat.OCSF))
+    }
+    finding = findings["acrfixed1"]
+    ComplianceFinding.model_validate(finding)
+    assert (finding["status"], finding["compliance"]["status_id"]) == ("pending", 1)  # Pass
+    good = findings["acrgood01"]["compliance"]["requirements"]
+    assert finding["compliance"]["requirements"] == good  # every mapped control
+    log = json.loads(render(document, ExportFormat.SARIF))
+    jsonschema.validate(log, SARIF_SCHEMA, cls=jsonschema.Draft4Validator)
+    results = [r for r in log["runs"][0]["results"] if r["properties"]["registry"] == "acrfixed1"]
+    assert [(r["ruleId"], r["level"], r["properties"]["status"]) for r in results] == [
+        ("pending", "note", "pending")
+    ]
+    rows = list(csv.DictReader(io.StringIO(render(document, ExportFormat.CSV))))
+    assert [(r["status"], r["controls"]) for r in rows if r["registry"] == "acrfixed1"] == [
+        ("pending", "")
+    ]

@@ -219,6 +219,8 @@ NO_SETTING = Verdict(REGISTRY, Status.NONCOMPLIANT, MISSING, settings=())
 # An unknown verdict may carry what was read before the read failed: never stored.
 UNKNOWN = Verdict(REGISTRY, Status.UNKNOWN, UNREAD, settings=(EVERY_FIELD,))
 REMOVED = Verdict(REGISTRY, Status.REMOVED, (Reason("removed", "gone"),))
+# Remediated by the auditor, its first events awaited: its settings were read.
+PENDING = Verdict(REGISTRY, Status.PENDING, (Reason("pending", "why"),), settings=(EVERY_FIELD,))
 # Unknown for its logs (its workspace unreadable), not its settings: those were read.
 LOGS_UNKNOWN = Verdict(
     REGISTRY, Status.UNKNOWN, (Reason("logs_unreadable:http_404", "why"),), settings=(EVERY_FIELD,)
@@ -238,6 +240,8 @@ LOGS_UNKNOWN = Verdict(
         (REMOVED, None),
         (LOGS_UNKNOWN, (EVERY_FIELD,)),
         (exempt(LOGS_UNKNOWN), (EVERY_FIELD,)),
+        (PENDING, (EVERY_FIELD,)),
+        (exempt(PENDING), (EVERY_FIELD,)),
     ],
     ids=[
         "compliant",
@@ -250,6 +254,8 @@ LOGS_UNKNOWN = Verdict(
         "removed",
         "logs-unknown",
         "exempt-logs-unknown",
+        "pending",
+        "exempt-pending",
     ],
 )
 def test_a_row_keeps_the_settings_its_run_read(

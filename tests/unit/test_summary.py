@@ -13,6 +13,7 @@ from auditor.facts import Reason, Registry, Status, Verdict
 from auditor.policy import Policy, policy_document
 from auditor.run_record import AuditRun, RunStatus
 from auditor.summary import (
+    StatusCounts,
     compliance_percent,
     empty_summary,
     registry_document,
@@ -62,6 +63,8 @@ def test_summary_document_is_exact() -> None:
         verdict("acrgone1", Status.REMOVED, "removed", sub=SUB_B),
         # Exempt: counted apart, its reasons kept (and counted) behind the exemption.
         verdict("acrwaived", Status.EXEMPT, "exempted:noncompliant", LOGIN_MISSING),
+        # Pending (remediated, its events awaited): counted apart, compliant in the percent.
+        verdict("acrfixed1", Status.PENDING, "pending", sub=SUB_B),
         errors=("subscription x: throttled", "categories unavailable"),
     )
     assert summarize(run, generated_at=FINISHED).to_dict() == {
@@ -77,15 +80,17 @@ def test_summary_document_is_exact() -> None:
             "errorCount": 2,
         },
         "totals": {
-            "total": 7,
+            "total": 8,
             "compliant": 2,
             "noncompliant": 2,
             "unknown": 1,
             "removed": 1,
             "exempt": 1,
+            "pending": 1,
         },
-        # 2 of the 4 judged; unknown, removed and exempt are not judgements.
-        "compliancePercent": 50.0,
+        # 3 of the 5 judged (pending counts as compliant); unknown, removed and exempt are not
+        # judgements.
+        "compliancePercent": 60.0,
         "bySubscription": [
             {
                 "subscriptionId": SUB_A,
@@ -95,23 +100,26 @@ def test_summary_document_is_exact() -> None:
                 "unknown": 0,
                 "removed": 0,
                 "exempt": 1,
+                "pending": 0,
                 "compliancePercent": 66.6,
             },
             {
                 "subscriptionId": SUB_B,
-                "total": 3,
+                "total": 4,
                 "compliant": 0,
                 "noncompliant": 1,
                 "unknown": 1,
                 "removed": 1,
                 "exempt": 0,
-                "compliancePercent": 0.0,
+                "pending": 1,
+                "compliancePercent": 50.0,
             },
         ],
         "byReason": [
             {"code": LOGIN_MISSING, "count": 3},
             {"code": REPO_MISSING, "count": 1},
             {"code": "exempted:noncompliant", "count": 1},
+            {"code": "pending", "count": 1},
             {"code": "removed", "count": 1},
             {"code": "unknown:HTTP 403", "count": 1},
         ],
@@ -120,7 +128,7 @@ def test_summary_document_is_exact() -> None:
         "logs": {
             "checked": 0,
             "silent": 0,
-            "pending": 0,
+            "pending": 1,
             "unknown": 0,
             "interrupted": 0,
             "loginAlerts": 0,
@@ -218,6 +226,13 @@ def test_compliance_percent(compliant: int, noncompliant: int, expected: float |
     assert compliance_percent(compliant, noncompliant) == expected
 
 
+def test_the_counts_have_one_field_per_status() -> None:
+    counts = StatusCounts.of(Status)
+    assert counts.to_dict() == {"total": len(Status), **{s.value: 1 for s in Status}}
+    # Compliant and pending of compliant, pending and noncompliant.
+    assert counts.compliance_percent == 66.6
+
+
 def test_only_unknown_and_removed_give_no_percent() -> None:
     run = run_of(verdict("acrdark1", Status.UNKNOWN), verdict("acrgone1", Status.REMOVED))
     document = summarize(run, generated_at=FINISHED).to_dict()
@@ -234,6 +249,7 @@ def test_empty_run_and_empty_state() -> None:
         "unknown": 0,
         "removed": 0,
         "exempt": 0,
+        "pending": 0,
     }
     assert document["bySubscription"] == []
     assert document["byReason"] == []
@@ -296,3 +312,17 @@ def test_the_summary_keeps_the_runs_policy() -> None:
     judged = Policy(require_metrics=False)
     run = replace(run_of(verdict("acrgood1", Status.COMPLIANT)), policy=judged)
     assert summarize(run, generated_at=FINISHED).to_dict()["policy"] == policy_document(judged)
+
+
+def test_a_run_row_counts_pending_registries_and_older_rows_none() -> None:
+    from auditor.storage import entities
+
+    run = run_of(
+        verdict("acrfixed1", Status.PENDING, "pending"), verdict("acrgood1", Status.COMPLIANT)
+    )
+    row = entities.finished_run_entity(run)
+    assert row["Pending"] == 1
+    totals = entities.run_doc(row)["totals"]
+    assert (totals["total"], totals["compliant"], totals["pending"]) == (2, 1, 1)
+    del row["Pending"]  # written before the `pending` status
+    assert entities.run_doc(row)["totals"]["pending"] == 0

@@ -6,14 +6,15 @@ const KEY_STORAGE = "acr-auditor:function-key";
 // The API lives beside the page: /api/ui -> /api (whatever the Functions route prefix is).
 const API_BASE = location.pathname.replace(/\/ui\/?$/, "");
 // As the API's totals. Exempt registries (an exemption in force, docs/exemptions.md) are
-// counted apart: neither compliant nor judged, as compliancePercent leaves them out.
-const STATUSES = ["compliant", "noncompliant", "unknown", "removed", "exempt"];
+// counted apart: neither compliant nor judged, as compliancePercent leaves them out. Pending
+// ones (remediated by the auditor, their first events awaited) count as compliant in it.
+const STATUSES = ["compliant", "noncompliant", "unknown", "removed", "exempt", "pending"];
 // The trend's segments, bottom up, and the status colours of the charts (not text: the
 // badges' text colours are in style.css).
-const TREND = ["compliant", "noncompliant", "unknown", "exempt"];
+const TREND = ["compliant", "pending", "noncompliant", "unknown", "exempt"];
 const COLOURS = {
   compliant: "#1a7f43", noncompliant: "#c62828", unknown: "#6b7280", removed: "#b7791f",
-  exempt: "#6d28d9",
+  exempt: "#6d28d9", pending: "#0e7490",
 };
 const OLD_DATA_SECONDS = 26 * 3600; // the timer runs hourly by default: a day is old
 const PERIOD_DAYS = 7;
@@ -302,7 +303,7 @@ function trendChart(items) {
   if (!runs.length) return el("p", { class: "note" }, "No finished run yet.");
   const width = 560, height = 200, left = 36, bottom = 22, top = 8;
   const plotHeight = height - bottom - top;
-  // A run stored before exemptions has no `exempt` count: none.
+  // A run stored before exemptions (or the pending status) has no such count: none.
   const count = (run, status) => run.totals[status] ?? 0;
   const max = Math.max(1, ...runs.map((r) => TREND.reduce((sum, s) => sum + count(r, s), 0)));
   const slot = (width - left) / Math.max(runs.length, 8);
@@ -321,8 +322,10 @@ function trendChart(items) {
   });
   const first = runs[0], last = runs[runs.length - 1];
   const pct = (t) => {
-    const judged = t.compliant + t.noncompliant;
-    return judged ? `${Math.floor((t.compliant * 1000) / judged) / 10}%` : "—";
+    // As compliancePercent: pending registries count as compliant.
+    const passing = t.compliant + (t.pending ?? 0);
+    const judged = passing + t.noncompliant;
+    return judged ? `${Math.floor((passing * 1000) / judged) / 10}%` : "—";
   };
   const description = `Registries by status over the last ${runs.length} run${runs.length === 1 ? "" : "s"}: compliant of judged went from ${pct(first.totals)} on ${when(first.finishedAt)} to ${pct(last.totals)} on ${when(last.finishedAt)}.`;
   const chart = svg("svg", {
@@ -663,8 +666,8 @@ async function showRuns(view) {
   let token = null;
   const runsTable = el("div", { class: "table-wrap" }, el("table", { id: "runs" },
     el("caption", {}, "Audit runs, newest first"),
-    el("thead", {}, el("tr", {}, ["Started", "Status", "Trigger (mode)", "Duration", "Compliant", "Noncompliant", "Unknown", "Exempt", "Errors"]
-      .map((h, i) => el("th", { scope: "col", class: i >= 4 && i < 8 ? "num" : null }, h)))),
+    el("thead", {}, el("tr", {}, ["Started", "Status", "Trigger (mode)", "Duration", "Compliant", "Noncompliant", "Unknown", "Exempt", "Pending", "Errors"]
+      .map((h, i) => el("th", { scope: "col", class: i >= 4 && i < 9 ? "num" : null }, h)))),
     body));
   async function load() {
     more.disabled = true;
@@ -680,6 +683,7 @@ async function showRuns(view) {
         el("td", { class: "num" }, t.noncompliant ?? "—"),
         el("td", { class: "num" }, t.unknown ?? "—"),
         el("td", { class: "num" }, run.totals ? t.exempt ?? 0 : "—"),
+        el("td", { class: "num" }, run.totals ? t.pending ?? 0 : "—"),
         el("td", { class: "errors" }, run.errorCount
           ? el("details", {}, el("summary", {}, `${run.errorCount} error${run.errorCount === 1 ? "" : "s"}`),
             el("ul", {}, run.errors.map((e) => el("li", {}, e))),

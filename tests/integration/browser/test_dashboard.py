@@ -266,7 +266,7 @@ def test_the_overview_shows_the_apis_numbers(served: Served, page: Any) -> None:
     screenshot(browser, "dashboard")
 
 
-STATUSES = ("compliant", "noncompliant", "unknown", "removed", "exempt")
+STATUSES = ("compliant", "noncompliant", "unknown", "removed", "exempt", "pending")
 
 
 def test_exempt_registries_are_counted_and_listed_apart(served: Served, page: Any) -> None:
@@ -277,9 +277,10 @@ def test_exempt_registries_are_counted_and_listed_apart(served: Served, page: An
     card = browser.find_element("css selector", "[data-total=exempt]")
     assert card.find_element("css selector", ".value").text == str(summary["totals"]["exempt"])
     assert summary["totals"]["exempt"] == len(exempt)
-    # Compliant of judged leaves them out, as the API's percentage does.
-    judged = summary["totals"]["compliant"] + summary["totals"]["noncompliant"]
-    assert summary["compliancePercent"] == summary["totals"]["compliant"] * 1000 // judged / 10
+    # Compliant (and pending) of judged leaves them out, as the API's percentage does.
+    passing = summary["totals"]["compliant"] + summary["totals"]["pending"]
+    judged = passing + summary["totals"]["noncompliant"]
+    assert summary["compliancePercent"] == passing * 1000 // judged / 10
     assert "exempt" in texts(browser, "#trend .legend li")
     segments = browser.execute_script(
         "return document.querySelectorAll('#trend rect[data-status=exempt]').length"
@@ -416,6 +417,8 @@ def test_runs_show_status_duration_and_errors(served: Served, page: Any) -> None
     ]
     exempt = texts(browser, "#runs tbody tr td:nth-child(8)")  # the Exempt column
     assert exempt == [str(r["totals"]["exempt"]) for r in runs] and "0" not in exempt
+    pending = texts(browser, "#runs tbody tr td:nth-child(9)")  # the Pending column
+    assert pending == [str(r["totals"]["pending"]) for r in runs]
     errors = texts(browser, "#runs tbody summary")
     assert errors == [f"{r['errorCount']} error" + ("s" * (r["errorCount"] != 1))
                       for r in runs if r["errorCount"]]  # fmt: skip
