@@ -60,7 +60,7 @@ Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 # (each batch's rows and alerts wait in memory until written).
 WRITE_EVERY_SECONDS = 1.0
 # Registries settled at once after the last log answer (see `_Settling.drain`).
-TAIL_SLICE = 1000
+TAIL_SLICE = 500
 
 
 @dataclass

@@ -49,8 +49,9 @@ MAX_BATCH = MAX_OPERATIONS  # operations per transaction (a service limit)
 _POINT_READS = 20
 # Transactions in flight at once; each is one partition, so order within a table is free.
 _WRITE_WORKERS = 8
-# Registries whose rows are built and written together: five transactions' worth of each table.
-_WRITE_SLICE = 5 * MAX_BATCH
+# Registries whose rows are built and written together: three transactions' worth of each
+# table (two slices' rows exist at once: one built while the other is sent).
+_WRITE_SLICE = 3 * MAX_BATCH
 
 # Evidence that says the same as the newest stored is written again after this long anyway,
 # well within its retention (`AUDITOR_RETENTION_EVIDENCE_DAYS`, at least a day), so every
