@@ -59,7 +59,7 @@ Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 # batch is not handed another: the registries gather into a bigger one instead of queuing
 # (each batch's rows and alerts wait in memory until written).
 WRITE_EVERY_SECONDS = 1.0
-# Registries settled at once after the last log answer (see `_Settling.drain`).
+# Registries settled at once after the last read (see `_Settling.drain`).
 TAIL_SLICE = 500
 
 
@@ -743,28 +743,35 @@ class _Settling:
         stats.read_failures += sum(v.status is Status.UNKNOWN for v in verdicts)
 
     def drain(self) -> None:
-        """After the last read: registries settle as their workspaces answer, not all at the
-        end, so their evidence, rows and alerts overlap the queries still running."""
+        """After the last read: registries settle as soon as their workspaces answer, not
+        all at the end, so their evidence, rows and alerts overlap the queries still running.
+        Nothing else waits on the main thread now, so they go without the hand-over's pause:
+        a slice at a time, each slice's evidence built while the store writes the one before,
+        rather than a whole workspace's before the first is written."""
         if self._collector is None:
             return
-        while not self._collector.wait(WRITE_EVERY_SECONDS):
-            self.tick(lambda: "logs: waiting for the workspaces' queries")
-        self.tick(lambda: "logs: every query answered")
-        # The rest, a slice at a time: each slice's evidence is built while the store writes
-        # the one before, rather than all of it before the first is written.
         storage = self._audit.storage
-        while storage.usable:
-            ready, evidence = self._collector.settle(limit=TAIL_SLICE)
-            if not ready:
+        while True:
+            answered = self._collector.wait(WRITE_EVERY_SECONDS)
+            while storage.usable:
+                ready, evidence = self._collector.settle(limit=TAIL_SLICE)
+                if not ready:
+                    break
+                storage.wait_idle()
+                self._write(ready, evidence)
+            if answered:
                 return
-            storage.wait_idle()
-            self._write(ready, evidence)
+            self._report(lambda: "logs: waiting for the workspaces' queries")
 
     def tick(self, progress: Callable[[], str]) -> None:
         now = time.monotonic()
         if now - self._last_write > WRITE_EVERY_SECONDS and not self._audit.storage.busy:
             self._last_write = now
             self._hand_over()
+        self._report(progress)
+
+    def _report(self, progress: Callable[[], str]) -> None:
+        now = time.monotonic()
         if self._audit.progress and now - self._last_report > 2.0:
             self._last_report = now
             self._audit.progress(progress())

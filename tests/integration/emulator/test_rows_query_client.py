@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from azure.core.exceptions import ClientAuthenticationError, DecodeError, HttpResponseError
+from azure.core.pipeline.policies import SansIOHTTPPolicy
 from azure.identity import DefaultAzureCredential
 from azure.monitor.query import LogsQueryClient, LogsQueryResult
 
@@ -100,3 +101,32 @@ def test_a_malformed_answer_is_a_decode_error(rows: LogsQueryClient, emu: Runnin
     emu.world.add_fault({"kind": "malformed", "api": "logs", "count": 1})
     with pytest.raises(DecodeError):
         rows.query_workspace(LAW, "print 1", timespan=None)
+
+
+class _SeesDecoding(SansIOHTTPPolicy[Any, Any]):
+    """A pipeline policy that notes whether the pipeline decoded an answer's body itself."""
+
+    def __init__(self) -> None:
+        self.decoded: list[bool] = []
+
+    def on_response(self, request: Any, response: Any) -> None:
+        self.decoded.append("deserialized_data" in response.context)
+
+
+def test_the_pipeline_does_not_decode_the_answer_a_second_time(
+    emu: RunningEmulator, credential: DefaultAzureCredential
+) -> None:
+    """The answer is decoded once, a row at a time: a pipeline decoding it as well held a
+    whole second copy of every row."""
+    seen = _SeesDecoding()
+    ours = RowsQueryClient(
+        credential, endpoint=emu.base_url, audience=LOGS_AUDIENCE, per_call_policies=[seen]
+    )
+    theirs = LogsQueryClient(
+        credential, endpoint=emu.base_url, audience=LOGS_AUDIENCE, per_call_policies=[seen]
+    )
+    end = emu.world.now()
+    result = ours.query_workspace(LAW, COUNTS, timespan=(end - timedelta(hours=6), end))
+    assert result.tables[0].rows
+    theirs.query_workspace(LAW, COUNTS, timespan=(end - timedelta(hours=6), end))
+    assert seen.decoded == [False, True]  # the SDK's own client does decode it there
