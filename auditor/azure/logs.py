@@ -167,9 +167,6 @@ class LogsReader:
                 retry_total=0,
                 connection_timeout=connection_timeout,
                 read_timeout=read_timeout,
-                # Answers run to tens of MB; read in 4 KB blocks (the default), the streamed
-                # read costs a few times what it does in 1 MB ones.
-                connection_data_block_size=ANSWER_BLOCK_BYTES,
                 **dict(client_kwargs or {}),
             )
         self._client = client
@@ -289,6 +286,12 @@ class RowsQueryClient(LogsQueryClient):
     every cell twice (a typed model, then `LogsTableRow` with each datetime parsed by
     isodate): about 4 s of client CPU for a 10,000-registry fleet's queries, whose rows are
     read by name and parsed where used (`evidence.rows`)."""
+
+    def __init__(self, credential: TokenCredential, **kwargs: Any) -> None:
+        # Answers run to tens of MB: read in the SDK's default 4 KB blocks, the streamed read
+        # below costs a few times what it does in 1 MB ones.
+        kwargs.setdefault("connection_data_block_size", ANSWER_BLOCK_BYTES)
+        super().__init__(credential, **kwargs)
 
     def query_workspace(  # type: ignore[override]
         self,
