@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import threading
 import time
 import uuid
 from collections.abc import Callable, Collection, Mapping, Sequence
@@ -22,6 +23,7 @@ from auditor.azure.clients import ArmClients
 from auditor.azure.diagnostics import MalformedSettingError, read_categories, read_settings
 from auditor.azure.errors import describe_error, retry_after, transient
 from auditor.azure.inventory import (
+    Found,
     Inventory,
     InventoryError,
     discover,
@@ -61,6 +63,9 @@ Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 WRITE_EVERY_SECONDS = 1.0
 # Registries settled at once after the last read (see `_Settling.drain`).
 TAIL_SLICE = 500
+# While the inventory is still listed, how often the run looks whether it is complete (the
+# log evidence collector starts then).
+LISTING_POLL_SECONDS = 0.1
 
 
 @dataclass
@@ -341,15 +346,21 @@ class _Storage:
 
     @property
     def busy(self) -> bool:
+        """Still opening (registries read while Resource Graph answers can be judged before
+        the store is open), or still writing the last batch."""
+        if self._opening is not None and not self._opening.done():
+            return True
         return self.writer is not None and self.writer.busy
 
     def wait_idle(self) -> None:
+        self.opened()
         if self.writer is not None:
             self.writer.wait_idle()
 
     def write(
         self, verdicts: Sequence[Verdict], evidence: Mapping[str, LogEvidence], at: datetime
     ) -> None:
+        self.opened()
         if self.writer is not None and self.usable:
             self.writer.write(verdicts, evidence, observed_at=at)
 
@@ -427,44 +438,54 @@ class _Audit:
             self.storage.close()
 
     def _stages(self) -> AuditRun:
+        fleet = _Fleet.listing(self) if self.mode is RunMode.FULL else self._changed_fleet()
         try:
-            inventory = self._inventory()
+            return self._judge(fleet)
+        except _InventoryFailed as failed:
+            return self._inventory_failed(self._known(), failed.error)
+        finally:
+            fleet.reads.close()  # readers stop after their current registry
+
+    def _changed_fleet(self) -> _Fleet:
+        try:
+            return _Fleet.listed(self._inventory(), self.clients.pacer.due_in)
         except (AzureError, InventoryError) as exc:
-            return self._inventory_failed(self._known(), exc)
+            return _Fleet.failed(exc, self.clients.pacer.due_in)
+
+    def _judge(self, fleet: _Fleet) -> AuditRun:
+        first = fleet.first()
+        categories = self._categories(first)
+        misconfigured = _category_problem(self.policy, categories)
+        if misconfigured is not None:
+            inventory = self._listed(fleet.result())
+            return self._not_judged(
+                [*self._known(), *inventory.registries], inventory, misconfigured
+            )
+        settling = _Settling(self, logs=self.logs_reader is not None)
+        if self.mode is RunMode.FULL:
+            self.storage.judged_from_store(())
+        try:
+            listed = _Listed(self, fleet, categories, settling)
+            read = self._read_settings(fleet.reads, categories, settling, listed.poll)
+            inventory = listed.inventory  # complete: the collector has every registry
+            settling.drain()
+            verdicts = [*self.changes.kept, *read, *listed.unreadable]
+            return self._finish(inventory, verdicts, listed.collector, settling)
+        finally:
+            if settling.collector is not None:
+                settling.collector.close()
+
+    def _listed(self, inventory: Inventory) -> Inventory:
+        """The inventory once complete: its figures and errors go on the run."""
         self.stats.inventory = inventory
+        self.stats.registries = len(inventory.registries)
         self.errors.extend(inventory.errors)
         self.errors.extend(
             f"subscription {s}: {why}" for s, why in sorted(inventory.failed.items())
         )
-        registries = inventory.registries
-        self.stats.registries = len(registries)
-        known = self._known()
         if self.storage.remediated_error is not None:
             self.errors.append(self.storage.remediated_error)
-        categories = self._categories(registries)
-        misconfigured = _category_problem(self.policy, categories)
-        if misconfigured is not None:
-            return self._not_judged([*known, *registries], inventory, misconfigured)
-        # Registries of subscriptions that could not be listed are not dropped: the last known
-        # ones are reported unknown with the reason.
-        unreadable = [
-            judge(reg, None, categories, self.policy, read_error=f"subscription unreadable: {why}")
-            for reg in known
-            if (why := inventory.failed.get(reg.subscription_id)) is not None
-        ]
-        collector = self._collector(registries, unreadable, categories)
-        settling = _Settling(self, collector)
-        try:
-            to_read = self._plan_reads(registries, categories)
-            settling.add_all(self.changes.kept, read=False)
-            read = self._read_settings(to_read, categories, settling)
-            settling.drain()
-            return self._finish(
-                inventory, [*self.changes.kept, *read, *unreadable], collector, settling
-            )
-        finally:
-            if collector is not None:
-                collector.close()
+        return inventory
 
     def _known(self) -> list[Registry]:
         return self.storage.known_registries(self.subscriptions)
@@ -502,23 +523,21 @@ class _Audit:
             )
         return listed
 
-    def _listing(self, subscriptions: list[str]) -> Inventory:
+    def _listing(self, subscriptions: list[str], found: Found | None = None) -> Inventory:
         return discover(
             self.clients,
             subscriptions,
             # Read by the store's thread while Resource Graph answers.
             expected=lambda: {r.subscription_id for r in self._known()},
             progress=self.progress,
+            found=found,
         )
 
     def _plan_reads(
         self, registries: Sequence[Registry], categories: Sequence[CategoryInfo]
     ) -> Sequence[Registry]:
-        """Every registry in a full run; in a change-driven one, those the activity log says
-        changed and those with nothing usable stored (`change_run`)."""
-        if self.mode is RunMode.FULL:
-            self.storage.judged_from_store(())
-            return registries
+        """In a change-driven run, the registries the activity log says changed and those
+        with nothing usable stored (`change_run`)."""
         if self._now is None:  # no store to compare with: the inventory was listed
             self.changes.full = {
                 s: "nothing stored to compare with" for s in {r.subscription_id for r in registries}
@@ -580,11 +599,11 @@ class _Audit:
         )
         return self.storage.finish(failed)
 
-    def _categories(self, registries: Sequence[Registry]) -> list[CategoryInfo]:
-        if not registries:
+    def _categories(self, registry: Registry | None) -> list[CategoryInfo]:
+        if registry is None:
             return []
         try:
-            categories = read_categories(self.clients, registries[0].id)
+            categories = read_categories(self.clients, registry.id)
         except (AzureError, MalformedSettingError) as exc:
             # The judgement falls back to the documented groups; note it on the run.
             self.errors.append(f"category metadata unavailable: {describe_error(exc)}")
@@ -615,17 +634,16 @@ class _Audit:
 
     def _read_settings(
         self,
-        registries: Sequence[Registry],
+        reads: SubscriptionQueue[tuple[Registry, int]],
         categories: Sequence[CategoryInfo],
         settling: _Settling,
+        poll: Callable[[], None],
     ) -> list[Verdict]:
         """Every registry's settings, read by `max_concurrency` readers paced per subscription,
-        judged as they arrive; settled registries go to the store on the way."""
+        judged as they arrive; settled registries go to the store on the way. Registries may
+        still be added to `reads` meanwhile (`poll` is called on every turn)."""
         # Which registry to read next is decided as the run goes (whose ARM budget has a token
         # now), so readers take them from a shared queue rather than in a fixed order.
-        reads: SubscriptionQueue[tuple[Registry, int]] = SubscriptionQueue(
-            ((r.subscription_id, (r, 0)) for r in registries), self.clients.pacer.due_in
-        )
         judged: queue.SimpleQueue[Verdict | BaseException] = queue.SimpleQueue()
         retries = self.clients.retries
 
@@ -651,18 +669,23 @@ class _Audit:
 
         verdicts: list[Verdict] = []
         started = time.monotonic()
-        workers = min(self.max_concurrency, len(registries))
+        workers = (
+            self.max_concurrency if not reads.complete else min(self.max_concurrency, len(reads))
+        )
         with ThreadPoolExecutor(
             max_workers=self.max_concurrency, thread_name_prefix="audit"
         ) as pool:
             try:
                 for _ in range(workers):
                     pool.submit(reader)
-                while len(verdicts) < len(registries):
+                while not (reads.complete and len(verdicts) >= reads.added):
+                    poll()
                     # Wake up without a new verdict too: a read that hangs must not hold back
-                    # registries already settled from the store and the alerts.
+                    # registries already settled from the store and the alerts, nor the end
+                    # of the inventory its registries wait for.
+                    wake = WRITE_EVERY_SECONDS if reads.complete else LISTING_POLL_SECONDS
                     try:
-                        item = judged.get(timeout=max(WRITE_EVERY_SECONDS, 0.05))
+                        item = judged.get(timeout=max(min(wake, WRITE_EVERY_SECONDS), 0.05))
                     except queue.Empty:
                         item = None
                     if isinstance(item, BaseException):
@@ -672,7 +695,7 @@ class _Audit:
                         settling.add(item)
                     settling.tick(
                         lambda: reads_progress(
-                            len(verdicts), len(registries), time.monotonic() - started
+                            len(verdicts), reads.added, time.monotonic() - started
                         )
                     )
             finally:
@@ -715,18 +738,169 @@ class _Audit:
         return self.storage.finish(run)
 
 
+class _InventoryFailed(Exception):
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+class _Fleet:
+    """The registries to read, as the queue the readers take them from. A full sweep lists
+    them on a thread of its own and each page's registries are read while Resource Graph
+    answers the next (`listing`); a change-driven run knows its inventory first (`listed`)."""
+
+    def __init__(self, due_in: Callable[[str], float]) -> None:
+        self.reads: SubscriptionQueue[tuple[Registry, int]] = SubscriptionQueue(
+            (), due_in, more=True
+        )
+        self._first: Registry | None = None
+        self._found = threading.Event()  # a registry was found, or the listing ended
+        self._ended = threading.Event()
+        self._inventory: Inventory | None = None
+        self._error: BaseException | None = None
+
+    @classmethod
+    def listing(cls, audit: _Audit) -> _Fleet:
+        fleet = cls(audit.clients.pacer.due_in)
+
+        def run() -> None:
+            try:
+                fleet._inventory = audit._listing(list(audit.subscriptions), found=fleet._add)
+            except BaseException as exc:  # noqa: BLE001 - raised on the run's thread by `result`
+                fleet._error = exc
+            finally:
+                fleet._end()
+                fleet.reads.no_more()
+
+        # A daemon: a run that fails while Resource Graph still answers does not wait for it.
+        threading.Thread(target=run, name="inventory", daemon=True).start()
+        return fleet
+
+    @classmethod
+    def listed(cls, inventory: Inventory, due_in: Callable[[str], float]) -> _Fleet:
+        """Known up front: what to read is added once planned (`_Listed`)."""
+        fleet = cls(due_in)
+        fleet._inventory = inventory
+        fleet._first = inventory.registries[0] if inventory.registries else None
+        fleet._end()
+        return fleet
+
+    @classmethod
+    def failed(cls, error: Exception, due_in: Callable[[str], float]) -> _Fleet:
+        fleet = cls(due_in)
+        fleet._error = error
+        fleet._end()
+        return fleet
+
+    def _add(self, registries: Sequence[Registry]) -> None:
+        if self._first is None:
+            self._first = registries[0]
+        self.reads.add((r.subscription_id, (r, 0)) for r in registries)
+        self._found.set()
+
+    def _end(self) -> None:
+        self._ended.set()
+        self._found.set()
+
+    @property
+    def ended(self) -> bool:
+        return self._ended.is_set()
+
+    def first(self) -> Registry | None:
+        """The first registry found, once there is one; None for a fleet without any."""
+        self._found.wait()
+        if self._first is None:
+            self.result()  # a listing that failed before finding any raises here
+        return self._first
+
+    def result(self) -> Inventory:
+        """The whole inventory, once listed; a listing that failed raises its error."""
+        self._ended.wait()
+        if isinstance(self._error, (AzureError, InventoryError)):
+            raise _InventoryFailed(self._error)
+        if self._error is not None:
+            raise self._error
+        assert self._inventory is not None
+        return self._inventory
+
+
+class _Listed:
+    """What waits for the whole inventory: the run's figures and errors, the registries of
+    subscriptions that could not be listed (the last known ones, unknown with the reason),
+    the log evidence collector, and a change-driven run's plan of what to read."""
+
+    def __init__(
+        self,
+        audit: _Audit,
+        fleet: _Fleet,
+        categories: Sequence[CategoryInfo],
+        settling: _Settling,
+    ) -> None:
+        self._audit = audit
+        self._fleet = fleet
+        self._categories = categories
+        self._settling = settling
+        self._inventory: Inventory | None = None
+        self.unreadable: list[Verdict] = []
+        self.collector: EvidenceCollector | None = None
+        self.poll()
+
+    @property
+    def inventory(self) -> Inventory:
+        self.poll()
+        self._fleet.result()  # waits, and raises a listing's failure
+        assert self._inventory is not None
+        return self._inventory
+
+    def poll(self) -> None:
+        if self._inventory is not None or not self._fleet.ended:
+            return
+        audit = self._audit
+        inventory = self._inventory = audit._listed(self._fleet.result())
+        listed = {r.key for r in inventory.registries}
+        # Registries of subscriptions that could not be listed are not dropped: the last
+        # known ones are reported unknown with the reason.
+        self.unreadable = [
+            judge(
+                reg,
+                None,
+                self._categories,
+                audit.policy,
+                read_error=f"subscription unreadable: {why}",
+            )
+            for reg in audit._known()
+            if (why := inventory.failed.get(reg.subscription_id)) is not None
+            and reg.key not in listed
+        ]
+        self.collector = audit._collector(inventory.registries, self.unreadable, self._categories)
+        self._settling.attach(self.collector)
+        if audit.mode is RunMode.FULL:
+            return  # its registries went to the readers as they were found
+        to_read = audit._plan_reads(inventory.registries, self._categories)
+        self._settling.add_all(audit.changes.kept, read=False)
+        self._fleet.reads.add((r.subscription_id, (r, 0)) for r in to_read)
+        self._fleet.reads.no_more()
+
+
 class _Settling:
     """Judged registries waiting for their log evidence, and those settled: evidence applied
     and handed to the store and the alerts, at most every `WRITE_EVERY_SECONDS` and never
     while the store is still writing the last batch (the registries gather into a bigger one
-    instead of queuing)."""
+    instead of queuing). With `logs`, registries wait until the evidence collector is
+    `attach`ed (once the inventory is complete)."""
 
-    def __init__(self, audit: _Audit, collector: EvidenceCollector | None) -> None:
+    def __init__(self, audit: _Audit, *, logs: bool) -> None:
         self._audit = audit
-        self._collector = collector
+        self._logs = logs
+        self.collector: EvidenceCollector | None = None
         self.final: dict[str, Verdict] = {}  # evidence applied, handed out, by registry key
         self._waiting: dict[str, Verdict] = {}
         self._last_write = self._last_report = time.monotonic()
+
+    def attach(self, collector: EvidenceCollector | None) -> None:
+        self.collector = collector
+        if collector is not None:
+            collector.add_all(list(self._waiting.values()))
 
     def add(self, verdict: Verdict, *, read: bool = True) -> None:
         """A judged registry; `read`: judged from settings read now, not stored ones."""
@@ -734,8 +908,8 @@ class _Settling:
 
     def add_all(self, verdicts: Sequence[Verdict], *, read: bool = True) -> None:
         self._waiting.update((v.registry.key, v) for v in verdicts)
-        if self._collector is not None:
-            self._collector.add_all(verdicts)
+        if self.collector is not None:
+            self.collector.add_all(verdicts)
         if not read:
             return
         stats = self._audit.stats
@@ -748,13 +922,15 @@ class _Settling:
         Nothing else waits on the main thread now, so they go without the hand-over's pause:
         a slice at a time, each slice's evidence built while the store writes the one before,
         rather than a whole workspace's before the first is written."""
-        if self._collector is None:
+        if self.collector is None:
+            if not self._logs:  # nothing to wait for: the registries not handed over yet go now
+                self._hand_over()
             return
         storage = self._audit.storage
         while True:
-            answered = self._collector.wait(WRITE_EVERY_SECONDS)
+            answered = self.collector.wait(WRITE_EVERY_SECONDS)
             while storage.usable:
-                ready, evidence = self._collector.settle(limit=TAIL_SLICE)
+                ready, evidence = self.collector.settle(limit=TAIL_SLICE)
                 if not ready:
                     break
                 storage.wait_idle()
@@ -780,10 +956,12 @@ class _Settling:
         if not self._audit.storage.usable:
             return  # registries stay waiting: the end of the run returns them all
         evidence: Mapping[str, LogEvidence] = {}
-        if self._collector is None:
-            ready = list(self._waiting)
+        if self.collector is not None:
+            ready, evidence = self.collector.settle()
+        elif self._logs:
+            return  # no evidence yet: the collector comes with the whole inventory
         else:
-            ready, evidence = self._collector.settle()
+            ready = list(self._waiting)
         self._write(ready, evidence)
 
     def _write(self, ready: Sequence[str], evidence: Mapping[str, LogEvidence]) -> None:

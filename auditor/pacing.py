@@ -128,6 +128,9 @@ class SubscriptionQueue(Generic[T]):
 
     An item handed back with `later` (a read to try again) comes out again once its wait is
     over, so its retries overlap the other reads instead of holding a reader in a backoff.
+
+    Opened with `more=True`, items keep arriving through `add` (the inventory's pages, read
+    while the next page is still on its way) until `no_more`; meanwhile `next` waits for them.
     """
 
     def __init__(
@@ -136,36 +139,71 @@ class SubscriptionQueue(Generic[T]):
         due_in: Callable[[str], float],
         *,
         clock: Callable[[], float] = time.monotonic,
+        more: bool = False,
     ) -> None:
         self._queues: dict[str, deque[T]] = {}
-        for key, item in items:
-            self._queues.setdefault(key.lower(), deque()).append(item)
-        # Largest first: a subscription with a token due now is taken in this order, so the
-        # usual pick costs one look, not one per subscription.
-        self._order = sorted(self._queues, key=lambda k: (-len(self._queues[k]), k))
+        self._added: dict[str, int] = {}  # items ever added, by key: the order's measure
+        self._order: list[str] = []
         self._due_in = due_in
         self._clock = clock
         self._waiting: list[tuple[float, int, str, T]] = []  # (ready at, seq, key, item)
         self._seq = itertools.count()
         self._closed = False
+        self._more = more
         self._cond = threading.Condition()
+        self.add(items)
+
+    @property
+    def added(self) -> int:
+        """Items added so far (retries handed back with `later` not counted again)."""
+        with self._cond:
+            return sum(self._added.values())
+
+    @property
+    def complete(self) -> bool:
+        """No more items will be added."""
+        with self._cond:
+            return not self._more
+
+    def add(self, items: Iterable[tuple[str, T]]) -> None:
+        with self._cond:
+            if self._closed:
+                return
+            for key, item in items:
+                key = key.lower()
+                self._queues.setdefault(key, deque()).append(item)
+                self._added[key] = self._added.get(key, 0) + 1
+            # Largest first: a subscription with a token due now is taken in this order, so
+            # the usual pick costs one look, not one per subscription.
+            self._order = sorted(self._queues, key=lambda k: (-self._added[k], k))
+            self._cond.notify_all()
+
+    def no_more(self) -> None:
+        """Every item has been added: `next` returns None once they are all handed out."""
+        with self._cond:
+            self._more = False
+            self._cond.notify_all()
 
     def __len__(self) -> int:
         with self._cond:
             return sum(len(q) for q in self._queues.values()) + len(self._waiting)
 
     def next(self) -> T | None:
-        """The next item, or None when there is none left and none waiting (or after
-        `close`); while only waiting items are left, waits for the first to be ready."""
+        """The next item, or None when there is none left, none waiting and no more to come
+        (or after `close`); meanwhile, waits for the first waiting item to be ready or for
+        more to be added."""
         with self._cond:
             while not self._closed:
                 self._release_ready()
                 item = self._pick()
                 if item is not None:
                     return item
-                if not self._waiting:
+                if self._waiting:
+                    self._cond.wait(timeout=max(0.0, self._waiting[0][0] - self._clock()))
+                elif self._more:
+                    self._cond.wait()
+                else:
                     return None
-                self._cond.wait(timeout=max(0.0, self._waiting[0][0] - self._clock()))
             return None
 
     def later(self, key: str, item: T, delay: float) -> None:

@@ -13,6 +13,7 @@ Used by `audit_fleet.py --memory`.
 from __future__ import annotations
 
 import atexit
+import os
 import runpy
 import sys
 import threading
@@ -21,7 +22,7 @@ import tracemalloc
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-FRAMES = 3
+FRAMES = int(os.environ.get("MEMORY_PROFILE_FRAMES", "3"))  # deeper stacks cost more time
 TOP = 40
 
 

@@ -43,9 +43,10 @@ YAML schema (every key optional; defaults are Azure's documented values)::
            code: WorkspaceNotFoundError}
 
 A fault fires for the next `count` matching requests, or with `probability` (seeded), or, with
-neither, on every matching request. `path` is a case-insensitive regex searched in the request
-path; `subscription` is shorthand for a path regex matching that subscription's ARM paths;
-`method` (GET, PUT, POST, DELETE...) limits it to one HTTP method.
+neither, on every matching request; `skip: N` lets the first N matching requests through
+untouched (e.g. Resource Graph failing from its second page on). `path` is a case-insensitive
+regex searched in the request path; `subscription` is shorthand for a path regex matching that
+subscription's ARM paths; `method` (GET, PUT, POST, DELETE...) limits it to one HTTP method.
 """
 
 from __future__ import annotations
@@ -68,7 +69,7 @@ CORE_FAULT_KINDS = frozenset({"status", "slow", "malformed"})
 DISTRIBUTIONS = ("fixed", "uniform", "lognormal")
 FAULT_FIELDS = (
     "kind", "api", "path", "subscription", "method", "status", "code", "message", "delay_s",
-    "retry_after", "count", "probability", "seed",
+    "retry_after", "count", "probability", "seed", "skip",
     "id", "fired",  # read-only (reported by to_dict), ignored on input
 )  # fmt: skip
 
@@ -177,6 +178,7 @@ class Fault:
     count: int | None = None
     probability: float | None = None
     seed: int | None = None
+    skip: int = 0  # matching requests still to let through before the fault applies
     id: int = 0
     fired: int = 0
     _regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
@@ -197,6 +199,9 @@ class Fault:
         if self.method is not None and method is not None and method.upper() != self.method:
             return False
         if self.path and not self._regex.search(path):
+            return False
+        if self.skip > 0:
+            self.skip -= 1
             return False
         if self.count is not None:
             self.count -= 1
@@ -219,6 +224,8 @@ class Fault:
         for key in ("code", "message", "retry_after", "count", "probability", "seed"):
             if getattr(self, key) is not None:
                 out[key] = getattr(self, key)
+        if self.skip:
+            out["skip"] = self.skip
         out["fired"] = self.fired
         return out
 
@@ -414,6 +421,7 @@ def parse_fault(
         count=count,
         probability=prob,
         seed=p.int(m, "seed", path, None) if "seed" in m else None,
+        skip=p.int(m, "skip", path, 0, lo=0),
         id=fault_id,
     )
 

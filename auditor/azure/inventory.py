@@ -192,9 +192,17 @@ def _batches(items: Sequence[str], size: int) -> Iterable[list[str]]:
         yield list(items[start : start + size])
 
 
-def _graph_batch(clients: InventoryReads, subs: list[str], inv: Inventory) -> list[Registry]:
+Found = Callable[[Sequence[Registry]], None]
+
+
+def _graph_batch(
+    clients: InventoryReads, subs: list[str], inv: Inventory, found: Found
+) -> set[str]:
+    """The batch's registries, added to `inv` (and handed to `found`) a page at a time; the
+    subscriptions they are in. A page kept before a later one fails stays in `inv`."""
     graph = clients.resource_graph()
-    found: list[Registry] = []
+    batch = set(subs)
+    seen: set[str] = set()
     skip: str | None = None
     while True:
         options = QueryRequestOptions(top=PAGE_SIZE, skip_token=skip, result_format="objectArray")
@@ -205,15 +213,22 @@ def _graph_batch(clients: InventoryReads, subs: list[str], inv: Inventory) -> li
         data = response.data
         if not isinstance(data, list):
             raise InventoryError("Resource Graph returned data that is not a list of rows")
+        page: list[Registry] = []
         for row in data:
             try:
-                found.append(registry_from_graph_row(row))
+                registry = registry_from_graph_row(row)
             except InventoryError as exc:
                 # A malformed row is reported, never silently dropped with its batch.
                 inv.errors.append(str(exc))
+                continue
+            seen.add(registry.subscription_id)
+            if registry.subscription_id in batch:
+                page.append(registry)
+        inv.registries.extend(page)
+        found(page)
         skip = response.skip_token
         if not skip:
-            return found
+            return seen
 
 
 def _arm_list(clients: InventoryReads, sub: str, inv: Inventory) -> list[Registry]:
@@ -227,14 +242,17 @@ def _arm_list(clients: InventoryReads, sub: str, inv: Inventory) -> list[Registr
     return found
 
 
-def _confirm(clients: InventoryReads, sub: str, inv: Inventory) -> None:
+def _confirm(clients: InventoryReads, sub: str, inv: Inventory, found: Found) -> None:
     """List `sub` through ARM: complete when it answers, failed with the reason when it
     refuses (403/404, where Resource Graph would stay silent)."""
     try:
-        inv.registries.extend(_arm_list(clients, sub, inv))
-        inv.complete.add(sub)
+        listed = _arm_list(clients, sub, inv)
     except AzureError as exc:
         inv.failed[sub] = describe_error(exc)
+        return
+    inv.registries.extend(listed)
+    inv.complete.add(sub)
+    found(listed)
 
 
 def discover(
@@ -243,6 +261,7 @@ def discover(
     *,
     expected: Collection[str] | Callable[[], Collection[str]] = frozenset(),
     progress: Callable[[str], None] | None = None,
+    found: Found | None = None,
 ) -> Inventory:
     """List registries of `subscriptions` (all visible ones when empty).
 
@@ -253,31 +272,40 @@ def discover(
     be called removed. Configured
     `subscriptions` are all expected: one the identity cannot list, or whose ARM list is
     refused, is failed on the inventory, never an empty success.
+
+    `found` is handed each registry once, a page at a time as the pages arrive, so that its
+    settings can be read while the next page is on its way.
     """
+    handed: set[str] = set()
+
+    def hand(registries: Sequence[Registry]) -> None:
+        new = [r for r in registries if r.key not in handed]
+        handed.update(r.key for r in new)
+        if new and found is not None:
+            found(new)
+
     inv = Inventory()
     subs = visible_subscriptions(clients, subscriptions, inv)
     configured = subs if subscriptions else []
     known: set[str] | None = None
     for batch in _batches(subs, SUBSCRIPTION_BATCH):
         try:
-            registries = _graph_batch(clients, batch, inv)
+            seen = _graph_batch(clients, batch, inv, hand)
         except (AzureError, InventoryError) as exc:
             inv.errors.append(
                 f"Resource Graph failed, listing per subscription: {describe_error(exc)}"
             )
             log.warning("Resource Graph failed for %d subscriptions: %s", len(batch), exc)
             for sub in batch:
-                _confirm(clients, sub, inv)
+                _confirm(clients, sub, inv, hand)
         else:
-            inv.registries.extend(r for r in registries if r.subscription_id in batch)
-            seen = {r.subscription_id for r in registries}
             if known is None:
                 known = {*(expected() if callable(expected) else expected), *configured}
             for sub in batch:
                 if sub in seen or sub not in known:
                     inv.complete.add(sub)
                 else:
-                    _confirm(clients, sub, inv)
+                    _confirm(clients, sub, inv, hand)
         if progress:
             progress(
                 f"inventory: {len(inv.registries)} registries in {len(inv.complete)} subscriptions"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -13,6 +14,7 @@ from fastapi.testclient import TestClient
 from auditor import audit as audit_module
 from auditor.api import create_app
 from auditor.audit import run_audit
+from auditor.azure import inventory as inventory_module
 from auditor.azure.clients import ArmClients
 from auditor.facts import Status
 from auditor.pacing import TokenBucketPacer
@@ -21,6 +23,7 @@ from auditor.runtime import audit_once, build_arm_clients, build_credential, bui
 from auditor.settings import Settings
 from auditor.storage import writer as writer_module
 from emulator import azurite
+from emulator.knobs import parse_knobs
 from emulator.testing import RunningEmulator
 
 LocalAzure = Callable[..., tuple[RunningEmulator, dict[str, str]]]
@@ -521,3 +524,70 @@ def test_a_registry_that_keeps_failing_retries_between_the_other_reads(
     between = reads[failing[0] : failing[-1]]
     assert set(between) - {"acrgroups01"}, reads  # others were read meanwhile
     assert sorted(set(reads)) == sorted(EXPECTED)
+
+
+def test_settings_are_read_while_resource_graph_still_pages(
+    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pages of two registries, each taking Resource Graph 300 ms: the registries of the
+    first page are read while the later pages are on their way, and the run judges the same
+    registries as one that waited for the whole inventory."""
+    monkeypatch.setattr(inventory_module, "PAGE_SIZE", 2)
+    emu, env = local_azure(latency={"resourcegraph": 300})
+    run = audit(env)
+    assert outcome(run) == EXPECTED
+    assert run.status is RunStatus.SUCCEEDED
+    log = emu.world.requests()
+    pages = [e for e in log if e.api == "resourcegraph"]
+    assert len(pages) == 3
+    reads = [e for e in log if e.path.lower().endswith("/diagnosticsettings")]
+    assert len(reads) == len(EXPECTED)
+    first_read_sent = min(e.time - e.latency_ms / 1000 for e in reads)
+    assert (
+        first_read_sent < pages[-1].time - pages[-1].latency_ms / 1000
+    )  # before the last page was asked
+
+
+def test_resource_graph_failing_after_its_first_page_reads_each_registry_once(
+    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first page's registries are already being read when the second page fails: the
+    ARM lists that replace Resource Graph find them again, and each is still read and
+    reported once."""
+    monkeypatch.setattr(inventory_module, "PAGE_SIZE", 2)
+    emu, env = local_azure(
+        faults=[{"kind": "status", "status": 500, "api": "resourcegraph", "skip": 1}]
+    )
+    run = audit({**env, "AUDITOR_HTTP_RETRIES": "0"})
+    assert outcome(run) == EXPECTED
+    assert len(run.verdicts) == len(EXPECTED)
+    assert any("Resource Graph failed" in e for e in run.errors)
+    log = emu.world.requests()
+    assert [e.status for e in log if e.api == "resourcegraph"] == [200, 500]
+    reads = [e for e in log if e.path.lower().endswith("/diagnosticsettings")]
+    assert len(reads) == len(EXPECTED)
+
+
+def test_a_run_whose_inventory_ends_after_its_last_read_finishes_at_once(
+    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every registry is read while the inventory still confirms, through a slow ARM list,
+    that a subscription known to the store has none left: the run ends as soon as that list
+    answers, not at its next hand-over to the store (a minute away here)."""
+    monkeypatch.setattr(audit_module, "WRITE_EVERY_SECONDS", 60.0)
+    emu, env = local_azure()
+    audit(env)
+    for name in ("acrlegacy01", "acrnosetting01"):  # the development subscription's
+        gone = emu.world.registry_by_name(name)
+        assert gone is not None and gone.subscription == DEV
+        emu.world.remove_registry(gone.id)
+    dev_list = f"/subscriptions/{DEV}/providers/Microsoft.ContainerRegistry/registries$"
+    emu.world.knobs = parse_knobs({"faults": [{"kind": "slow", "delay_s": 2, "path": dev_list}]})
+    started = time.monotonic()
+    run = audit(env)
+    assert time.monotonic() - started < 30
+    statuses = {v.registry.name: v.status for v in run.verdicts}
+    assert statuses["acrlegacy01"] is statuses["acrnosetting01"] is Status.REMOVED
+    assert statuses["acrcompliant01"] is Status.COMPLIANT
+    lists = [e for e in emu.world.requests() if e.path.lower().endswith(dev_list[1:-1].lower())]
+    assert len(lists) == 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
@@ -217,3 +218,40 @@ def test_next_waits_for_an_item_handed_back_and_close_ends_the_wait() -> None:
     reads.close()
     waiter.join(timeout=10)
     assert results == [None] and not waiter.is_alive()
+
+
+def test_an_open_queue_waits_for_more_items_until_told_there_are_no_more() -> None:
+    reads = SubscriptionQueue([("s", "a")], lambda _: 0.0, more=True)
+    assert reads.next() == "a"
+    results: list[str | None] = []
+
+    def read_two() -> None:
+        for _ in range(2):
+            results.append(reads.next())
+
+    waiter = threading.Thread(target=read_two, daemon=True)
+    waiter.start()
+    time.sleep(0.05)
+    assert results == [] and waiter.is_alive()  # nothing to read yet, but more may come
+    reads.add([("t", "b")])
+    time.sleep(0.05)
+    assert results == ["b"] and waiter.is_alive()
+    assert not reads.complete and reads.added == 2
+    reads.no_more()
+    waiter.join(timeout=5)
+    assert results == ["b", None] and reads.complete
+
+
+def test_items_added_later_reorder_the_subscriptions_by_all_they_were_given() -> None:
+    reads = SubscriptionQueue([("small", "s0"), ("small", "s1")], lambda _: 0.0, more=True)
+    reads.add([("big", f"b{i}") for i in range(3)])  # a later page: now the largest
+    assert reads.next() == "b0"
+    reads.no_more()
+    assert [reads.next() for _ in range(5)] == ["b1", "b2", "s0", "s1", None]
+
+
+def test_nothing_is_added_to_a_closed_queue() -> None:
+    reads = SubscriptionQueue([], lambda _: 0.0, more=True)
+    reads.close()
+    reads.add([("s", "a")])
+    assert reads.next() is None and len(reads) == 0

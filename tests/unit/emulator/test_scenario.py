@@ -192,6 +192,15 @@ def test_bad_knobs_name_the_field(knobs: dict[str, Any], field: str) -> None:
     assert field in str(err.value)
 
 
+def test_a_fault_can_let_its_first_matching_requests_through() -> None:
+    later = parse_fault({"kind": "status", "status": 500, "api": "resourcegraph", "skip": 1})
+    assert not later.try_fire("arm", "/x")  # not matching: not counted
+    assert [later.try_fire("resourcegraph", "/x") for _ in range(3)] == [False, True, True]
+    assert later.to_dict()["fired"] == 2 and "skip" not in later.to_dict()  # all skipped
+    with pytest.raises(ScenarioError):
+        parse_fault({"kind": "status", "skip": -1})
+
+
 def test_fault_count_and_probability() -> None:
     counted = parse_fault({"kind": "status", "status": 500, "count": 2, "api": "arm"})
     fired = [counted.try_fire("arm", "/x") for _ in range(3)]
