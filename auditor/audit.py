@@ -41,7 +41,7 @@ from auditor.pacing import SubscriptionQueue
 from auditor.policy import ACR_LOG_CATEGORIES, Policy, unknown_categories
 from auditor.ports import RunStore, VerdictWriter
 from auditor.run_record import AuditRun, RunMode, RunStatus, Sweeps
-from auditor.settings import PolicySettings
+from auditor.settings import MAX_CONCURRENCY, PolicySettings
 from auditor.storage.errors import StorageError
 from auditor.storage.keys import registry_key
 
@@ -191,7 +191,7 @@ def run_audit(
     *,
     subscriptions: Sequence[str] = (),
     store: RunStore | None = None,
-    max_concurrency: int = 16,
+    max_concurrency: int = MAX_CONCURRENCY,
     trigger: str = "cli",
     progress: Progress | None = None,
     clock: Callable[[], datetime] = lambda: datetime.now(UTC),

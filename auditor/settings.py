@@ -551,6 +551,12 @@ class AuditSettings(SettingsGroup):
     )
 
 
+# ARM reads in flight at once unless AUDITOR_MAX_CONCURRENCY says otherwise: with every
+# subscription within its burst (nothing to pace), the latency of 10,000 reads in 100
+# subscriptions took 16 readers 42 s and 32 readers 37 s, at the same peak memory.
+MAX_CONCURRENCY = 32
+
+
 class ArmSettings(SettingsGroup):
     """Where Azure Resource Manager is and how fast to read it."""
 
@@ -568,9 +574,11 @@ class ArmSettings(SettingsGroup):
         "a local emulator.",
     )
     max_concurrency: Annotated[int, _Number(int, low=1, high=256)] = Field(
-        default=16,
+        default=MAX_CONCURRENCY,
         validation_alias="AUDITOR_MAX_CONCURRENCY",
-        description="Most ARM requests in flight at once.",
+        description="Most ARM requests in flight at once. Pacing keeps each subscription within "
+        "ARM's rate however many are in flight; more of them shorten a run whose subscriptions "
+        "all stay within their burst.",
     )
     # azure-facts §5
     reads_per_second: Annotated[float, _Number(float, low=0.1, high=10_000.0)] = Field(

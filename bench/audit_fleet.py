@@ -56,6 +56,7 @@ import cpu_stages as cpu_stages_module  # noqa: E402  (beside this script)
 
 from auditor.azure.pipeline import pacing_scope  # noqa: E402
 from auditor.pacing import throttle_bound_seconds  # noqa: E402
+from auditor.settings import MAX_CONCURRENCY  # noqa: E402
 from emulator import fleet  # noqa: E402
 from emulator.azurite import DEV_ACCOUNT, DEV_KEY  # noqa: E402
 
@@ -521,7 +522,7 @@ def build_result(
     totals = {k: int(v) for k, v in (audit.document or {}).get("totals", {}).items()}
     bound = req["bound_s"]
     meaningful = bound >= MEANINGFUL_BOUND_S
-    concurrency = args.concurrency or 16
+    concurrency = args.concurrency or MAX_CONCURRENCY
     r = Result(
         case=case.name,
         run=run,

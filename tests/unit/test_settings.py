@@ -47,7 +47,7 @@ def test_defaults() -> None:
     assert s.storage.table_endpoint is None
     assert s.storage.table_prefix == "acraudit"
     assert (s.arm.max_concurrency, s.arm.reads_per_second, s.arm.burst, s.arm.http_retries) == (
-        16,
+        32,
         25.0,
         250,
         4,
@@ -420,7 +420,7 @@ def test_docs_describe_every_setting_with_its_default() -> None:
         for cells in (line.split("|") for line in docs.splitlines() if line.startswith("| `"))
     }
     assert set(rows) == set(SETTING_NAMES)
-    assert rows["AUDITOR_MAX_CONCURRENCY"] == "`16`"
+    assert rows["AUDITOR_MAX_CONCURRENCY"] == "`32`"
     assert rows["AUDITOR_LOGS_LOOKBACK_HOURS"] == "`24`"
     assert rows["AUDITOR_SUBSCRIPTIONS"] == "unset"
     for group in GROUPS:
