@@ -8,7 +8,8 @@ audit.
 
 The alert states are read once, at the first batch, instead of once per batch (a partition
 scan each); a registry processed twice in one run (its result changed after it was stored)
-has its states read afresh, since the first pass changed them.
+has its states read afresh, since the first pass changed them. So a registry's states are
+let go once it is processed: they are not held, a fleet's worth of them, to the run's end.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 
 from auditor.alerts.dispatch import DeliveryReport
-from auditor.alerts.model import AlertState
+from auditor.alerts.model import AlertState, Topic, alert_key
 from auditor.alerts.service import AlertService
 from auditor.alerts.sinks.base import redact_known
 from auditor.evidence.model import LogEvidence
@@ -108,6 +109,9 @@ class AlertStream:
                 self._report = self._report.merge(report)
             for verdict in verdicts:
                 self._processed[verdict.registry.key] = verdict
+            for verdict in first:  # read afresh if processed again
+                for topic in Topic:
+                    self._states.pop(alert_key(verdict.registry.key, topic), None)
         except Exception as exc:  # a sink or storage surprise must not lose the audit's results
             log.exception("alerting failed for run %s", run_id)
             self._problems.append(redact_known(f"alerting failed: {exc}"))

@@ -44,10 +44,12 @@ from auditor.alerts.sinks.http import HttpOptions
 from auditor.alerts.sinks.logrecord import PREFIX
 from auditor.alerts.sinks.queue import API_VERSION
 from auditor.alerts.state import AlertStateStore
+from auditor.alerts.stream import AlertStream
 from auditor.alerts.transitions import AlertPlan
 from auditor.errors import ConfigError
 from auditor.facts import Registry, Status, Verdict
 from auditor.reasons.catalog import reason
+from auditor.run_record import AuditRun, RunStatus
 from auditor.runtime import audit_once
 from auditor.settings import Settings
 from emulator.azurite import Azurite
@@ -907,3 +909,49 @@ def test_a_full_audit_alerts_on_registries_as_they_are_stored(
     emu.world.knobs = emu.world.scenario.knobs  # no more slow reads
     audit_once(settings, trigger="test")
     assert len(receiver.on("/hook/")) == len(failing)  # nothing new to say
+
+
+def test_a_run_lets_go_of_a_registrys_alert_states_once_it_is_processed(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    """A full run reads every alert state at its first batch; each registry's are dropped
+    once its alerts are sent (a fleet's worth of them is megabytes at the run's peak), and a
+    registry processed again in the run reads its own afresh: one alert each, no repeat."""
+    settings = make_settings(AUDITOR_ALERT_TEAMS_URL="", AUDITOR_ALERT_SLACK_URL="")
+    regs = [registry(f"acrstream{i:02d}") for i in range(3)]
+    now = datetime.now(UTC)
+    with service(settings) as alerts:  # an earlier run: every registry failing, alerted once
+        alerts.process([failing(r) for r in regs], run_id="earlier", now=now)
+    fixed = [compliant(r) for r in regs]
+    stream = AlertStream(service(settings), clock=lambda: now + timedelta(minutes=5))
+    with stream:
+        stream.submit("this", fixed[:2], {})
+        for future in stream._pending:
+            future.result()
+        held = stream._states or {}
+        assert {s.registry.name for s in held.values()} == {"acrstream02"}
+        again = failing(regs[0])  # its result changed after it was stored
+        run = AuditRun(
+            run_id="this",
+            started_at=now,
+            finished_at=now + timedelta(minutes=5),
+            status=RunStatus.SUCCEEDED,
+            verdicts=(again, *fixed[1:]),
+        )
+        stream.finish(run)
+    kinds = [(r.json()["registry"]["name"], r.json()["kind"]) for r in receiver.on("/hook/")]
+    names = [r.name for r in regs]
+    assert kinds == [
+        *((n, "opened") for n in names),
+        *((n, "resolved") for n in names),
+        ("acrstream00", "opened"),  # one alert per change, none repeated
+    ]
+    states = AlertStateStore(
+        TableServiceClient.from_connection_string(settings.storage.connection_string),
+        prefix=settings.storage.table_prefix,
+    ).load()
+    assert {s.registry.name: s.open for s in states.values()} == {
+        "acrstream00": True,
+        "acrstream01": False,
+        "acrstream02": False,
+    }
