@@ -221,7 +221,7 @@ def run_audit(
     storage = _Storage(store, run_id)
     # Only a log check can tell a remediated registry's events have not arrived yet.
     since = started - options.pending_window if logs_reader is not None else None
-    storage.start(started, trigger, remediated_since=since)
+    storage.start(started, trigger, remediated_since=since, full_sweep=mode is RunMode.FULL)
     audit = _Audit(
         clients=clients,
         policy=policy,
@@ -276,18 +276,29 @@ class _Storage:
             log.error("run %s: %s", self._run_id, self.error)
 
     def start(
-        self, started: datetime, trigger: str, *, remediated_since: datetime | None = None
+        self,
+        started: datetime,
+        trigger: str,
+        *,
+        remediated_since: datetime | None = None,
+        full_sweep: bool = False,
     ) -> None:
         """Records the run and opens its writer (one read of the stored registries), then,
         with `remediated_since`, reads the registries remediated since, on the storage's own
-        thread, so it overlaps the inventory instead of preceding it."""
+        thread, so it overlaps the inventory instead of preceding it. A `full_sweep` judges
+        nothing from the store: the writer lets the stored settings go as soon as it opens."""
         if self._store is not None:
             self._opening = self._opener.submit(
-                self._open, self._store, started, trigger, remediated_since
+                self._open, self._store, started, trigger, remediated_since, full_sweep
             )
 
     def _open(
-        self, store: RunStore, started: datetime, trigger: str, remediated_since: datetime | None
+        self,
+        store: RunStore,
+        started: datetime,
+        trigger: str,
+        remediated_since: datetime | None,
+        full_sweep: bool,
     ) -> None:
         try:
             store.start_run(self._run_id, started, trigger)
@@ -295,6 +306,8 @@ class _Storage:
         except (StorageError, AzureError) as exc:
             self._failed(exc)
             return
+        if full_sweep:
+            self.writer.judged_from_store(())
         if remediated_since is not None:
             self.remediated, self.remediated_error = recent_remediations(store, remediated_since)
 
@@ -462,8 +475,6 @@ class _Audit:
                 [*self._known(), *inventory.registries], inventory, misconfigured
             )
         settling = _Settling(self, logs=self.logs_reader is not None)
-        if self.mode is RunMode.FULL:
-            self.storage.judged_from_store(())
         try:
             listed = _Listed(self, fleet, categories, settling)
             read = self._read_settings(fleet.reads, categories, settling, listed.poll)

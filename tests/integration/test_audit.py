@@ -22,6 +22,7 @@ from auditor.run_record import AuditRun, RunStatus
 from auditor.runtime import audit_once, build_arm_clients, build_credential, build_store
 from auditor.settings import Settings
 from auditor.storage import writer as writer_module
+from auditor.storage.keys import registry_key
 from emulator import azurite
 from emulator.knobs import parse_knobs
 from emulator.testing import RunningEmulator
@@ -591,3 +592,39 @@ def test_a_run_whose_inventory_ends_after_its_last_read_finishes_at_once(
     assert statuses["acrcompliant01"] is Status.COMPLIANT
     lists = [e for e in emu.world.requests() if e.path.lower().endswith(dev_list[1:-1].lower())]
     assert len(lists) == 1
+
+
+def test_a_full_sweep_lets_the_stored_settings_go_however_late_the_store_opens(
+    local_azure: LocalAzure,
+) -> None:
+    """Reads start with Resource Graph's first page, which can be before the store has
+    opened its writer (a fleet's stored registries to read): the writer still lets go of
+    the stored settings text a full sweep never uses, rather than hold it to the run's end."""
+    _, env = local_azure()
+    audit(env)  # something stored
+    settings = Settings.from_env(env)
+    store = build_store(settings)
+    writers: list[Any] = []
+
+    class SlowToOpen:
+        def run_writer(self, run_id: str) -> Any:
+            time.sleep(1.0)
+            writers.append(store.run_writer(run_id))
+            return writers[-1]
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(store, name)
+
+    clients = build_arm_clients(settings, build_credential())
+    try:
+        run = run_audit(clients, settings.policy, store=SlowToOpen(), trigger="test")
+    finally:
+        clients.close()
+    assert {n: status for n, (status, _) in outcome(run).items()} == {
+        n: status for n, (status, _) in EXPECTED.items()
+    }
+    (writer,) = writers
+    for name in EXPECTED:
+        key = registry_key(name)
+        assert writer.stored_settings(key) is None, name
+        assert writer.known_registries()  # the rest of what it opened with stays
