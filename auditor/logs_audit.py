@@ -141,7 +141,7 @@ def build_logs_reader(settings: Settings, credential: TokenCredential) -> LogsRe
 class EvidenceResult:
     window: Window
     evidence: Mapping[str, LogEvidence]  # by registry key
-    routes: tuple[Route, ...] = ()
+    routed: frozenset[str] = frozenset()  # registries whose logs go to some workspace
     workspaces: Mapping[str, WorkspaceRef] = field(default_factory=dict)
     # Activity-log events of registries not in this run (deleted since, or out of scope).
     orphan_activity: tuple[ActivityEvent, ...] = ()
@@ -277,7 +277,7 @@ class EvidenceCollector:
         self._list_cap = self._opts.list_cap * max(1, math.ceil(fleet / self._opts.chunk_size))
         self._progress = progress
         self._routes: dict[str, tuple[Route, ...]] = {}  # of registries not settled yet
-        self._all_routes: list[Route] = []
+        self._routed: set[str] = set()
         self._evidence: dict[str, LogEvidence] = {}
         self._refs: dict[str, Future[WorkspaceRef]] = {}
         self._answers: dict[str, list[_Asked]] = {}  # by workspace
@@ -346,7 +346,8 @@ class EvidenceCollector:
             [verdict], categories=self._categories, accepts_workspace=self._accepts
         )
         self._routes[key] = routes
-        self._all_routes.extend(routes)
+        if routes:
+            self._routed.add(key)
         for route in routes:
             if route.workspace_id not in self._answers:
                 self._workspace(route.workspace_id, registry_queries=True)
@@ -413,7 +414,7 @@ class EvidenceCollector:
         return EvidenceResult(
             window=self._window,
             evidence=evidence,
-            routes=tuple(sorted(self._all_routes, key=lambda r: (r.registry_key, r.workspace_id))),
+            routed=frozenset(self._routed),
             workspaces=workspaces,
             orphan_activity=orphans,
             errors=tuple(dict.fromkeys(errors + problems)),
