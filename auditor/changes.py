@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,7 +39,7 @@ class StoredState:
 def reason_codes(reasons: Iterable[Reason]) -> tuple[str, ...]:
     """What makes a change worth a history entry, with the status: order does not matter,
     nor the details (they carry counts and times that move every run)."""
-    return tuple(sorted({r.code for r in reasons}))
+    return tuple(sorted({sys.intern(r.code) for r in reasons}))
 
 
 def changed(before: StoredState | None, status: Status, codes: Sequence[str]) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -399,12 +400,17 @@ STATE_COLUMNS = (
 def stored_state(row: Mapping[str, Any]) -> StoredState:
     evidence_at = parse_time(row.get("EvidenceAt"))
     evidence_digest = row.get("EvidenceDigest")
+    # A run holds a fleet's states: the few statuses, run ids and reason code sets they share
+    # are held once, not once per row as decoded.
+    codes = reason_codes(parse_reasons(row.get("Reasons")))
     return StoredState(
         registry=registry_from_entity(row),
-        status=row.get("Status"),
-        reason_codes=reason_codes(parse_reasons(row.get("Reasons"))),
+        status=_shared(row.get("Status")),
+        reason_codes=_SHARED_CODES.setdefault(codes, codes)
+        if len(_SHARED_CODES) < _MAX_SHARED_CODES
+        else codes,
         status_since=parse_time(row.get("StatusSince")),
-        last_run_id=row.get("LastRunId"),
+        last_run_id=_shared(row.get("LastRunId")),
         settings=settings if isinstance(settings := row.get("Settings"), str) else None,
         digest=digest if isinstance(digest := row.get("Digest"), str) else None,
         evidence=(
@@ -414,6 +420,14 @@ def stored_state(row: Mapping[str, Any]) -> StoredState:
         ),
         facts=_facts(row.get("Facts")) is not None,
     )
+
+
+_SHARED_CODES: dict[tuple[str, ...], tuple[str, ...]] = {}
+_MAX_SHARED_CODES = 4096  # sets of reason codes; a fleet has a few dozen
+
+
+def _shared(value: Any) -> Any:
+    return sys.intern(value) if type(value) is str else value
 
 
 def verdict_from_entity(row: Mapping[str, Any]) -> Verdict:

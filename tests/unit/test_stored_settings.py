@@ -348,3 +348,26 @@ def test_the_digest_is_the_rows_content_less_the_run_that_wrote_it() -> None:
     assert entities.content_digest(again) == row["Digest"]
     assert entities.content_digest({**row, "Status": "noncompliant"}) != row["Digest"]
     assert entities.content_digest({**row, "Settings": None}) != row["Digest"]
+
+
+def test_a_fleets_stored_states_share_their_statuses_run_ids_and_reason_codes() -> None:
+    def row(name: str) -> dict[str, Any]:
+        # Decoded from JSON, as a page of rows is: each row its own copy of every string.
+        reasons = [{"code": "metrics_missing", "detail": name}, {"code": "logs_silent"}]
+        return json.loads(
+            json.dumps(
+                {
+                    "RowKey": name,
+                    "Name": name,
+                    "Status": "noncompliant",
+                    "LastRunId": "20261207T120000Z-0123abcd",
+                    "Reasons": json.dumps(reasons),
+                }
+            )
+        )
+
+    first, second = (entities.stored_state(row(n)) for n in ("acrone", "acrtwo"))
+    assert first.reason_codes == ("logs_silent", "metrics_missing")
+    assert first.status is second.status
+    assert first.last_run_id is second.last_run_id
+    assert first.reason_codes is second.reason_codes
