@@ -776,7 +776,7 @@ class _Fleet:
 
         def run() -> None:
             try:
-                fleet._inventory = audit._listing(list(audit.subscriptions), found=fleet._add)
+                fleet._inventory = audit._listing(list(audit.subscriptions), found=fleet.add)
             except BaseException as exc:  # noqa: BLE001 - raised on the run's thread by `result`
                 fleet._error = exc
             finally:
@@ -803,8 +803,9 @@ class _Fleet:
         fleet._end()
         return fleet
 
-    def _add(self, registries: Sequence[Registry]) -> None:
-        if self._first is None:
+    def add(self, registries: Sequence[Registry]) -> None:
+        """Registries to read (each read's first attempt)."""
+        if self._first is None and registries:
             self._first = registries[0]
         self.reads.add((r.subscription_id, (r, 0)) for r in registries)
         self._found.set()
@@ -889,7 +890,7 @@ class _Listed:
             return  # its registries went to the readers as they were found
         to_read = audit._plan_reads(inventory.registries, self._categories)
         self._settling.add_all(audit.changes.kept, read=False)
-        self._fleet.reads.add((r.subscription_id, (r, 0)) for r in to_read)
+        self._fleet.add(to_read)
         self._fleet.reads.no_more()
 
 
