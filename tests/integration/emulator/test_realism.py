@@ -15,6 +15,8 @@ from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.resourcegraph.models import QueryRequest
 
 from emulator.knobs import parse_knobs
+from emulator.loganalytics.routes import service_for
+from emulator.loganalytics.store import Scope
 from emulator.testing import RunningEmulator
 
 pytestmark = pytest.mark.integration
@@ -183,6 +185,17 @@ def test_admin_api(emu: RunningEmulator, credential: DefaultAzureCredential) -> 
         assert log["entries"][-1]["status"] == 500 and log["counters"]["arm:500"] >= 1
         assert http.post("/_emulator/clock/advance", json={"hours": -1}).status_code == 400
         assert http.post("/_emulator/faults", json={"kind": "nope"}).status_code == 400
+
+
+def test_admin_api_warms_the_logs(emu: RunningEmulator) -> None:
+    store = service_for(emu.world).store
+    with httpx.Client(base_url=emu.base_url, verify=emu.ssl_context()) as http:
+        warmed = http.post("/_emulator/logs/warm")
+    assert warmed.status_code == 200
+    assert warmed.json()["generated"] == store.generations > 0
+    for ws in emu.world.workspaces():
+        store.query(Scope((ws.customer_id.lower(),)), "ContainerRegistryLoginEvents | count")
+    assert store.generations == warmed.json()["generated"]  # nothing left to generate
 
 
 def test_log_analytics_faults_use_its_error_shape_and_partial_is_left_to_it(

@@ -394,6 +394,20 @@ def test_generation_is_lazy_per_workspace(cases: LogStore) -> None:
     assert store.generations == 2
 
 
+def test_warming_generates_every_workspace_once() -> None:
+    world = estate(
+        {"name": "acrone", "events": traffic(), "settings": [both()]},
+        {"name": "acrtwo", "events": traffic(), "settings": [{**both(), "workspace": "law2"}]},
+        {"name": "acrnone", "events": traffic()},
+    )
+    store = LogStore(world)
+    store.warm()
+    assert store.generations == 2  # the registry without a setting reaches no workspace
+    store.query(Scope((WS,)), f"{LOGINS} | count")
+    store.query(Scope((WS2,)), f"{LOGINS} | count")
+    assert store.generations == 2
+
+
 def test_runtime_setting_and_clock() -> None:
     world = estate({"name": "acrlate", "events": traffic()})
     store = LogStore(world)
