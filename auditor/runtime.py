@@ -15,6 +15,7 @@ from azure.core.credentials import TokenCredential
 from azure.identity import DefaultAzureCredential
 
 from auditor import telemetry
+from auditor.allocator import free_pages_returned
 from auditor.audit import AuditStats, Progress, audit_registry, run_audit
 from auditor.azure.clients import ArmClients
 from auditor.pacing import TokenBucketPacer
@@ -110,7 +111,7 @@ def audit_once(
 
     credential = credential or build_credential()
     stats = stats if stats is not None else AuditStats()
-    with telemetry.observe_run(trigger) as observed:
+    with telemetry.observe_run(trigger) as observed, free_pages_returned():
         clients = build_arm_clients(settings, credential)
         store = build_store(settings, credential) if use_store else None
         reader = build_logs_reader(settings, credential) if check_logs else None

@@ -12,6 +12,7 @@ from azure.identity import DefaultAzureCredential
 from fastapi.testclient import TestClient
 
 from auditor import audit as audit_module
+from auditor import runtime
 from auditor.api import create_app
 from auditor.audit import run_audit
 from auditor.azure import inventory as inventory_module
@@ -100,6 +101,22 @@ def test_small_estate_is_judged_exactly_and_stored(local_azure: LocalAzure) -> N
     workspace_reads = [e for e in arm if "/workspaces/" in e.path.lower()]
     assert len(workspace_reads) == 1  # law-dev receives only AzureDiagnostics-mode logs
     assert len(arm) == len(EXPECTED) + 3 + len(workspace_reads)
+
+
+def test_a_run_gives_free_pages_back_while_it_lasts(
+    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, env = local_azure()
+    trims: list[float] = []
+    real = runtime.free_pages_returned
+    monkeypatch.setattr(
+        runtime, "free_pages_returned", lambda: real(period=0.01, trim=lambda _: trims.append(1))
+    )
+    run = audit(env)
+    assert run.verdicts and trims  # trimmed during the run...
+    count = len(trims)
+    time.sleep(0.05)
+    assert len(trims) == count  # ...and not after it
 
 
 def test_rerun_is_idempotent(local_azure: LocalAzure) -> None:
