@@ -33,6 +33,27 @@ _MAX_PAYLOAD = 3 * 2**20
 _ENVELOPE = 1024
 
 
+class EncodedEntity(dict[str, Any]):
+    """An entity with its request body, encoded once (`encoded`): grouping it into
+    transactions measures that body, and an upsert sends it, rather than each encoding the
+    entity again (a tenth of the storage stage's CPU). It must not change once encoded."""
+
+    __slots__ = ("body",)
+
+    def __init__(self, entity: Mapping[str, Any]) -> None:
+        super().__init__(entity)
+        self.body = _body(self)
+
+
+def encoded(entities: Iterable[Mapping[str, Any]]) -> list[EncodedEntity]:
+    return [EncodedEntity(e) for e in entities]
+
+
+def _body(entity: Mapping[str, Any]) -> str:
+    """An insert's or upsert's request body, as the SDK writes it."""
+    return json.dumps(_add_entity_properties(entity), cls=AzureJSONEncoder)
+
+
 def transactions(entities: Sequence[Mapping[str, Any]]) -> list[list[int]]:
     """Indexes of `entities` grouped the way Table Storage accepts a transaction: one partition,
     at most 100 operations and (estimated) 3 MiB, no row twice; in order within a partition."""
@@ -40,7 +61,9 @@ def transactions(entities: Sequence[Mapping[str, Any]]) -> list[list[int]]:
     open_groups: dict[str, tuple[list[int], set[str], int]] = {}
     for index, entity in enumerate(entities):
         partition, row = str(entity["PartitionKey"]), str(entity["RowKey"])
-        size = len(json.dumps(entity, default=str)) + _ENVELOPE
+        size = (
+            len(entity.body) if isinstance(entity, EncodedEntity) else _estimate(entity)
+        ) + _ENVELOPE
         current = open_groups.get(partition)
         if current is not None:
             members, rows, total = current
@@ -53,6 +76,10 @@ def transactions(entities: Sequence[Mapping[str, Any]]) -> list[list[int]]:
         groups.append(members)
         open_groups[partition] = (members, {row}, size)
     return groups
+
+
+def _estimate(entity: Mapping[str, Any]) -> int:
+    return len(json.dumps(entity, default=str))
 
 
 # -- sending one transaction ---------------------------------------------------------------
@@ -163,7 +190,7 @@ def _requests(batch: TableBatchOperations, operations: Iterable[Operation]) -> l
         if shape == "upsert":
             partition, row = _prepare_key(entity["PartitionKey"]), _prepare_key(entity["RowKey"])
             url += f"(PartitionKey='{quote(partition, safe='')}',RowKey='{quote(row, safe='')}')"
-        body = json.dumps(_add_entity_properties(entity), cls=AzureJSONEncoder)
+        body = entity.body if isinstance(entity, EncodedEntity) else _body(entity)
         out.append(_Request(method, url, headers, body))
     return out
 

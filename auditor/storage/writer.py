@@ -39,7 +39,12 @@ from auditor.storage import entities, keys
 from auditor.storage.errors import StorageError
 from auditor.storage.listing import list_rows
 from auditor.storage.tables import MAX_PAGE, Tables
-from auditor.storage.transactions import MAX_OPERATIONS, submit_transaction, transactions
+from auditor.storage.transactions import (
+    MAX_OPERATIONS,
+    encoded,
+    submit_transaction,
+    transactions,
+)
 from auditor.summary import summarize
 
 log = logging.getLogger(__name__)
@@ -448,5 +453,6 @@ def _by_key(run: AuditRun) -> dict[str, Verdict]:
 
 
 def _batches(rows: Sequence[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
-    for group in transactions(rows):
-        yield [rows[i] for i in group]
+    bodies = encoded(rows)  # once, for the grouping and the requests alike
+    for group in transactions(bodies):
+        yield [bodies[i] for i in group]

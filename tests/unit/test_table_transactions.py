@@ -16,7 +16,14 @@ from azure.data.tables._generated._configuration import AzureTableConfiguration
 from azure.data.tables._policies import StorageHeadersPolicy
 from azure.data.tables._table_batch import TableBatchOperations
 
-from auditor.storage.transactions import Part, _requests, multipart_body, response_parts
+from auditor.storage.transactions import (
+    EncodedEntity,
+    Part,
+    _requests,
+    multipart_body,
+    response_parts,
+    transactions,
+)
 
 ENDPOINT = "https://account.table.core.windows.net"
 
@@ -189,6 +196,26 @@ def test_requests_built_from_the_first_of_their_kind_are_the_sdks(partition: str
     ours = built(operations, templated=True)
     assert ours == built(operations, templated=False)
     assert len(ours) == len(operations)
+    # Entities encoded once beforehand give the same requests.
+    encoded = [(op[0], EncodedEntity(op[1]), *op[2:]) for op in operations]
+    assert built(encoded, templated=True) == ours
+
+
+def test_an_encoded_entity_is_sent_and_measured_by_its_body() -> None:
+    replace = {"mode": UpdateMode.REPLACE}
+    rows = [EncodedEntity(typed_row("p", f"r{n}", n)) for n in range(3)]
+    batch = TableBatchOperations(
+        config=AzureTableConfiguration(url=ENDPOINT), endpoint=ENDPOINT, table_name="audit"
+    )
+    rows[2].body = "as encoded"  # sent as it is, not encoded again
+    requests = _requests(batch, [("upsert", row, replace) for row in rows])
+    assert [r.content for r in requests[1:]] == [rows[1].body, "as encoded"]
+    # Grouped by their bodies' size: 1.1 MB bodies go two to a 3 MiB transaction.
+    small = [EncodedEntity({"PartitionKey": "p", "RowKey": f"s{n}"}) for n in range(4)]
+    assert transactions(small) == [[0, 1, 2, 3]]
+    for row in small:
+        row.body = "x" * 1_100_000
+    assert transactions(small) == [[0, 1], [2, 3]]
 
 
 def test_a_templated_operation_in_another_partition_is_refused() -> None:
