@@ -176,20 +176,31 @@ def test_requests_built_from_the_first_of_their_kind_are_the_sdks(partition: str
     replace = {"mode": UpdateMode.REPLACE}
     operations: list[Any] = []
     for n, row in enumerate(HOSTILE_KEYS):
+        on_etag = {
+            "etag": f"W/\"datetime'2031-01-0{n % 9 + 1}T00%3A00%3A00.{n}Z'\"",
+            "match_condition": MatchConditions.IfNotModified,
+        }
         operations += [
             ("upsert", typed_row(partition, f"u{row}", n), replace),
             ("create", typed_row(partition, f"c{row}", n), {}),
             ("CREATE", typed_row(partition, f"C{row}", n)),
+            ("upsert", typed_row(partition, f"m{row}", n), {"mode": UpdateMode.MERGE}),
+            ("update", typed_row(partition, f"r{row}", n), {**on_etag, **replace}),
+            ("delete", {"PartitionKey": partition, "RowKey": f"d{row}"}, on_etag),
+            ("delete", {"PartitionKey": partition, "RowKey": f"D{row}"}, {}),
         ]
     # Kinds the SDK still builds, between the templated ones.
     operations += [
-        ("upsert", typed_row(partition, "merge", 0), {"mode": UpdateMode.MERGE}),
         ("upsert", typed_row(partition, "default", 0), {}),
-        ("delete", {"PartitionKey": partition, "RowKey": "gone"}, {}),
         (
             "update",
             typed_row(partition, "etag", 0),
             {"etag": 'W/"1"', "match_condition": MatchConditions.IfNotModified},
+        ),
+        (
+            "update",
+            typed_row(partition, "bare", 0),
+            {"etag": "unquoted", **replace, "match_condition": MatchConditions.IfNotModified},
         ),
         ("upsert", typed_row(partition, "last", 9), replace),
     ]
