@@ -1,0 +1,178 @@
+"""Client CPU per diagnostic-settings read: the auditor's threads and sync clients against
+asyncio and the SDK's `aio` clients, reading the same registries from the same emulator.
+
+    python bench/read_cpu.py                     # 3,000 registries, 3 rounds of each
+    python bench/read_cpu.py --registries 1000 --rounds 2
+
+With no throttle to wait for, the client's CPU per read sets how fast a fleet is read (issue
+#12's 100-subscription case). This measures that CPU both ways, so the choice between them rests
+on figures:
+
+- `threads`: the product's path: `runtime.build_arm_clients` (urllib3 transport, the pacing
+  policy) and `diagnostics.read_settings` on `AUDITOR_MAX_CONCURRENCY` threads;
+- `asyncio`: `azure.mgmt.monitor.aio` on azure-core's aiohttp transport, `azure.identity.aio`,
+  the same pacer in an async policy and the same conversion of each setting, with as many reads
+  in flight on one event loop.
+
+Both read every registry once per round, rounds alternating, in one process against one
+emulator (its own process, ARM latency lognormal, no throttle: pacing's bookkeeping runs, its
+waits never do). CPU is the process's (`time.process_time`, every thread). Not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import ssl
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+import audit_fleet  # noqa: E402  (beside this script)
+
+from auditor.azure.diagnostics import read_settings, setting_from_model  # noqa: E402
+from auditor.azure.pipeline import REMAINING_READS, pacing_scope  # noqa: E402
+from auditor.pacing import TokenBucketPacer  # noqa: E402
+from auditor.runtime import build_arm_clients, build_credential  # noqa: E402
+from auditor.settings import MAX_CONCURRENCY, Settings  # noqa: E402
+
+# High enough that the pacer never waits: its bookkeeping is part of each read's CPU.
+UNPACED_RATE, UNPACED_BURST = "10000", "100000"
+
+
+def registry_ids(scenario: dict[str, Any]) -> list[str]:
+    return [
+        f"/subscriptions/{r['subscription']}/resourceGroups/{r['resourceGroup']}"
+        f"/providers/Microsoft.ContainerRegistry/registries/{r['name']}"
+        for r in scenario["registries"]
+    ]
+
+
+def threads_reader(settings: Settings, concurrency: int) -> Callable[[list[str]], int]:
+    clients = build_arm_clients(settings, build_credential())
+
+    def run(ids: list[str]) -> int:
+        with ThreadPoolExecutor(concurrency) as pool:
+            return sum(1 for _ in pool.map(lambda i: read_settings(clients, i), ids))
+
+    return run
+
+
+class AsyncPacing:
+    """`ArmPacingPolicy` for the async pipeline (the pacer never waits here)."""
+
+    def __init__(self, pacer: TokenBucketPacer) -> None:
+        self._pacer = pacer
+        self.next: Any = None
+
+    async def send(self, request: Any) -> Any:
+        scope = pacing_scope(request.http_request.url)
+        self._pacer.acquire(scope)
+        response = await self.next.send(request)
+        remaining = response.http_response.headers.get(REMAINING_READS)
+        if remaining is not None and remaining.strip().isdigit():
+            self._pacer.observe_remaining(scope, int(remaining))
+        return response
+
+
+async def asyncio_round(settings: Settings, concurrency: int, ids: list[str], record: Any) -> None:
+    import aiohttp
+    from azure.core.pipeline.policies import AsyncHTTPPolicy
+    from azure.core.pipeline.transport import AioHttpTransport
+    from azure.identity.aio import DefaultAzureCredential
+    from azure.mgmt.monitor.aio import MonitorManagementClient
+
+    AsyncHTTPPolicy.register(AsyncPacing)
+    ca = os.environ.get("REQUESTS_CA_BUNDLE")
+    connector = aiohttp.TCPConnector(ssl=ssl.create_default_context(cafile=ca), limit=0)
+    session = aiohttp.ClientSession(connector=connector)
+    credential = DefaultAzureCredential(exclude_interactive_browser_credential=True)
+    pacer = TokenBucketPacer(rate=settings.arm.reads_per_second, burst=settings.arm.burst)
+    client = MonitorManagementClient(
+        credential,
+        "00000000-0000-0000-0000-000000000000",
+        base_url=settings.arm.endpoint,
+        credential_scopes=[settings.arm.audience.rstrip("/") + "/.default"],
+        per_retry_policies=[AsyncPacing(pacer)],
+        transport=AioHttpTransport(session=session, session_owner=False),
+    )
+    slots = asyncio.Semaphore(concurrency)
+
+    async def one(registry_id: str) -> list[Any]:
+        async with slots:
+            pager = client.diagnostic_settings.list(resource_uri=registry_id)
+            return [setting_from_model(v) async for v in pager]
+
+    try:
+        await one(ids[0])  # the token and the first connection, outside the measure
+        cpu, wall = time.process_time(), time.perf_counter()
+        done = len(await asyncio.gather(*(one(i) for i in ids)))
+        record("asyncio", done, time.process_time() - cpu, time.perf_counter() - wall)
+    finally:
+        await client.close()
+        await session.close()
+        await credential.close()
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--registries", type=int, default=3000)
+    parser.add_argument("--subscriptions", type=int, default=30)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=MAX_CONCURRENCY)
+    parser.add_argument("--latency-ms", type=float, default=40.0)
+    args = parser.parse_args()
+
+    case = audit_fleet.Case("read-cpu", args.registries, args.subscriptions, None, "read CPU")
+    scenario = audit_fleet.fleet_scenario(case, 1.0, args.latency_ms, events=False)
+    scenario["knobs"]["arm_throttle"]["enabled"] = False
+    workdir = Path(tempfile.mkdtemp(prefix="acr-read-cpu-"))
+    (workdir / "fleet.json").write_text(json.dumps(scenario))
+    emulator = audit_fleet.start_emulator(workdir / "fleet.json", workdir)
+    results: list[tuple[str, int, float, float]] = []
+
+    def record(mode: str, reads: int, cpu: float, wall: float) -> None:
+        results.append((mode, reads, cpu, wall))
+        print(f"{mode:8} {reads} reads: {cpu:.2f} s CPU, {wall:.2f} s wall,"
+              f" {cpu / reads * 1000:.3f} ms CPU per read", file=sys.stderr)  # fmt: skip
+
+    try:
+        os.environ.update(audit_fleet.clean_env() | emulator.info["environ"])
+        os.environ["AUDITOR_ARM_READS_PER_SECOND"] = UNPACED_RATE
+        os.environ["AUDITOR_ARM_BURST"] = UNPACED_BURST
+        settings = Settings.from_env(dict(os.environ), require_storage=False)
+        ids = registry_ids(scenario)
+        threads = threads_reader(settings, args.concurrency)
+        threads(ids[:1])
+        for _ in range(args.rounds):
+            cpu, wall = time.process_time(), time.perf_counter()
+            done = threads(ids)
+            record("threads", done, time.process_time() - cpu, time.perf_counter() - wall)
+            asyncio.run(asyncio_round(settings, args.concurrency, ids, record))
+    finally:
+        audit_fleet._stop(emulator.proc)
+
+    print("| reads on | rounds | CPU per read (ms) | reads / s of wall |")
+    print("|---|---:|---:|---:|")
+    for mode in ("threads", "asyncio"):
+        mine = [r for r in results if r[0] == mode]
+        per_read = sorted(f"{cpu / reads * 1000:.3f}" for _, reads, cpu, _ in mine)
+        rates = sorted(f"{reads / wall:.0f}" for _, reads, _, wall in mine)
+        print(f"| {mode} | {len(mine)} | {', '.join(per_read)} | {', '.join(rates)} |")
+    print(f"\n{args.registries} registries in {args.subscriptions} subscriptions,"
+          f" {args.concurrency} reads in flight, ARM latency lognormal median"
+          f" {args.latency_ms:g} ms, no throttle")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
