@@ -12,7 +12,10 @@ on figures:
   policy) and `diagnostics.read_settings` on `AUDITOR_MAX_CONCURRENCY` threads;
 - `asyncio`: `azure.mgmt.monitor.aio` on azure-core's aiohttp transport, `azure.identity.aio`,
   the same pacer in an async policy and the same conversion of each setting, with as many reads
-  in flight on one event loop.
+  in flight on one event loop;
+- `transport`: the same GET through the product's transport alone, on as many threads, the
+  body decoded with `json.loads`: no pipeline policies and no SDK models, a floor for what
+  any client must spend on HTTP and TLS.
 
 Both read every registry once per round, rounds alternating, in one process against one
 emulator (its own process, ARM latency lognormal, no throttle: pacing's bookkeeping runs, its
@@ -55,6 +58,44 @@ def registry_ids(scenario: dict[str, Any]) -> list[str]:
         f"/providers/Microsoft.ContainerRegistry/registries/{r['name']}"
         for r in scenario["registries"]
     ]
+
+
+def transport_reader(settings: Settings, concurrency: int) -> Callable[[list[str]], int]:
+    """The same GET through the product's transport alone: no pipeline policies, no model
+    deserialization, the body decoded with `json.loads`. What the SDK layers cost is the
+    difference from `threads`."""
+    from azure.core.rest import HttpRequest
+
+    from auditor.azure.clients import ARM_CONNECTION_TIMEOUT_SECONDS, ARM_READ_TIMEOUT_SECONDS
+    from auditor.azure.transport import Urllib3Transport
+
+    credential = build_credential()
+    scope = settings.arm.audience.rstrip("/") + "/.default"
+    transport = Urllib3Transport(
+        settings.arm.endpoint,
+        pool_size=concurrency * 2,
+        connection_timeout=ARM_CONNECTION_TIMEOUT_SECONDS,
+        read_timeout=ARM_READ_TIMEOUT_SECONDS,
+    )
+    base = settings.arm.endpoint.rstrip("/")
+
+    def read(registry_id: str) -> int:
+        token = credential.get_token(scope).token  # cached by the credential, as in a pipeline
+        url = f"{base}{registry_id}/providers/Microsoft.Insights/diagnosticSettings"
+        request = HttpRequest(
+            "GET",
+            url,
+            params={"api-version": "2021-05-01-preview"},
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        )
+        response = transport.send(request)
+        return len(json.loads(response.body())["value"])
+
+    def run(ids: list[str]) -> int:
+        with ThreadPoolExecutor(concurrency) as pool:
+            return sum(1 for _ in pool.map(read, ids))
+
+    return run
 
 
 def threads_reader(settings: Settings, concurrency: int) -> Callable[[list[str]], int]:
@@ -151,19 +192,24 @@ def main() -> int:
         os.environ["AUDITOR_ARM_BURST"] = UNPACED_BURST
         settings = Settings.from_env(dict(os.environ), require_storage=False)
         ids = registry_ids(scenario)
-        threads = threads_reader(settings, args.concurrency)
-        threads(ids[:1])
+        readers = {
+            "threads": threads_reader(settings, args.concurrency),
+            "transport": transport_reader(settings, args.concurrency),
+        }
+        for reader in readers.values():
+            reader(ids[:1])
         for _ in range(args.rounds):
-            cpu, wall = time.process_time(), time.perf_counter()
-            done = threads(ids)
-            record("threads", done, time.process_time() - cpu, time.perf_counter() - wall)
+            for mode, reader in readers.items():
+                cpu, wall = time.process_time(), time.perf_counter()
+                done = reader(ids)
+                record(mode, done, time.process_time() - cpu, time.perf_counter() - wall)
             asyncio.run(asyncio_round(settings, args.concurrency, ids, record))
     finally:
         audit_fleet._stop(emulator.proc)
 
     print("| reads on | rounds | CPU per read (ms) | reads / s of wall |")
     print("|---|---:|---:|---:|")
-    for mode in ("threads", "asyncio"):
+    for mode in ("threads", "asyncio", "transport"):
         mine = [r for r in results if r[0] == mode]
         per_read = sorted(f"{cpu / reads * 1000:.3f}" for _, reads, cpu, _ in mine)
         rates = sorted(f"{reads / wall:.0f}" for _, reads, _, wall in mine)
