@@ -5,8 +5,8 @@ asyncio and the SDK's `aio` clients, reading the same registries from the same e
     python bench/read_cpu.py --registries 1000 --rounds 2
 
 With no throttle to wait for, the client's CPU per read sets how fast a fleet is read (issue
-#12's 100-subscription case). This measures that CPU both ways, so the choice between them rests
-on figures:
+#12's 100-subscription case). This measures that CPU four ways, so the choice between threads
+and asyncio rests on figures, and the SDK's layers show what they cost:
 
 - `threads`: the product's path: `runtime.build_arm_clients` (urllib3 transport, the pacing
   policy) and `diagnostics.read_settings` on `AUDITOR_MAX_CONCURRENCY` threads;
@@ -19,7 +19,7 @@ on figures:
   body decoded with `json.loads`: no pipeline policies and no SDK models, a floor for what
   any client must spend on HTTP and TLS.
 
-Both read every registry once per round, rounds alternating, in one process against one
+Each reads every registry once per round, rounds alternating, in one process against one
 emulator (its own process, ARM latency lognormal, no throttle: pacing's bookkeeping runs, its
 waits never do). CPU is the process's (`time.process_time`, every thread). Not a test.
 """
