@@ -30,6 +30,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import ssl
 import sys
 import tempfile
@@ -49,17 +50,20 @@ from auditor.azure.pipeline import REMAINING_READS, pacing_scope  # noqa: E402
 from auditor.pacing import TokenBucketPacer  # noqa: E402
 from auditor.runtime import build_arm_clients, build_credential  # noqa: E402
 from auditor.settings import MAX_CONCURRENCY, Settings  # noqa: E402
+from emulator.testing import sdk_environment  # noqa: E402
 
 # High enough that the pacer never waits: its bookkeeping is part of each read's CPU.
 UNPACED_RATE, UNPACED_BURST = "10000", "100000"
 
 
-def registry_ids(scenario: dict[str, Any]) -> list[str]:
-    return [
-        f"/subscriptions/{r['subscription']}/resourceGroups/{r['resourceGroup']}"
-        f"/providers/Microsoft.ContainerRegistry/registries/{r['name']}"
-        for r in scenario["registries"]
-    ]
+def on_threads(read: Callable[[str], object], concurrency: int) -> Callable[[list[str]], int]:
+    """A round: `read` every registry, `concurrency` at a time."""
+
+    def run(ids: list[str]) -> int:
+        with ThreadPoolExecutor(concurrency) as pool:
+            return sum(1 for _ in pool.map(read, ids))
+
+    return run
 
 
 def transport_reader(settings: Settings, concurrency: int) -> Callable[[list[str]], int]:
@@ -93,11 +97,7 @@ def transport_reader(settings: Settings, concurrency: int) -> Callable[[list[str
         response = transport.send(request)
         return len(json.loads(response.body())["value"])
 
-    def run(ids: list[str]) -> int:
-        with ThreadPoolExecutor(concurrency) as pool:
-            return sum(1 for _ in pool.map(read, ids))
-
-    return run
+    return on_threads(read, concurrency)
 
 
 def pipeline_reader(settings: Settings, concurrency: int) -> Callable[[list[str]], int]:
@@ -121,21 +121,12 @@ def pipeline_reader(settings: Settings, concurrency: int) -> Callable[[list[str]
         response.raise_for_status()
         return len(json.loads(response.content)["value"])
 
-    def run(ids: list[str]) -> int:
-        with ThreadPoolExecutor(concurrency) as pool:
-            return sum(1 for _ in pool.map(read, ids))
-
-    return run
+    return on_threads(read, concurrency)
 
 
 def threads_reader(settings: Settings, concurrency: int) -> Callable[[list[str]], int]:
     clients = build_arm_clients(settings, build_credential())
-
-    def run(ids: list[str]) -> int:
-        with ThreadPoolExecutor(concurrency) as pool:
-            return sum(1 for _ in pool.map(lambda i: read_settings(clients, i), ids))
-
-    return run
+    return on_threads(lambda registry_id: read_settings(clients, registry_id), concurrency)
 
 
 class AsyncPacing:
@@ -216,27 +207,32 @@ def main() -> int:
         print(f"{mode:8} {reads} reads: {cpu:.2f} s CPU, {wall:.2f} s wall,"
               f" {cpu / reads * 1000:.3f} ms CPU per read", file=sys.stderr)  # fmt: skip
 
+    env = {
+        **audit_fleet.clean_env(),
+        **emulator.info["environ"],
+        "AUDITOR_ARM_READS_PER_SECOND": UNPACED_RATE,
+        "AUDITOR_ARM_BURST": UNPACED_BURST,
+    }
     try:
-        os.environ.update(audit_fleet.clean_env() | emulator.info["environ"])
-        os.environ["AUDITOR_ARM_READS_PER_SECOND"] = UNPACED_RATE
-        os.environ["AUDITOR_ARM_BURST"] = UNPACED_BURST
-        settings = Settings.from_env(dict(os.environ), require_storage=False)
-        ids = registry_ids(scenario)
-        readers = {
-            "threads": threads_reader(settings, args.concurrency),
-            "pipeline": pipeline_reader(settings, args.concurrency),
-            "transport": transport_reader(settings, args.concurrency),
-        }
-        for reader in readers.values():
-            reader(ids[:1])
-        for _ in range(args.rounds):
-            for mode, reader in readers.items():
-                cpu, wall = time.process_time(), time.perf_counter()
-                done = reader(ids)
-                record(mode, done, time.process_time() - cpu, time.perf_counter() - wall)
-            asyncio.run(asyncio_round(settings, args.concurrency, ids, record))
+        with sdk_environment(env):
+            settings = Settings.from_env(env, require_storage=False)
+            ids = [audit_fleet.registry_id(r) for r in scenario["registries"]]
+            readers = {
+                "threads": threads_reader(settings, args.concurrency),
+                "pipeline": pipeline_reader(settings, args.concurrency),
+                "transport": transport_reader(settings, args.concurrency),
+            }
+            for reader in readers.values():
+                reader(ids[:1])
+            for _ in range(args.rounds):
+                for mode, reader in readers.items():
+                    cpu, wall = time.process_time(), time.perf_counter()
+                    done = reader(ids)
+                    record(mode, done, time.process_time() - cpu, time.perf_counter() - wall)
+                asyncio.run(asyncio_round(settings, args.concurrency, ids, record))
     finally:
         audit_fleet._stop(emulator.proc)
+        shutil.rmtree(workdir, ignore_errors=True)
 
     print("| reads on | rounds | CPU per read (ms) | reads / s of wall |")
     print("|---|---:|---:|---:|")
