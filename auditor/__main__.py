@@ -1,5 +1,4 @@
-import sys
-
 from auditor.cli import main
+from auditor.process_exit import exit_process
 
-sys.exit(main())
+exit_process(main())
