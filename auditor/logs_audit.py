@@ -22,6 +22,7 @@ import functools
 import logging
 import math
 import pickle
+from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -313,10 +314,15 @@ class EvidenceCollector:
     def add_all(self, verdicts: Iterable[Verdict]) -> None:
         """Route judged registries. The activity queries of the workspaces seen first here go
         out before their registry queries: every registry's settling waits on all of them,
-        and only on its own workspaces' registry queries."""
+        and only on its own workspaces' registry queries. Of several workspaces seen first
+        here, the one with most of these registries asks first (a change-driven run routes
+        its kept registries at once): a workspace's registries settle when its last query
+        returns, so the answers that come last should hold the fewest."""
+        routed: Counter[str] = Counter()
         for verdict in verdicts:
-            self._route(verdict)
+            routed.update(route.workspace_id for route in self._route(verdict))
         asked, self._asking = self._asking, []
+        asked.sort(key=lambda item: -routed[item[0]])  # stable: else in the order first seen
         for workspace_id, ref in asked:
             # One task per purpose: a result is packed as soon as it arrives, so at most one
             # unpacked result per pool worker exists at a time.
@@ -339,7 +345,7 @@ class EvidenceCollector:
         )
         return not still
 
-    def _route(self, verdict: Verdict) -> None:
+    def _route(self, verdict: Verdict) -> tuple[Route, ...]:
         key = verdict.registry.key
         self._unsettled[key] = None
         routes = plan_routes(
@@ -351,6 +357,7 @@ class EvidenceCollector:
         for route in routes:
             if route.workspace_id not in self._answers:
                 self._workspace(route.workspace_id, registry_queries=True)
+        return routes
 
     def settle(self, limit: int | None = None) -> tuple[list[str], dict[str, LogEvidence]]:
         """Registries whose evidence is complete now (keys, in the order they came; at most

@@ -583,3 +583,22 @@ def test_wait_returns_when_a_query_returns_and_says_whether_any_is_still_out() -
             deadline -= 1
         assert collector.wait(0)
         collector.finish([one])
+
+
+def test_of_workspaces_seen_first_together_the_one_with_most_registries_asks_first() -> None:
+    """A workspace's registries settle when its last query returns: the one holding most of
+    the registries routed together gets its registry queries out first, whatever the order
+    its registries came in."""
+    fleet = [verdict("acra", "law-a"), verdict("acrb", "law-b"), verdict("acrc", "law-b")]
+    reader = FakeReader(max_concurrency=1)
+    with EvidenceCollector(
+        FakeArm(), reader, now=NOW, subscriptions=[SUB], registries=[v.registry.key for v in fleet]
+    ) as collector:
+        collector.add_all(fleet)
+        while not collector.wait(5):
+            pass
+        collector.finish(fleet)
+    names = {guid: name for name, guid in GUIDS.items()}
+    registry_queries = [names[c] for c, q in reader.sent if q.purpose is not Purpose.ACTIVITY]
+    per_workspace = len(Purpose) - 1
+    assert registry_queries == ["law-b"] * per_workspace + ["law-a"] * per_workspace
