@@ -500,11 +500,8 @@ def test_activity_found_after_a_registry_settled_is_added_to_its_evidence() -> N
     assert [a.operation for a in found.activity] == [kql.SETTING_DELETE.upper()]
 
 
-def test_registries_added_together_get_every_activity_query_before_registry_queries() -> None:
-    """Every registry's settling waits on all the activity queries: sent first, one query
-    at a time, they return before the registry queries of any workspace."""
-    fleet = [verdict("acra", "law-a"), verdict("acrb", "law-b"), verdict("acrc", "law-a")]
-    reader = FakeReader(max_concurrency=1)
+def added_together(fleet: list[Verdict], reader: FakeReader) -> None:
+    """The fleet routed in one `add_all`, and every query waited for."""
     with EvidenceCollector(
         FakeArm(), reader, now=NOW, subscriptions=[SUB], registries=[v.registry.key for v in fleet]
     ) as collector:
@@ -513,6 +510,14 @@ def test_registries_added_together_get_every_activity_query_before_registry_quer
             pass
         assert collector.wait(0)  # every query returned
         collector.finish(fleet)
+
+
+def test_registries_added_together_get_every_activity_query_before_registry_queries() -> None:
+    """Every registry's settling waits on all the activity queries: sent first, one query
+    at a time, they return before the registry queries of any workspace."""
+    fleet = [verdict("acra", "law-a"), verdict("acrb", "law-b"), verdict("acrc", "law-a")]
+    reader = FakeReader(max_concurrency=1)
+    added_together(fleet, reader)
     purposes = [query.purpose for _, query in reader.sent]
     assert purposes[:2] == [Purpose.ACTIVITY] * 2
     assert Purpose.ACTIVITY not in purposes[2:]
@@ -591,13 +596,7 @@ def test_of_workspaces_seen_first_together_the_one_with_most_registries_asks_fir
     its registries came in."""
     fleet = [verdict("acra", "law-a"), verdict("acrb", "law-b"), verdict("acrc", "law-b")]
     reader = FakeReader(max_concurrency=1)
-    with EvidenceCollector(
-        FakeArm(), reader, now=NOW, subscriptions=[SUB], registries=[v.registry.key for v in fleet]
-    ) as collector:
-        collector.add_all(fleet)
-        while not collector.wait(5):
-            pass
-        collector.finish(fleet)
+    added_together(fleet, reader)
     names = {guid: name for name, guid in GUIDS.items()}
     registry_queries = [names[c] for c, q in reader.sent if q.purpose is not Purpose.ACTIVITY]
     per_workspace = len(Purpose) - 1
