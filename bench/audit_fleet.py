@@ -499,6 +499,10 @@ class Result:
     peak_rss_mb: float
     audit_cpu_s: float
     emulator_cpu_s: float
+    table_service_cpu_s: float  # Azurite's
+    # The audit's, the emulator's and Azurite's CPU over the machine's cores: the least wall
+    # time this run's work could take here, however well the three overlapped.
+    cpu_floor_s: float
     table_transactions: int
     table_groups: dict[str, int]
     bound_s: float
@@ -524,15 +528,18 @@ def build_result(
     scenario: dict[str, Any],
     audit: AuditProcess,
     req: dict[str, Any],
-    emulator_cpu_s: float,
+    cpu: tuple[float, float],
     commit: str,
 ) -> Result:
+    """`cpu`: the emulator's and Azurite's CPU seconds during the run."""
     n = len(scenario["registries"])
     counts = Counter(r["subscription"] for r in scenario["registries"])
     totals = {k: int(v) for k, v in (audit.document or {}).get("totals", {}).items()}
     bound = req["bound_s"]
     meaningful = bound >= MEANINGFUL_BOUND_S
     concurrency = args.concurrency or MAX_CONCURRENCY
+    emulator_cpu_s, table_cpu_s = cpu
+    cores = os.cpu_count() or 1
     r = Result(
         case=case.name,
         run=run,
@@ -560,6 +567,8 @@ def build_result(
         peak_rss_mb=round(audit.peak_rss_mb, 1),
         audit_cpu_s=round(audit.cpu_s, 2),
         emulator_cpu_s=round(emulator_cpu_s, 2),
+        table_service_cpu_s=round(table_cpu_s, 2),
+        cpu_floor_s=round((audit.cpu_s + emulator_cpu_s + table_cpu_s) / cores, 2),
         table_transactions=sum(req["table_groups"].values()),
         table_groups=req["table_groups"],
         bound_s=round(bound, 2),
@@ -639,6 +648,7 @@ def run_case(case: Case, args: argparse.Namespace, root: Path) -> list[Result]:
         if args.concurrency:
             env["AUDITOR_MAX_CONCURRENCY"] = str(args.concurrency)
         emulator_process = psutil.Process(emulator.proc.pid)
+        table_process = psutil.Process(tables.proc.pid)
         audits = []
         # A change-driven case measures its second run: a full sweep first, then the changes.
         runs = max(args.runs, 2) if case.changes else args.runs
@@ -654,6 +664,7 @@ def run_case(case: Case, args: argparse.Namespace, root: Path) -> list[Result]:
                 extra = ["--changes"]
             _say(case.name, f"audit run {run}")
             cpu_before = sum(emulator_process.cpu_times()[:2])
+            table_cpu_before = sum(table_process.cpu_times()[:2])
             commit = _commit()
             audit = run_audit(
                 env,
@@ -666,7 +677,9 @@ def run_case(case: Case, args: argparse.Namespace, root: Path) -> list[Result]:
                 cli_args=(["--no-alerts"] if args.no_alerts else []) + extra,
                 tick=tables.poll,
             )
-            audits.append((audit, sum(emulator_process.cpu_times()[:2]) - cpu_before, commit))
+            emulator_cpu = sum(emulator_process.cpu_times()[:2]) - cpu_before
+            table_cpu = sum(table_process.cpu_times()[:2]) - table_cpu_before
+            audits.append((audit, emulator_cpu, table_cpu, commit))
         entries = emulator.request_log()
         if args.keep:
             (workdir / "requests.json").write_text(json.dumps(entries))
@@ -674,9 +687,10 @@ def run_case(case: Case, args: argparse.Namespace, root: Path) -> list[Result]:
         _stop(emulator.proc)
         if tables is not None:
             _stop(tables.proc)
-    for run, (audit, emulator_cpu, commit) in enumerate(audits, start=1):
+    for run, (audit, emulator_cpu, table_cpu, commit) in enumerate(audits, start=1):
         req = analyse(entries, tables.requests, audit, rate=rate, burst=ARM_BURST)
-        result = build_result(case, run, args, scenario, audit, req, emulator_cpu, commit)
+        cpu = (emulator_cpu, table_cpu)
+        result = build_result(case, run, args, scenario, audit, req, cpu, commit)
         _say(case.name, json.dumps(asdict(result)))
         results.append(result)
     return results
@@ -759,15 +773,17 @@ def markdown(results: list[Result], runs: int) -> str:
     names = list(results[0].phases_s) if results else []
     lines += [
         "",
-        "| case | " + " | ".join(names) + " | audit CPU s | wall / bound at 25/s (projected) |",
-        "|---|" + "---:|" * (len(names) + 2),
+        "| case | " + " | ".join(names) + " | audit CPU s | emulator CPU s | Azurite CPU s"
+        f" | all CPU / {os.cpu_count() or 1} cores s | wall / bound at 25/s (projected) |",
+        "|---|" + "---:|" * (len(names) + 5),
     ]
     for r in results:
         projected = r.projected_wall_over_bound_at_scale_1
         lines.append(
             f"| {_label(r, runs)} | "
             + " | ".join(f"{r.phases_s[k]:.1f}" for k in names)
-            + f" | {r.audit_cpu_s:.1f} | {f'{projected:.2f}' if projected else 'n/a'} |"
+            + f" | {r.audit_cpu_s:.1f} | {r.emulator_cpu_s:.1f} | {r.table_service_cpu_s:.1f}"
+            + f" | {r.cpu_floor_s:.1f} | {f'{projected:.2f}' if projected else 'n/a'} |"
         )
     staged = [r for r in results if r.cpu_stages]
     if staged:
