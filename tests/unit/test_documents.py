@@ -276,3 +276,18 @@ def test_the_keys_docs_cli_json_explains_are_keys_of_the_definitions() -> None:
         assert keys
         for key in keys:
             documented_type(definition, key)
+
+
+def test_the_logs_digest_counts_distinct_identities_and_caller_ips() -> None:
+    logins = (
+        model.LoginSummary("alice", "10.0.0.1", attempts=3, failures=1),
+        model.LoginSummary("alice", "10.0.0.2", attempts=2, failures=0),
+        model.LoginSummary("bob", "10.0.0.1", attempts=1, failures=1),
+        model.LoginSummary("carol", "10.0.0.1", attempts=1, failures=0),
+    )
+    evidence = model.LogEvidence("acr", WINDOW_START, FINISHED, logins=logins)
+    document = logs_document(evidence)
+    assert document is not None
+    assert document["logins"] == {"attempts": 7, "failures": 2, "identities": 3, "callerIps": 2}
+    assert document["logins"]["identities"] == len(evidence.by_identity)
+    assert document["logins"]["callerIps"] == len(evidence.by_ip)
