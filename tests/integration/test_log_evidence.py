@@ -91,8 +91,13 @@ class Estate:
         )
 
 
-def _estate(knobs: dict[str, Any] | None = None, **reader: Any) -> Iterator[Estate]:
-    emu = start_emulator(SCENARIO, knobs=knobs)
+def _estate(
+    knobs: dict[str, Any] | None = None, *, now: datetime | None = None, **reader: Any
+) -> Iterator[Estate]:
+    """`now`: the emulator's clock, for a test comparing with another emulator's run. Each
+    otherwise starts at the wall clock, and the generated events sit on the hours of that
+    clock: two windows minutes apart cut them apart differently."""
+    emu = start_emulator(SCENARIO, knobs=knobs, now=now or "real")
     try:
         with sdk_environment(emu.environ()):
             settings = Settings.from_env(emu.environ(), require_storage=False)
@@ -121,9 +126,10 @@ def first_run() -> Iterator[Run]:
 
 
 @pytest.fixture
-def estate() -> Iterator[Estate]:
-    """A private emulator for tests that change the world or inject faults."""
-    yield from _estate()
+def estate(first_run: Run) -> Iterator[Estate]:
+    """A private emulator for tests that change the world or inject faults, on the clock of
+    the first run they compare with."""
+    yield from _estate(now=first_run.emu.world.now())
 
 
 def statuses(run: Run) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -181,7 +187,7 @@ def test_queries_start_while_settings_are_still_being_read(first_run: Run) -> No
     """The audit feeds verdicts to the log queries as they are judged: with slow,
     one-at-a-time settings reads, queries go out before the last read, and the findings are
     the same as querying after every read."""
-    for estate in _estate({"latency": {"arm": 250}}):
+    for estate in _estate({"latency": {"arm": 250}}, now=first_run.emu.world.now()):
         run = run_audit(
             estate.clients,
             Settings.from_env({}, require_storage=False).policy,
@@ -318,7 +324,7 @@ def test_partial_error_keeps_rows_and_is_recorded(estate: Estate) -> None:
 def test_oversized_results_are_split_by_time_window(first_run: Run) -> None:
     removed = len(first_run.result.evidence[rid("acrbusy01")].deletions)
     assert removed > 60
-    for estate in _estate({"logs": {"max_rows": 60}}):
+    for estate in _estate({"logs": {"max_rows": 60}}, now=first_run.emu.world.now()):
         run = estate.run()
         # The listing came back truncated (PartialError, too many rows), was split in
         # halves of its time range, and the halves together list every operation.
