@@ -430,6 +430,7 @@ def _streamed_table(reader: _JsonReader) -> RawTable:
     # Filled in place when the columns are read: rows share it, whichever comes first.
     index: dict[str, int] = {}
     columns: list[str] = []
+    shared: tuple[int, ...] | None = None  # known once the columns are read
     rows: list[LogRow] = []
     for key in reader.members():
         if key == "columns":
@@ -439,6 +440,7 @@ def _streamed_table(reader: _JsonReader) -> RawTable:
             ]
             index.clear()
             index.update((c, i) for i, c in enumerate(columns))
+            shared = _shared_positions(found or [])
         elif key == "rows" and reader.peek() == "[":
             rows = []
             for _ in reader.elements():
@@ -446,7 +448,10 @@ def _streamed_table(reader: _JsonReader) -> RawTable:
                     reader.value()  # cut short: ValueError
                     raise DecodeError("the rows of the query answer are not lists")
                 row = reader.value()
-                rows.append(_log_row(index, row))
+                if shared is not None and len(row) >= len(columns):
+                    rows.append(_typed_row(index, row, shared))
+                else:
+                    rows.append(_log_row(index, row))
         elif key == "rows":
             if reader.value():
                 raise DecodeError("the rows of the query answer are not lists")
@@ -599,6 +604,32 @@ def _log_row(index: Mapping[str, int], row: Iterable[Any]) -> LogRow:
     intern = sys.intern
     # A list, not a generator: no frame resumed per value.
     return LogRow(index, tuple([intern(v) if type(v) is str and len(v) < 1024 else v for v in row]))
+
+
+# Declared column types whose values are no strings, or strings that hardly ever repeat (a
+# datetime's): interning them costs a lookup and saves nothing.
+_UNSHARED_TYPES = frozenset({"bool", "datetime", "decimal", "int", "long", "real", "timespan"})
+
+
+def _shared_positions(columns: Iterable[Any]) -> tuple[int, ...]:
+    """The positions of the columns whose strings `_typed_row` interns: all but those of a
+    declared type in `_UNSHARED_TYPES` (a column without a type may hold anything)."""
+    return tuple(
+        i
+        for i, c in enumerate(columns)
+        if not (isinstance(c, Mapping) and c.get("type") in _UNSHARED_TYPES)
+    )
+
+
+def _typed_row(index: Mapping[str, int], row: list[Any], shared: tuple[int, ...]) -> LogRow:
+    """`_log_row` interning only the strings of the `shared` columns: about half the CPU on
+    rows with times and counts (`row` holds every column)."""
+    intern = sys.intern
+    for i in shared:
+        value = row[i]
+        if type(value) is str and len(value) < 1024:
+            row[i] = intern(value)
+    return LogRow(index, tuple(row))
 
 
 def _describe_query_error(error: Any) -> str | None:

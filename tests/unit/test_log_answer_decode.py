@@ -73,9 +73,18 @@ def test_the_same_result_as_decoding_it_whole(text: str) -> None:
 def test_random_answers_decode_the_same() -> None:
     rng = random.Random(7)
     cells = [None, True, False, 0, -1, 2**53, 1.25, "", "x", *HOSTILE, [1, "a"], {"k": "v"}]
+    types = [None, "string", "datetime", "long", "dynamic"]
     for _ in range(200):
-        columns = [f"c{i}" for i in range(rng.randint(0, 5))]
-        rows = [[rng.choice(cells) for _ in columns] for _ in range(rng.randint(0, 20))]
+        width = rng.randint(0, 5)
+        columns: list[Any] = [
+            f"c{i}" if (t := rng.choice(types)) is None else {"name": f"c{i}", "type": t}
+            for i in range(width)
+        ]
+        # Some rows shorter or longer than the columns, as a malformed answer may send.
+        rows = [
+            [rng.choice(cells) for _ in range(max(0, width + rng.choice((0, 0, 0, -1, 1))))]
+            for _ in range(rng.randint(0, 20))
+        ]
         extra = {"error": {"code": "E", "message": "m"}} if rng.random() < 0.2 else {}
         text = answer(table(rows, columns=columns), **extra)
         if rng.random() < 0.5:
@@ -131,3 +140,16 @@ def test_text_that_is_not_json_is_a_value_error_either_way(text: str) -> None:
         json.loads(text)
     with pytest.raises(ValueError):
         decode_answer(text)
+
+
+def test_strings_of_string_columns_are_shared_and_typed_values_read_as_sent() -> None:
+    columns = [
+        {"name": "_ResourceId", "type": "string"},
+        {"name": "TimeGenerated", "type": "datetime"},
+        {"name": "n", "type": "long"},
+    ]
+    sent = [["/subscriptions/s/r", f"2026-12-0{i + 1}T10:00:00Z", i] for i in range(3)]
+    result = same(answer(table(sent, columns=columns)))
+    rows = result.tables[0].rows
+    assert [list(row.values()) for row in rows] == sent
+    assert rows[0]["_ResourceId"] is rows[2]["_ResourceId"]
