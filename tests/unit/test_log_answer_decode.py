@@ -153,3 +153,18 @@ def test_strings_of_string_columns_are_shared_and_typed_values_read_as_sent() ->
     rows = result.tables[0].rows
     assert [list(row.values()) for row in rows] == sent
     assert rows[0]["_ResourceId"] is rows[2]["_ResourceId"]
+
+
+@pytest.mark.parametrize("columns", [COLUMNS, ["_ResourceId", "n"]], ids=["typed", "untyped"])
+def test_long_strings_are_not_shared(columns: Any) -> None:
+    # A message or user agent this long hardly ever repeats: kept out of the interned strings.
+    short, long = "/subscriptions/s/r", "m" * 1024
+    sent = [[short, 1], [long, 2], [short, 3], [long, 4]]
+    for result in (
+        decode_answer(answer(table(sent, columns=columns))),
+        whole(answer(table(sent, columns=columns))),
+    ):
+        rows = result.tables[0].rows
+        assert rows[0]["_ResourceId"] is rows[2]["_ResourceId"]
+        assert rows[1]["_ResourceId"] == rows[3]["_ResourceId"]
+        assert rows[1]["_ResourceId"] is not rows[3]["_ResourceId"]
