@@ -5,6 +5,15 @@ refill). Pacing at that rate ourselves costs nothing in wall time (the server wo
 anyway) and avoids 429s, whose Retry-After pauses are longer than the refill interval.
 The bucket also listens to the server: `x-ms-ratelimit-remaining-subscription-reads` lowers our
 estimate when another client shares the budget, and a 429's Retry-After pauses the subscription.
+
+When our requests can outrun the server's count: never through bunching (a request reaches
+the server after we took its token, so the server has counted at most what we have), only
+through the refill. A full bucket gains nothing, and the server's starts refilling when our
+first request *reaches* it, later than we sent it. So until an answer shows the server has
+counted one of our requests since the bucket was last full (`answered`), we count the refill
+from our first request and keep `held` tokens of the burst back against that delay; from
+then on, the refill is counted from that answer (never before the server's), with the whole
+burst: nothing is left unspent for the rest of the run.
 """
 
 from __future__ import annotations
@@ -27,6 +36,11 @@ class _Bucket:
     updated: float
     paused_until: float = 0.0
     waited: float = 0.0  # seconds callers spent waiting, for the run's telemetry
+    # Whether the server is known to be refilling since before `updated` (an answer said so).
+    counting: bool = False
+    # Tokens taken since the bucket was last known full, at `full_at`.
+    spent: int = 0
+    full_at: float = float("-inf")
 
 
 @dataclass
@@ -45,13 +59,17 @@ class TokenBucketPacer:
         *,
         rate: float,
         burst: int,
+        held: int = 0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError("rate must be > 0 and burst >= 1")
+        if not 0 <= held < burst:
+            raise ValueError("held must be >= 0 and below the burst")
         self.rate = rate
         self.burst = burst
+        self.held = held  # tokens of the burst kept back until the server's count is seen
         self._clock = clock
         self._sleep = sleep
         self._lock = threading.Lock()
@@ -61,11 +79,25 @@ class TokenBucketPacer:
     def _bucket(self, key: str, now: float) -> _Bucket:
         bucket = self._buckets.get(key)
         if bucket is None:
-            bucket = self._buckets[key] = _Bucket(tokens=float(self.burst), updated=now)
+            bucket = self._buckets[key] = _Bucket(tokens=float(self.burst - self.held), updated=now)
+            return bucket
+        tokens = bucket.tokens + (now - bucket.updated) * self.rate
+        bucket.updated = now
+        if not bucket.counting:
+            bucket.tokens = min(self.burst - self.held, tokens)
+        elif tokens < self.burst:
+            bucket.tokens = tokens
         else:
-            bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
-            bucket.updated = now
+            # Full, and so is the server's (it holds at least what we count): its refill
+            # stops until one of our requests reaches it.
+            bucket.full_at = now - (tokens - self.burst) / self.rate
+            bucket.tokens = float(self.burst - self.held)
+            bucket.counting, bucket.spent = False, 0
         return bucket
+
+    def now(self) -> float:
+        """The pacer's clock: what `answered` compares a request's reservation with."""
+        return self._clock()
 
     def reserve(self, key: str) -> float:
         """Take one token now and return how long the caller must wait before using it.
@@ -78,6 +110,7 @@ class TokenBucketPacer:
             now = self._clock()
             bucket = self._bucket(key, now)
             bucket.tokens -= 1.0
+            bucket.spent += 1
             delay = max(0.0, -bucket.tokens / self.rate, bucket.paused_until - now)
             self.stats.acquired += 1
             self.stats.waited_seconds += delay
@@ -107,6 +140,20 @@ class TokenBucketPacer:
             if remaining < bucket.tokens:
                 bucket.tokens = float(remaining)
 
+    def answered(self, key: str, reserved_at: float) -> None:
+        """The server counted a request whose token was taken at `reserved_at` (`now()`): its
+        answer carries the server's count. The server's refill has run since before now, so
+        counted from now, with the whole burst less what we took since the bucket was full,
+        we never count more than it has."""
+        key = key.lower()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None or bucket.counting or reserved_at < bucket.full_at:
+                return  # known already, or sent before the bucket was last full
+            self._bucket(key, self._clock())
+            bucket.tokens = float(self.burst - bucket.spent)
+            bucket.counting = True
+
     def observe_throttled(self, key: str, retry_after: float) -> None:
         key = key.lower()
         with self._lock:
@@ -114,6 +161,7 @@ class TokenBucketPacer:
             bucket = self._bucket(key, now)
             bucket.paused_until = max(bucket.paused_until, now + max(0.0, retry_after))
             bucket.tokens = min(bucket.tokens, 0.0)
+            bucket.counting = True  # an empty server bucket refills from now on
             self.stats.throttled += 1
 
 

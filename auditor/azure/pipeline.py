@@ -34,11 +34,15 @@ class ArmPacingPolicy(HTTPPolicy[Any, Any]):
 
     def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
         scope = pacing_scope(request.http_request.url)
+        reserved_at = self._pacer.now()
         self._pacer.acquire(scope)
         response = self.next.send(request)
         headers = response.http_response.headers
         remaining = headers.get(REMAINING_READS)
         if remaining is not None and remaining.strip().isdigit():
+            # The server's count: it has counted this request (an answer without it, such as
+            # a gateway's error, may never have reached the throttle).
+            self._pacer.answered(scope, reserved_at)
             self._pacer.observe_remaining(scope, int(remaining))
         if response.http_response.status_code == 429:
             retry_after = retry_after_seconds(headers.get("Retry-After"))

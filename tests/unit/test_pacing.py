@@ -3,6 +3,9 @@ margin against ARM's own bucket (the emulator's)."""
 
 from __future__ import annotations
 
+import heapq
+import itertools
+import math
 import random
 import threading
 import time
@@ -190,6 +193,103 @@ def test_the_burst_margin_absorbs_arrival_jitter_over_a_whole_run(seed: int) -> 
 def test_without_a_burst_margin_jitter_draws_refusals() -> None:
     late = ARM_BURST_MARGIN / 25.0
     assert _refusals(0, lambda i: late if i < 250 else 0.0) > 0
+
+
+def test_held_tokens_are_spent_once_the_server_has_answered() -> None:
+    pacer, clock = make(rate=10, burst=100)
+    pacer = TokenBucketPacer(rate=10, burst=100, held=8, clock=clock, sleep=clock.sleep)
+    first = pacer.now()
+    assert [pacer.reserve("s") for _ in range(92)] == [0.0] * 92
+    assert pacer.reserve("s") == pytest.approx(0.1)  # the 8 held back, refill from the first
+    clock.now = 0.05
+    pacer.answered("s", first)
+    # Counted from the answer: the whole burst less the 93 taken, no refill before it.
+    assert [pacer.reserve("s") for _ in range(7)] == [0.0] * 7
+    assert pacer.reserve("s") == pytest.approx(0.1)
+    assert pacer.reserve("s") == pytest.approx(0.2)
+
+
+def test_without_an_answer_the_held_tokens_stay_back() -> None:
+    pacer, clock = make()
+    pacer = TokenBucketPacer(rate=10, burst=100, held=8, clock=clock, sleep=clock.sleep)
+    assert sum(pacer.reserve("s") == 0.0 for _ in range(100)) == 92
+    pacer.answered("other", pacer.now())  # another subscription's answer says nothing here
+    assert pacer.reserve("s") > 0.0
+
+
+def test_a_full_bucket_holds_back_again_and_older_answers_do_not_count() -> None:
+    pacer, clock = make()
+    pacer = TokenBucketPacer(rate=10, burst=100, held=8, clock=clock, sleep=clock.sleep)
+    old = pacer.now()
+    pacer.reserve("s")
+    pacer.answered("s", old)
+    clock.now = 60.0  # refilled: the server's bucket is full again and stops refilling
+    assert [pacer.reserve("s") for _ in range(92)] == [0.0] * 92
+    pacer.answered("s", old)  # sent before the bucket was full: tells nothing about now
+    assert pacer.due_in("s") > 0.0
+    pacer.answered("s", 60.0)
+    # The whole burst again, less what was taken since it was full.
+    assert [pacer.reserve("s") for _ in range(8)] == [0.0] * 8
+    assert pacer.reserve("s") > 0.0
+
+
+def _first_requests_slow(
+    held: int, *, answers: bool, slow: float, reads: int = 700
+) -> tuple[int, float]:
+    """A run in virtual time: 32 readers, ARM's bucket (the emulator's, 250 burst, 25/s), the
+    first 32 requests `slow` seconds on their way each way (new connections), the rest 10-60 ms.
+    The pacer hears of every answer when `answers`. Returns the refusals and the last send."""
+    rng = random.Random(7)
+    clock = FakeClock()
+    pacer = TokenBucketPacer(rate=25.0, burst=250, held=held, clock=clock, sleep=clock.sleep)
+    server_now = [0.0]
+    server = TokenBuckets(clock=lambda: server_now[0])
+    seq = itertools.count()
+    events = [(0.0, next(seq), "free", 0.0) for _ in range(32)]
+    sent = refused = 0
+    last_send = 0.0
+    while events:
+        at, _, kind, reserved_at = heapq.heappop(events)
+        clock.now = at
+        if kind == "free" and sent < reads:
+            sent += 1
+            reserved_at = pacer.now()
+            send = at + pacer.reserve("sub")
+            last_send = max(last_send, send)
+            trip = slow if sent <= 32 else rng.lognormvariate(math.log(0.02), 0.5)
+            heapq.heappush(events, (send + trip, next(seq), "arrive", reserved_at))
+        elif kind == "arrive":
+            server_now[0] = at
+            allowed = server.take(("reads", "sub"), 250, 25.0).allowed
+            refused += not allowed
+            trip = slow if at < slow * 1.5 else rng.lognormvariate(math.log(0.02), 0.5)
+            heapq.heappush(events, (at + trip, next(seq), "answer", reserved_at))
+        elif kind == "answer":
+            if answers:
+                pacer.answered("sub", reserved_at)
+            heapq.heappush(events, (at, next(seq), "free", 0.0))
+    return refused, last_send
+
+
+def test_the_refill_counted_from_an_answer_never_outruns_the_server() -> None:
+    # New connections take 0.8 s to reach ARM, 2.5 times the delay the held tokens cover:
+    # counting the refill from our first request, ARM refuses reads once the burst is spent.
+    refused, _ = _first_requests_slow(ARM_BURST_MARGIN, answers=False, slow=0.8)
+    assert refused > 0
+    refused, _ = _first_requests_slow(ARM_BURST_MARGIN, answers=True, slow=0.8)
+    assert refused == 0
+
+
+def test_once_answered_the_held_tokens_are_not_left_unspent() -> None:
+    bound = throttle_bound_seconds({"sub": 700}, rate=25.0, burst=250)
+    refused, held_to_the_end = _first_requests_slow(ARM_BURST_MARGIN, answers=False, slow=0.02)
+    assert refused == 0
+    refused, answered = _first_requests_slow(ARM_BURST_MARGIN, answers=True, slow=0.02)
+    assert refused == 0
+    # The last read goes out once the refill covers the reads beyond the burst, counted from
+    # the first answer (about 40 ms in), not 8 tokens (0.32 s) later.
+    assert answered <= bound + 0.1
+    assert held_to_the_end - answered == pytest.approx(ARM_BURST_MARGIN / 25.0, abs=0.06)
 
 
 def test_an_item_handed_back_comes_out_after_the_others_then_none() -> None:
