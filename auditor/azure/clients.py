@@ -13,6 +13,7 @@ from azure.mgmt.monitor import MonitorManagementClient
 from azure.mgmt.resourcegraph import ResourceGraphClient
 from azure.mgmt.subscription import SubscriptionClient
 
+from auditor.azure.graph import GraphQueries
 from auditor.azure.pipeline import ArmPacingPolicy
 from auditor.azure.transport import Urllib3Transport
 from auditor.pacing import TokenBucketPacer
@@ -100,9 +101,11 @@ class ArmClients:
             "subscriptions", "", lambda: SubscriptionClient(self.credential, **self._common())
         )
 
-    def resource_graph(self) -> ResourceGraphClient:
+    def resource_graph(self) -> GraphQueries:
         return self._get(  # type: ignore[no-any-return]
-            "graph", "", lambda: ResourceGraphClient(self.credential, **self._common())
+            "graph",
+            "",
+            lambda: GraphQueries(ResourceGraphClient(self.credential, **self._common())),
         )
 
     def registries(self, subscription_id: str) -> ContainerRegistryManagementClient:
