@@ -466,6 +466,9 @@ class _Audit:
             return _Fleet.failed(exc, self.clients.pacer.due_in)
 
     def _judge(self, fleet: _Fleet) -> AuditRun:
+        # Built while Resource Graph answers: the categories read, then every settings read,
+        # come right after its first page.
+        self.clients.monitor()
         first = fleet.first()
         categories = self._categories(first)
         misconfigured = _category_problem(self.policy, categories)

@@ -17,17 +17,19 @@ RUN = (
 
 
 def loaded_after_importing(modules: tuple[str, ...]) -> set[str]:
+    """Every module loaded once `modules` are imported, in a fresh interpreter."""
     code = "import sys\n" + "".join(f"import {m}\n" for m in modules)
-    code += "print('\\n'.join(sorted({name.split('.')[0] for name in sys.modules})))"
+    code += "print('\\n'.join(sorted(sys.modules)))"
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
-    return set(out.stdout.split())
+    loaded = set(out.stdout.split())
+    assert set(modules) <= loaded  # the probe saw the run's imports
+    return loaded
 
 
 def test_a_run_without_a_webhook_sink_does_not_load_httpx() -> None:
-    loaded = loaded_after_importing(RUN)
-    assert "auditor" in loaded and "azure" in loaded  # the probe saw the run's imports
+    loaded = {name.split(".")[0] for name in loaded_after_importing(RUN)}
     assert "httpx" not in loaded
 
 
@@ -43,3 +45,27 @@ def test_a_webhook_sink_loads_it_when_built() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert out.stdout.split() == ["False", "True"]
+
+
+def test_a_run_loads_the_log_analytics_management_sdk_only_to_read_a_workspace() -> None:
+    # 40-70 ms that would come before the inventory's first request; the first workspace is
+    # read while the settings are.
+    assert "azure.mgmt.loganalytics" not in loaded_after_importing(RUN)
+    code = (
+        "import sys\n"
+        "from azure.core.credentials import AccessToken\n"
+        "from auditor.azure.clients import ArmClients\n"
+        "from auditor.pacing import TokenBucketPacer\n"
+        "class Credential:\n"
+        "    def get_token(self, *scopes, **options): return AccessToken('t', 2**31)\n"
+        "clients = ArmClients(Credential(), 'https://127.0.0.1:1', 'https://management.azure.com/',"
+        " TokenBucketPacer(rate=1, burst=1))\n"
+        "before = 'azure.mgmt.loganalytics' in sys.modules\n"
+        "client = clients.workspaces('00000000-0000-0000-0000-000000000001')\n"
+        "print(before, type(client).__name__)\n"
+        "clients.close()"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.split() == ["False", "LogAnalyticsManagementClient"]
