@@ -10,10 +10,12 @@ When our requests can outrun the server's count: never through bunching (a reque
 the server after we took its token, so the server has counted at most what we have), only
 through the refill. A full bucket gains nothing, and the server's starts refilling when our
 first request *reaches* it, later than we sent it. So until an answer shows the server has
-counted one of our requests since the bucket was last full (`answered`), we count the refill
+counted one of our requests since the bucket was last full (`finished`), we count the refill
 from our first request and keep `held` tokens of the burst back against that delay; from
 then on, the refill is counted from that answer (never before the server's), with the whole
-burst: nothing is left unspent for the rest of the run.
+burst: nothing is left unspent for the rest of the run. Requests still on their way when the
+server's bucket may be full will take from it when they arrive, so while any are, we count
+no more than the burst less them, and the bucket is only full once none is.
 """
 
 from __future__ import annotations
@@ -41,6 +43,9 @@ class _Bucket:
     # Tokens taken since the bucket was last known full, at `full_at`.
     spent: int = 0
     full_at: float = float("-inf")
+    # Requests whose token was taken and whose answer has not come: they may not have reached
+    # the server yet, and will take from its bucket when they do.
+    in_flight: int = 0
 
 
 @dataclass
@@ -85,22 +90,27 @@ class TokenBucketPacer:
         bucket.updated = now
         if not bucket.counting:
             bucket.tokens = min(self.burst - self.held, tokens)
-        elif tokens < self.burst:
+        elif tokens < self.burst - bucket.in_flight:
             bucket.tokens = tokens
+        elif bucket.in_flight:
+            # The server's bucket may be full, and those still on their way will take from it:
+            # no more than that is there for us.
+            bucket.tokens = float(self.burst - bucket.in_flight)
         else:
-            # Full, and so is the server's (it holds at least what we count): its refill
-            # stops until one of our requests reaches it.
+            # Full, and so is the server's (it holds at least what we count, and nothing of
+            # ours is on its way): its refill stops until one of our requests reaches it.
             bucket.full_at = now - (tokens - self.burst) / self.rate
             bucket.tokens = float(self.burst - self.held)
             bucket.counting, bucket.spent = False, 0
         return bucket
 
     def now(self) -> float:
-        """The pacer's clock: what `answered` compares a request's reservation with."""
+        """The pacer's clock: what `finished` compares a request's reservation with."""
         return self._clock()
 
-    def reserve(self, key: str) -> float:
+    def reserve(self, key: str, *, in_flight: bool = False) -> float:
         """Take one token now and return how long the caller must wait before using it.
+        With `in_flight`, the request counts as on its way until `finished` is called.
 
         Reserving (tokens may go negative) instead of polling keeps waiting callers in FIFO
         order and makes the total wait exactly what the refill rate implies.
@@ -111,6 +121,7 @@ class TokenBucketPacer:
             bucket = self._bucket(key, now)
             bucket.tokens -= 1.0
             bucket.spent += 1
+            bucket.in_flight += in_flight
             delay = max(0.0, -bucket.tokens / self.rate, bucket.paused_until - now)
             self.stats.acquired += 1
             self.stats.waited_seconds += delay
@@ -125,10 +136,15 @@ class TokenBucketPacer:
             bucket = self._bucket(key, now)
             return max(0.0, (1.0 - bucket.tokens) / self.rate, bucket.paused_until - now)
 
-    def acquire(self, key: str) -> float:
-        delay = self.reserve(key)
+    def acquire(self, key: str, *, in_flight: bool = False) -> float:
+        delay = self.reserve(key, in_flight=in_flight)
         if delay > 0:
-            self._sleep(delay)
+            try:
+                self._sleep(delay)
+            except BaseException:
+                if in_flight:
+                    self.finished(key, float("-inf"), counted=False)
+                raise
         return delay
 
     def observe_remaining(self, key: str, remaining: int) -> None:
@@ -140,17 +156,17 @@ class TokenBucketPacer:
             if remaining < bucket.tokens:
                 bucket.tokens = float(remaining)
 
-    def answered(self, key: str, reserved_at: float) -> None:
-        """The server counted a request whose token was taken at `reserved_at` (`now()`): its
-        answer carries the server's count. The server's refill has run since before now, so
-        counted from now, with the whole burst less what we took since the bucket was full,
-        we never count more than it has."""
+    def finished(self, key: str, reserved_at: float, *, counted: bool) -> None:
+        """A request reserved `in_flight` at `reserved_at` (`now()`) is answered, or failed.
+        `counted`: its answer carries the server's count, so the server's refill has run
+        since before now; counted from now, with the whole burst less what we took since the
+        bucket was full, we never count more than it has."""
         key = key.lower()
         with self._lock:
-            bucket = self._buckets.get(key)
-            if bucket is None or bucket.counting or reserved_at < bucket.full_at:
+            bucket = self._bucket(key, self._clock())
+            bucket.in_flight = max(0, bucket.in_flight - 1)
+            if not counted or bucket.counting or reserved_at < bucket.full_at:
                 return  # known already, or sent before the bucket was last full
-            self._bucket(key, self._clock())
             bucket.tokens = float(self.burst - bucket.spent)
             bucket.counting = True
 

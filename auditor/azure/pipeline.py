@@ -35,14 +35,19 @@ class ArmPacingPolicy(HTTPPolicy[Any, Any]):
     def send(self, request: PipelineRequest[Any]) -> PipelineResponse[Any, Any]:
         scope = pacing_scope(request.http_request.url)
         reserved_at = self._pacer.now()
-        self._pacer.acquire(scope)
-        response = self.next.send(request)
+        self._pacer.acquire(scope, in_flight=True)
+        try:
+            response = self.next.send(request)
+        except BaseException:
+            self._pacer.finished(scope, reserved_at, counted=False)
+            raise
         headers = response.http_response.headers
         remaining = headers.get(REMAINING_READS)
-        if remaining is not None and remaining.strip().isdigit():
-            # The server's count: it has counted this request (an answer without it, such as
-            # a gateway's error, may never have reached the throttle).
-            self._pacer.answered(scope, reserved_at)
+        # The server's count: it has counted this request (an answer without it, such as a
+        # gateway's error, may never have reached the throttle).
+        counted = remaining is not None and remaining.strip().isdigit()
+        self._pacer.finished(scope, reserved_at, counted=counted)
+        if remaining is not None and counted:
             self._pacer.observe_remaining(scope, int(remaining))
         if response.http_response.status_code == 429:
             retry_after = retry_after_seconds(headers.get("Retry-After"))

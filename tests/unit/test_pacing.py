@@ -202,7 +202,7 @@ def test_held_tokens_are_spent_once_the_server_has_answered() -> None:
     assert [pacer.reserve("s") for _ in range(92)] == [0.0] * 92
     assert pacer.reserve("s") == pytest.approx(0.1)  # the 8 held back, refill from the first
     clock.now = 0.05
-    pacer.answered("s", first)
+    pacer.finished("s", first, counted=True)
     # Counted from the answer: the whole burst less the 93 taken, no refill before it.
     assert [pacer.reserve("s") for _ in range(7)] == [0.0] * 7
     assert pacer.reserve("s") == pytest.approx(0.1)
@@ -213,7 +213,7 @@ def test_without_an_answer_the_held_tokens_stay_back() -> None:
     pacer, clock = make()
     pacer = TokenBucketPacer(rate=10, burst=100, held=8, clock=clock, sleep=clock.sleep)
     assert sum(pacer.reserve("s") == 0.0 for _ in range(100)) == 92
-    pacer.answered("other", pacer.now())  # another subscription's answer says nothing here
+    pacer.finished("other", pacer.now(), counted=True)  # another subscription's says nothing
     assert pacer.reserve("s") > 0.0
 
 
@@ -222,69 +222,118 @@ def test_a_full_bucket_holds_back_again_and_older_answers_do_not_count() -> None
     pacer = TokenBucketPacer(rate=10, burst=100, held=8, clock=clock, sleep=clock.sleep)
     old = pacer.now()
     pacer.reserve("s")
-    pacer.answered("s", old)
+    pacer.finished("s", old, counted=True)
     clock.now = 60.0  # refilled: the server's bucket is full again and stops refilling
     assert [pacer.reserve("s") for _ in range(92)] == [0.0] * 92
-    pacer.answered("s", old)  # sent before the bucket was full: tells nothing about now
+    pacer.finished("s", old, counted=True)  # sent before it was full: tells nothing of now
     assert pacer.due_in("s") > 0.0
-    pacer.answered("s", 60.0)
+    pacer.finished("s", 60.0, counted=True)
     # The whole burst again, less what was taken since it was full.
     assert [pacer.reserve("s") for _ in range(8)] == [0.0] * 8
     assert pacer.reserve("s") > 0.0
 
 
-def _first_requests_slow(
-    held: int, *, answers: bool, slow: float, reads: int = 700
+def _paced_run(
+    *,
+    answers: bool,
+    slow: float = 0.02,
+    rate: float = 25.0,
+    reads: int = 700,
+    pause_every: int = 0,
+    in_flight: bool = True,
+    trickle: int = 0,
 ) -> tuple[int, float]:
-    """A run in virtual time: 32 readers, ARM's bucket (the emulator's, 250 burst, 25/s), the
-    first 32 requests `slow` seconds on their way each way (new connections), the rest 10-60 ms.
-    The pacer hears of every answer when `answers`. Returns the refusals and the last send."""
+    """A run in virtual time: 32 readers, ARM's bucket (the emulator's, 250 burst), the first
+    32 requests `slow` seconds on their way each way (new connections), the rest 10-60 ms.
+    Every `pause_every` reads the readers wait 0.5 s (the inventory's next page). The first
+    `trickle` reads go out from 4 readers pausing 20 ms after each answer (the inventory's
+    own reads, before the settings reads). The pacer hears of every answer when `answers`.
+    Returns the refusals and the last send."""
     rng = random.Random(7)
     clock = FakeClock()
-    pacer = TokenBucketPacer(rate=25.0, burst=250, held=held, clock=clock, sleep=clock.sleep)
+    pacer = TokenBucketPacer(rate=rate, burst=250, held=ARM_BURST_MARGIN, clock=clock)
     server_now = [0.0]
     server = TokenBuckets(clock=lambda: server_now[0])
     seq = itertools.count()
-    events = [(0.0, next(seq), "free", 0.0) for _ in range(32)]
+    events = [(0.0, next(seq), "free", 0.0) for _ in range(4 if trickle else 32)]
     sent = refused = 0
-    last_send = 0.0
+    last_send = resume = 0.0
     while events:
         at, _, kind, reserved_at = heapq.heappop(events)
         clock.now = at
         if kind == "free" and sent < reads:
+            if at < resume:
+                heapq.heappush(events, (resume, next(seq), "free", 0.0))
+                continue
             sent += 1
+            if pause_every and sent % pause_every == 0:
+                resume = at + 0.5
             reserved_at = pacer.now()
-            send = at + pacer.reserve("sub")
+            send = at + pacer.reserve("sub", in_flight=in_flight)
             last_send = max(last_send, send)
             trip = slow if sent <= 32 else rng.lognormvariate(math.log(0.02), 0.5)
             heapq.heappush(events, (send + trip, next(seq), "arrive", reserved_at))
         elif kind == "arrive":
             server_now[0] = at
-            allowed = server.take(("reads", "sub"), 250, 25.0).allowed
-            refused += not allowed
+            refused += not server.take(("reads", "sub"), 250, rate).allowed
             trip = slow if at < slow * 1.5 else rng.lognormvariate(math.log(0.02), 0.5)
             heapq.heappush(events, (at + trip, next(seq), "answer", reserved_at))
         elif kind == "answer":
-            if answers:
-                pacer.answered("sub", reserved_at)
-            heapq.heappush(events, (at, next(seq), "free", 0.0))
+            pacer.finished("sub", reserved_at, counted=answers)
+            wait = rng.expovariate(50.0) if sent < trickle else 0.0
+            heapq.heappush(events, (at + wait, next(seq), "free", 0.0))
+            if sent == trickle:  # the settings reads start: every reader
+                for _ in range(28):
+                    heapq.heappush(events, (at, next(seq), "free", 0.0))
     return refused, last_send
 
 
 def test_the_refill_counted_from_an_answer_never_outruns_the_server() -> None:
     # New connections take 0.8 s to reach ARM, 2.5 times the delay the held tokens cover:
     # counting the refill from our first request, ARM refuses reads once the burst is spent.
-    refused, _ = _first_requests_slow(ARM_BURST_MARGIN, answers=False, slow=0.8)
+    refused, _ = _paced_run(answers=False, slow=0.8)
     assert refused > 0
-    refused, _ = _first_requests_slow(ARM_BURST_MARGIN, answers=True, slow=0.8)
+    refused, _ = _paced_run(answers=True, slow=0.8)
     assert refused == 0
+
+
+@pytest.mark.parametrize("rate", [25.0, 250.0])
+@pytest.mark.parametrize("pages", [0, 250])
+def test_counted_from_answers_arm_refuses_nothing(rate: float, pages: int) -> None:
+    # At ARM's rate and ten times it; the inventory's own reads first, from a few readers
+    # pausing between them, and pauses for the inventory's next page.
+    run = {"answers": True, "rate": rate, "reads": 2000, "trickle": 100, "pause_every": pages}
+    refused, _ = _paced_run(**run)
+    assert refused == 0
+
+
+def test_requests_on_their_way_keep_their_tokens_when_the_bucket_refills() -> None:
+    pacer, clock = make()
+    pacer = TokenBucketPacer(rate=10, burst=100, held=8, clock=clock, sleep=clock.sleep)
+    first = pacer.now()
+    pacer.reserve("s", in_flight=True)
+    pacer.finished("s", first, counted=True)  # counted from here: 99 tokens
+    sent = pacer.now()
+    for _ in range(3):
+        pacer.reserve("s", in_flight=True)  # on their way: ARM may not have counted them yet
+    clock.now = 60.0
+    # ARM's bucket may be full, and these three will take from it when they arrive: no more
+    # than 97 are ours, and the bucket is not full (nothing is held back as if it were).
+    assert [pacer.reserve("s") for _ in range(97)] == [0.0] * 97
+    assert pacer.due_in("s") > 0.0
+    for _ in range(3):
+        pacer.finished("s", sent, counted=True)
+    clock.now = 120.0
+    # Answered, and refilled: now it is full, and holds 8 back until the next answer.
+    assert [pacer.reserve("s") for _ in range(92)] == [0.0] * 92
+    assert pacer.due_in("s") > 0.0
 
 
 def test_once_answered_the_held_tokens_are_not_left_unspent() -> None:
     bound = throttle_bound_seconds({"sub": 700}, rate=25.0, burst=250)
-    refused, held_to_the_end = _first_requests_slow(ARM_BURST_MARGIN, answers=False, slow=0.02)
+    refused, held_to_the_end = _paced_run(answers=False)
     assert refused == 0
-    refused, answered = _first_requests_slow(ARM_BURST_MARGIN, answers=True, slow=0.02)
+    refused, answered = _paced_run(answers=True)
     assert refused == 0
     # The last read goes out once the refill covers the reads beyond the burst, counted from
     # the first answer (about 40 ms in), not 8 tokens (0.32 s) later.
