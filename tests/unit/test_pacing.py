@@ -30,9 +30,10 @@ class FakeClock:
         self.now += seconds
 
 
-def make(rate: float = 25.0, burst: int = 250) -> tuple[TokenBucketPacer, FakeClock]:
+def make(rate: float = 25.0, burst: int = 250, held: int = 0) -> tuple[TokenBucketPacer, FakeClock]:
     clock = FakeClock()
-    return TokenBucketPacer(rate=rate, burst=burst, clock=clock, sleep=clock.sleep), clock
+    pacer = TokenBucketPacer(rate=rate, burst=burst, held=held, clock=clock, sleep=clock.sleep)
+    return pacer, clock
 
 
 def test_burst_is_free_then_reads_are_paced_at_the_refill_rate() -> None:
@@ -196,8 +197,7 @@ def test_without_a_burst_margin_jitter_draws_refusals() -> None:
 
 
 def test_held_tokens_are_spent_once_the_server_has_answered() -> None:
-    pacer, clock = make(rate=10, burst=100)
-    pacer = TokenBucketPacer(rate=10, burst=100, held=8, clock=clock, sleep=clock.sleep)
+    pacer, clock = make(rate=10, burst=100, held=8)
     first = pacer.now()
     assert [pacer.reserve("s") for _ in range(92)] == [0.0] * 92
     assert pacer.reserve("s") == pytest.approx(0.1)  # the 8 held back, refill from the first
@@ -210,16 +210,14 @@ def test_held_tokens_are_spent_once_the_server_has_answered() -> None:
 
 
 def test_without_an_answer_the_held_tokens_stay_back() -> None:
-    pacer, clock = make()
-    pacer = TokenBucketPacer(rate=10, burst=100, held=8, clock=clock, sleep=clock.sleep)
+    pacer, _ = make(rate=10, burst=100, held=8)
     assert sum(pacer.reserve("s") == 0.0 for _ in range(100)) == 92
     pacer.finished("other", pacer.now(), counted=True)  # another subscription's says nothing
     assert pacer.reserve("s") > 0.0
 
 
 def test_a_full_bucket_holds_back_again_and_older_answers_do_not_count() -> None:
-    pacer, clock = make()
-    pacer = TokenBucketPacer(rate=10, burst=100, held=8, clock=clock, sleep=clock.sleep)
+    pacer, clock = make(rate=10, burst=100, held=8)
     old = pacer.now()
     pacer.reserve("s")
     pacer.finished("s", old, counted=True)
@@ -308,8 +306,7 @@ def test_counted_from_answers_arm_refuses_nothing(rate: float, pages: int) -> No
 
 
 def test_requests_on_their_way_keep_their_tokens_when_the_bucket_refills() -> None:
-    pacer, clock = make()
-    pacer = TokenBucketPacer(rate=10, burst=100, held=8, clock=clock, sleep=clock.sleep)
+    pacer, clock = make(rate=10, burst=100, held=8)
     first = pacer.now()
     pacer.reserve("s", in_flight=True)
     pacer.finished("s", first, counted=True)  # counted from here: 99 tokens
