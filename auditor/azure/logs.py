@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+import marshal
+import pickle
 import random
 import re
 import sys
@@ -581,6 +583,36 @@ class LogRow(Mapping[str, Any]):
     def __reduce__(self) -> tuple[type[LogRow], tuple[Mapping[str, int], tuple[Any, ...]]]:
         # Rows pickled together share their index (pickle's memo), as they did before.
         return (LogRow, (self._index, self._values))
+
+
+def pack_rows(
+    groups: Mapping[str, Sequence[Mapping[str, Any]]],
+) -> tuple[dict[str, bytes], Callable[[bytes], list[Mapping[str, Any]]]]:
+    """Each group of rows as bytes, and the function that reads a group back. Rows decoded
+    here (`LogRow`s of one table, sharing its index) are packed as their values with
+    `marshal`: half pickle's CPU, no call per row, and their strings come back interned,
+    shared with the rest of the run. Any other rows are pickled."""
+    first = next((row for group in groups.values() for row in group), None)
+    if isinstance(first, LogRow):
+        index = first._index
+        rows = (row for group in groups.values() for row in group)
+        if all(type(row) is LogRow and row._index is index for row in rows):
+            try:
+                packed = {
+                    k: marshal.dumps([row._values for row in group])  # type: ignore[attr-defined]
+                    for k, group in groups.items()
+                }
+            except ValueError:  # a value marshal cannot hold (the SDK's own datetimes)
+                pass
+            else:
+                return packed, lambda data: _unmarshal(index, data)
+    level = pickle.HIGHEST_PROTOCOL
+    return {k: pickle.dumps(list(g), protocol=level) for k, g in groups.items()}, pickle.loads
+
+
+def _unmarshal(index: Mapping[str, int], data: bytes) -> list[Mapping[str, Any]]:
+    # Bytes `pack_rows` made, in this process: nothing from outside is read here.
+    return [LogRow(index, values) for values in marshal.loads(data)]  # noqa: S302
 
 
 def _rows(tables: Iterable[Any]) -> tuple[LogRow, ...]:

@@ -419,6 +419,17 @@ def _drain(collector: EvidenceCollector, count: int = 1) -> tuple[list[str], dic
     raise AssertionError(f"{len(ready)} of {count} settled")
 
 
+def _collector(reader: FakeReader, *verdicts: Verdict) -> EvidenceCollector:
+    """A collector over `verdicts`' registries (none are added yet)."""
+    return EvidenceCollector(
+        FakeArm(),
+        reader,
+        now=NOW,
+        subscriptions=[SUB],
+        registries=[v.registry.key for v in verdicts],
+    )
+
+
 def test_a_workspace_is_queried_once_at_first_sight_and_later_registries_use_its_rows() -> None:
     """Queries go out when a workspace is first routed to; a registry routed there after
     they were sent settles from the same answers, and its rows were in them."""
@@ -436,13 +447,7 @@ def test_a_workspace_is_queried_once_at_first_sight_and_later_registries_use_its
         return QueryOutcome()
 
     reader = FakeReader(answer)
-    with EvidenceCollector(
-        FakeArm(),
-        reader,
-        now=NOW,
-        subscriptions=[SUB],
-        registries=[v.registry.key for v in (first, later, other)],
-    ) as collector:
+    with _collector(reader, first, later, other) as collector:
         collector.add(first)
         collector.add(other)
         assert collector.settle() == ([], {})  # nothing answered yet
@@ -464,6 +469,60 @@ def test_a_workspace_is_queried_once_at_first_sight_and_later_registries_use_its
     assert result.evidence[later.registry.key] is evidence[later.registry.key]
     assert result.revised == frozenset()
     assert result.queries == len(reader.sent) == 2 * len(Purpose)
+
+
+def test_settle_hands_out_slices_in_arrival_order_as_workspaces_answer() -> None:
+    """`limit` slices the registries ready at once, in the order they came, each handed
+    out once."""
+    gate = {GUIDS["law-a"]: threading.Event(), GUIDS["law-b"]: threading.Event()}
+    a1, b1, a2, a3 = (
+        verdict("acra1", "law-a"),
+        verdict("acrb1", "law-b"),
+        verdict("acra2", "law-a"),
+        verdict("acra3", "law-a"),
+    )
+
+    def answer(customer_id: str, query: Query) -> QueryOutcome:
+        gate[customer_id].wait(5)
+        return QueryOutcome()
+
+    reader = FakeReader(answer)
+    with _collector(reader, a1, b1, a2, a3) as collector:
+        for v in (a1, b1, a2, a3):
+            collector.add(v)
+        gate[GUIDS["law-a"]].set()
+        gate[GUIDS["law-b"]].set()
+        assert any(collector.wait(1) for _ in range(50))  # every query has returned
+        assert collector.settle(limit=2)[0] == [a1.registry.key, b1.registry.key]
+        assert collector.settle(limit=2)[0] == [a2.registry.key, a3.registry.key]
+        assert collector.settle(limit=2) == ([], {})
+
+
+def test_settle_releases_a_workspace_s_registries_only_once_it_answers() -> None:
+    gate = {GUIDS["law-a"]: threading.Event(), GUIDS["law-b"]: threading.Event()}
+    a1, b1, a2 = verdict("acra1", "law-a"), verdict("acrb1", "law-b"), verdict("acra2", "law-a")
+
+    def answer(customer_id: str, query: Query) -> QueryOutcome:
+        if query.purpose is Purpose.ACTIVITY:
+            return QueryOutcome()
+        gate[customer_id].wait(5)
+        return QueryOutcome()
+
+    reader = FakeReader(answer)
+    with _collector(reader, a1, b1, a2) as collector:
+        for v in (a1, b1, a2):
+            collector.add(v)
+        gate[GUIDS["law-a"]].set()
+        ready, _ = _drain(collector, 1)
+        while len(ready) < 2:
+            more, _ = collector.settle(limit=1)
+            ready += more
+            threading.Event().wait(0.01)
+        assert ready == [a1.registry.key, a2.registry.key]  # in arrival order, b1 not yet
+        assert collector.settle(limit=1) == ([], {})
+        gate[GUIDS["law-b"]].set()
+        late, _ = _drain(collector, 1)
+        assert late == [b1.registry.key]
 
 
 def test_activity_found_after_a_registry_settled_is_added_to_its_evidence() -> None:
@@ -540,13 +599,7 @@ def test_a_workspace_first_seen_late_has_its_activity_query_before_queued_regist
 
     early, late = verdict("acrearly", "law-a"), verdict("acrlate", "law-b")
     reader = FakeReader(answer, max_concurrency=1)
-    with EvidenceCollector(
-        FakeArm(),
-        reader,
-        now=NOW,
-        subscriptions=[SUB],
-        registries=[v.registry.key for v in (early, late)],
-    ) as collector:
+    with _collector(reader, early, late) as collector:
         collector.add(early)
         assert reader_started.wait(5)  # law-a's first registry query holds the only worker
         collector.add(late)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from auditor.azure.logs import (
     LogRow,
     LogsReader,
     QueryOutcome,
+    pack_rows,
     parse_workspace_id,
     resolve_workspace,
 )
@@ -327,3 +329,38 @@ def test_rows_pickled_together_come_back_equal_and_sharing_one_index() -> None:
     assert [dict(r) for r in back] == [dict(r) for r in rows]
     assert back[0]["LastSeen"] == NOW and back[2].get("Missing", "x") == "x"
     assert len({id(r._index) for r in back}) == 1
+
+
+def test_packed_rows_come_back_equal_with_their_index_and_strings_interned() -> None:
+    index = {"_ResourceId": 0, "Identity": 1, "Attempts": 2, "Bins": 3}
+    # Interned as decoding interns the columns that repeat; pickle would give back a copy.
+    who = sys.intern("".join(["ci", "@contoso.com"]))
+    groups = {
+        "/r/a": [LogRow(index, ("/r/a", who, n, [["2026-01-01T00:00:00Z", n]])) for n in range(3)],
+        "/r/b": [LogRow(index, ("/r/b", None, 1.5, {"k": True}))],
+    }
+    packed, unpack = pack_rows(groups)
+    assert set(packed) == {"/r/a", "/r/b"} and all(type(b) is bytes for b in packed.values())
+    for key, rows in groups.items():
+        back = unpack(packed[key])
+        assert [dict(r) for r in back] == [dict(r) for r in rows]
+        assert all(type(r) is LogRow and r._index is index for r in back)
+    back = unpack(packed["/r/a"])
+    assert back[0]["Identity"] is who
+
+
+@pytest.mark.parametrize(
+    "groups",
+    [
+        # The SDK's own tables hold datetimes, which marshal cannot.
+        {"/r/a": [LogRow({"At": 0}, (NOW,))]},
+        # Rows of two indexes, or plain mappings (other readers): pickled as they are.
+        {"/r/a": [LogRow({"A": 0}, (1,))], "/r/b": [LogRow({"B": 0}, (2,))]},
+        {"/r/a": [{"A": 1, "At": NOW}]},
+    ],
+)
+def test_rows_marshal_cannot_hold_are_pickled(groups: dict[str, list[Any]]) -> None:
+    packed, unpack = pack_rows(groups)
+    for key, rows in groups.items():
+        assert [dict(r) for r in unpack(packed[key])] == [dict(r) for r in rows]
+        assert packed[key][:1] == b"\x80"  # pickle's protocol marker
