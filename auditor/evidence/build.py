@@ -35,7 +35,7 @@ from auditor.evidence.model import (
     classify_operation,
 )
 from auditor.evidence.routing import Route
-from auditor.evidence.rows import as_datetime, as_int, as_json, as_key, as_list, as_str
+from auditor.evidence.rows import as_datetime, as_int, as_json, as_key, as_list, as_str, keyed
 from auditor.facts import normalize_id
 from auditor.kql import Purpose, Window
 
@@ -207,8 +207,8 @@ def _freshness(
         for key in result.registry_keys:
             covered[(key, result.workspace_id)].append(result)
         if result.ok:
-            for row in result.rows:
-                rows_by[(as_key(row.get(kql.COL_RESOURCE)), result.workspace_id)].append(row)
+            for key, row in keyed(result.rows, kql.COL_RESOURCE):
+                rows_by[(key, result.workspace_id)].append(row)
 
     for route in routes:
         pair = (route.registry_key, route.workspace_id)
@@ -255,8 +255,7 @@ def _logins(results: Sequence[QueryRows], builders: Mapping[str, _Builder]) -> N
     for result in results:
         if not result.ok:
             continue
-        for row in result.rows:
-            key = as_key(row.get(kql.COL_RESOURCE))
+        for key, row in keyed(result.rows, kql.COL_RESOURCE):
             identity = as_str(row.get(kql.COL_IDENTITY))
             ip = as_str(row.get(kql.COL_IP))
             merged[(key, identity, ip)].append(row)
@@ -264,11 +263,14 @@ def _logins(results: Sequence[QueryRows], builders: Mapping[str, _Builder]) -> N
         builder = builders.get(key)
         if builder is None:
             continue
-        attempts = sum(as_int(r.get(kql.COL_ATTEMPTS)) for r in rows)
-        failures = sum(as_int(r.get(kql.COL_FAILURES)) for r in rows)
-        previous = sum(as_int(r.get(kql.COL_PREVIOUS_ATTEMPTS)) for r in rows)
-        first = _earliest(*(as_datetime(r.get(kql.COL_FIRST_SEEN)) for r in rows))
-        last = _latest(*(as_datetime(r.get(kql.COL_LAST_SEEN)) for r in rows))
+        attempts = failures = previous = 0
+        first = last = None
+        for r in rows:  # one row, but for a window split in parts
+            attempts += as_int(r.get(kql.COL_ATTEMPTS))
+            failures += as_int(r.get(kql.COL_FAILURES))
+            previous += as_int(r.get(kql.COL_PREVIOUS_ATTEMPTS))
+            first = _earlier(first, as_datetime(r.get(kql.COL_FIRST_SEEN)))
+            last = _later(last, as_datetime(r.get(kql.COL_LAST_SEEN)))
         builder.login_rows.append(_LoginRow(identity, ip, attempts, failures, previous, first))
         if attempts:
             builder.logins.append(LoginSummary(identity, ip, attempts, failures, first, last))
@@ -282,9 +284,9 @@ def _bursts(
     for result in results:
         if not result.ok:
             continue
-        for row in result.rows:
+        for key, row in keyed(result.rows, kql.COL_RESOURCE):
             group = (
-                as_key(row.get(kql.COL_RESOURCE)),
+                key,
                 as_str(row.get(kql.COL_KIND)),
                 as_str(row.get(kql.COL_KEY)),
             )
@@ -359,9 +361,9 @@ def _repository(results: Sequence[QueryRows], builders: Mapping[str, _Builder]) 
     for result in results:
         if not result.ok:
             continue
-        for row in result.rows:
+        for key, row in keyed(result.rows, kql.COL_RESOURCE):
             group = (
-                as_key(row.get(kql.COL_RESOURCE)),
+                key,
                 as_str(row.get(kql.COL_OPERATION)),
                 as_str(row.get(kql.COL_IDENTITY)),
                 as_str(row.get(kql.COL_REPOSITORY)),
@@ -372,19 +374,26 @@ def _repository(results: Sequence[QueryRows], builders: Mapping[str, _Builder]) 
         if builder is None:
             continue
         ips: dict[str, None] = {}
-        for r in rows:
-            ips.update(dict.fromkeys(as_str(ip) for ip in as_list(r.get(kql.COL_CALLER_IPS))))
+        count = failures = 0
+        first = last = None
+        for r in rows:  # one row, but for a window split in parts
+            for ip in as_list(r.get(kql.COL_CALLER_IPS)):
+                ips[as_str(ip)] = None
+            count += as_int(r.get(kql.COL_COUNT))
+            failures += as_int(r.get(kql.COL_FAILURES))
+            first = _earlier(first, as_datetime(r.get(kql.COL_FIRST_SEEN)))
+            last = _later(last, as_datetime(r.get(kql.COL_LAST_SEEN)))
         builder.trail.append(
             TrailCount(
                 operation=classify_operation(operation),
                 operation_name=operation,
                 identity=identity,
                 repository=repository,
-                count=sum(as_int(r.get(kql.COL_COUNT)) for r in rows),
-                failures=sum(as_int(r.get(kql.COL_FAILURES)) for r in rows),
+                count=count,
+                failures=failures,
                 caller_ips=tuple(sorted(ip for ip in ips if ip)),
-                first_seen=_earliest(*(as_datetime(r.get(kql.COL_FIRST_SEEN)) for r in rows)),
-                last_seen=_latest(*(as_datetime(r.get(kql.COL_LAST_SEEN)) for r in rows)),
+                first_seen=first,
+                last_seen=last,
             )
         )
 
@@ -422,8 +431,7 @@ def _deletions(results: Sequence[QueryRows], builders: Mapping[str, _Builder]) -
     for result in results:
         if not result.ok:
             continue
-        for row in result.rows:
-            key = as_key(row.get(kql.COL_RESOURCE))
+        for key, row in keyed(result.rows, kql.COL_RESOURCE):
             builder = builders.get(key)
             if builder is None:
                 continue
@@ -480,6 +488,14 @@ def _activity(
             else:
                 builder.activity.append(event)
     return tuple(sorted(orphans, key=lambda e: (e.registry_key, e.at or datetime.min)))
+
+
+def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None or a <= b else b
+
+
+def _later(a: datetime | None, b: datetime | None) -> datetime | None:
+    return b if a is None else a if b is None or a >= b else b
 
 
 def _earliest(*values: datetime | None) -> datetime | None:

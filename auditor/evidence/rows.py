@@ -8,6 +8,7 @@ value of a query row goes through one of these.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,6 +17,23 @@ from auditor.facts import normalize_id
 
 def as_key(value: Any) -> str:
     return normalize_id(value) if isinstance(value, str) else ""
+
+
+def keyed(
+    rows: Iterable[Mapping[str, Any]], column: str
+) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """Each row with `as_key` of its `column`: a registry's id repeats on each of its rows,
+    so each distinct id is normalized once."""
+    seen: dict[str, str] = {}
+    for row in rows:
+        value = row.get(column)
+        if type(value) is str:
+            key = seen.get(value)
+            if key is None:
+                key = seen[value] = normalize_id(value)
+            yield key, row
+        else:
+            yield as_key(value), row
 
 
 def as_str(value: Any) -> str:

@@ -761,6 +761,41 @@ def trail_row(reg: Registry, op: str, identity: str, repo: str, count: int,
     }
 
 
+def test_split_parts_merge_logins_and_trail_per_key() -> None:
+    """A window split in parts returns a key's row once per part: counts add up, the
+    earliest first-seen and latest last-seen win (a part without them changes neither), and
+    the caller IPs are the union. Ids differ in case and trailing slash between parts."""
+    reg = registry()
+    early, late = NOW - timedelta(hours=40), NOW - timedelta(seconds=30)
+    first = login_row(reg, "ci@contoso.com", "203.0.113.10", 3, 1, previous=2, first=early)
+    second = {
+        **login_row(reg, "ci@contoso.com", "203.0.113.10", 4, 2, previous=1),
+        kql.COL_RESOURCE: reg.id.upper() + "/",
+        kql.COL_LAST_SEEN: late,
+    }
+    blank = {**first, kql.COL_FIRST_SEEN: None, kql.COL_LAST_SEEN: None, kql.COL_ATTEMPTS: 1}
+    pushes = [
+        trail_row(reg, "Push", "ci@contoso.com", "app/web", 3, ("192.0.2.2", "192.0.2.1")),
+        {
+            **trail_row(reg, "Push", "ci@contoso.com", "app/web", 4, ("192.0.2.3", "192.0.2.1")),
+            kql.COL_FIRST_SEEN: early,
+            kql.COL_LAST_SEEN: late,
+        },
+    ]
+    parts = [
+        rows(Purpose.LOGINS, [first], regs=[reg]),
+        rows(Purpose.LOGINS, [second, blank], regs=[reg]),
+    ]
+    trail = [rows(Purpose.REPOSITORY, [p], regs=[reg]) for p in pushes]
+    found = evidence_for([verdict(reg)], [*parts, *trail])[reg.key]
+    (login,) = found.logins
+    assert (login.attempts, login.failures) == (8, 4)
+    assert (login.first_seen, login.last_seen) == (early, late)
+    (push,) = found.trail
+    assert (push.count, push.first_seen, push.last_seen) == (7, early, late)
+    assert push.caller_ips == ("192.0.2.1", "192.0.2.2", "192.0.2.3")
+
+
 def test_trail_counts_and_anonymous_pulls() -> None:
     reg = registry()
     data = [
