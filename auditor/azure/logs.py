@@ -444,16 +444,13 @@ def _streamed_table(reader: _JsonReader) -> RawTable:
             index.update((c, i) for i, c in enumerate(columns))
             shared = _shared_positions(found or [])
         elif key == "rows" and reader.peek() == "[":
-            rows = []
-            for _ in reader.elements():
-                if reader.peek() != "[":
-                    reader.value()  # cut short: ValueError
-                    raise DecodeError("the rows of the query answer are not lists")
-                row = reader.value()
-                if shared is not None and len(row) >= len(columns):
-                    rows.append(_typed_row(index, row, shared))
-                else:
-                    rows.append(_log_row(index, row))
+            width = len(columns)
+            rows = [
+                _typed_row(index, row, shared)
+                if shared is not None and len(row) >= width
+                else _log_row(index, row)
+                for row in reader.arrays()
+            ]
         elif key == "rows":
             if reader.value():
                 raise DecodeError("the rows of the query answer are not lists")
@@ -508,6 +505,47 @@ class _JsonReader:
             yield None
             if self._next("]"):
                 return
+
+    def arrays(self) -> Iterator[list[Any]]:
+        """An array's elements, each an array itself (anything else: DecodeError): the rows
+        of an answer, most of its text. Read by the C scanner directly, without `peek` and
+        `value` around each one: about half the CPU of reading them as `elements`."""
+        text, skip = self._text, self._skip
+        # The scanner `raw_decode` calls, without its wrapper.
+        scan: Callable[[str, int], tuple[Any, int]] = self._decoder.scan_once  # type: ignore[attr-defined]
+        self._expect("[")
+        at = skip(self._at)
+        if text[at : at + 1] == "]":
+            self._at = at + 1
+            return
+        while True:
+            if text[at : at + 1] != "[":
+                self._at = at
+                self.value()  # cut short, or not JSON: ValueError
+                raise DecodeError("the rows of the query answer are not lists")
+            try:
+                row, at = scan(text, at)
+            except StopIteration as missing:  # a value missing inside it, as raw_decode says
+                raise json.JSONDecodeError("Expecting value", text, missing.value) from None
+            self._at = at
+            yield row
+            found = text[at : at + 1]
+            if found != "," and found != "]":
+                at = skip(at)
+                found = text[at : at + 1]
+            at += 1
+            if found == "]":
+                self._at = at
+                return
+            if found != ",":
+                self._at = at - 1
+                raise ValueError(f"expected ',' or ']' at {at - 1}")
+            if text[at : at + 1] != "[":
+                at = skip(at)
+
+    def _skip(self, at: int) -> int:
+        """Where the white space from `at` ends."""
+        return self._SPACE.match(self._text, at).end()  # type: ignore[union-attr]
 
     def end(self) -> None:
         if self.peek():

@@ -54,6 +54,9 @@ HOSTILE = ['a"b', "back\\slash", "line\nfeed", "ü\u202e", "", " ", "{[,]}:", "\
         # Whitespace everywhere the grammar allows it.
         ' \n{ "tables" : [ { "columns" : [ "_ResourceId" , "n" ] ,\t"rows" : [ [ "r" , 1 ] ] } ] }'
         "\r\n",
+        # White space around and between the rows, and rows holding arrays.
+        '{"tables": [{"columns": ["a", "b"], "rows": [\n [["x", 1], "y"] ,\n\t[[], [[2]]]\n ]}]}',
+        '{"tables": [{"columns": ["a"], "rows": [ ]}]}',
         answer(table([["r", 1]]), table([["s", 2]], columns=[{"name": "Other"}, "n"])),
         answer(table([["r", 1]]), error={"code": "PartialError", "message": "cut", "details": []}),
         answer(table([["r", 1]]), error="plain text"),
@@ -131,6 +134,11 @@ def test_an_answer_of_the_wrong_shape_is_a_decode_error_either_way(text: str) ->
         '{"tables": [{"rows": [["a" 1]]}]}',
         '{"tables": [{"rows": [["a", 1], ',
         '{"tables": [{"rows": ',
+        '{"tables": [{"rows": [["a", 1],]}]}',
+        '{"tables": [{"rows": [["a", 1] ["b", 2]]}]}',
+        '{"tables": [{"rows": [["a", 1]',
+        '{"tables": [{"rows": [["a", 1] , ',
+        '{"tables": [{"rows": [["a", [1, ]]]}]}',
         "{'tables': []}",
         '{"tables": [], 1: 2}',
     ],
