@@ -63,6 +63,8 @@ Judged = Callable[[str, Sequence[Verdict], Mapping[str, LogEvidence]], None]
 WRITE_EVERY_SECONDS = 1.0
 # Registries settled at once after the last read (see `_Settling.drain`).
 TAIL_SLICE = 500
+# Registries a change-driven run judges from the store at once (see `_Audit._plan_reads`).
+PLAN_SLICE = 1_000
 # While the inventory is still listed, how often the run looks whether it is complete (the
 # log evidence collector starts then).
 LISTING_POLL_SECONDS = 0.1
@@ -548,27 +550,38 @@ class _Audit:
         )
 
     def _plan_reads(
-        self, registries: Sequence[Registry], categories: Sequence[CategoryInfo]
+        self,
+        registries: Sequence[Registry],
+        categories: Sequence[CategoryInfo],
+        kept: Callable[[Sequence[Verdict]], None],
     ) -> Sequence[Registry]:
         """In a change-driven run, the registries the activity log says changed and those
-        with nothing usable stored (`change_run`)."""
+        with nothing usable stored (`change_run`). The rest are judged from their stored
+        settings, `PLAN_SLICE` at a time, each slice handed to `kept` at once: the log
+        queries of the workspaces it routes to go out while the next is judged."""
         if self._now is None:  # no store to compare with: the inventory was listed
             self.changes.full = {
                 s: "nothing stored to compare with" for s in {r.subscription_id for r in registries}
             }
             self.storage.judged_from_store(())
             return registries
-        self.changes = change_run.plan(
-            registries,
-            stored=self.storage.stored_settings,
-            known={r.key for r in self._known()},
-            logs=self._logs,
-            watermarks={s: at for s, at in self._watermarks.items() if at is not None},
-            now=self._now,
-            overlap=self.overlap,
-            categories=categories,
-            policy=self.policy,
-        )
+        known = {r.key for r in self._known()}
+        watermarks = {s: at for s, at in self._watermarks.items() if at is not None}
+        self.changes = change_run.ChangePlan()
+        for start in range(0, max(len(registries), 1), PLAN_SLICE):
+            part = change_run.plan(
+                registries[start : start + PLAN_SLICE],
+                stored=self.storage.stored_settings,
+                known=known,
+                logs=self._logs,
+                watermarks=watermarks,
+                now=self._now,
+                overlap=self.overlap,
+                categories=categories,
+                policy=self.policy,
+            )
+            kept(part.kept)
+            self.changes.extend(part)
         self.storage.judged_from_store(self.changes.kept)
         if self.progress:
             self.progress(
@@ -891,8 +904,11 @@ class _Listed:
         self._settling.attach(self.collector)
         if audit.mode is RunMode.FULL:
             return  # its registries went to the readers as they were found
-        to_read = audit._plan_reads(inventory.registries, self._categories)
-        self._settling.add_all(audit.changes.kept, read=False)
+        to_read = audit._plan_reads(
+            inventory.registries,
+            self._categories,
+            lambda kept: self._settling.add_all(kept, read=False),
+        )
         self._fleet.add(to_read)
         self._fleet.reads.no_more()
 

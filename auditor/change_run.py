@@ -46,6 +46,14 @@ class ChangePlan:
     rereads: dict[str, tuple[str, ...]] = field(default_factory=dict)  # registry key -> why
     full: dict[str, str] = field(default_factory=dict)  # subscription -> why all is read
 
+    def extend(self, more: ChangePlan) -> None:
+        """Adds the plan of more registries (`plan` decides each one from its own
+        subscription's log alone)."""
+        self.read += more.read
+        self.kept += more.kept
+        self.rereads.update(more.rereads)
+        self.full.update(more.full)
+
 
 def plan(
     registries: Sequence[Registry],
