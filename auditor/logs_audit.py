@@ -43,6 +43,7 @@ from auditor.evidence.model import (
     Row,
 )
 from auditor.evidence.routing import Route, plan_routes
+from auditor.evidence.rows import keyed
 from auditor.facts import CategoryInfo, Verdict, normalize_id
 from auditor.kql import Purpose, Query, Span, Window
 from auditor.policy import Policy
@@ -570,15 +571,7 @@ def _selections(
 
 def _index(result: QueryRows, keep: frozenset[str] | None) -> _Answer:
     rows: dict[str, list[Row]] = {}
-    keys: dict[str, str] = {}  # a registry's id repeats on each of its rows
-    for row in result.rows:
-        value = row.get(kql.COL_RESOURCE)
-        if isinstance(value, str):
-            key = keys.get(value)
-            if key is None:
-                key = keys[value] = normalize_id(value)
-        else:
-            key = ""
+    for key, row in keyed(result.rows, kql.COL_RESOURCE):
         if keep is None or key in keep:
             rows.setdefault(key, []).append(row)
     packed, unpack = pack_rows(rows)

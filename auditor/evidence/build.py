@@ -8,6 +8,7 @@ and the observations they call for (`auditor.evidence.judgement.observations`).
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -499,8 +500,8 @@ def _later(a: datetime | None, b: datetime | None) -> datetime | None:
 
 
 def _earliest(*values: datetime | None) -> datetime | None:
-    return min((v for v in values if v is not None), default=None)
+    return functools.reduce(_earlier, values, None)
 
 
 def _latest(*values: datetime | None) -> datetime | None:
-    return max((v for v in values if v is not None), default=None)
+    return functools.reduce(_later, values, None)
