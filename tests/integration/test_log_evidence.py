@@ -157,7 +157,10 @@ def test_freshness_silence_and_pending(first_run: Run) -> None:
     assert set(tables) == {kql.LOGIN_TABLE, kql.REPOSITORY_TABLE}
     for table in tables.values():
         assert table.events > 0 and table.previous_events > 0
-        assert table.last_event is not None and now - table.last_event < timedelta(hours=1)
+        # Fresh at any hour: at the diurnal trough (02:00 UTC) the scenario's rates still put
+        # at least 3 events in every hour, so the last is never two hours old (it can be
+        # more than one: the current hour's may all lie ahead of now).
+        assert table.last_event is not None and now - table.last_event < timedelta(hours=2)
 
     silent = first_run.result.evidence[rid("acrsilent01")]
     last = silent.last_event
@@ -441,3 +444,4 @@ def test_hostile_queries_run_in_the_emulator(first_run: Run) -> None:
     for query, outcome in zip(queries, outcomes, strict=True):
         assert outcome.error is None, (query.purpose, outcome.error)
         assert outcome.rows == ()  # no registry has such an id: nothing leaks through
+
