@@ -116,6 +116,8 @@ def audit_once(
         clients = build_arm_clients(settings, credential)
         store = build_store(settings, credential) if use_store else None
         reader = build_logs_reader(settings, credential) if check_logs else None
+        if reader is not None:
+            reader.warm_up()
         stream = _alert_stream(settings, credential) if alerts and use_store else None
         try:
             run = run_audit(

@@ -172,6 +172,8 @@ class LogsReader:
                 **dict(client_kwargs or {}),
             )
         self._client = client
+        self._credential = credential
+        self._scope = audience.rstrip("/") + "/.default"  # as the SDK's client asks for it
         self.max_concurrency = max_concurrency
         self.retries = retries
         self.backoff = backoff
@@ -185,6 +187,27 @@ class LogsReader:
 
     def close(self) -> None:
         self._client.close()
+
+    def warm_up(self) -> threading.Thread | None:
+        """Ask for the query token now, in the background (returned, for whoever must wait):
+        a run's first queries go out together, each of them otherwise asking for it and the
+        first waiting for it, while the run is still reading its inventory. The credential
+        keeps the token for the client's own requests. A failure is the first query's to
+        report, with the query."""
+        credential = self._credential
+        if credential is None:
+            return None
+        scope = self._scope
+
+        def fetch() -> None:
+            try:
+                credential.get_token(scope)
+            except Exception:  # the first query asks again and reports it
+                log.debug("logs: the query token could not be fetched ahead", exc_info=True)
+
+        thread = threading.Thread(target=fetch, name="logs-token", daemon=True)
+        thread.start()
+        return thread
 
     def __enter__(self) -> LogsReader:
         return self

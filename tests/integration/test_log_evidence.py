@@ -445,3 +445,37 @@ def test_hostile_queries_run_in_the_emulator(first_run: Run) -> None:
         assert outcome.error is None, (query.purpose, outcome.error)
         assert outcome.rows == ()  # no registry has such an id: nothing leaks through
 
+
+def test_the_query_token_is_fetched_ahead(estate: Estate) -> None:
+    """`warm_up` asks for the query token in the background; the first query then asks for
+    none. Without it, the first query asks for its own (the check that this can fail)."""
+    emu = estate.emu
+    query = _every_query([rid("acrprod")], [SUB])[0]
+
+    def tokens_since(mark: int) -> int:
+        return sum(1 for e in emu.world.requests()[mark:] if e.api == "identity")
+
+    asked: dict[bool, tuple[int, int]] = {}
+    with sdk_environment(emu.environ()):
+        settings = Settings.from_env(emu.environ(), require_storage=False)
+        for ahead in (False, True):
+            # A credential of its own: the token it keeps is the point of the test.
+            reader = LogsReader(
+                build_credential(), endpoint=settings.logs.endpoint, audience=settings.logs.audience
+            )
+            try:
+                mark = len(emu.world.requests())
+                if ahead:
+                    fetching = reader.warm_up()
+                    assert fetching is not None
+                    fetching.join(timeout=30)
+                    assert not fetching.is_alive()
+                fetched = tokens_since(mark)
+                mark = len(emu.world.requests())
+                outcome = reader.query(LAW_LOGS, query)
+                assert outcome.error is None, outcome.error
+                asked[ahead] = (fetched, tokens_since(mark))
+            finally:
+                reader.close()
+    assert asked[False] == (0, 1)
+    assert asked[True] == (1, 0)
