@@ -83,8 +83,10 @@ class AlertStateStore:
                 states[key] = _to_state(entity)
             return states
         wanted = set(keys) if keys is not None else None
+        # Raw: a fleet's states are read at once, and `_to_state` converts the few values
+        # it uses (the SDK's entity parses every property and each row's Timestamp).
         for entity in list_rows(
-            table, query_filter="PartitionKey eq @pk", parameters={"pk": STATE}
+            table, query_filter="PartitionKey eq @pk", parameters={"pk": STATE}, raw=True
         ):
             state = _to_state(entity)
             if wanted is None or state.key in wanted:

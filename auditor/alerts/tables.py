@@ -11,6 +11,7 @@ from azure.core.exceptions import AzureError, ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient, TableTransactionError
 
 from auditor.storage.errors import StorageError
+from auditor.storage.listing import entity_time
 from auditor.storage.retry import StorageRetry
 from auditor.storage.transactions import (
     MAX_OPERATIONS,
@@ -46,7 +47,10 @@ class LazyTable:
 
 
 def utc(value: Any) -> datetime | None:
-    """A stored datetime back as a plain aware datetime (the SDK returns a subclass)."""
+    """A stored datetime back as a plain aware datetime (the SDK returns a subclass; a raw
+    row, its text)."""
+    if isinstance(value, str):
+        value = entity_time(value)
     if not isinstance(value, datetime):
         return None
     moment = value.astimezone(UTC) if value.tzinfo is not None else value
@@ -58,7 +62,7 @@ def etag_of(entity: Mapping[str, Any]) -> str | None:
     if isinstance(metadata, Mapping):
         value = metadata.get("etag")
         return str(value) if value else None
-    value = entity.get("etag")
+    value = entity.get("etag") or entity.get("odata.etag")  # the latter: a raw row
     return str(value) if value else None
 
 

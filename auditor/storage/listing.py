@@ -44,10 +44,13 @@ def list_rows(
     parameters: Mapping[str, Any] | None = None,
     select: Sequence[str] | None = None,
     results_per_page: int | None = None,
+    raw: bool = False,
     **options: Any,
 ) -> Iterator[TableEntity]:
     """`table.query_entities(query_filter, parameters=..., select=...)` (or `list_entities`
-    without a filter): the same entities, requests, pipeline options and errors."""
+    without a filter): the same entities, requests, pipeline options and errors. `raw`: each
+    entity as the service wrote it instead (`odata.etag`, values in their JSON form, typed
+    by `<name>@odata.type` annotations), for a reader that converts only what it uses."""
     client: Any = table  # the SDK's generated client is not public API
     if query_filter is not None:
         query_filter = _parameter_filter_substitution(dict(parameters or {}), query_filter)
@@ -67,8 +70,12 @@ def list_rows(
         response = client._client.send_request(request, **options)
         if response.status_code != 200:
             raise _decode_error(response)  # type: ignore[no-untyped-call]
-        for entity in _page(response):
-            yield to_entity(entity)
+        page = _page(response)
+        if raw:
+            yield from page  # type: ignore[misc] # mappings; a TableEntity is one too
+        else:
+            for entity in page:
+                yield to_entity(entity)
         next_partition = response.headers.get(_NEXT_PARTITION)
         next_row = response.headers.get(_NEXT_ROW)
         if not next_partition and not next_row:

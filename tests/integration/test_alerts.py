@@ -338,6 +338,41 @@ def test_quiet_state_updates_are_batched_and_never_overwrite_newer_state(
     assert [r.json()["kind"] for r in receiver.requests] == ["opened"]
 
 
+def test_a_scan_reads_the_states_that_point_reads_do(
+    make_settings: Callable[..., Settings], receiver: Receiver
+) -> None:
+    """`load()` scans the partition and converts the raw rows itself; reading the same keys
+    one by one goes through the SDK's entities. Both give equal states, ETags included, and
+    a state written with the scan's ETag is taken."""
+    settings = make_settings(
+        AUDITOR_ALERT_QUEUE="",
+        AUDITOR_ALERT_TEAMS_URL="",
+        AUDITOR_ALERT_SLACK_URL="",
+        AUDITOR_ALERT_LOG_RECORDS="false",
+    )
+    regs = [registry(f"acrscan{i:02d}") for i in range(6)]
+    missing = reason("category_missing:ContainerRegistryLoginEvents")
+    with service(settings) as alerts:
+        # Every kind of state: open, resolved, never compliant, reminded.
+        alerts.process([compliant(r) for r in regs[:3]], now=NOW)
+        failing = [Verdict(r, Status.NONCOMPLIANT, (missing,)) for r in regs]
+        alerts.process(failing, now=NOW + timedelta(hours=1))
+        alerts.process([compliant(regs[0])], now=NOW + timedelta(hours=2))
+        alerts.process(failing[1:2], now=NOW + timedelta(days=2))
+        scanned = alerts.states.load()
+        keys = [alert_key(r.key, Topic.COMPLIANCE) for r in regs]
+        pointed = alerts.states.load(keys)
+        assert set(pointed) == set(keys) and {k: scanned[k] for k in keys} == pointed
+        assert all(s.etag for s in pointed.values())
+        assert {s.open for s in pointed.values()} == {True, False}
+        assert any(s.resolved_at and s.opened_at for s in pointed.values())
+        newer = Verdict(
+            regs[1], Status.NONCOMPLIANT, (missing, reason("metrics_missing", metric="AllMetrics"))
+        )
+        plan = plan_alerts(scanned, [newer], now=NOW + timedelta(days=2), remind_after=None)
+        assert plan.changes and alerts.states.store(plan.changes) == len(plan.changes)
+
+
 def test_a_sink_that_crashes_does_not_stop_the_others(
     make_settings: Callable[..., Settings], receiver: Receiver, caplog: pytest.LogCaptureFixture
 ) -> None:
