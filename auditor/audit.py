@@ -32,8 +32,10 @@ from auditor.azure.inventory import (
     visible_subscriptions,
 )
 from auditor.change_feed import ChangeLog
+from auditor.changes import StoredState
 from auditor.evidence.judgement import apply_evidence, remediation_pending
 from auditor.evidence.model import LogEvidence
+from auditor.evidence.routing import destinations
 from auditor.facts import CategoryInfo, DiagnosticSetting, Registry, Status, Verdict
 from auditor.judgement import judge
 from auditor.logs_audit import EvidenceCollector, EvidenceResult, LogOptions
@@ -42,6 +44,7 @@ from auditor.policy import ACR_LOG_CATEGORIES, Policy, unknown_categories
 from auditor.ports import RunStore, VerdictWriter
 from auditor.run_record import AuditRun, RunMode, RunStatus, Sweeps
 from auditor.settings import MAX_CONCURRENCY, PolicySettings
+from auditor.storage.entities import parse_settings
 from auditor.storage.errors import StorageError
 from auditor.storage.keys import registry_key
 
@@ -223,7 +226,14 @@ def run_audit(
     storage = _Storage(store, run_id)
     # Only a log check can tell a remediated registry's events have not arrived yet.
     since = started - options.pending_window if logs_reader is not None else None
-    storage.start(started, trigger, remediated_since=since, full_sweep=mode is RunMode.FULL)
+    ahead = _AskAhead(policy) if logs_reader is not None and mode is RunMode.CHANGES else None
+    storage.start(
+        started,
+        trigger,
+        remediated_since=since,
+        full_sweep=mode is RunMode.FULL,
+        on_page=ahead.page if ahead is not None else None,
+    )
     audit = _Audit(
         clients=clients,
         policy=policy,
@@ -241,12 +251,52 @@ def run_audit(
         started=started,
         mode=mode,
         overlap=overlap,
+        ahead=ahead,
     )
     try:
         return audit.run()
     except BaseException as exc:
         storage.mark_failed(started, trigger, clock(), exc)
         raise
+
+
+class _AskAhead:
+    """A change-driven run's log queries asked before its registries are known: the
+    workspaces the stored settings send logs to, named as the store's pages arrive (on its
+    thread) and handed to the collector made for them (`EvidenceCollector.prefetch`), so the
+    queries overlap the rest of the read instead of following it. The run adopts that
+    collector once its inventory is complete (`_Audit._collector`)."""
+
+    def __init__(self, policy: Policy) -> None:
+        self._accepts = policy.accepts_workspace if policy.accepted_workspaces else None
+        self._lock = threading.Lock()
+        self._collector: EvidenceCollector | None = None
+        self._texts: set[str] = set()  # settings already looked at: most registries share
+        self._named: set[str] = set()
+        self._waiting: list[str] = []  # named before the collector was attached
+
+    def page(self, states: Sequence[StoredState]) -> None:
+        settings: list[DiagnosticSetting] = []
+        for state in states:
+            text = state.settings
+            if text and text not in self._texts:
+                self._texts.add(text)
+                settings += parse_settings(text) or ()
+        found = destinations(settings, accepts_workspace=self._accepts)
+        with self._lock:
+            self._waiting += sorted(found - self._named)
+            self._named |= found
+            self._hand_over()
+
+    def attach(self, collector: EvidenceCollector) -> None:
+        with self._lock:
+            self._collector = collector
+            self._hand_over()
+
+    def _hand_over(self) -> None:
+        if self._collector is not None and self._waiting:
+            self._collector.prefetch(self._waiting)
+            self._waiting = []
 
 
 class _Storage:
@@ -284,14 +334,16 @@ class _Storage:
         *,
         remediated_since: datetime | None = None,
         full_sweep: bool = False,
+        on_page: Callable[[Sequence[StoredState]], None] | None = None,
     ) -> None:
-        """Records the run and opens its writer (one read of the stored registries), then,
-        with `remediated_since`, reads the registries remediated since, on the storage's own
-        thread, so it overlaps the inventory instead of preceding it. A `full_sweep` judges
-        nothing from the store: the writer lets the stored settings go as soon as it opens."""
+        """Records the run and opens its writer (one read of the stored registries, each
+        page given to `on_page` as it arrives), then, with `remediated_since`, reads the
+        registries remediated since, on the storage's own thread, so it overlaps the
+        inventory instead of preceding it. A `full_sweep` judges nothing from the store:
+        the writer lets the stored settings go as soon as it opens."""
         if self._store is not None:
             self._opening = self._opener.submit(
-                self._open, self._store, started, trigger, remediated_since, full_sweep
+                self._open, self._store, started, trigger, remediated_since, full_sweep, on_page
             )
 
     def _open(
@@ -301,10 +353,11 @@ class _Storage:
         trigger: str,
         remediated_since: datetime | None,
         full_sweep: bool,
+        on_page: Callable[[Sequence[StoredState]], None] | None,
     ) -> None:
         try:
             store.start_run(self._run_id, started, trigger)
-            self.writer = store.run_writer(self._run_id)
+            self.writer = store.run_writer(self._run_id, on_page=on_page)
         except (StorageError, AzureError) as exc:
             self._failed(exc)
             return
@@ -438,6 +491,7 @@ class _Audit:
     started: datetime
     mode: RunMode = RunMode.FULL
     overlap: timedelta = timedelta(minutes=30)
+    ahead: _AskAhead | None = None
     errors: list[str] = field(default_factory=list)
     changes: change_run.ChangePlan = field(default_factory=change_run.ChangePlan)
     # A change-driven run from the store: when it planned, each subscription's watermark, and
@@ -445,12 +499,16 @@ class _Audit:
     _now: datetime | None = None
     _watermarks: dict[str, datetime | None] = field(default_factory=dict)
     _logs: dict[str, ChangeLog] = field(default_factory=dict)
+    # The collector of `ahead`, until the run adopts it or lets it go (`_collector`).
+    _early: EvidenceCollector | None = None
 
     def run(self) -> AuditRun:
         try:
             return self._stages()
         finally:
-            self.storage.close()
+            self.storage.close()  # after the store's thread: nothing more is asked ahead
+            if self._early is not None:
+                self._early.close()
 
     def _stages(self) -> AuditRun:
         fleet = _Fleet.listing(self) if self.mode is RunMode.FULL else self._changed_fleet()
@@ -516,6 +574,14 @@ class _Audit:
         now = self.clock()
         found = Inventory()
         subscriptions = visible_subscriptions(self.clients, self.subscriptions, found)
+        # Asked ahead, registry queries select every visible subscription, in one chunk.
+        if (
+            self.ahead is not None
+            and self.logs_reader is not None
+            and len(subscriptions) <= self.options.chunk_size
+        ):
+            self._early = self._new_collector(subscriptions, None, ())
+            self.ahead.attach(self._early)
         covered = self.storage.last_run(subscriptions).covered
         watermarks = {s: covered.get(s) for s in subscriptions}
         logs = change_run.read_logs(self.clients, watermarks, now, self.overlap)
@@ -646,13 +712,30 @@ class _Audit:
     ) -> EvidenceCollector | None:
         if self.logs_reader is None:
             return None
+        subscriptions = {r.subscription_id for r in registries}
+        subscriptions |= {v.registry.subscription_id for v in unreadable}
+        keys = [r.key for r in registries] + [v.registry.key for v in unreadable]
+        early, self._early = self._early, None
+        if early is not None:
+            # The store's read is over (the inventory waited for it): nothing more is asked.
+            if early.prefetched and early.restrict(keys, subscriptions, categories):
+                return early
+            early.close()
+        return self._new_collector(subscriptions, keys, categories)
+
+    def _new_collector(
+        self,
+        subscriptions: Collection[str],
+        registries: Sequence[str] | None,
+        categories: Sequence[CategoryInfo],
+    ) -> EvidenceCollector:
+        assert self.logs_reader is not None
         return EvidenceCollector(
             self.clients,
             self.logs_reader,
             now=self.clock(),
-            subscriptions={r.subscription_id for r in registries}
-            | {v.registry.subscription_id for v in unreadable},
-            registries=[r.key for r in registries] + [v.registry.key for v in unreadable],
+            subscriptions=subscriptions,
+            registries=registries,
             options=self.options,
             categories=categories,
             policy=self.policy,

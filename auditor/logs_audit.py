@@ -274,15 +274,18 @@ class EvidenceCollector:
         self._subscriptions = sorted({s.lower() for s in subscriptions})
         self._keep = frozenset(normalize_id(k) for k in registries) if registries else None
         self._selections = _selections(self._subscriptions, self._keep, self._opts.chunk_size)
-        # A listing covers more registries than a chunk did: its cap grows with the fleet.
-        fleet = len(self._keep) if self._keep is not None else 0
-        self._list_cap = self._opts.list_cap * max(1, math.ceil(fleet / self._opts.chunk_size))
+        self._list_cap = _list_cap(self._opts, self._keep)
+        # Made before the run's registries are known (`prefetch`, then `restrict`).
+        self._ahead = registries is None
+        self._hinted: list[tuple[str, Future[WorkspaceRef]]] = []  # listings held back
         self._progress = progress
         self._routes: dict[str, tuple[Route, ...]] = {}  # of registries not settled yet
         self._routed: set[str] = set()
         self._evidence: dict[str, LogEvidence] = {}
         self._refs: dict[str, Future[WorkspaceRef]] = {}
         self._answers: dict[str, list[_Asked]] = {}  # by workspace
+        self._routed_to: set[str] = set()  # workspaces some registry is routed to
+        self._activity_from: set[str] = set()  # workspaces whose activity queries went out
         self._unsettled: dict[str, None] = {}  # registry keys, in the order they came
         self._arrivals = 0  # registries routed so far
         # What `settle` last found ready, and from what: scanning every registry waiting on
@@ -330,13 +333,62 @@ class EvidenceCollector:
         asked, self._asking = self._asking, []
         asked.sort(key=lambda item: -routed[item[0]])  # stable: else in the order first seen
         for workspace_id, ref in asked:
-            # One task per purpose: a result is packed as soon as it arrives, so at most one
-            # unpacked result per pool worker exists at a time.
-            self._answers[workspace_id] = [
-                self._pool.submit(_REGISTRY_QUERY, self._ask, ref, selection, purpose)
-                for selection in self._selections
-                for purpose in _REGISTRY_PURPOSES
-            ]
+            self._answers[workspace_id] = self._send(ref, _REGISTRY_PURPOSES)
+
+    def prefetch(self, workspace_ids: Iterable[str]) -> None:
+        """Ask workspaces' registry queries before any registry is routed there: a
+        change-driven run names them from the stored settings while the store is still being
+        read, so the queries overlap that read. Made before the run's registries are known,
+        the collector holds back the deletions listing (its cap grows with the fleet) until
+        `restrict`; a workspace's activity queries wait until a registry is routed there, as
+        in any run; and what a workspace no registry is routed to answered is dropped, its
+        failures unreported."""
+        for workspace_id in workspace_ids:
+            if workspace_id in self._answers:
+                continue
+            ref = self._ref(workspace_id)
+            purposes = _REGISTRY_PURPOSES
+            if self._ahead:
+                purposes = tuple(p for p in purposes if p is not Purpose.DELETIONS)
+                self._hinted.append((workspace_id, ref))
+            self._answers[workspace_id] = self._send(ref, purposes)
+
+    @property
+    def prefetched(self) -> bool:
+        return bool(self._answers) and not self._routed_to
+
+    def restrict(
+        self,
+        registries: Collection[str],
+        subscriptions: Iterable[str],
+        categories: Sequence[CategoryInfo] = (),
+    ) -> bool:
+        """The run's registries, their subscriptions and the categories, for a collector
+        made before they were known (`registries=None`), before any registry is routed.
+        False, and nothing changed, when a subscription is not one it was made with: its
+        registry queries, already sent, select the subscriptions they were made with."""
+        wanted = {s.lower() for s in subscriptions}
+        if not wanted <= set(self._subscriptions) or self._routed_to:
+            return False
+        # Activity queries are still to go out: for these subscriptions, as in any run.
+        self._subscriptions = sorted(wanted)
+        self._keep = frozenset(normalize_id(k) for k in registries)
+        self._list_cap = _list_cap(self._opts, self._keep)
+        self._categories = categories
+        self._ahead = False
+        hinted, self._hinted = self._hinted, []
+        for workspace_id, ref in hinted:
+            self._answers[workspace_id] += self._send(ref, (Purpose.DELETIONS,))
+        return True
+
+    def _send(self, ref: Future[WorkspaceRef], purposes: Sequence[Purpose]) -> list[_Asked]:
+        # One task per purpose: a result is packed as soon as it arrives, so at most one
+        # unpacked result per pool worker exists at a time.
+        return [
+            self._pool.submit(_REGISTRY_QUERY, self._ask, ref, selection, purpose)
+            for selection in self._selections
+            for purpose in purposes
+        ]
 
     def wait(self, timeout: float) -> bool:
         """Waits until a query sent so far returns, at most `timeout` seconds; True when every
@@ -362,7 +414,8 @@ class EvidenceCollector:
         if routes:
             self._routed.add(key)
         for route in routes:
-            if route.workspace_id not in self._answers:
+            if route.workspace_id not in self._routed_to:
+                self._routed_to.add(route.workspace_id)
                 self._workspace(route.workspace_id, registry_queries=True)
         return routes
 
@@ -417,14 +470,17 @@ class EvidenceCollector:
             sent += count
             cap = self._opts.list_cap
             problems.extend(e for r in results for e in _describe(r, len(r.rows), cap))
-        for answers in self._answers.values():
+        for workspace_id, answers in self._answers.items():
             for asked in answers:
                 found, count = asked.result()
                 sent += count
+                if workspace_id not in self._routed_to:
+                    continue  # asked ahead (`prefetch`) for registries not routed there
                 for answer in found:
                     problems.extend(_describe(answer.result, answer.row_count, self._list_cap))
         self._answers.clear()  # rows of registries routed nowhere: not needed any more
-        workspaces = {w: ref.result() for w, ref in sorted(self._refs.items())}
+        used = self._routed_to | self._activity_from
+        workspaces = {w: ref.result() for w, ref in sorted(self._refs.items()) if w in used}
         errors = [
             f"logs: workspace {ref.id}: {ref.error}"
             for ref in workspaces.values()
@@ -432,7 +488,7 @@ class EvidenceCollector:
         ]
         if self._progress:
             self._progress(
-                f"logs: {sent} queries in {len(self._refs)} workspaces,"
+                f"logs: {sent} queries in {len(workspaces)} workspaces,"
                 f" evidence for {len(evidence)} registries"
             )
         return EvidenceResult(
@@ -524,12 +580,18 @@ class EvidenceCollector:
 
     # -- sending ---------------------------------------------------------------------------
 
-    def _workspace(self, workspace_id: str, *, registry_queries: bool) -> None:
-        """Resolve a workspace once; its queries go out as soon as it resolves."""
+    def _ref(self, workspace_id: str) -> Future[WorkspaceRef]:
+        """The workspace, resolved once; its queries go out as soon as it resolves."""
         ref = self._refs.get(workspace_id)
         if ref is None:
             ref = self._resolver.submit(resolve_workspace, self._arm, workspace_id)
             self._refs[workspace_id] = ref
+        return ref
+
+    def _workspace(self, workspace_id: str, *, registry_queries: bool) -> None:
+        ref = self._ref(workspace_id)
+        if workspace_id not in self._activity_from:
+            self._activity_from.add(workspace_id)
             for subs in kql.chunks(self._subscriptions, self._opts.chunk_size):
                 build = functools.partial(self._activity_q, subs)
                 self._activity.append(self._pool.submit(_ACTIVITY_QUERY, self._query, ref, build))
@@ -567,6 +629,12 @@ def _selections(
     if registries is not None and len(registries) <= chunk_size:
         return [kql.Selection.of_registries(registries)]
     return [kql.Selection.of_subscriptions(c) for c in kql.chunks(subscriptions, chunk_size)]
+
+
+def _list_cap(opts: LogOptions, registries: frozenset[str] | None) -> int:
+    """A listing covers more registries than a chunk did: its cap grows with the fleet."""
+    fleet = len(registries) if registries is not None else 0
+    return opts.list_cap * max(1, math.ceil(fleet / opts.chunk_size))
 
 
 def _index(result: QueryRows, keep: frozenset[str] | None) -> _Answer:

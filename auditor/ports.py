@@ -18,7 +18,7 @@ they accept, and the import graph stays free of loops.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
@@ -26,6 +26,7 @@ if TYPE_CHECKING:
     from azure.mgmt.resourcegraph.models import QueryRequest
 
     from auditor.change_feed import ChangeLog
+    from auditor.changes import StoredState
     from auditor.compliance_history import HistoryRow
     from auditor.evidence.model import LogEvidence, Row
     from auditor.facts import DiagnosticSetting, Registry, Verdict
@@ -287,7 +288,12 @@ class RunStore(Protocol):
 
     def known_registries(self) -> list[Registry]: ...
 
-    def run_writer(self, run_id: str) -> VerdictWriter: ...
+    def run_writer(
+        self,
+        run_id: str,
+        *,
+        on_page: Callable[[Sequence[StoredState]], None] | None = None,
+    ) -> VerdictWriter: ...
 
     def last_sweeps(self, subscriptions: Collection[str] = ()) -> Sweeps:
         """When each subscription was last listed by a finished run, and the newest full

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from auditor import kql
-from auditor.facts import CategoryInfo, Verdict, normalize_id
+from auditor.facts import CategoryInfo, DiagnosticSetting, Verdict, normalize_id
 from auditor.judgement import enabled_log_categories, is_resource_specific
 
 
@@ -40,15 +40,13 @@ def plan_routes(
     found: dict[tuple[str, str], tuple[set[str], list[str]]] = {}
     for verdict in verdicts:
         for setting in verdict.settings:
-            workspace = setting.workspace_id
-            if not workspace or not workspace.strip() or not is_resource_specific(setting):
-                continue
-            if accepts_workspace is not None and not accepts_workspace(workspace):
+            workspace = _destination(setting, accepts_workspace)
+            if workspace is None:
                 continue
             tables = enabled_log_categories(setting, categories, kql.REGISTRY_TABLES)
             if not tables:
                 continue
-            key = (verdict.registry.key, normalize_id(workspace))
+            key = (verdict.registry.key, workspace)
             entry = found.setdefault(key, (set(), []))
             entry[0].update(tables)
             entry[1].append(setting.name)
@@ -56,3 +54,25 @@ def plan_routes(
         Route(registry_key=r, workspace_id=w, tables=frozenset(t), settings=tuple(names))
         for (r, w), (t, names) in sorted(found.items())
     )
+
+
+def destinations(
+    settings: Iterable[DiagnosticSetting],
+    *,
+    accepts_workspace: Callable[[str], bool] | None = None,
+) -> set[str]:
+    """The workspaces `settings` could route registries to (`plan_routes`' ids), whatever
+    categories they send: a change-driven run asks them ahead from the stored settings."""
+    return {w for s in settings if (w := _destination(s, accepts_workspace)) is not None}
+
+
+def _destination(
+    setting: DiagnosticSetting, accepts_workspace: Callable[[str], bool] | None
+) -> str | None:
+    """The workspace `setting` sends resource-specific logs to, if the policy checks it."""
+    workspace = setting.workspace_id
+    if not workspace or not workspace.strip() or not is_resource_specific(setting):
+        return None
+    if accepts_workspace is not None and not accepts_workspace(workspace):
+        return None
+    return normalize_id(workspace)

@@ -20,7 +20,7 @@ naming what was being written.
 from __future__ import annotations
 
 import logging
-from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from datetime import datetime, timedelta
@@ -88,12 +88,23 @@ class AuditWriter:
             mode=UpdateMode.REPLACE,
         )
 
-    def run_writer(self, run_id: str, *, only: Collection[str] | None = None) -> RunWriter:
+    def run_writer(
+        self,
+        run_id: str,
+        *,
+        only: Collection[str] | None = None,
+        on_page: Callable[[Sequence[StoredState]], None] | None = None,
+    ) -> RunWriter:
         """Writes `run_id`'s registries while the run goes on; see `RunWriter`. `only`: the
-        registry keys of a run that judges a few registries and removes none."""
+        registry keys of a run that judges a few registries and removes none; `on_page`:
+        see `stored_states`."""
         self._tables.ensure_tables()
         stored = self._tables.retry.call(
-            "reading registry status", stored_states, self._tables.registries, only
+            "reading registry status",
+            stored_states,
+            self._tables.registries,
+            only,
+            on_page=on_page,
         )
         return RunWriter(self._tables, run_id, stored)
 
@@ -109,26 +120,40 @@ class AuditWriter:
 
 
 def stored_states(
-    registries: TableClient, only: Collection[str] | None = None, **options: Any
+    registries: TableClient,
+    only: Collection[str] | None = None,
+    *,
+    on_page: Callable[[Sequence[StoredState]], None] | None = None,
+    **options: Any,
 ) -> dict[str, StoredState]:
     """The stored state of every registry (or of the keys in `only`) by key: what a run's
-    results are compared with. `options` go to every request (see `StorageRetry`)."""
+    results are compared with. `options` go to every request (see `StorageRetry`).
+    `on_page` is given a scan's states a page (1,000) at a time as they arrive, all but a
+    last part short of a page (a retry scans again): a large fleet's read takes a second or
+    more, and what it holds can start work before it ends."""
     if only is not None and len(only) <= _POINT_READS:
         return {
             key: entities.stored_state(row)
             for key in only
             if (row := _registry_row(registries, key, options))
         }
+    found: dict[str, StoredState] = {}
+    page: list[StoredState] = []
     try:
-        return {
-            row["RowKey"]: entities.stored_state(row)
-            for row in list_rows(
-                registries, results_per_page=MAX_PAGE, select=entities.STATE_COLUMNS, **options
-            )
-            if only is None or row["RowKey"] in only
-        }
+        for row in list_rows(
+            registries, results_per_page=MAX_PAGE, select=entities.STATE_COLUMNS, **options
+        ):
+            if only is not None and row["RowKey"] not in only:
+                continue
+            state = found[row["RowKey"]] = entities.stored_state(row)
+            if on_page is not None:
+                page.append(state)
+                if len(page) == MAX_PAGE:
+                    on_page(page)
+                    page = []
     except ResourceNotFoundError:
         return {}
+    return found
 
 
 def _registry_row(

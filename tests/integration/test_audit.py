@@ -631,9 +631,9 @@ def test_a_full_sweep_lets_the_stored_settings_go_however_late_the_store_opens(
     writers: list[Any] = []
 
     class SlowToOpen:
-        def run_writer(self, run_id: str) -> Any:
+        def run_writer(self, run_id: str, **options: Any) -> Any:
             time.sleep(1.0)
-            writers.append(store.run_writer(run_id))
+            writers.append(store.run_writer(run_id, **options))
             return writers[-1]
 
         def __getattr__(self, name: str) -> Any:

@@ -5,13 +5,17 @@ reads the settings of only those registries."""
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
+import pytest
+
 from auditor.facts import Status, Verdict
+from auditor.logs_audit import EvidenceCollector
 from auditor.run_record import AuditRun, RunMode
 from auditor.runtime import audit_once, build_store, scheduled_mode
 from auditor.settings import Settings
+from auditor.storage import writer
 from emulator.testing import RunningEmulator
 
 LocalAzure = Callable[..., tuple[RunningEmulator, dict[str, str]]]
@@ -105,6 +109,44 @@ def test_a_change_driven_run_judges_as_a_full_sweep_and_reads_only_what_changed(
     assert {names.get(r, r) for r in read_now} == reread - removed
     assert changes.settings_reads == len(reread - removed) < len(full.verdicts)
     assert not changes.full_reads
+
+
+def test_log_queries_asked_ahead_of_the_inventory_judge_as_a_full_sweep(
+    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A change-driven run names the workspaces of the stored settings as the store's pages
+    arrive (pages of 4 rows here, of 1,000 in a fleet) and asks their registry queries
+    before its inventory is complete; it adopts that collector and judges, evidence and
+    all, as a full sweep does."""
+    monkeypatch.setattr(writer, "MAX_PAGE", 4)
+    asked: list[str] = []
+    adopted: list[bool] = []
+    prefetch, restrict = EvidenceCollector.prefetch, EvidenceCollector.restrict
+
+    def spy_prefetch(self: EvidenceCollector, workspace_ids: Iterable[str]) -> None:
+        ids = list(workspace_ids)
+        asked.extend(ids)
+        prefetch(self, ids)
+
+    def spy_restrict(self: EvidenceCollector, *args: Any, **kwargs: Any) -> bool:
+        adopted.append(restrict(self, *args, **kwargs))
+        return adopted[-1]
+
+    monkeypatch.setattr(EvidenceCollector, "prefetch", spy_prefetch)
+    monkeypatch.setattr(EvidenceCollector, "restrict", spy_restrict)
+    emu, env = local_azure()
+    audit(env, RunMode.FULL)
+    assert asked == [] and adopted == []  # a full sweep routes as it reads
+    change_world(emu, random.Random(7))
+    changes = audit(env, RunMode.CHANGES)
+    assert len(asked) == len(set(asked)) >= 1 and adopted == [True]
+    full = audit(env, RunMode.FULL)
+    removed = {n for n, (status, _) in judged(changes).items() if status is Status.REMOVED}
+    assert {n: j for n, j in judged(changes).items() if n not in removed} == judged(full)
+    assert any(
+        c.startswith("logs_") or c == "pending" for _, cs in judged(full).values() for c in cs
+    )
+    assert changes.errors == full.errors
 
 
 def test_a_first_change_driven_run_reads_everything_and_says_why(

@@ -55,8 +55,8 @@ class OutageAtFirstWrite:
         self._store = store
         self._outage = outage
 
-    def run_writer(self, run_id: str) -> RunWriter:
-        writer = self._store.run_writer(run_id)
+    def run_writer(self, run_id: str, **options: Any) -> RunWriter:
+        writer = self._store.run_writer(run_id, **options)
         write = writer.write
 
         def write_after_outage(*args: Any, **kwargs: Any) -> None:

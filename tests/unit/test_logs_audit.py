@@ -17,7 +17,7 @@ from azure.core.credentials import AccessToken
 from auditor import kql, logs_audit
 from auditor.azure.logs import QueryOutcome
 from auditor.errors import ConfigError
-from auditor.facts import DiagnosticSetting, LogEntry, Registry, Status, Verdict
+from auditor.facts import DiagnosticSetting, LogEntry, Registry, Status, Verdict, normalize_id
 from auditor.kql import Purpose, Query
 from auditor.logs_audit import EvidenceCollector, LogOptions, build_logs_reader, collect_evidence
 from auditor.policy import Policy
@@ -184,6 +184,85 @@ def test_evidence_built_a_slice_at_a_time_is_the_evidence_built_at_once(
     assert sliced.evidence == whole.evidence
     fresh = {k for k, e in sliced.evidence.items() if e.last_event is not None}
     assert fresh == {v.registry.key for v in verdicts[::2]}
+
+
+def _sent(reader: FakeReader, count: int) -> list[tuple[str, Query]]:
+    """The queries sent once `count` have gone out (the pool sends them on its threads)."""
+    for _ in range(500):
+        if len(reader.sent) >= count:
+            return list(reader.sent)
+        threading.Event().wait(0.01)
+    raise AssertionError(f"{len(reader.sent)} of {count} queries sent")
+
+
+def test_workspaces_asked_ahead_give_what_a_run_that_did_not_ask_ahead_gives() -> None:
+    """A change-driven run asks the workspaces of the stored settings before its registries
+    are known (`prefetch`), then names them (`restrict`): the evidence, errors, workspaces
+    and queries are those of a collector made with them, a workspace no registry is routed
+    to adds nothing, and activity queries and listings wait for the registries."""
+    verdicts = [
+        verdict(f"acr{i:04d}", "law-a" if i % 2 else "law-b", sub=f"sub-{i % 3}")
+        for i in range(450)
+    ]
+    stranger = verdict("acrstranger", "law-a", sub="sub-0").registry.id.lower()
+
+    def answer(customer_id: str, query: Query) -> QueryOutcome:
+        if query.purpose is Purpose.FRESHNESS:
+            fresh = [fresh_row(v.registry.id.lower()) for v in verdicts[::3]]
+            return QueryOutcome(rows=(fresh_row(stranger), *fresh))
+        return QueryOutcome()
+
+    plain = FakeReader(answer)
+    expected = collect_evidence(FakeArm(), plain, verdicts, now=NOW)
+    reader = FakeReader(answer)
+    subscriptions = ["sub-0", "sub-1", "sub-2", "sub-without-registries"]
+    with EvidenceCollector(
+        FakeArm(), reader, now=NOW, subscriptions=subscriptions, registries=None
+    ) as collector:
+        hinted = ("law-a", "law-b", "law-not-routed", "law-b")
+        collector.prefetch(normalize_id(ws_id(w)) for w in hinted)
+        assert collector.prefetched
+        ahead = {(c, q.purpose) for c, q in _sent(reader, 2 * 4)}
+        assert ahead == {
+            (GUIDS[w], p)
+            for w in ("law-a", "law-b")
+            for p in Purpose
+            if p not in (Purpose.ACTIVITY, Purpose.DELETIONS)
+        }
+        assert collector.restrict(
+            [v.registry.key for v in verdicts], {v.registry.subscription_id for v in verdicts}
+        )
+        collector.add_all(verdicts)
+        result = collector.finish(verdicts)
+    assert result.evidence == expected.evidence and len(result.evidence) == 450
+    assert stranger not in {k.lower() for k in result.evidence}
+    assert result.errors == expected.errors == ()  # law-not-routed has no customerId
+    assert result.workspaces == expected.workspaces and len(result.workspaces) == 2
+    assert result.routed == expected.routed
+    assert sorted((c, q.purpose) for c, q in reader.sent) == sorted(
+        (c, q.purpose) for c, q in plain.sent
+    )
+    assert result.queries == expected.queries == len(plain.sent)
+    # The listings' cap grows with the fleet named by `restrict`; activity queries select
+    # its subscriptions only.
+    for purpose in (Purpose.DELETIONS, Purpose.ACTIVITY):
+        texts = [q.text for _, q in reader.sent if q.purpose is purpose]
+        assert len(texts) == 2
+        if purpose is Purpose.DELETIONS:
+            assert all(f"| top {3 * kql.DEFAULT_LIST_CAP} by" in t for t in texts)
+        else:
+            assert sorted(texts) == sorted(q.text for _, q in plain.sent if q.purpose is purpose)
+
+
+def test_a_collector_asked_ahead_refuses_subscriptions_it_was_not_made_with() -> None:
+    with EvidenceCollector(
+        FakeArm(), FakeReader(), now=NOW, subscriptions=["sub-0"], registries=None
+    ) as collector:
+        collector.prefetch([normalize_id(ws_id("law-a"))])
+        assert not collector.restrict(["acrone"], ["sub-0", "sub-1"])
+        assert collector.restrict(["acrone"], ["SUB-0"])
+        collector.add(verdict("acrone", "law-a", sub="sub-0"))
+        assert not collector.restrict(["acrone"], ["sub-0"])  # routed since: too late
 
 
 def test_a_workspace_that_does_not_resolve_is_not_queried_and_is_reported() -> None:
