@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from auditor import kql
 from auditor.azure.logs import LogsReader, WorkspaceRef, pack_rows, resolve_workspace
 from auditor.errors import ConfigError
-from auditor.evidence.build import build_evidence
+from auditor.evidence.build import build_evidence, orphan_activity
 from auditor.evidence.judgement import observations
 from auditor.evidence.model import (
     DEFAULT_ADMIN_IDENTITIES,
@@ -459,10 +459,7 @@ class EvidenceCollector:
         self._build(list(self._unsettled), activity)
         revised = self._late_activity()
         evidence = self._evidence
-        everyone = {v.registry.key for v in verdicts}
-        _, orphans = build_evidence(
-            (), activity, window=self._window, registry_keys=everyone, options=self._opts.evidence
-        )
+        orphans = orphan_activity(activity, (v.registry.key for v in verdicts))
         problems: list[str] = []
         sent = 0
         for sent_activity in self._activity:

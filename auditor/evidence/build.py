@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import functools
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -455,11 +455,31 @@ def _deletions(results: Sequence[QueryRows], builders: Mapping[str, _Builder]) -
             builder.deletions.append(entry)
 
 
+def orphan_activity(
+    results: Iterable[QueryRows], registry_keys: Iterable[str]
+) -> tuple[ActivityEvent, ...]:
+    """`build_evidence`'s orphans alone: the activity events of registries not among
+    `registry_keys`, without building the evidence of those that are."""
+    keys = {normalize_id(k) for k in registry_keys}
+    activity = [r for r in results if r.purpose is Purpose.ACTIVITY]
+    return _in_order([e for e in _activity_events(activity) if e.registry_key not in keys])
+
+
 def _activity(
     results: Sequence[QueryRows], builders: Mapping[str, _Builder]
 ) -> tuple[ActivityEvent, ...]:
-    seen: set[ActivityEvent] = set()
     orphans: list[ActivityEvent] = []
+    for event in _activity_events(results):
+        builder = builders.get(event.registry_key)
+        if builder is None:
+            orphans.append(event)
+        else:
+            builder.activity.append(event)
+    return _in_order(orphans)
+
+
+def _activity_events(results: Sequence[QueryRows]) -> Iterator[ActivityEvent]:
+    seen: set[ActivityEvent] = set()
     for result in results:
         if not result.ok:
             continue
@@ -480,15 +500,13 @@ def _activity(
                 status=as_str(row.get(kql.COL_ACTIVITY_STATUS)),
             )
             # The same subscription's activity log may reach several workspaces.
-            if event in seen:
-                continue
-            seen.add(event)
-            builder = builders.get(registry)
-            if builder is None:
-                orphans.append(event)
-            else:
-                builder.activity.append(event)
-    return tuple(sorted(orphans, key=lambda e: (e.registry_key, e.at or datetime.min)))
+            if event not in seen:
+                seen.add(event)
+                yield event
+
+
+def _in_order(events: list[ActivityEvent]) -> tuple[ActivityEvent, ...]:
+    return tuple(sorted(events, key=lambda e: (e.registry_key, e.at or datetime.min)))
 
 
 def _earlier(a: datetime | None, b: datetime | None) -> datetime | None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from auditor import exemptions, kql
-from auditor.evidence.build import build_evidence, find_burst
+from auditor.evidence.build import build_evidence, find_burst, orphan_activity
 from auditor.evidence.judgement import apply_evidence, remediation_pending
 from auditor.evidence.model import (
     ActivityKind,
@@ -565,6 +565,10 @@ def test_activity_of_a_registry_without_routes_is_kept_and_orphans_returned() ->
     )
     assert [a.kind for a in found[reg.key].activity] == [ActivityKind.SETTING_DELETE]
     assert [(o.registry_key, o.kind) for o in orphans] == [(gone.key, ActivityKind.REGISTRY_DELETE)]
+    # Alone, without building anyone's evidence: the same orphans, whatever else is there.
+    results.append(rows(Purpose.FRESHNESS, [fresh_row(gone, last=NOW)], regs=[gone]))
+    assert orphan_activity(results, [reg.key.upper()]) == orphans
+    assert orphan_activity(results, [reg.key, gone.key]) == ()
     out = apply_evidence([v], found, now=NOW, silent_after=SILENT_AFTER, pending_window=PENDING)
     assert codes(out[0]) == ["logging_interrupted"]
 
