@@ -274,29 +274,48 @@ class _AskAhead:
         self._texts: set[str] = set()  # settings already looked at: most registries share
         self._named: set[str] = set()
         self._waiting: list[str] = []  # named before the collector was attached
+        # A page that could not be handed over: the collector may hold part of its queries.
+        self.failed = False
 
     def page(self, states: Sequence[StoredState]) -> None:
-        settings: list[DiagnosticSetting] = []
-        for state in states:
-            text = state.settings
-            if text and text not in self._texts:
-                self._texts.add(text)
-                settings += parse_settings(text) or ()
-        found = destinations(settings, accepts_workspace=self._accepts)
+        """Never raises: it runs inside the store's read, which must not fail for it (the
+        run then asks its queries as any run does, once its registries are routed)."""
         with self._lock:
-            self._waiting += sorted(found - self._named)
-            self._named |= found
+            if self.failed:
+                return
+            try:
+                settings: list[DiagnosticSetting] = []
+                for state in states:
+                    text = state.settings
+                    if text and text not in self._texts:
+                        self._texts.add(text)
+                        settings += parse_settings(text) or ()
+                found = destinations(settings, accepts_workspace=self._accepts)
+                self._waiting += sorted(found - self._named)
+                self._named |= found
+            except Exception:  # noqa: BLE001 - logged by _fail: the read must not fail for it
+                self._fail()
+                return
             self._hand_over()
 
     def attach(self, collector: EvidenceCollector) -> None:
+        """Never raises, as `page`."""
         with self._lock:
             self._collector = collector
             self._hand_over()
 
     def _hand_over(self) -> None:
-        if self._collector is not None and self._waiting:
+        if self.failed or self._collector is None or not self._waiting:
+            return
+        try:
             self._collector.prefetch(self._waiting)
-            self._waiting = []
+        except Exception:  # noqa: BLE001 - logged by _fail: the read must not fail for it
+            self._fail()
+        self._waiting = []
+
+    def _fail(self) -> None:
+        self.failed = True
+        log.warning("logs: the stored settings' workspaces were not asked ahead", exc_info=True)
 
 
 class _Storage:
@@ -718,7 +737,8 @@ class _Audit:
         early, self._early = self._early, None
         if early is not None:
             # The store's read is over (the inventory waited for it): nothing more is asked.
-            if early.prefetched and early.restrict(keys, subscriptions, categories):
+            whole = self.ahead is not None and not self.ahead.failed
+            if whole and early.prefetched and early.restrict(keys, subscriptions, categories):
                 return early
             early.close()
         return self._new_collector(subscriptions, keys, categories)

@@ -76,6 +76,20 @@ def read_failed(run: AuditRun) -> list[Verdict]:
     return [v for v in run.verdicts if any(r.code.startswith("unknown:") for r in v.reasons)]
 
 
+def adoptions(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """What each `EvidenceCollector.restrict` answered: whether a run adopted the collector
+    it asked ahead with."""
+    answered: list[bool] = []
+    restrict = EvidenceCollector.restrict
+
+    def spy(self: EvidenceCollector, *args: Any, **kwargs: Any) -> bool:
+        answered.append(restrict(self, *args, **kwargs))
+        return answered[-1]
+
+    monkeypatch.setattr(EvidenceCollector, "restrict", spy)
+    return answered
+
+
 def graph_queries(emu: RunningEmulator) -> int:
     return len(emu.world.requests(api="graph"))
 
@@ -120,20 +134,15 @@ def test_log_queries_asked_ahead_of_the_inventory_judge_as_a_full_sweep(
     all, as a full sweep does."""
     monkeypatch.setattr(writer, "MAX_PAGE", 4)
     asked: list[str] = []
-    adopted: list[bool] = []
-    prefetch, restrict = EvidenceCollector.prefetch, EvidenceCollector.restrict
+    adopted = adoptions(monkeypatch)
+    prefetch = EvidenceCollector.prefetch
 
     def spy_prefetch(self: EvidenceCollector, workspace_ids: Iterable[str]) -> None:
         ids = list(workspace_ids)
         asked.extend(ids)
         prefetch(self, ids)
 
-    def spy_restrict(self: EvidenceCollector, *args: Any, **kwargs: Any) -> bool:
-        adopted.append(restrict(self, *args, **kwargs))
-        return adopted[-1]
-
     monkeypatch.setattr(EvidenceCollector, "prefetch", spy_prefetch)
-    monkeypatch.setattr(EvidenceCollector, "restrict", spy_restrict)
     emu, env = local_azure()
     audit(env, RunMode.FULL)
     assert asked == [] and adopted == []  # a full sweep routes as it reads
@@ -147,6 +156,29 @@ def test_log_queries_asked_ahead_of_the_inventory_judge_as_a_full_sweep(
         c.startswith("logs_") or c == "pending" for _, cs in judged(full).values() for c in cs
     )
     assert changes.errors == full.errors
+
+
+def test_a_failure_to_ask_ahead_costs_the_run_nothing(
+    local_azure: LocalAzure, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking ahead happens inside the store's read: should it fail, the read and the run
+    go on, and the run asks its queries as any run does."""
+    monkeypatch.setattr(writer, "MAX_PAGE", 4)
+    restricted = adoptions(monkeypatch)
+
+    def broken(self: EvidenceCollector, workspace_ids: Iterable[str]) -> None:
+        raise RuntimeError("asked ahead and failed")
+
+    monkeypatch.setattr(EvidenceCollector, "prefetch", broken)
+    emu, env = local_azure()
+    audit(env, RunMode.FULL)
+    change_world(emu, random.Random(7))
+    changes = audit(env, RunMode.CHANGES)
+    assert changes.storage_error is None and restricted == []  # its own collector
+    assert changes.mode is RunMode.CHANGES and changes.log_queries > 0
+    full = audit(env, RunMode.FULL)
+    removed = {n for n, (status, _) in judged(changes).items() if status is Status.REMOVED}
+    assert {n: j for n, j in judged(changes).items() if n not in removed} == judged(full)
 
 
 def test_a_first_change_driven_run_reads_everything_and_says_why(
