@@ -271,7 +271,6 @@ class _AskAhead:
         self._accepts = policy.accepts_workspace if policy.accepted_workspaces else None
         self._lock = threading.Lock()
         self._collector: EvidenceCollector | None = None
-        self._texts: set[str] = set()  # settings already looked at: most registries share
         self._named: set[str] = set()
         self._waiting: list[str] = []  # named before the collector was attached
         # A page that could not be handed over: the collector may hold part of its queries.
@@ -284,12 +283,8 @@ class _AskAhead:
             if self.failed:
                 return
             try:
-                settings: list[DiagnosticSetting] = []
-                for state in states:
-                    text = state.settings
-                    if text and text not in self._texts:
-                        self._texts.add(text)
-                        settings += parse_settings(text) or ()
+                # Each registry's text is its own (a setting's id names its registry).
+                settings = [s for state in states for s in parse_settings(state.settings) or ()]
                 found = destinations(settings, accepts_workspace=self._accepts)
                 self._waiting += sorted(found - self._named)
                 self._named |= found

@@ -277,7 +277,7 @@ class EvidenceCollector:
         self._list_cap = _list_cap(self._opts, self._keep)
         # Made before the run's registries are known (`prefetch`, then `restrict`).
         self._ahead = registries is None
-        self._hinted: list[tuple[str, Future[WorkspaceRef]]] = []  # listings held back
+        self._held: list[tuple[str, Future[WorkspaceRef]]] = []  # their listings, held back
         self._progress = progress
         self._routes: dict[str, tuple[Route, ...]] = {}  # of registries not settled yet
         self._routed: set[str] = set()
@@ -350,7 +350,7 @@ class EvidenceCollector:
             purposes = _REGISTRY_PURPOSES
             if self._ahead:
                 purposes = tuple(p for p in purposes if p is not Purpose.DELETIONS)
-                self._hinted.append((workspace_id, ref))
+                self._held.append((workspace_id, ref))
             self._answers[workspace_id] = self._send(ref, purposes)
 
     @property
@@ -376,8 +376,8 @@ class EvidenceCollector:
         self._list_cap = _list_cap(self._opts, self._keep)
         self._categories = categories
         self._ahead = False
-        hinted, self._hinted = self._hinted, []
-        for workspace_id, ref in hinted:
+        held, self._held = self._held, []
+        for workspace_id, ref in held:
             self._answers[workspace_id] += self._send(ref, (Purpose.DELETIONS,))
         return True
 
